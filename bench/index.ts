@@ -1,0 +1,172 @@
+/**
+ * nomadcore vs Hypercore 11, side by side in one process.
+ *
+ *   node dist/bench/index.js [--quick] [--rounds N] [--only id,id] [--side name] [--write | --no-write]
+ *
+ *   --quick      op counts ÷10, for development (RESULTS.md is not written)
+ *   --rounds N   timed rounds per row and contender, best counts (default 3)
+ *   --only ids   run only these rows (ids: see --list)
+ *   --side name  run only one contender (e.g. for `node --cpu-prof`)
+ *   --list       print the row ids and exit
+ *   --write      write bench/RESULTS.md even for a partial or quick run
+ *   --no-write   never write bench/RESULTS.md
+ *
+ * Rows come in modules (bench/core.ts, ...): add a module's `Row[]` to `ROWS`.
+ */
+import * as fs from 'fs'
+import * as os from 'os'
+import * as path from 'path'
+import { keyPair as generateKeyPair } from '../lib/crypto'
+import { contenders as allContenders } from './contenders'
+import { coreRows } from './core'
+import {
+  BenchEnv, fmtOps, machineInfo, makeBenchRoot, markdownTable, roundCells, runRow, tableCells, textTable,
+  type Contender, type Row, type RowResult
+} from './harness'
+
+const ROWS: readonly Row[] = [...coreRows]
+
+/** Op counts of the warm-up, relative to a full run. */
+const WARMUP_SCALE = 0.03
+
+interface Args {
+  quick: boolean
+  rounds: number
+  only: string[] | null
+  side: string | null
+  list: boolean
+  write: boolean | null
+}
+
+function parseArgs (argv: readonly string[]): Args {
+  const args: Args = { quick: false, rounds: 3, only: null, side: null, list: false, write: null }
+  for (let k = 0; k < argv.length; k++) {
+    const a = argv[k]!
+    const value = (): string => {
+      const v = argv[++k]
+      if (v === undefined) throw new Error(`${a} needs a value`)
+      return v
+    }
+    if (a === '--quick') args.quick = true
+    else if (a === '--rounds') args.rounds = Math.max(1, parseInt(value(), 10) || 1)
+    else if (a === '--only') args.only = value().split(',').map(s => s.trim()).filter(Boolean)
+    else if (a === '--side') args.side = value()
+    else if (a === '--list') args.list = true
+    else if (a === '--write') args.write = true
+    else if (a === '--no-write') args.write = false
+    else throw new Error(`Unknown argument ${a}`)
+  }
+  return args
+}
+
+function log (msg: string): void {
+  process.stderr.write(msg + '\n')
+}
+
+async function main (): Promise<void> {
+  const args = parseArgs(process.argv.slice(2))
+  if (args.list) {
+    for (const r of ROWS) console.log(`${r.id.padEnd(14)} ${r.label}`)
+    return
+  }
+
+  let rows = ROWS
+  if (args.only !== null) {
+    const unknown = args.only.filter(id => !ROWS.some(r => r.id === id))
+    if (unknown.length > 0) throw new Error(`Unknown row ${unknown.join(', ')}; rows: ${ROWS.map(r => r.id).join(', ')}`)
+    rows = ROWS.filter(r => args.only!.includes(r.id))
+  }
+  let contenders: readonly Contender[] = allContenders
+  if (args.side !== null) {
+    contenders = allContenders.filter(c => c.name === args.side)
+    if (contenders.length === 0) throw new Error(`Unknown side ${args.side}; sides: ${allContenders.map(c => c.name).join(', ')}`)
+  }
+
+  const scale = args.quick ? 0.1 : 1
+  const keyPair = generateKeyPair()
+  const info = machineInfo()
+  const started = Date.now()
+  log(`nomadcore bench: ${args.quick ? 'quick' : 'full'} run, ${args.rounds} round(s) per row, ` +
+    `${contenders.map(c => `${c.name}@${c.version}`).join(' vs ')}`)
+  log(`${info.cpu} × ${info.cores}, node ${info.node}, tmp on ${info.tmpdir}, load ${info.load.toFixed(2)}`)
+  if (info.load > info.cores / 2) log(`warning: load average ${info.load.toFixed(2)} on ${info.cores} cores, other work will add noise`)
+
+  // Warm-up: every row once, small, for every contender (JIT, file system, RocksDB).
+  const warm = new BenchEnv(WARMUP_SCALE * scale, keyPair, makeBenchRoot())
+  try {
+    for (const row of rows) await runRow(row, contenders, warm, { rounds: 1 })
+  } finally {
+    await warm.close()
+  }
+  log(`warm-up done in ${((Date.now() - started) / 1000).toFixed(1)} s`)
+
+  const env = new BenchEnv(scale, keyPair, makeBenchRoot())
+  const results: RowResult[] = []
+  try {
+    for (const row of rows) {
+      const t0 = Date.now()
+      const result = await runRow(row, contenders, env, { rounds: args.rounds })
+      results.push(result)
+      const parts = contenders.map(c => `${c.name} ${result.results.get(c.name)!.rounds.map(fmtOps).join(' / ')}`)
+      log(`  ${row.id.padEnd(13)} ${parts.join('   ')} ops/s   (${((Date.now() - t0) / 1000).toFixed(1)} s)`)
+    }
+  } finally {
+    await env.close()
+  }
+  const seconds = (Date.now() - started) / 1000
+
+  const { columns, rows: cells } = tableCells(results, contenders)
+  console.log()
+  console.log(textTable(columns, cells))
+  console.log()
+  console.log(`${info.date}  node ${info.node}  ${info.cpu} × ${info.cores}  (${seconds.toFixed(1)} s)`)
+
+  const partial = args.quick || args.only !== null || args.side !== null
+  const write = args.write ?? !partial
+  if (write) {
+    const file = path.join(__dirname, '..', '..', 'bench', 'RESULTS.md')
+    const rounds = roundCells(results, contenders)
+    const tables = markdownTable(columns, cells) + '\n\nEvery timed round (the order of contenders alternates between rounds):\n\n' + markdownTable(rounds.columns, rounds.rows)
+    fs.writeFileSync(file, markdown(info, args, contenders, tables, seconds))
+    log(`wrote ${path.relative(process.cwd(), file)}`)
+  } else {
+    log('bench/RESULTS.md not written (partial run; pass --write to force)')
+  }
+}
+
+function markdown (info: ReturnType<typeof machineInfo>, args: Args, contenders: readonly Contender[], table: string, seconds: number): string {
+  return `# Benchmark results
+
+nomadcore vs Hypercore 11, side by side in one process on the same machine and
+data. Written by \`npm run bench\` (\`node dist/bench/index.js\`); do not edit by hand.
+
+- date: ${info.date}
+- node: ${info.node}
+- machine: ${info.cpu}, ${info.cores} cores, ${info.memory}, ${info.os}
+- storage: fresh temp dirs under ${info.tmpdir}; nomadcore = directory → random-access-file, hypercore = directory → RocksDB
+- versions: ${contenders.map(c => `${c.name} ${c.version}`).join(', ')}
+- load average (1 min) at the start: ${info.load.toFixed(2)} → ${os.loadavg()[0]!.toFixed(2)} at the end${info.load > info.cores / 2 ? ' (busy machine: expect noise)' : ''}
+- run: ${args.quick ? 'quick (op counts ÷10)' : 'full'}, ${args.rounds} timed round(s) per row and contender after a warm-up, order of contenders alternating, best round shown; ${seconds.toFixed(0)} s in all
+
+${table}
+
+ops/s = operations per second, each operation awaited before the next; for the
+append rows an op is one block. ratio > 1 means nomadcore is faster.
+
+1. append 1 KiB blocks one at a time to a fresh core (one signature and one commit per block).
+2. append 1 KiB blocks in batches of 100 to a fresh core (one signature and one commit per batch).
+3. \`get(i)\` at uniformly random indices of a 10,000-block core; the same index sequence for both.
+4. \`proof({ block: { index, nodes: 0 }, upgrade: { start: 0, length } })\` at random indices of that core.
+   Not the same work: Hypercore's \`proof()\` also reads the block into \`block.value\`, nomadcore's leaves it null.
+5. The same proofs with the block's bytes in \`block.value\`, as a peer serving a request needs them:
+   Hypercore's \`proof()\` as in row 4; nomadcore's \`proof()\` and \`get()\` in parallel.
+6. \`verifyFullyRemote(proof)\` of such proofs (each core its own proofs, \`block.value\` set to the block).
+7. \`treeHash()\` at the current length.
+8. \`treeHash(length)\` at random lengths in [1, length).
+`
+}
+
+main().catch((err: unknown) => {
+  console.error(err)
+  process.exitCode = 1
+})

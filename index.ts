@@ -1,0 +1,25 @@
+/**
+ * nomadcore: a Hypercore 11 compatible append-only log that repairs itself.
+ *
+ * ```ts
+ * import Hypercore from 'nomadcore'
+ * const core = new Hypercore('./my-core')
+ * await core.append('hello')
+ * ```
+ */
+import { Hypercore } from './lib/hypercore'
+import * as errors from './lib/errors'
+import * as crypto from './lib/crypto'
+
+export type {
+  HypercoreOptions, GetOptions, ReadStreamOptions, Info, VerifiedTree,
+  KeyPair, Proof, ProofRequest, ValueEncoding, Manifest, StorageFactory
+} from './lib/hypercore'
+export type { TreeNode } from './lib/tree-node'
+export type { ErrorCode, HypercoreError } from './lib/errors'
+
+export { Hypercore, errors, crypto }
+export default Hypercore
+
+// `require('nomadcore')` is the class itself, as `require('hypercore')` is.
+module.exports = Object.assign(Hypercore, { Hypercore, default: Hypercore, errors, crypto })

@@ -1,0 +1,506 @@
+/**
+ * One core on its own: header, tree, blocks and bitfield kept consistent on
+ * disk. Every tree mutation (append, truncate, repair) runs under one mutex
+ * and follows one write order — blocks, nodes and bits first, the header
+ * last — so a process killed at any point reopens to the last header written,
+ * and everything that header promises is on disk.
+ */
+import b4a from 'b4a'
+import * as crypto from './crypto'
+import { Iterator, fullRoots, inTree } from './flat-tree'
+import { MerkleTree } from './merkle-tree'
+import { TreeBatch, type TreeState } from './tree-batch'
+import { Mutex } from './mutex'
+import { Bitfield } from './bitfield'
+import { CoreStorage, type Header } from './storage'
+import { byteOffset, generateProof, verifyFullyRemote, equalBytes, type Proof, type ProofRequest } from './proof'
+import { planRepair } from './repair'
+import * as manifests from './manifest'
+import * as m from './messages'
+import {
+  ASSERTION, BAD_ARGUMENT, INVALID_OPERATION, INVALID_PROOF, INVALID_SIGNATURE,
+  SESSION_NOT_WRITABLE, STORAGE_CONFLICT, STORAGE_CORRUPT, STORAGE_EMPTY, WRITE_FAILED, isCoded
+} from './errors'
+import type { TreeNode } from './tree-node'
+import type { Manifest } from './messages'
+
+export interface CoreOpenOptions {
+  key?: Uint8Array | null
+  keyPair?: crypto.KeyPair | null
+  manifest?: manifests.ManifestInput | null
+  overwrite?: boolean
+  createIfMissing?: boolean
+  writable?: boolean
+}
+
+/** Events a core raises; the public class turns them into emitter events. */
+export interface CoreEvents {
+  append (): void
+  truncate (length: number, fork: number): void
+  repairing (proof: unknown): void
+  repaired (proof: unknown): void
+  'repair-failed' (err: Error): void
+}
+
+type Emit = <K extends keyof CoreEvents>(name: K, ...args: Parameters<CoreEvents[K]>) => void
+
+const REPAIR_MODE_MESSAGE = 'Cannot commit while repair mode is on'
+
+export class Core {
+  readonly key: Uint8Array
+  readonly discoveryKey: Uint8Array
+  manifest: Manifest | null
+  readonly keyPair: crypto.KeyPair | null
+  readonly writable: boolean
+  readonly tree: MerkleTree
+  readonly bitfield: Bitfield
+  readonly mutex = new Mutex()
+  repairMode: boolean
+  private contiguous: number
+
+  private constructor (
+    readonly storage: CoreStorage,
+    private header: Header,
+    tree: MerkleTree,
+    bitfield: Bitfield,
+    repairMode: boolean,
+    writable: boolean,
+    private readonly emit: Emit
+  ) {
+    this.key = header.key
+    this.discoveryKey = crypto.discoveryKey(header.key)
+    this.manifest = header.manifest === null ? null : decodeStoredManifest(header.manifest, header.key)
+    this.keyPair = header.keyPair
+    this.tree = tree
+    this.bitfield = bitfield
+    this.repairMode = repairMode
+    this.writable = writable
+    this.contiguous = Math.min(bitfield.firstUnset(0), tree.length)
+  }
+
+  static async open (storage: CoreStorage, opts: CoreOpenOptions, emit: Emit): Promise<Core> {
+    let header = opts.overwrite ? null : await storage.readHeader()
+
+    if (header === null) {
+      if (opts.createIfMissing === false && !opts.overwrite) throw STORAGE_EMPTY()
+      if (opts.overwrite) await wipe(storage)
+      header = newHeader(opts)
+      await storage.writeHeader(header)
+    } else {
+      header = adoptOptions(header, opts)
+    }
+
+    const length = header.tree.length
+    const bitfield = await storage.readBitfield()
+    // Bits past the signed length come from an append that never committed.
+    bitfield.truncate(length)
+    const dirty = bitfield.takeDirty()
+    if (dirty.length > 0) await storage.writeBitfield(dirty)
+
+    const { roots, missing } = await MerkleTree.loadRoots(storage, length)
+    let repairMode = length > 0 && missing.length > 0
+    const state: TreeState = {
+      roots,
+      length,
+      byteLength: header.tree.byteLength,
+      fork: header.tree.fork,
+      signature: header.tree.signature
+    }
+
+    const manifest = header.manifest === null ? null : decodeStoredManifest(header.manifest, header.key)
+    if (!repairMode && length > 0 && manifest !== null) {
+      // Roots that do not hash to what we signed are rotten: repair them.
+      if (!manifests.verify(manifest, header.key, crypto.treeHash(roots), length, state.fork, state.signature)) repairMode = true
+    }
+    if (!repairMode) state.byteLength = sumSizes(roots)
+
+    const writable = header.keyPair !== null && opts.writable !== false && manifest !== null &&
+      manifest.signers.some(s => b4a.equals(s.publicKey, header!.keyPair!.publicKey))
+
+    return new Core(storage, header, new MerkleTree(storage, state), bitfield, repairMode, writable, emit)
+  }
+
+  get length (): number {
+    return this.tree.length
+  }
+
+  get byteLength (): number {
+    return this.tree.byteLength
+  }
+
+  get fork (): number {
+    return this.tree.fork
+  }
+
+  get contiguousLength (): number {
+    if (this.contiguous < this.tree.length && this.bitfield.get(this.contiguous)) {
+      this.contiguous = Math.min(this.bitfield.firstUnset(this.contiguous), this.tree.length)
+    }
+    return Math.min(this.contiguous, this.tree.length)
+  }
+
+  has (index: number): boolean {
+    return index < this.tree.length && this.bitfield.get(index)
+  }
+
+  // -------------------------------------------------------------------------
+  // Writing
+
+  async append (blocks: Uint8Array[]): Promise<{ length: number, byteLength: number }> {
+    this.assertCommitable()
+    await this.mutex.lock()
+    try {
+      this.assertCommitable()
+      const tree = this.tree
+      if (blocks.length === 0) return { length: tree.length, byteLength: tree.byteLength }
+
+      const batch = new TreeBatch(tree.state())
+      for (const block of blocks) batch.append(block)
+      batch.signature = this.sign(batch)
+
+      const start = tree.length
+      this.bitfield.setRange(start, batch.length, true)
+      try {
+        await Promise.all([
+          this.storage.writeData(tree.byteLength, blocks.length === 1 ? blocks[0]! : b4a.concat(blocks)),
+          this.storage.putNodes(batch.nodes),
+          this.storage.writeBitfield(this.bitfield.takeDirty())
+        ])
+        await this.writeTree(batch)
+      } catch (err) {
+        this.bitfield.setRange(start, batch.length, false)
+        this.bitfield.takeDirty()
+        throw wrapWrite(err)
+      }
+
+      for (const node of batch.nodes) tree.remember(node)
+      tree.setState(batch)
+      if (this.contiguous === start) this.contiguous = batch.length
+      this.emit('append')
+      return { length: batch.length, byteLength: batch.byteLength }
+    } finally {
+      this.mutex.unlock()
+    }
+  }
+
+  async truncate (newLength: number, fork: number): Promise<void> {
+    if (!Number.isSafeInteger(newLength) || newLength < 0) throw BAD_ARGUMENT('Length must be a non-negative integer')
+    if (!Number.isSafeInteger(fork) || fork < 0) throw BAD_ARGUMENT('Fork must be a non-negative integer')
+    this.assertCommitable()
+    await this.mutex.lock()
+    try {
+      this.assertCommitable()
+      const tree = this.tree
+      const oldLength = tree.length
+      if (newLength > oldLength) throw BAD_ARGUMENT('Cannot truncate to ' + newLength + ', the core has ' + oldLength + ' blocks')
+
+      const roots = await Promise.all(fullRoots(2 * newLength).map(async i => {
+        const node = await tree.getNode(i)
+        if (node === null) throw INVALID_OPERATION('Cannot truncate: tree node ' + i + ' is missing')
+        return node
+      }))
+      const batch = new TreeBatch({ roots, length: newLength, byteLength: sumSizes(roots), fork, signature: null })
+      batch.signature = this.sign(batch)
+
+      // The header goes first: from here on, what lies past the new length is
+      // garbage to a reopen, so the clean-up below may be cut short freely.
+      await this.writeTree(batch)
+      tree.forget()
+      tree.setState(batch)
+      this.contiguous = Math.min(this.contiguous, newLength)
+
+      this.bitfield.truncate(newLength)
+      await Promise.all([
+        this.storage.writeBitfield(this.bitfield.takeDirty()),
+        this.storage.deleteNodeRange(2 * newLength, 2 * oldLength),
+        this.storage.deleteNodes(crossingParents(newLength, oldLength)),
+        this.storage.truncateData(batch.byteLength)
+      ])
+      this.emit('truncate', newLength, fork)
+    } finally {
+      this.mutex.unlock()
+    }
+  }
+
+  /** Removes blocks from local storage; the tree keeps proving them. */
+  async clear (start: number, end: number): Promise<void> {
+    await this.mutex.lock()
+    try {
+      end = Math.min(end, this.tree.length)
+      if (start >= end) return
+      const from = await byteOffset(this.tree, 2 * start)
+      const to = await byteOffset(this.tree, 2 * end)
+      this.bitfield.setRange(start, end, false)
+      if (this.contiguous > start) this.contiguous = start
+      await this.storage.writeBitfield(this.bitfield.takeDirty())
+      if (to > from) await this.storage.clearData(from, to - from)
+    } finally {
+      this.mutex.unlock()
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Reading
+
+  /** The block's bytes, or null when it is not stored here. */
+  async getBlock (index: number): Promise<Uint8Array | null> {
+    if (!this.has(index)) return null
+    const tree = this.tree
+    const [leaf, offset] = await Promise.all([tree.getNode(2 * index), byteOffset(tree, 2 * index)])
+    // A lost leaf still has a size: the distance to the next block.
+    const size = leaf !== null ? leaf.size : (await byteOffset(tree, 2 * index + 2)) - offset
+    return this.storage.readData(offset, size)
+  }
+
+  /** [block index, offset inside it] of byte `bytes`. */
+  async seek (bytes: number): Promise<[number, number]> {
+    const tree = this.tree
+    if (bytes === tree.byteLength) return [tree.length, 0]
+    if (bytes > tree.byteLength) throw BAD_ARGUMENT('Seek is out of bounds')
+    for (const root of fullRoots(2 * tree.length)) {
+      const node = await tree.getNode(root)
+      if (node === null) throw INVALID_OPERATION('Expected tree node ' + root + ', it is missing')
+      if (bytes >= node.size) {
+        bytes -= node.size
+        continue
+      }
+      const ite = new Iterator(root)
+      while ((ite.index & 1) === 1) {
+        const left = await tree.getNode(ite.leftChild())
+        if (left === null) throw INVALID_OPERATION('Expected tree node ' + ite.index + ', it is missing')
+        if (bytes >= left.size) {
+          bytes -= left.size
+          ite.sibling()
+        }
+      }
+      return [ite.index / 2, bytes]
+    }
+    throw ASSERTION('Seek fell off the tree')
+  }
+
+  async treeHash (length = this.tree.length): Promise<Uint8Array> {
+    if (this.repairMode) throw INVALID_OPERATION('The tree is being repaired')
+    if (length === this.tree.length) return this.tree.hash()
+    if (!Number.isSafeInteger(length) || length < 0 || length > this.tree.length) throw BAD_ARGUMENT('Length is out of bounds')
+    const roots = await Promise.all(fullRoots(2 * length).map(async i => {
+      const node = await this.tree.getNode(i)
+      if (node === null) throw INVALID_OPERATION('Expected tree node ' + i + ', it is missing')
+      return node
+    }))
+    return crypto.treeHash(roots)
+  }
+
+  /** A proof from the current tree; throws INVALID_OPERATION if a node it needs is missing. */
+  async proof (req: ProofRequest): Promise<Proof> {
+    const { length, fork } = this.tree
+    const proof = await generateProof(this.tree, req)
+    if (this.tree.length !== length || this.tree.fork !== fork) throw INVALID_OPERATION('The tree changed while proving')
+    return proof
+  }
+
+  // -------------------------------------------------------------------------
+  // Verifying and repairing
+
+  /**
+   * Verifies a proof that needs nothing local (upgrade from 0) against this
+   * core's key. Returns the tree it proves.
+   */
+  verifyFullyRemote (proof: Proof): TreeBatch {
+    const batch = verifyFullyRemote(proof)
+    const manifest = this.manifestFor(proof.manifest)
+    if (manifest === null) throw INVALID_SIGNATURE('The manifest of this core is not known')
+    if (!manifests.verify(manifest, this.key, batch.hash(), batch.length, batch.fork, batch.signature)) {
+      throw INVALID_SIGNATURE('Proof signature does not verify')
+    }
+    return batch
+  }
+
+  /**
+   * Restores tree nodes from a verified proof. Atomic: on any failure the
+   * tree file is left as it was. Leaves repair mode once every root is back.
+   * Resolves true when the proof's nodes are now part of our tree.
+   */
+  async repair (proof: Proof): Promise<boolean> {
+    await this.mutex.lock()
+    this.emit('repairing', proof)
+    try {
+      const batch = this.verifyFullyRemote(proof)
+      if (this.manifest === null && proof.manifest !== null) await this.adoptManifest(proof.manifest)
+
+      const plan = await planRepair({
+        length: this.tree.length,
+        stored: i => this.storage.getNode(i),
+        signs: roots => this.signs(roots)
+      }, batch.nodes)
+      if (plan.accepted === 0) throw INVALID_PROOF('No node of the proof can be tied to the signed tree')
+
+      if (plan.write.length > 0) await this.writeRepair(plan.write, plan.roots)
+
+      if (this.repairMode) {
+        const tree = this.tree
+        tree.setState({ roots: plan.roots, length: tree.length, byteLength: sumSizes(plan.roots), fork: tree.fork, signature: tree.signature })
+        this.repairMode = false
+        if (tree.byteLength !== this.header.tree.byteLength) await this.writeTree(tree)
+      }
+      this.emit('repaired', proof)
+      return true
+    } catch (err) {
+      this.emit('repair-failed', err as Error)
+      if (!isCoded(err)) throw err
+      return false
+    } finally {
+      this.mutex.unlock()
+    }
+  }
+
+  private async writeRepair (nodes: TreeNode[], roots: TreeNode[]): Promise<void> {
+    const indices = nodes.map(n => n.index)
+    const before = await this.storage.getNodes(indices)
+    await this.storage.putNodes(nodes)
+    this.tree.forget(indices)
+
+    // Read back what the disk now holds and check it against the signature.
+    const [after, rootsOnDisk] = await Promise.all([
+      this.storage.getNodes(indices),
+      this.storage.getNodes(roots.map(r => r.index))
+    ])
+    const landed = after.every((n, k) => n !== null && equalBytes(n.hash, nodes[k]!.hash))
+    const complete = rootsOnDisk.every(n => n !== null)
+    if (landed && (!complete || this.signs(rootsOnDisk as TreeNode[]))) return
+
+    const restore = before.filter((n): n is TreeNode => n !== null)
+    const gone = indices.filter((_, k) => before[k] === null)
+    await Promise.all([this.storage.putNodes(restore), this.storage.deleteNodes(gone)])
+    this.tree.forget(indices)
+    throw WRITE_FAILED('Repaired nodes did not read back as written')
+  }
+
+  private signs (roots: TreeNode[]): boolean {
+    const { length, fork, signature } = this.tree
+    return this.manifest !== null && manifests.verify(this.manifest, this.key, crypto.treeHash(roots), length, fork, signature)
+  }
+
+  private manifestFor (offered: Manifest | null): Manifest | null {
+    if (this.manifest !== null) return this.manifest
+    if (offered !== null && manifests.isValidManifest(this.key, offered)) return offered
+    return null
+  }
+
+  private async adoptManifest (manifest: Manifest): Promise<void> {
+    this.manifest = manifest
+    this.header = { ...this.header, manifest: m.encode(m.manifest, manifest) }
+    await this.storage.writeHeader(this.header)
+  }
+
+  // -------------------------------------------------------------------------
+
+  private assertCommitable (): void {
+    if (this.repairMode) throw ASSERTION(REPAIR_MODE_MESSAGE)
+    if (!this.writable) throw SESSION_NOT_WRITABLE()
+  }
+
+  private sign (batch: TreeBatch): Uint8Array {
+    return manifests.sign(this.manifest!, this.key, batch.hash(), batch.length, batch.fork, this.keyPair!)
+  }
+
+  private async writeTree (state: TreeState): Promise<void> {
+    this.header = {
+      ...this.header,
+      tree: { fork: state.fork, length: state.length, byteLength: state.byteLength, signature: state.signature }
+    }
+    await this.storage.writeHeader(this.header)
+  }
+
+  /** Byte sizes of what is on disk, for `info()`. */
+  storageInfo (): { treeNodes: number, blocks: number } {
+    return { treeNodes: 2 * this.tree.length - 1, blocks: this.bitfield.count(0, this.tree.length) }
+  }
+
+  async close (): Promise<void> {
+    await this.mutex.lock()
+    try {
+      await this.storage.close()
+    } finally {
+      this.mutex.unlock()
+    }
+  }
+}
+
+function sumSizes (nodes: readonly TreeNode[]): number {
+  let s = 0
+  for (const n of nodes) s += n.size
+  return s
+}
+
+/** Parents left of the new head whose span crosses it: no longer in the tree. */
+function crossingParents (newLength: number, oldLength: number): number[] {
+  const head = 2 * newLength
+  const out: number[] = []
+  if (newLength === 0) return out
+  const ite = new Iterator(head - 2)
+  for (let level = 0; level < 64; level++) {
+    ite.parent()
+    if (ite.rightSpan() >= 2 * oldLength) break
+    if (ite.contains(head) && ite.index < head && !inTree(ite.index, newLength)) out.push(ite.index)
+  }
+  return out
+}
+
+function decodeStoredManifest (bytes: Uint8Array, key: Uint8Array): Manifest {
+  let manifest: Manifest
+  try {
+    manifest = m.decodeExact(m.manifest, bytes)
+  } catch {
+    throw STORAGE_CORRUPT('Stored manifest does not decode')
+  }
+  if (!manifests.isValidManifest(key, manifest)) throw STORAGE_CORRUPT('Stored manifest does not hash to the key')
+  return manifest
+}
+
+function newHeader (opts: CoreOpenOptions): Header {
+  let keyPair = opts.keyPair ?? null
+  let manifest = opts.manifest ? manifests.createManifest(opts.manifest) : null
+  const key = opts.key ?? null
+
+  if (keyPair === null && manifest === null && key === null) keyPair = crypto.keyPair()
+  if (keyPair !== null && !crypto.validateKeyPair(keyPair)) throw BAD_ARGUMENT('Key pair does not match')
+  if (manifest === null && keyPair !== null) {
+    manifest = manifests.defaultManifest(keyPair.publicKey)
+    // A key pair whose default key is not the key asked for is not ours to use.
+    if (key !== null && !b4a.equals(manifests.manifestHash(manifest), key)) {
+      manifest = null
+      keyPair = null
+    }
+  }
+  const resolvedKey = key ?? manifests.manifestHash(manifest!)
+  if (manifest !== null && !b4a.equals(manifests.manifestHash(manifest), resolvedKey)) {
+    throw BAD_ARGUMENT('Manifest does not match the key')
+  }
+  return {
+    key: resolvedKey,
+    manifest: manifest === null ? null : m.encode(m.manifest, manifest),
+    keyPair: keyPair === null ? null : { publicKey: keyPair.publicKey, secretKey: keyPair.secretKey },
+    tree: { fork: 0, length: 0, byteLength: 0, signature: null }
+  }
+}
+
+function adoptOptions (header: Header, opts: CoreOpenOptions): Header {
+  if (opts.key && !b4a.equals(opts.key, header.key)) throw STORAGE_CONFLICT('Another Hypercore is stored here')
+  if (opts.keyPair && header.keyPair === null && header.manifest !== null) {
+    return { ...header, keyPair: { publicKey: opts.keyPair.publicKey, secretKey: opts.keyPair.secretKey } }
+  }
+  return header
+}
+
+async function wipe (storage: CoreStorage): Promise<void> {
+  await Promise.all([
+    storage.deleteNodeRange(0, Infinity),
+    storage.truncateData(0),
+    storage.truncateBitfield(0)
+  ])
+}
+
+function wrapWrite (err: unknown): Error {
+  if (isCoded(err)) return err
+  return WRITE_FAILED('Write to storage failed: ' + (err instanceof Error ? err.message : String(err)))
+}

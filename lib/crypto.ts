@@ -1,0 +1,153 @@
+/**
+ * Hashing, signing and the capability namespaces of Hypercore 11. Every
+ * function here is pure and agrees byte for byte with `hypercore-crypto` and
+ * Hypercore's `caps`, which the tests check.
+ */
+import sodium from 'sodium-universal'
+import b4a from 'b4a'
+import type { TreeNode } from './tree-node'
+
+// Domain separation against second-preimage attacks on the tree.
+const LEAF_TYPE = b4a.from([0])
+const PARENT_TYPE = b4a.from([1])
+const ROOT_TYPE = b4a.from([2])
+const HYPERCORE = b4a.from('hypercore')
+
+export interface KeyPair {
+  publicKey: Uint8Array
+  secretKey: Uint8Array
+}
+
+function u64 (n: number): Uint8Array {
+  const b = new Uint8Array(8)
+  writeU64(b, 0, n)
+  return b
+}
+
+/** Writes a non-negative safe integer as uint64 little endian. */
+export function writeU64 (buf: Uint8Array, at: number, n: number): void {
+  const lo = n >>> 0
+  const hi = (n - lo) / 0x100000000
+  buf[at] = lo
+  buf[at + 1] = lo >>> 8
+  buf[at + 2] = lo >>> 16
+  buf[at + 3] = lo >>> 24
+  buf[at + 4] = hi
+  buf[at + 5] = hi >>> 8
+  buf[at + 6] = hi >>> 16
+  buf[at + 7] = hi >>> 24
+}
+
+/** BLAKE2b-256 of the concatenation of `data`. */
+export function hash (data: Uint8Array | Uint8Array[]): Uint8Array {
+  const out = b4a.allocUnsafe(32)
+  if (Array.isArray(data)) sodium.crypto_generichash_batch(out, data)
+  else sodium.crypto_generichash(out, data)
+  return out
+}
+
+/** Hash of a leaf: type ‖ uint64 size ‖ bytes. */
+export function leafHash (data: Uint8Array): Uint8Array {
+  return hash([LEAF_TYPE, u64(data.byteLength), data])
+}
+
+/** Hash of a parent over its two children, in index order. */
+export function parentHash (a: TreeNode, b: TreeNode): Uint8Array {
+  if (a.index > b.index) [a, b] = [b, a]
+  return hash([PARENT_TYPE, u64(a.size + b.size), a.hash, b.hash])
+}
+
+/** The tree hash that gets signed: all roots with their index and size. */
+export function treeHash (roots: readonly TreeNode[]): Uint8Array {
+  const parts: Uint8Array[] = [ROOT_TYPE]
+  for (const r of roots) parts.push(r.hash, u64(r.index), u64(r.size))
+  return hash(parts)
+}
+
+export function leafNode (index: number, data: Uint8Array): TreeNode {
+  return { index, size: data.byteLength, hash: leafHash(data) }
+}
+
+export function parentNode (index: number, a: TreeNode, b: TreeNode): TreeNode {
+  return { index, size: a.size + b.size, hash: parentHash(a, b) }
+}
+
+/** The public topic a core is found under, revealing nothing of its key. */
+export function discoveryKey (key: Uint8Array): Uint8Array {
+  if (key.byteLength !== 32) throw new RangeError('A key is 32 bytes')
+  const out = b4a.allocUnsafeSlow(32)
+  sodium.crypto_generichash(out, HYPERCORE, key)
+  return out
+}
+
+export function keyPair (seed?: Uint8Array): KeyPair {
+  const publicKey = b4a.allocUnsafeSlow(sodium.crypto_sign_PUBLICKEYBYTES)
+  const secretKey = b4a.allocUnsafeSlow(sodium.crypto_sign_SECRETKEYBYTES)
+  if (seed) sodium.crypto_sign_seed_keypair(publicKey, secretKey, seed)
+  else sodium.crypto_sign_keypair(publicKey, secretKey)
+  return { publicKey, secretKey }
+}
+
+export function validateKeyPair (kp: KeyPair): boolean {
+  if (kp.secretKey.byteLength !== sodium.crypto_sign_SECRETKEYBYTES) return false
+  if (kp.publicKey.byteLength !== sodium.crypto_sign_PUBLICKEYBYTES) return false
+  const pk = b4a.allocUnsafe(32)
+  sodium.crypto_sign_ed25519_sk_to_pk(pk, kp.secretKey)
+  return b4a.equals(pk, kp.publicKey)
+}
+
+export function sign (message: Uint8Array, secretKey: Uint8Array): Uint8Array {
+  const signature = b4a.allocUnsafeSlow(sodium.crypto_sign_BYTES)
+  sodium.crypto_sign_detached(signature, message, secretKey)
+  return signature
+}
+
+export function verify (message: Uint8Array, signature: Uint8Array, publicKey: Uint8Array): boolean {
+  if (signature.byteLength !== sodium.crypto_sign_BYTES) return false
+  if (publicKey.byteLength !== sodium.crypto_sign_PUBLICKEYBYTES) return false
+  return sodium.crypto_sign_verify_detached(signature, message, publicKey)
+}
+
+export function randomBytes (n: number): Uint8Array {
+  const buf = b4a.allocUnsafe(n)
+  sodium.randombytes_buf(buf)
+  return buf
+}
+
+/** `count` 32-byte ids derived from `name`, as hypercore-crypto's namespace. */
+export function namespace (name: string | Uint8Array, count: number): Uint8Array[] {
+  const ns = b4a.allocUnsafe(33)
+  sodium.crypto_generichash(ns.subarray(0, 32), typeof name === 'string' ? b4a.from(name) : name)
+  const out: Uint8Array[] = []
+  for (let i = 0; i < count; i++) {
+    const id = b4a.allocUnsafeSlow(32)
+    ns[32] = i
+    sodium.crypto_generichash(id, ns)
+    out.push(id)
+  }
+  return out
+}
+
+const [TREE, REPLICATE_INITIATOR, REPLICATE_RESPONDER, MANIFEST, DEFAULT_NAMESPACE, DEFAULT_ENCRYPTION] =
+  namespace('hypercore', 6) as [Uint8Array, Uint8Array, Uint8Array, Uint8Array, Uint8Array, Uint8Array]
+
+/** Hypercore's capability namespaces. */
+export const caps = { TREE, REPLICATE_INITIATOR, REPLICATE_RESPONDER, MANIFEST, DEFAULT_NAMESPACE, DEFAULT_ENCRYPTION } as const
+
+/** What a writer signs: namespace ‖ manifest hash ‖ tree hash ‖ length ‖ fork. */
+export function treeSignable (manifestHash: Uint8Array, tHash: Uint8Array, length: number, fork: number): Uint8Array {
+  const out = b4a.allocUnsafe(112)
+  out.set(TREE, 0)
+  out.set(manifestHash, 32)
+  out.set(tHash, 64)
+  writeU64(out, 96, length)
+  writeU64(out, 104, fork)
+  return out
+}
+
+/** Proof, bound to one Noise session, that we know `key`. */
+export function replicateCapability (isInitiator: boolean, key: Uint8Array, handshakeHash: Uint8Array): Uint8Array {
+  const out = b4a.allocUnsafe(32)
+  sodium.crypto_generichash_batch(out, [isInitiator ? REPLICATE_INITIATOR : REPLICATE_RESPONDER, key], handshakeHash)
+  return out
+}

@@ -1,0 +1,88 @@
+/**
+ * The local tree: the signed roots in memory, every other node on disk with a
+ * bounded cache in front. It answers "what is node i" for the tree as signed
+ * now; nodes left on disk by a crash or a truncation are never returned.
+ */
+import { fullRoots, inTree } from './flat-tree'
+import { treeHash } from './crypto'
+import type { NodeSource } from './proof'
+import type { TreeState } from './tree-batch'
+import type { TreeNode } from './tree-node'
+
+export interface NodeStorage {
+  getNode (index: number): Promise<TreeNode | null>
+  getNodes (indices: number[]): Promise<Array<TreeNode | null>>
+}
+
+/** Enough for the whole tree of a ~100k block core; upper levels stay hot. */
+const CACHE_SIZE = 1 << 18
+
+export class MerkleTree implements NodeSource, TreeState {
+  roots: TreeNode[]
+  length: number
+  byteLength: number
+  fork: number
+  signature: Uint8Array | null
+  private readonly cache = new Map<number, TreeNode>()
+
+  constructor (private readonly storage: NodeStorage, state: TreeState) {
+    this.roots = state.roots
+    this.length = state.length
+    this.byteLength = state.byteLength
+    this.fork = state.fork
+    this.signature = state.signature
+  }
+
+  /** Loads the roots for `length`; `missing` lists roots the disk lacks. */
+  static async loadRoots (storage: NodeStorage, length: number): Promise<{ roots: TreeNode[], missing: number[] }> {
+    const indices = fullRoots(2 * length)
+    const nodes = await storage.getNodes(indices)
+    const roots: TreeNode[] = []
+    const missing: number[] = []
+    nodes.forEach((n, i) => n === null ? missing.push(indices[i]!) : roots.push(n))
+    return { roots, missing }
+  }
+
+  hash (): Uint8Array {
+    return treeHash(this.roots)
+  }
+
+  /** Node `index` of the current tree, or null when it is missing or outside it. */
+  async getNode (index: number): Promise<TreeNode | null> {
+    if (!inTree(index, this.length)) return null
+    const hit = this.cache.get(index)
+    if (hit !== undefined) return hit
+    const node = await this.storage.getNode(index)
+    if (node !== null) this.remember(node)
+    return node
+  }
+
+  remember (node: TreeNode): void {
+    if (this.cache.size >= CACHE_SIZE) {
+      // Oldest first: Map iterates in insertion order.
+      const oldest = this.cache.keys().next().value as number
+      this.cache.delete(oldest)
+    }
+    this.cache.set(node.index, node)
+  }
+
+  /** Forget cached nodes, all or those at the given indices. */
+  forget (indices?: Iterable<number>): void {
+    if (indices === undefined) this.cache.clear()
+    else for (const i of indices) this.cache.delete(i)
+  }
+
+  /** Adopts a new signed state (after append, truncate, upgrade or repair). */
+  setState (state: TreeState): void {
+    if (state.length < this.length || state.fork !== this.fork) this.cache.clear()
+    this.roots = state.roots
+    this.length = state.length
+    this.byteLength = state.byteLength
+    this.fork = state.fork
+    this.signature = state.signature
+  }
+
+  state (): TreeState {
+    return { roots: this.roots, length: this.length, byteLength: this.byteLength, fork: this.fork, signature: this.signature }
+  }
+}

@@ -1,0 +1,213 @@
+/**
+ * Repair mode and self-repair of the tree from fully remote proofs, with
+ * Hypercore 11 on the other side in both directions.
+ */
+import test from 'brittle'
+import b4a from 'b4a'
+import {
+  Hypercore, freshDir, openCore, blocks, filledCore, zeroTreeNode, rotTreeNode,
+  treeNodeBytes, readTreeFile, isZero, copyDir, text
+} from './helpers/core'
+import { makeHypercore, tmpDir, hcCrypto, repairMode, deleteHypercoreTreeNode, getHypercoreTreeNode, Hypercore as Hypercore11 } from './helpers/oracle'
+import { fullRoots, inTree } from '../lib/flat-tree'
+import type { Teardownable } from './helpers/oracle'
+
+/** A healthy core of `n` blocks and a damaged copy of it, both closed. */
+async function healthyAndCopy (t: Teardownable, n: number, damage: (dir: string) => void): Promise<{ healthy: string, damaged: string }> {
+  const healthy = freshDir(t, 'healthy')
+  await filledCore(t, healthy, n)
+  const damaged = freshDir(t, 'damaged')
+  copyDir(healthy, damaged)
+  damage(damaged)
+  return { healthy, damaged }
+}
+
+test('a core with a missing root opens in repair mode and only refuses what needs the tree', async t => {
+  // 10 blocks: roots 7 and 17
+  const { damaged } = await healthyAndCopy(t, 10, dir => zeroTreeNode(dir, 17))
+  const core = await openCore(t, damaged)
+  t.ok(core.repairMode)
+  t.is(core.length, 10)
+  t.is(text(await core.get(0)), text(blocks(1)[0]), 'a read that needs no missing node works')
+  await t.exception(core.treeHash(), /INVALID_OPERATION/)
+  await t.exception(core.append(b4a.from('x')), /Cannot commit while repair mode is on/)
+  await t.exception(core.truncate(3), /Cannot commit while repair mode is on/)
+  const err = await core.append(b4a.from('x')).then(() => null, (e: { code: string }) => e)
+  t.is(err?.code, 'ERR_ASSERTION')
+})
+
+test('in repair mode, blocks right of a lost root still read, located from the end of the tree', async t => {
+  // 1000 blocks: roots 511, 1279, 1663, 1855, 1951, 1991
+  const { damaged } = await healthyAndCopy(t, 1000, dir => {
+    zeroTreeNode(dir, 511)
+    zeroTreeNode(dir, 400) // a leaf: its size comes from its neighbours' offsets
+  })
+  const core = await openCore(t, damaged)
+  t.ok(core.repairMode)
+  for (const i of [0, 200, 255, 511, 512, 700, 999]) t.is(text(await core.get(i)), text(blocks(1, i)[0]), 'block ' + i)
+})
+
+test('a missing root is repaired from a Hypercore 11 proof; the core then appends without a reopen', async t => {
+  const keyPair = hcCrypto.keyPair()
+  const dir = freshDir(t)
+  const ours = new Hypercore(dir, { keyPair })
+  await ours.append(blocks(10))
+  await ours.close()
+  const theirs = await makeHypercore(await tmpDir(t), null, { keyPair })
+  t.teardown(() => theirs.close())
+  await theirs.append(blocks(10))
+
+  zeroTreeNode(dir, 17)
+  const core = await openCore(t, dir)
+  t.ok(core.repairMode)
+
+  const events: string[] = []
+  let started: unknown = null
+  core.on('repairing', p => { events.push('repairing'); started = p })
+  core.on('repaired', p => { events.push('repaired'); t.is(p, started, 'repaired carries the same proof object') })
+  core.on('repair-failed', () => events.push('repair-failed'))
+
+  t.ok(await core.recoverFromRemoteProof(await theirs.generateRemoteProofForTreeNode(17)))
+  t.alike(events, ['repairing', 'repaired'])
+  t.absent(core.repairMode)
+  t.absent(isZero(treeNodeBytes(dir, 17)))
+  t.alike(await core.treeHash(), await theirs.treeHash())
+
+  await core.append(b4a.from('after repair'))
+  await theirs.append(b4a.from('after repair'))
+  t.alike(await core.treeHash(), await theirs.treeHash(), 'appends after repair agree with Hypercore 11')
+  await core.truncate(5)
+  t.is(core.length, 5)
+})
+
+test('a Hypercore 11 core in repair mode is repaired by a nomadcore proof', async t => {
+  const keyPair = hcCrypto.keyPair()
+  const ours = await openCore(t, freshDir(t), { keyPair })
+  await ours.append(blocks(10))
+
+  const hcDir = await tmpDir(t)
+  const first = await makeHypercore(hcDir, null, { keyPair })
+  await first.append(blocks(10))
+  await deleteHypercoreTreeNode(first, 17)
+  await first.close()
+
+  const broken = await makeHypercore(hcDir)
+  t.teardown(() => broken.close())
+  t.ok(repairMode(broken), 'Hypercore 11 opened in repair mode')
+  t.ok(await broken.recoverFromRemoteProof(await ours.generateRemoteProofForTreeNode(17)))
+  const node = await getHypercoreTreeNode(broken, 17)
+  t.ok(node)
+  t.alike(await broken.treeHash(), await ours.treeHash())
+})
+
+test('a missing subtree root is restored from a nomadcore proof', async t => {
+  const { healthy, damaged } = await healthyAndCopy(t, 10, dir => zeroTreeNode(dir, 3))
+  const source = await openCore(t, healthy)
+  const core = await openCore(t, damaged)
+  t.absent(core.repairMode, 'an inner node missing is not repair mode')
+  t.ok(await core.recoverFromRemoteProof(await source.generateRemoteProofForTreeNode(3)))
+  t.alike(readTreeFile(damaged), readTreeFile(healthy))
+})
+
+test('any missing tree node can be recovered, inner nodes included', async t => {
+  const n = 37
+  const healthyDir = freshDir(t, 'healthy')
+  await filledCore(t, healthyDir, n)
+  const source = await openCore(t, healthyDir)
+
+  for (const index of [5, 9, 11, 13, 19, 21, 23, 27, 41, 43, 45, 51, 53, 57, 61, 69]) {
+    const dir = freshDir(t, 'node' + index)
+    copyDir(healthyDir, dir)
+    zeroTreeNode(dir, index)
+    const core = new Hypercore(dir)
+    await core.ready()
+    t.ok(await core.recoverFromRemoteProof(await source.generateRemoteProofForTreeNode(index)), 'node ' + index)
+    await core.close()
+    t.alike(readTreeFile(dir), readTreeFile(healthyDir), 'tree file restored after losing node ' + index)
+  }
+})
+
+test('a core that lost every root and many inner nodes heals node by node, then appends', async t => {
+  const n = 50
+  const dirs = await healthyAndCopy(t, n, dir => {
+    for (let i = 1; i < 2 * n; i += 4) zeroTreeNode(dir, i)
+    for (const r of fullRoots(2 * n)) zeroTreeNode(dir, r)
+  })
+  const source = await openCore(t, dirs.healthy)
+  const core = await openCore(t, dirs.damaged)
+  t.ok(core.repairMode)
+  const tree = readTreeFile(dirs.damaged)
+  let repaired = 0
+  for (let i = 0; i < 2 * n - 1; i++) {
+    if (!inTree(i, n) || !isZero(tree.subarray(40 * i, 40 * i + 40))) continue
+    if (await core.recoverFromRemoteProof(await source.generateRemoteProofForTreeNode(i))) repaired++
+  }
+  t.ok(repaired > 0)
+  t.alike(readTreeFile(dirs.damaged), readTreeFile(dirs.healthy))
+  t.absent(core.repairMode)
+  await core.append(b4a.from('healed'))
+  t.is(core.length, n + 1)
+})
+
+test('a rotten root (flipped bits) opens in repair mode and is overwritten by a good proof', async t => {
+  const { healthy, damaged } = await healthyAndCopy(t, 10, dir => rotTreeNode(dir, 7))
+  const source = await openCore(t, healthy)
+  const core = await openCore(t, damaged)
+  t.ok(core.repairMode, 'roots that do not match the signature are not trusted')
+  t.ok(await core.recoverFromRemoteProof(await source.generateRemoteProofForTreeNode(7)))
+  t.absent(core.repairMode)
+  t.alike(readTreeFile(damaged), readTreeFile(healthy))
+})
+
+test('a proof from a fork of the same key is refused: repair-failed, false, tree file untouched', async t => {
+  const keyPair = hcCrypto.keyPair()
+  const dir = freshDir(t)
+  const ours = new Hypercore(dir, { keyPair })
+  await ours.append(blocks(10))
+  await ours.close()
+  // Same key, other history: truncated and appended differently, same length.
+  const fork = await openCore(t, freshDir(t, 'fork'), { keyPair })
+  await fork.append(blocks(6))
+  await fork.truncate(4, 0)
+  await fork.append(blocks(6, 900))
+
+  zeroTreeNode(dir, 17)
+  const core = await openCore(t, dir)
+  const before = readTreeFile(dir)
+  const failures: Array<{ code?: string }> = []
+  core.on('repair-failed', err => failures.push(err as { code?: string }))
+  t.absent(await core.recoverFromRemoteProof(await fork.generateRemoteProofForTreeNode(17)))
+  t.is(failures.length, 1)
+  t.is(failures[0]?.code, 'INVALID_PROOF')
+  t.alike(readTreeFile(dir), before)
+  t.ok(core.repairMode)
+})
+
+test('a proof for another core returns false and changes nothing', async t => {
+  const { healthy, damaged } = await healthyAndCopy(t, 10, dir => zeroTreeNode(dir, 17))
+  const other = await openCore(t, freshDir(t, 'other'))
+  await other.append(blocks(10))
+  const core = await openCore(t, damaged)
+  const before = readTreeFile(damaged)
+  t.absent(await core.recoverFromRemoteProof(await other.generateRemoteProofForTreeNode(17)))
+  t.alike(readTreeFile(damaged), before)
+  t.ok(core.repairMode)
+  t.unlike(readTreeFile(healthy), before)
+})
+
+test('Hypercore 11 cores agree: its own repair of a deleted root matches ours', async t => {
+  const keyPair = hcCrypto.keyPair()
+  const dir = await tmpDir(t)
+  const a = await makeHypercore(dir, null, { keyPair })
+  await a.append(blocks(10))
+  const expected = await getHypercoreTreeNode(a, 7)
+  await deleteHypercoreTreeNode(a, 7)
+  await a.close()
+  const b = new Hypercore11(dir)
+  t.teardown(() => b.close())
+  await b.ready()
+  const ours = await openCore(t, freshDir(t), { keyPair })
+  await ours.append(blocks(10))
+  t.ok(await b.recoverFromRemoteProof(await ours.generateRemoteProofForTreeNode(7)))
+  t.alike(await getHypercoreTreeNode(b, 7), expected)
+})
