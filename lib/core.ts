@@ -15,6 +15,7 @@ import { Bitfield } from './bitfield'
 import { CoreStorage, type Header } from './storage'
 import { byteOffset, generateProof, verifyFullyRemote, equalBytes, type Proof, type ProofRequest } from './proof'
 import { planRepair } from './repair'
+import { checkTail, hasOpenTail } from './crash-recovery'
 import * as manifests from './manifest'
 import * as m from './messages'
 import {
@@ -57,6 +58,7 @@ export class Core {
   readonly mutex = new Mutex()
   repairMode: boolean
   private contiguous: number
+  private lastVerified: { manifest: Manifest, treeHash: Uint8Array, length: number, fork: number, signature: Uint8Array } | null = null
 
   private constructor (
     readonly storage: CoreStorage,
@@ -79,7 +81,9 @@ export class Core {
   }
 
   static async open (storage: CoreStorage, opts: CoreOpenOptions, emit: Emit): Promise<Core> {
-    let header = opts.overwrite ? null : await storage.readHeader()
+    const headers = opts.overwrite ? [] : await storage.readHeaders()
+    let header = headers[0] ?? null
+    let tailIsWhole = false
 
     if (header === null) {
       if (opts.createIfMissing === false && !opts.overwrite) throw STORAGE_EMPTY()
@@ -87,13 +91,28 @@ export class Core {
       header = newHeader(opts)
       await storage.writeHeader(header)
     } else {
+      if (hasOpenTail(header)) {
+        const manifest = header.manifest === null ? null : decodeStoredManifest(header.manifest, header.key)
+        const verdict = await checkTail(storage, header, manifest)
+        if (verdict === 'torn' && headers[1] !== undefined) {
+          // The last append did not fully land: go back to the state before it,
+          // and make its slot the next one written so the good one survives.
+          await storage.discardNewestHeader()
+          header = settled(headers[1])
+          await storage.writeHeader(header)
+        } else {
+          tailIsWhole = verdict === 'whole'
+        }
+      }
       header = adoptOptions(header, opts)
     }
 
     const length = header.tree.length
     const bitfield = await storage.readBitfield()
-    // Bits past the signed length come from an append that never committed.
+    // Bits past the signed length come from an append that never committed;
+    // bits of a tail that checked out may have been the write that was lost.
     bitfield.truncate(length)
+    if (tailIsWhole) bitfield.setRange(header.hints!.appendedFrom, length, true)
     const dirty = bitfield.takeDirty()
     if (dirty.length > 0) await storage.writeBitfield(dirty)
 
@@ -159,15 +178,21 @@ export class Core {
       batch.signature = this.sign(batch)
 
       const start = tree.length
+      const { header, contiguous } = this
       this.bitfield.setRange(start, batch.length, true)
+      if (contiguous === start) this.contiguous = batch.length
       try {
+        // All four writes at once: the header names the blocks it was written
+        // with (appendedFrom), and a reopen after a crash checks exactly those.
         await Promise.all([
           this.storage.writeData(tree.byteLength, blocks.length === 1 ? blocks[0]! : b4a.concat(blocks)),
           this.storage.putNodes(batch.nodes),
-          this.storage.writeBitfield(this.bitfield.takeDirty())
+          this.storage.writeBitfield(this.bitfield.takeDirty()),
+          this.writeTree(batch, start)
         ])
-        await this.writeTree(batch)
       } catch (err) {
+        this.header = header
+        this.contiguous = contiguous
         this.bitfield.setRange(start, batch.length, false)
         this.bitfield.takeDirty()
         throw wrapWrite(err)
@@ -175,7 +200,6 @@ export class Core {
 
       for (const node of batch.nodes) tree.remember(node)
       tree.setState(batch)
-      if (this.contiguous === start) this.contiguous = batch.length
       this.emit('append')
       return { length: batch.length, byteLength: batch.byteLength }
     } finally {
@@ -228,6 +252,8 @@ export class Core {
     try {
       end = Math.min(end, this.tree.length)
       if (start >= end) return
+      // A reopen checks the last append's blocks; they must not be cleared under it.
+      await this.settle()
       const from = await byteOffset(this.tree, 2 * start)
       const to = await byteOffset(this.tree, 2 * end)
       this.bitfield.setRange(start, end, false)
@@ -309,7 +335,7 @@ export class Core {
     const batch = verifyFullyRemote(proof)
     const manifest = this.manifestFor(proof.manifest)
     if (manifest === null) throw INVALID_SIGNATURE('The manifest of this core is not known')
-    if (!manifests.verify(manifest, this.key, batch.hash(), batch.length, batch.fork, batch.signature)) {
+    if (!this.verifySigned(manifest, batch.hash(), batch.length, batch.fork, batch.signature)) {
       throw INVALID_SIGNATURE('Proof signature does not verify')
     }
     return batch
@@ -377,7 +403,22 @@ export class Core {
 
   private signs (roots: TreeNode[]): boolean {
     const { length, fork, signature } = this.tree
-    return this.manifest !== null && manifests.verify(this.manifest, this.key, crypto.treeHash(roots), length, fork, signature)
+    return this.manifest !== null && this.verifySigned(this.manifest, crypto.treeHash(roots), length, fork, signature)
+  }
+
+  /**
+   * Signature check with a memo of the last tree that verified: proofs that
+   * share one signed length (several blocks proven against the same upgrade)
+   * pay for Ed25519 once. The memo holds the exact signed values.
+   */
+  private verifySigned (manifest: Manifest, treeHash: Uint8Array, length: number, fork: number, signature: Uint8Array | null): boolean {
+    const memo = this.lastVerified
+    if (signature === null) return false
+    if (memo !== null && memo.length === length && memo.fork === fork && memo.manifest === manifest &&
+        equalBytes(memo.treeHash, treeHash) && equalBytes(memo.signature, signature)) return true
+    if (!manifests.verify(manifest, this.key, treeHash, length, fork, signature)) return false
+    this.lastVerified = { manifest, treeHash: b4a.from(treeHash), length, fork, signature: b4a.from(signature) }
+    return true
   }
 
   private manifestFor (offered: Manifest | null): Manifest | null {
@@ -403,12 +444,19 @@ export class Core {
     return manifests.sign(this.manifest!, this.key, batch.hash(), batch.length, batch.fork, this.keyPair!)
   }
 
-  private async writeTree (state: TreeState): Promise<void> {
+  /** Writes the header for `state`; `appendedFrom` < length only from append. */
+  private async writeTree (state: TreeState, appendedFrom = state.length): Promise<void> {
     this.header = {
       ...this.header,
-      tree: { fork: state.fork, length: state.length, byteLength: state.byteLength, signature: state.signature }
+      tree: { fork: state.fork, length: state.length, byteLength: state.byteLength, signature: state.signature },
+      hints: { contiguousLength: Math.min(this.contiguous, state.length), appendedFrom }
     }
     await this.storage.writeHeader(this.header)
+  }
+
+  /** After this, nothing needs checking on the next open. */
+  private async settle (): Promise<void> {
+    if (hasOpenTail(this.header)) await this.writeTree(this.tree)
   }
 
   /** Byte sizes of what is on disk, for `info()`. */
@@ -419,11 +467,18 @@ export class Core {
   async close (): Promise<void> {
     await this.mutex.lock()
     try {
+      if (this.writable && !this.repairMode) await this.settle().catch(noop)
       await this.storage.close()
     } finally {
       this.mutex.unlock()
     }
   }
+}
+
+function noop (): void {}
+
+function settled (h: Header): Header {
+  return { ...h, hints: { contiguousLength: h.hints?.contiguousLength ?? 0, appendedFrom: h.tree.length } }
 }
 
 function sumSizes (nodes: readonly TreeNode[]): number {

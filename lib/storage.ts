@@ -51,6 +51,12 @@ export interface HeaderTree {
 
 export interface HeaderHints {
   contiguousLength: number
+  /**
+   * Blocks [appendedFrom, tree.length) were written together with this
+   * header, so a crash may have cut them short: a reopen checks them, and
+   * falls back to the other slot's header if they do not hold.
+   */
+  appendedFrom: number
 }
 
 export interface Header {
@@ -109,8 +115,8 @@ function checkHeader (h: Header): void {
     throw BAD_ARGUMENT('Header tree fork/length/byteLength must be non-negative integers')
   }
   if (t.signature !== null && !isBytes(t.signature)) throw BAD_ARGUMENT('Header tree signature must be bytes or null')
-  if (h.hints !== undefined && (typeof h.hints !== 'object' || h.hints === null || !isUint(h.hints.contiguousLength))) {
-    throw BAD_ARGUMENT('Header hints.contiguousLength must be a non-negative integer')
+  if (h.hints !== undefined && (typeof h.hints !== 'object' || h.hints === null || !isUint(h.hints.contiguousLength) || !isUint(h.hints.appendedFrom))) {
+    throw BAD_ARGUMENT('Header hints.contiguousLength and hints.appendedFrom must be non-negative integers')
   }
 }
 
@@ -127,7 +133,10 @@ const headerEncoding = {
     c.uint.preencode(state, h.tree.length)
     c.uint.preencode(state, h.tree.byteLength)
     if (h.tree.signature !== null) c.buffer.preencode(state, h.tree.signature)
-    if (h.hints !== undefined) c.uint.preencode(state, h.hints.contiguousLength)
+    if (h.hints !== undefined) {
+      c.uint.preencode(state, h.hints.contiguousLength)
+      c.uint.preencode(state, h.hints.appendedFrom)
+    }
   },
   encode (state: c.State, h: Header): void {
     const flags = (h.manifest !== null ? FLAG_MANIFEST : 0) |
@@ -145,7 +154,10 @@ const headerEncoding = {
     c.uint.encode(state, h.tree.length)
     c.uint.encode(state, h.tree.byteLength)
     if (h.tree.signature !== null) c.buffer.encode(state, h.tree.signature)
-    if (h.hints !== undefined) c.uint.encode(state, h.hints.contiguousLength)
+    if (h.hints !== undefined) {
+      c.uint.encode(state, h.hints.contiguousLength)
+      c.uint.encode(state, h.hints.appendedFrom)
+    }
   },
   /** Throws anything on bad input; decodeHeader() turns that into STORAGE_CORRUPT. */
   decode (state: c.State): Header {
@@ -164,7 +176,7 @@ const headerEncoding = {
     const byteLength = decodeUint(state)
     const signature = (flags & FLAG_SIGNATURE) !== 0 ? copy(c.buffer.decode(state)) : null
     const header: Header = { key, manifest, keyPair, tree: { fork, length, byteLength, signature } }
-    if ((flags & FLAG_HINTS) !== 0) header.hints = { contiguousLength: decodeUint(state) }
+    if ((flags & FLAG_HINTS) !== 0) header.hints = { contiguousLength: decodeUint(state), appendedFrom: decodeUint(state) }
     return header
   }
 }
@@ -520,6 +532,30 @@ export class CoreStorage {
     // past slot 0 the only write ever attempted was the first one.
     if (bytes.byteLength <= HEADER_SLOT_SIZE && looksLikeTornFirstWrite(bytes)) return null
     throw STORAGE_CORRUPT('Neither header slot holds a valid header')
+  }
+
+  /**
+   * Every valid header, newest first (at most two: the slots). The older one
+   * is what a crash during the newer one's write falls back to.
+   */
+  async readHeaders (): Promise<Header[]> {
+    const newest = await this.readHeader()
+    if (newest === null) return []
+    const { slot0, slot1 } = await this._readSlots()
+    const slots = [slot0, slot1].filter((s): s is DecodedSlot => s !== null).sort((a, b) => b.seq - a.seq)
+    return slots.map(s => s.header)
+  }
+
+  /**
+   * Treats the newest slot as invalid from now on, so the next write lands on
+   * it and the older slot (the header we fell back to) stays intact.
+   */
+  async discardNewestHeader (): Promise<void> {
+    await this.flushHeader()
+    if (this._slotSeq === null) await this._readSlots()
+    const seqs = this._slotSeq as [number, number]
+    const newest = seqs[0] >= seqs[1] ? 0 : 1
+    seqs[newest] = -1
   }
 
   /**

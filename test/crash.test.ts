@@ -8,7 +8,9 @@ import { spawn } from 'child_process'
 import * as path from 'path'
 import b4a from 'b4a'
 import { Hypercore, freshDir } from './helpers/core'
+import * as fs from 'fs'
 import { content } from './fixtures/crash-writer'
+import { batch } from './fixtures/append-and-die'
 
 interface State { length: number, fork: number, blocks: Map<number, Uint8Array> }
 
@@ -89,7 +91,71 @@ test('a writer killed with SIGKILL at random moments always reopens consistent',
   const dir = freshDir(t, 'crash')
   let state: State = { length: 0, fork: 0, blocks: new Map() }
   for (let round = 0; round < 8; round++) {
-    const { acked, inFlight } = await runAndKill(dir, 1000 + round, 150 + round * 37, state)
+    const { acked, inFlight } = await runAndKill(dir, 1000 + round, 120 + round * 23, state)
     state = await checkConsistent(t, dir, acked, inFlight)
   }
+})
+
+/** Runs the child that appends `a` then `b` blocks and SIGKILLs itself. */
+function appendAndDie (dir: string, a: number, b: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(__dirname, 'fixtures', 'append-and-die.js'), dir, String(a), String(b)], { stdio: 'inherit' })
+    child.on('error', reject)
+    child.on('close', () => resolve())
+  })
+}
+
+async function reopened (dir: string): Promise<{ length: number, blocks: Uint8Array[], hasAll: boolean }> {
+  const core = new Hypercore(dir)
+  await core.ready()
+  try {
+    const blocks: Uint8Array[] = []
+    for (let i = 0; i < core.length; i++) blocks.push(await core.get(i, { wait: false }) as Uint8Array)
+    return { length: core.length, blocks, hasAll: await core.has(0, core.length) }
+  } finally {
+    await core.close()
+  }
+}
+
+test('a crash after an append fully landed keeps it, even if its bitfield write was lost', async t => {
+  const dir = freshDir(t, 'tail-whole')
+  await appendAndDie(dir, 10, 5)
+  // Bits of the tail (blocks 10..14) lost; 8 and 9 were written by the first append.
+  const fd = fs.openSync(path.join(dir, 'bitfield'), 'r+')
+  fs.writeSync(fd, Uint8Array.of(0b00000011), 0, 1, 1)
+  fs.closeSync(fd)
+  const r = await reopened(dir)
+  t.is(r.length, 15)
+  t.ok(r.hasAll, 'bits of the checked tail are set again')
+  t.alike(r.blocks, batch(0, 15))
+})
+
+test('a crash that lost the data of the last append rolls back to the state before it', async t => {
+  const dir = freshDir(t, 'tail-data')
+  await appendAndDie(dir, 10, 5)
+  const sizeBefore = batch(0, 10).reduce((s, b) => s + b.byteLength, 0)
+  fs.truncateSync(path.join(dir, 'data'), sizeBefore + 3)
+  const r = await reopened(dir)
+  t.is(r.length, 10, 'back to the last append that fully landed')
+  t.ok(r.hasAll)
+  t.alike(r.blocks, batch(0, 10))
+  const again = await reopened(dir)
+  t.is(again.length, 10, 'and stays there')
+})
+
+test('a crash that lost tree nodes of the last append rolls back too, and the core appends on', async t => {
+  const dir = freshDir(t, 'tail-tree')
+  await appendAndDie(dir, 16, 4)
+  const fd = fs.openSync(path.join(dir, 'tree'), 'r+')
+  fs.writeSync(fd, new Uint8Array(40), 0, 40, 40 * 35) // parent of blocks 17 and 18
+  fs.closeSync(fd)
+  const core = new Hypercore(dir)
+  await core.ready()
+  t.is(core.length, 16)
+  t.is(core.repairMode, false)
+  await core.append(batch(16, 4))
+  t.is(core.length, 20)
+  await core.close()
+  const r = await reopened(dir)
+  t.alike(r.blocks, batch(0, 20))
 })

@@ -420,7 +420,7 @@ test('storage: bad headers are BAD_ARGUMENT, including one bigger than a slot', 
     { ...sampleHeader(1), keyPair: { publicKey: new Uint8Array(32), secretKey: new Uint8Array(32) } },
     { ...sampleHeader(1), tree: { fork: 0, length: -1, byteLength: 0, signature: null } },
     { ...sampleHeader(1), tree: { fork: 0.5, length: 1, byteLength: 0, signature: null } },
-    { ...sampleHeader(1), hints: { contiguousLength: Number.NaN } }
+    { ...sampleHeader(1), hints: { contiguousLength: Number.NaN, appendedFrom: 0 } }
   ]
   for (const h of broken) t.is(await codeOf(s.writeHeader(h)), 'BAD_ARGUMENT')
   t.is(await codeOf(s.putNodes([{ index: 0, size: 1, hash: new Uint8Array(3) }])), 'BAD_ARGUMENT', 'bad node')

@@ -126,7 +126,7 @@ export function sampleHeader (seed: number, opts: { full?: boolean, manifestSize
       signature: full ? bytes(64, seed + 4) : null
     }
   }
-  if (full) h.hints = { contiguousLength: seed * 999 }
+  if (full) h.hints = { contiguousLength: seed * 999, appendedFrom: seed * 7 }
   return h
 }
 
