@@ -13,13 +13,13 @@ import { TreeBatch, type TreeState } from './tree-batch'
 import { Mutex } from './mutex'
 import { Bitfield } from './bitfield'
 import { CoreStorage, type Header } from './storage'
-import { byteOffset, generateProof, verifyFullyRemote, equalBytes, type Proof, type ProofRequest } from './proof'
+import { byteOffset, generateProof, verifyFullyRemote, verifyAgainst, equalBytes, type Proof, type ProofRequest } from './proof'
 import { planRepair } from './repair'
 import { checkTail, hasOpenTail } from './crash-recovery'
 import * as manifests from './manifest'
 import * as m from './messages'
 import {
-  ASSERTION, BAD_ARGUMENT, INVALID_OPERATION, INVALID_PROOF, INVALID_SIGNATURE,
+  ASSERTION, BAD_ARGUMENT, INVALID_OPERATION, MISSING_NODE, INVALID_PROOF, INVALID_SIGNATURE,
   SESSION_NOT_WRITABLE, STORAGE_CONFLICT, STORAGE_CORRUPT, STORAGE_EMPTY, WRITE_FAILED, isCoded
 } from './errors'
 import type { TreeNode } from './tree-node'
@@ -37,6 +37,8 @@ export interface CoreOpenOptions {
 /** Events a core raises; the public class turns them into emitter events. */
 export interface CoreEvents {
   append (): void
+  /** Blocks [start, start + length) became available locally (internal). */
+  have (start: number, length: number): void
   truncate (length: number, fork: number): void
   repairing (proof: unknown): void
   repaired (proof: unknown): void
@@ -46,6 +48,25 @@ export interface CoreEvents {
 type Emit = <K extends keyof CoreEvents>(name: K, ...args: Parameters<CoreEvents[K]>) => void
 
 const REPAIR_MODE_MESSAGE = 'Cannot commit while repair mode is on'
+
+/** A peer's data message checked against our tree; nothing stored yet. */
+export interface VerifiedData {
+  /** Our tree grown by the message's upgrade, or null without one. */
+  upgrade: TreeBatch | null
+  block: { index: number, value: Uint8Array } | null
+  /** Every node the message proved. */
+  nodes: TreeNode[]
+  /** Our length and fork the check was made against. */
+  baseLength: number
+  baseFork: number
+}
+
+interface PendingBlock {
+  index: number
+  value: Uint8Array
+  nodes: TreeNode[]
+  done: Array<{ resolve (): void, reject (err: Error): void }>
+}
 
 export class Core {
   readonly key: Uint8Array
@@ -59,6 +80,8 @@ export class Core {
   repairMode: boolean
   private contiguous: number
   private lastVerified: { manifest: Manifest, treeHash: Uint8Array, length: number, fork: number, signature: Uint8Array } | null = null
+  private pendingBlocks = new Map<number, PendingBlock>()
+  private flushingBlocks: Promise<void> | null = null
 
   private constructor (
     readonly storage: CoreStorage,
@@ -201,6 +224,7 @@ export class Core {
       for (const node of batch.nodes) tree.remember(node)
       tree.setState(batch)
       this.emit('append')
+      this.emit('have', start, batch.length - start)
       return { length: batch.length, byteLength: batch.byteLength }
     } finally {
       this.mutex.unlock()
@@ -285,7 +309,7 @@ export class Core {
     if (bytes > tree.byteLength) throw BAD_ARGUMENT('Seek is out of bounds')
     for (const root of fullRoots(2 * tree.length)) {
       const node = await tree.getNode(root)
-      if (node === null) throw INVALID_OPERATION('Expected tree node ' + root + ', it is missing')
+      if (node === null) throw MISSING_NODE(root)
       if (bytes >= node.size) {
         bytes -= node.size
         continue
@@ -293,7 +317,7 @@ export class Core {
       const ite = new Iterator(root)
       while ((ite.index & 1) === 1) {
         const left = await tree.getNode(ite.leftChild())
-        if (left === null) throw INVALID_OPERATION('Expected tree node ' + ite.index + ', it is missing')
+        if (left === null) throw MISSING_NODE(ite.index)
         if (bytes >= left.size) {
           bytes -= left.size
           ite.sibling()
@@ -310,7 +334,7 @@ export class Core {
     if (!Number.isSafeInteger(length) || length < 0 || length > this.tree.length) throw BAD_ARGUMENT('Length is out of bounds')
     const roots = await Promise.all(fullRoots(2 * length).map(async i => {
       const node = await this.tree.getNode(i)
-      if (node === null) throw INVALID_OPERATION('Expected tree node ' + i + ', it is missing')
+      if (node === null) throw MISSING_NODE(i)
       return node
     }))
     return crypto.treeHash(roots)
@@ -434,6 +458,146 @@ export class Core {
   }
 
   // -------------------------------------------------------------------------
+  // Data from peers: verified first, stored after, never the other way round
+
+  /**
+   * Checks a peer's data message against our tree and key. Throws a coded
+   * error (INVALID_PROOF, INVALID_SIGNATURE, INVALID_OPERATION when it needs
+   * a node we lack) and stores nothing.
+   */
+  async verifyData (data: m.DataMessage): Promise<VerifiedData> {
+    const tree = this.tree
+    const baseLength = tree.length
+    const baseFork = tree.fork
+    if (data.fork !== baseFork) throw INVALID_OPERATION('Data is for fork ' + data.fork + ', we are on ' + baseFork)
+    const manifest = this.manifestFor(data.manifest)
+    if (manifest === null) throw INVALID_PROOF('The manifest of this core is not known yet')
+
+    const batch = await verifyAgainst(tree, data as Proof)
+    if (data.upgrade !== null) {
+      if (!this.verifySigned(manifest, batch.hash(), batch.length, batch.fork, batch.signature)) {
+        throw INVALID_SIGNATURE('Upgrade signature does not verify')
+      }
+    }
+    if (this.manifest === null) await this.adoptManifest(manifest)
+    const block = data.block === null ? null : { index: data.block.index, value: data.block.value }
+    return { upgrade: data.upgrade === null ? null : batch, block, nodes: batch.nodes, baseLength, baseFork }
+  }
+
+  /**
+   * Stores what `verifyData` checked. Returns false when our tree moved on in
+   * between in a way that makes the check stale (then nothing is stored).
+   */
+  async applyData (v: VerifiedData): Promise<boolean> {
+    if (v.upgrade !== null) {
+      const applied = await this.applyUpgrade(v)
+      if (!applied) return false
+    } else if (this.tree.fork !== v.baseFork) {
+      return false
+    }
+    if (v.block !== null) await this.storeBlock(v.block.index, v.block.value, v.nodes)
+    return true
+  }
+
+  private async applyUpgrade (v: VerifiedData): Promise<boolean> {
+    const batch = v.upgrade!
+    await this.mutex.lock()
+    try {
+      const tree = this.tree
+      if (tree.fork !== v.baseFork || tree.length !== v.baseLength) {
+        // Someone else upgraded us meanwhile: fine if it got us at least as far.
+        return tree.fork === batch.fork && tree.length >= batch.length
+      }
+      if (this.repairMode) return false
+      tree.stage(v.nodes)
+      try {
+        await this.storage.putNodes(v.nodes)
+        await this.writeTree(batch)
+      } catch (err) {
+        tree.unstage(v.nodes)
+        tree.forget(v.nodes.map(n => n.index))
+        throw wrapWrite(err)
+      }
+      tree.setState({ roots: batch.roots, length: batch.length, byteLength: batch.byteLength, fork: batch.fork, signature: batch.signature })
+      tree.unstage(v.nodes)
+      this.emit('append')
+      return true
+    } finally {
+      this.mutex.unlock()
+    }
+  }
+
+  /**
+   * Queues a verified block for disk. Writes are batched: blocks and nodes of
+   * many messages go out together, and the bitfield only after the data.
+   */
+  storeBlock (index: number, value: Uint8Array, nodes: TreeNode[]): Promise<void> {
+    if (this.bitfield.get(index)) return Promise.resolve()
+    return new Promise((resolve, reject) => {
+      this.tree.stage(nodes)
+      const pending = this.pendingBlocks.get(index)
+      if (pending !== undefined) pending.done.push({ resolve, reject })
+      else this.pendingBlocks.set(index, { index, value, nodes, done: [{ resolve, reject }] })
+      if (this.flushingBlocks === null) this.flushingBlocks = this.flushBlocks()
+    })
+  }
+
+  /** Whether a block is queued for disk (so there is no point fetching it again). */
+  isStoring (index: number): boolean {
+    return this.pendingBlocks.has(index)
+  }
+
+  private async flushBlocks (): Promise<void> {
+    try {
+      while (this.pendingBlocks.size > 0) {
+        const batch = [...this.pendingBlocks.values()].sort((a, b) => a.index - b.index)
+        this.pendingBlocks = new Map()
+        try {
+          await this.writeBlocks(batch)
+          for (const b of batch) for (const d of b.done) d.resolve()
+        } catch (err) {
+          for (const b of batch) for (const d of b.done) d.reject(wrapWrite(err))
+        }
+      }
+    } finally {
+      this.flushingBlocks = null
+    }
+  }
+
+  private async writeBlocks (batch: PendingBlock[]): Promise<void> {
+    const tree = this.tree
+    const offsets = await Promise.all(batch.map(b => byteOffset(tree, 2 * b.index)))
+    const nodes: TreeNode[] = []
+    for (const b of batch) for (const n of b.nodes) nodes.push(n)
+
+    // Adjacent blocks become one write.
+    const writes: Array<Promise<void>> = [this.storage.putNodes(nodes)]
+    let runStart = 0
+    for (let k = 1; k <= batch.length; k++) {
+      const prev = batch[k - 1]!
+      const contiguous = k < batch.length && batch[k]!.index === prev.index + 1 && offsets[k] === offsets[k - 1]! + prev.value.byteLength
+      if (contiguous) continue
+      const run = batch.slice(runStart, k)
+      const bytes = run.length === 1 ? run[0]!.value : b4a.concat(run.map(b => b.value))
+      writes.push(this.storage.writeData(offsets[runStart]!, bytes))
+      runStart = k
+    }
+    await Promise.all(writes)
+
+    // Bits only once the data is on disk: a set bit always means the block is there.
+    for (const b of batch) this.bitfield.set(b.index, true)
+    await this.storage.writeBitfield(this.bitfield.takeDirty())
+    tree.unstage(nodes)
+
+    let start = batch[0]!.index
+    for (let k = 1; k <= batch.length; k++) {
+      if (k < batch.length && batch[k]!.index === batch[k - 1]!.index + 1) continue
+      this.emit('have', start, batch[k - 1]!.index - start + 1)
+      if (k < batch.length) start = batch[k]!.index
+    }
+  }
+
+  // -------------------------------------------------------------------------
 
   private assertCommitable (): void {
     if (this.repairMode) throw ASSERTION(REPAIR_MODE_MESSAGE)
@@ -465,6 +629,7 @@ export class Core {
   }
 
   async close (): Promise<void> {
+    while (this.flushingBlocks !== null) await this.flushingBlocks.catch(noop)
     await this.mutex.lock()
     try {
       if (this.writable && !this.repairMode) await this.settle().catch(noop)

@@ -25,6 +25,8 @@ export type ErrorCode =
 /** An `Error` with a stable `code` to branch on. */
 export class HypercoreError extends Error {
   readonly code: ErrorCode
+  /** Set when the operation failed for want of this tree node (it can be fetched and repaired). */
+  missingNode?: number
 
   constructor (msg: string, code: ErrorCode) {
     super(`${code}: ${msg}`)
@@ -64,6 +66,18 @@ export const REQUEST_TIMEOUT = factory('REQUEST_TIMEOUT', 'Request timed out')
 export const SESSION_NOT_WRITABLE = factory('SESSION_NOT_WRITABLE', 'Session is not writable')
 export const SESSION_CLOSED = factory('SESSION_CLOSED', 'Session is closed')
 export const WRITE_FAILED = factory('WRITE_FAILED', 'Write to storage failed')
+
+/** INVALID_OPERATION for a tree node that is not on disk, carrying its index. */
+export function MISSING_NODE (index: number): HypercoreError {
+  const err = INVALID_OPERATION('Expected tree node ' + index + ', it is missing')
+  err.missingNode = index
+  return err
+}
+
+/** The tree node whose absence caused `err`, if that is what happened. */
+export function missingNodeOf (err: unknown): number | null {
+  return err instanceof HypercoreError && typeof err.missingNode === 'number' ? err.missingNode : null
+}
 
 /** True when `err` is one of ours and carries `code`. */
 export function isCoded (err: unknown, code?: ErrorCode): err is HypercoreError {

@@ -6,17 +6,51 @@
 import { EventEmitter } from 'node:events'
 import { Readable } from 'node:stream'
 import b4a from 'b4a'
+import Protomux from 'protomux'
+import NoiseSecretStream from '@hyperswarm/secret-stream'
 import { Core, type CoreEvents } from './core'
+import { Replicator, type Download, type ReplicatorEvents } from './replicator'
+import type { Peer } from './peer'
 import { CoreStorage, type StorageFactory } from './storage'
 import { resolveEncoding, type Codec, type ValueEncoding } from './value-encoding'
 import { encodeFullyRemote, decodeFullyRemote, treeNodeProofRequest } from './fully-remote-proof'
-import { BAD_ARGUMENT, REQUEST_TIMEOUT, SESSION_CLOSED, isCoded } from './errors'
+import { BAD_ARGUMENT, REQUEST_TIMEOUT, SESSION_CLOSED, isCoded, missingNodeOf } from './errors'
 import type { KeyPair } from './crypto'
 import type { Proof, ProofRequest } from './proof'
 import type { Manifest } from './messages'
 import type { ManifestInput } from './manifest'
 
-export type { KeyPair, Proof, ProofRequest, ValueEncoding, Manifest, StorageFactory }
+export type { KeyPair, Proof, ProofRequest, ValueEncoding, Manifest, StorageFactory, Peer, Download }
+
+/** Options of `replicate()`. */
+export interface ReplicateOptions {
+  /** Send keep-alives every 5 s (default true), as Hypercore does. */
+  keepAlive?: boolean
+  /** Noise key pair for a stream we create. */
+  keyPair?: KeyPair
+}
+
+/** `download()` ranges, as in Hypercore: a range or a list of blocks. */
+export interface DownloadRange {
+  start?: number
+  /** Exclusive; -1 (default with no range) keeps downloading new blocks. */
+  end?: number
+  blocks?: number[]
+  linear?: boolean
+}
+
+/** A registered extension: messages of your own over the same channel. */
+export interface Extension<T = unknown> {
+  readonly name: string
+  send (message: T, peer: Peer): void
+  broadcast (message: T): void
+  destroy (): void
+}
+
+export interface ExtensionHandlers<T = unknown> {
+  encoding?: ValueEncoding
+  onmessage?: (message: T, peer: Peer) => void
+}
 
 /** Options of `new Hypercore(storage, [key], [opts])`. */
 export interface HypercoreOptions {
@@ -80,10 +114,12 @@ interface Waiter {
   timer: ReturnType<typeof setTimeout> | null
 }
 
+type PublicEvents = Omit<CoreEvents, 'have'> & ReplicatorEvents & { ready (): void, close (): void }
+
 export declare interface Hypercore {
-  on<K extends keyof CoreEvents | 'ready' | 'close'>(event: K, listener: K extends keyof CoreEvents ? CoreEvents[K] : () => void): this
-  once<K extends keyof CoreEvents | 'ready' | 'close'>(event: K, listener: K extends keyof CoreEvents ? CoreEvents[K] : () => void): this
-  off<K extends keyof CoreEvents | 'ready' | 'close'>(event: K, listener: K extends keyof CoreEvents ? CoreEvents[K] : () => void): this
+  on<K extends keyof PublicEvents>(event: K, listener: PublicEvents[K]): this
+  once<K extends keyof PublicEvents>(event: K, listener: PublicEvents[K]): this
+  off<K extends keyof PublicEvents>(event: K, listener: PublicEvents[K]): this
 }
 
 /**
@@ -93,6 +129,8 @@ export declare interface Hypercore {
 export class Hypercore extends EventEmitter {
   /** Set when the core is open; null before `ready()`. */
   core: Core | null = null
+  /** Replication state; null before `ready()`. */
+  replicator: Replicator | null = null
   opened = false
   closed = false
   closing: Promise<void> | null = null
@@ -100,6 +138,9 @@ export class Hypercore extends EventEmitter {
   readonly valueEncoding: Codec
 
   private readonly waiting = new Map<number, Set<Waiter>>()
+  /** Streams handed to replicate() before the core was open. */
+  private readonly pendingMuxes: Protomux[] = []
+  private readonly registered = new Map<string, Extension<unknown>>()
   private readonly storage: CoreStorage
 
   /**
@@ -134,6 +175,8 @@ export class Hypercore extends EventEmitter {
         createIfMissing: opts.createIfMissing ?? true,
         writable: opts.writable ?? true
       }, (name, ...args) => this.oncore(name, args))
+      this.replicator = new Replicator(this.core, (name, ...args) => { this.emit(name, ...args) })
+      for (const mux of this.pendingMuxes.splice(0)) this.replicator.attach(mux)
     } catch (err) {
       await this.storage.close().catch(noop)
       this.closed = true
@@ -144,7 +187,16 @@ export class Hypercore extends EventEmitter {
   }
 
   private oncore (name: keyof CoreEvents, args: unknown[]): void {
-    if (name === 'append') this.wakeWaiters()
+    const r = this.replicator
+    if (name === 'have') {
+      this.wakeWaiters()
+      r?.onlocalhave(args[0] as number, args[1] as number)
+      return
+    }
+    if (name === 'append' || name === 'truncate' || name === 'repaired') {
+      this.wakeWaiters()
+      r?.onupgrade()
+    }
     this.emit(name, ...args)
   }
 
@@ -193,12 +245,43 @@ export class Hypercore extends EventEmitter {
     assertIndex(index)
     const core = await this.live()
     const enc = opts.valueEncoding ? resolveEncoding(opts.valueEncoding) : this.valueEncoding
+    let healed = false
     for (;;) {
-      const block = await core.getBlock(index)
+      let block: Uint8Array | null
+      try {
+        block = await core.getBlock(index)
+      } catch (err) {
+        // A tree node this read needs is gone: fetch it from a peer, then retry once.
+        const missing = missingNodeOf(err)
+        if (missing === null || healed || this.peers.length === 0) throw err
+        healed = true
+        await this.healNode(missing, opts.timeout ?? 0)
+        continue
+      }
       if (block !== null) return enc.decode(block)
       if (opts.wait === false) return null
-      await this.waitFor(index, opts.timeout ?? 0)
+      const release = this.replicator?.want(index) ?? noop
+      try {
+        await this.waitFor(index, opts.timeout ?? 0)
+      } finally {
+        release()
+      }
     }
+  }
+
+  private healNode (index: number, timeout: number): Promise<void> {
+    return new Promise(resolve => {
+      const done = (): void => {
+        this.off('repaired', done)
+        this.off('repair-failed', done)
+        if (timer !== null) clearTimeout(timer)
+        resolve()
+      }
+      const timer = timeout > 0 ? setTimeout(done, timeout) : null
+      this.on('repaired', done)
+      this.on('repair-failed', done)
+      this.replicator!.onmissingnode(index)
+    })
   }
 
   /** Whether block `start` (or every block in [start, end)) is stored here. */
@@ -233,10 +316,132 @@ export class Hypercore extends EventEmitter {
     await (await this.live()).clear(start, end)
   }
 
-  /** Without peers there is nothing to learn: resolves false. */
-  async update (): Promise<boolean> {
-    await this.live()
-    return false
+  /**
+   * Learns the newest length from peers. Resolves true when the core grew;
+   * with `wait`, waits until it does. Without peers resolves false.
+   */
+  async update (opts: { wait?: boolean } = {}): Promise<boolean> {
+    const core = await this.live()
+    const before = core.length
+    await this.replicator!.settled()
+    if (core.length > before) return true
+    if (opts.wait !== true || this.closing !== null) return false
+    await new Promise<void>(resolve => {
+      const check = (): void => {
+        if (core.length > before || this.closing !== null) {
+          this.off('append', check)
+          this.off('close', check)
+          resolve()
+        }
+      }
+      this.on('append', check)
+      this.on('close', check)
+    })
+    return core.length > before
+  }
+
+  // -------------------------------------------------------------------------
+  // Replication
+
+  /**
+   * Replicates with a peer. Given a boolean, returns a new Noise-encrypted
+   * stream to pipe to the other side; given a secret stream or a protomux
+   * (a Hyperswarm connection, another core's stream), replicates over it so
+   * many cores share one connection.
+   */
+  replicate (isInitiator: boolean | NoiseSecretStream | Protomux, opts: ReplicateOptions = {}): NoiseSecretStream | Protomux['stream'] {
+    let mux: Protomux
+    let outer: NoiseSecretStream | Protomux['stream']
+    if (Protomux.isProtomux(isInitiator)) {
+      mux = isInitiator
+      outer = mux.stream
+    } else {
+      let noise: NoiseSecretStream
+      if (typeof isInitiator === 'boolean') {
+        noise = new NoiseSecretStream(isInitiator, null, opts.keyPair ? { keyPair: opts.keyPair } : {})
+        outer = noise.rawStream as unknown as NoiseSecretStream
+      } else if (isInitiator !== null && typeof isInitiator === 'object' && (isInitiator as NoiseSecretStream).noiseStream) {
+        noise = (isInitiator as NoiseSecretStream).noiseStream
+        outer = isInitiator
+      } else {
+        throw BAD_ARGUMENT('replicate() takes a boolean, a secret stream or a protomux')
+      }
+      if (!(noise.userData instanceof Protomux)) {
+        if (opts.keepAlive !== false && noise.keepAlive === 0) noise.setKeepAlive(5000)
+        noise.userData = Protomux.from(noise as unknown as Protomux.MuxStream)
+      }
+      mux = noise.userData as Protomux
+    }
+    if (this.replicator !== null) this.replicator.attach(mux)
+    else this.pendingMuxes.push(mux)
+    return outer
+  }
+
+  /** Peers currently replicating this core. */
+  get peers (): Peer[] {
+    return this.replicator?.peers ?? []
+  }
+
+  /**
+   * Downloads a range (or a list of blocks) in the background. With no range
+   * it keeps downloading everything, new blocks included.
+   */
+  download (range: DownloadRange = {}): Download {
+    const r = this.replicator
+    if (r === null) throw SESSION_CLOSED('The core is not open yet')
+    if (range.blocks) return r.download(0, 0, range.blocks)
+    const end = range.end === undefined || range.end === -1 ? Infinity : range.end
+    return r.download(range.start ?? 0, end, null)
+  }
+
+  /** Call while looking for peers; call the returned function when done. `update()` waits for it. */
+  findingPeers (): () => void {
+    if (this.replicator === null) {
+      let done: (() => void) | null = null
+      let finished = false
+      void this.opening.then(() => { if (!finished) done = this.replicator!.findingPeers() }, noop)
+      return () => { finished = true; done?.() }
+    }
+    return this.replicator.findingPeers()
+  }
+
+  /** Asks peers for proofs to restore missing tree roots (automatic in repair mode). */
+  recoverTreeNodeFromPeers (): void {
+    this.replicator?.recoverTreeNodeFromPeers()
+  }
+
+  /** Messages of your own to peers of this core, over the replication channel. */
+  registerExtension<T = unknown> (name: string, handlers: ExtensionHandlers<T> = {}): Extension<T> {
+    const enc = resolveEncoding(handlers.encoding ?? 'binary')
+    const register = (): void => {
+      this.replicator?.registerExtension(name, {
+        onmessage: (bytes, peer) => {
+          let value: T
+          try {
+            value = enc.decode(bytes) as T
+          } catch {
+            return // a message that does not decode is the peer's problem, not ours
+          }
+          handlers.onmessage?.(value, peer)
+        }
+      })
+    }
+    if (this.replicator !== null) register()
+    else void this.opening.then(register, noop)
+    const ext: Extension<T> = {
+      name,
+      send: (message, peer) => peer.sendExtension(name, enc.encode(message)),
+      broadcast: (message) => {
+        const bytes = enc.encode(message)
+        for (const peer of this.peers) peer.sendExtension(name, bytes)
+      },
+      destroy: () => {
+        this.registered.delete(name)
+        this.replicator?.unregisterExtension(name)
+      }
+    }
+    this.registered.set(name, ext as Extension<unknown>)
+    return ext
   }
 
   async info (): Promise<Info> {
@@ -355,6 +560,7 @@ export class Hypercore extends EventEmitter {
 
   private async doClose (): Promise<void> {
     await this.opening.catch(noop)
+    this.replicator?.destroy()
     for (const set of this.waiting.values()) for (const w of [...set]) w.reject(SESSION_CLOSED())
     if (this.core !== null) await this.core.close()
     this.closed = true

@@ -24,6 +24,8 @@ export class MerkleTree implements NodeSource, TreeState {
   fork: number
   signature: Uint8Array | null
   private readonly cache = new Map<number, TreeNode>()
+  /** Verified nodes on their way to disk: never evicted until written. */
+  private readonly staged = new Map<number, TreeNode>()
 
   constructor (private readonly storage: NodeStorage, state: TreeState) {
     this.roots = state.roots
@@ -50,11 +52,22 @@ export class MerkleTree implements NodeSource, TreeState {
   /** Node `index` of the current tree, or null when it is missing or outside it. */
   async getNode (index: number): Promise<TreeNode | null> {
     if (!inTree(index, this.length)) return null
-    const hit = this.cache.get(index)
+    const hit = this.staged.get(index) ?? this.cache.get(index)
     if (hit !== undefined) return hit
     const node = await this.storage.getNode(index)
     if (node !== null) this.remember(node)
     return node
+  }
+
+  /**
+   * Node `index` if it is at hand without reading the disk (staged, cached
+   * or a root); undefined when it would take a read to know.
+   */
+  peekNode (index: number): TreeNode | undefined {
+    const hit = this.staged.get(index) ?? this.cache.get(index)
+    if (hit !== undefined) return hit
+    for (const r of this.roots) if (r.index === index) return r
+    return undefined
   }
 
   remember (node: TreeNode): void {
@@ -64,6 +77,19 @@ export class MerkleTree implements NodeSource, TreeState {
       this.cache.delete(oldest)
     }
     this.cache.set(node.index, node)
+  }
+
+  /** Holds verified nodes in memory until `unstage`, so proofs can build on them. */
+  stage (nodes: readonly TreeNode[]): void {
+    for (const n of nodes) this.staged.set(n.index, n)
+  }
+
+  /** The nodes are on disk now: they become ordinary cache entries. */
+  unstage (nodes: readonly TreeNode[]): void {
+    for (const n of nodes) {
+      this.staged.delete(n.index)
+      this.remember(n)
+    }
   }
 
   /** Forget cached nodes, all or those at the given indices. */

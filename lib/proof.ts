@@ -7,7 +7,7 @@
 import { Iterator, fullRoots, leftSpan, countLeaves } from './flat-tree'
 import { leafNode, parentNode } from './crypto'
 import { TreeBatch, type TreeState } from './tree-batch'
-import { INVALID_OPERATION, INVALID_PROOF, BAD_ARGUMENT } from './errors'
+import { INVALID_OPERATION, INVALID_PROOF, BAD_ARGUMENT, MISSING_NODE } from './errors'
 import type { TreeNode } from './tree-node'
 import type { Manifest } from './messages'
 
@@ -44,7 +44,7 @@ export interface NodeSource extends TreeState {
 
 async function need (src: NodeSource, index: number): Promise<TreeNode> {
   const node = await src.getNode(index)
-  if (node === null) throw INVALID_OPERATION('Expected tree node ' + index + ', it is missing')
+  if (node === null) throw MISSING_NODE(index)
   return node
 }
 
@@ -226,21 +226,25 @@ export async function byteOffset (src: NodeSource, index: number): Promise<numbe
   if (index === 2 * src.length) return src.byteLength
   if ((index & 1) === 1) index = leftSpan(index)
   const roots = fullRoots(2 * src.length)
-  const fromLeft = await sizesLeftOf(src, roots, index)
+  const missing = { index: -1 }
+  const fromLeft = await sizesLeftOf(src, roots, index, missing)
   if (fromLeft !== null) return fromLeft
   const fromRight = await sizesFrom(src, roots, index)
   if (fromRight !== null) return src.byteLength - fromRight
-  throw INVALID_OPERATION('Cannot locate block ' + index / 2 + ': tree nodes on both sides are missing')
+  throw MISSING_NODE(missing.index)
 }
 
-async function sizesLeftOf (src: NodeSource, roots: number[], index: number): Promise<number | null> {
+async function sizesLeftOf (src: NodeSource, roots: number[], index: number, missing: { index: number }): Promise<number | null> {
   let sum = 0
   let start = 0
   for (const root of roots) {
     const end = start + 2 * (root - start + 1)
     if (index >= end) {
       const node = await src.getNode(root)
-      if (node === null) return null
+      if (node === null) {
+        missing.index = root
+        return null
+      }
       sum += node.size
       start = end
       continue
@@ -251,7 +255,10 @@ async function sizesLeftOf (src: NodeSource, roots: number[], index: number): Pr
         ite.leftChild()
       } else {
         const left = await src.getNode(ite.leftChild())
-        if (left === null) return null
+        if (left === null) {
+          missing.index = ite.index
+          return null
+        }
         sum += left.size
         ite.sibling()
       }
@@ -493,7 +500,7 @@ export async function verifyAgainst (local: NodeSource, proof: Proof): Promise<T
   if (proof.upgrade && verifyUpgrade(proof, top, batch)) top = null
   if (top !== null) {
     const trusted = await local.getNode(top.index)
-    if (trusted === null) throw INVALID_OPERATION('Expected tree node ' + top.index + ', it is missing')
+    if (trusted === null) throw MISSING_NODE(top.index)
     if (!equalBytes(trusted.hash, top.hash)) throw INVALID_PROOF('Proof does not match node ' + top.index)
   }
   for (const n of nodes) batch.nodes.push(n)

@@ -1,0 +1,384 @@
+/**
+ * One peer of one core: a protomux channel speaking Hypercore 11's
+ * `hypercore/alpha` protocol. This module owns the wire — the handshake
+ * capability, what the remote told us (length, fork, which blocks it has),
+ * and answering its requests with proofs. Which blocks to ask for, and from
+ * whom, is the replicator's business.
+ */
+import type Protomux from 'protomux'
+import b4a from 'b4a'
+import { wire, type DataMessage, type RequestMessage, type SyncMessage, type RangeMessage, type BitfieldMessage, type WantMessage, type ExtensionMessage, type NoDataMessage, type HandshakeMessage } from './messages'
+import { replicateCapability } from './crypto'
+import { Bitfield } from './bitfield'
+import { isCoded, missingNodeOf } from './errors'
+import type { Core } from './core'
+
+export const PROTOCOL = 'hypercore/alpha'
+
+/** noData reasons, as Hypercore 11 numbers them. */
+export const NOT_AVAILABLE = 1
+export const INVALID_REQUEST = 2
+
+/** Requests a peer may have queued with us before we stop listening to it. */
+const MAX_QUEUED_REQUESTS = 8192
+const MAX_INVALID_REQUESTS = 64
+/** Hypercore's want batches: power-of-two ranges of at most 2^21 blocks. */
+export const WANT_BATCH = 2 ** 21
+const MIN_WANT = 32
+/** Bits per bitfield message when answering a want. */
+const BITFIELD_CHUNK = 2 ** 15
+
+/** What the peer module needs from the replicator above it. */
+export interface PeerHost {
+  readonly core: Core
+  onopen (peer: Peer): void
+  onclose (peer: Peer): void
+  onsync (peer: Peer, changed: boolean): void
+  onhave (peer: Peer): void
+  ondata (peer: Peer, data: DataMessage): Promise<void>
+  onnodata (peer: Peer, msg: NoDataMessage): void
+  onextension (peer: Peer, name: string, message: Uint8Array): void
+  onupload (peer: Peer, index: number, byteLength: number): void
+  /** Serving hit a tree node we lack: a chance to repair it from peers. */
+  onmissingnode (index: number): void
+}
+
+export class Peer {
+  readonly channel: Protomux.Channel
+  readonly stream: Protomux.MuxStream
+  remoteOpened = false
+  removed = false
+
+  remoteFork = 0
+  remoteLength = 0
+  /** What the remote last said our length is (Hypercore's lengthAcked). */
+  lengthAcked = 0
+  remoteCanUpgrade = false
+  remoteHasManifest = false
+  remoteSynced = false
+  remoteDownloading = true
+  /** The remote has every block below this. */
+  remoteContiguous = 0
+  /** Sparse knowledge of the remote's blocks, only below our own length. */
+  readonly remoteBitfield = new Bitfield()
+  /** Requests we sent it that are still out. */
+  inflight = 0
+  /** Want batches already asked for. */
+  private readonly wanted = new Set<number>()
+
+  private readonly queue: RequestMessage[] = []
+  private serving = false
+  private invalidRequests = 0
+  private lastExtensionSent = ''
+  private lastExtensionRecv = ''
+
+  private readonly sync: Protomux.Message<SyncMessage>
+  private readonly request: Protomux.Message<RequestMessage>
+  private readonly cancel: Protomux.Message<{ request: number }>
+  private readonly data: Protomux.Message<DataMessage>
+  private readonly noData: Protomux.Message<NoDataMessage>
+  private readonly want: Protomux.Message<WantMessage>
+  private readonly bitfield: Protomux.Message<BitfieldMessage>
+  private readonly range: Protomux.Message<RangeMessage>
+  private readonly extension: Protomux.Message<ExtensionMessage>
+
+  private constructor (readonly host: PeerHost, readonly mux: Protomux, channel: Protomux.Channel) {
+    this.channel = channel
+    this.stream = mux.stream
+    const msgs = channel.messages
+    this.sync = msgs[0]!
+    this.request = msgs[1]!
+    this.cancel = msgs[2]!
+    this.data = msgs[3]!
+    this.noData = msgs[4]!
+    this.want = msgs[5]!
+    this.bitfield = msgs[7]!
+    this.range = msgs[8]!
+    this.extension = msgs[9]!
+  }
+
+  /** Opens our side of the channel for `core` on `mux`; null if it is open already. */
+  static open (host: PeerHost, mux: Protomux): Peer | null {
+    const core = host.core
+    if (mux.opened({ protocol: PROTOCOL, id: core.discoveryKey })) return null
+    let peer: Peer | null = null
+    const channel = mux.createChannel({
+      protocol: PROTOCOL,
+      aliases: ['hypercore'],
+      id: core.discoveryKey,
+      handshake: wire.handshake,
+      messages: [
+        { encoding: wire.sync, onmessage: (m: SyncMessage) => peer!.onsync(m) },
+        { encoding: wire.request, onmessage: (m: RequestMessage) => peer!.onrequest(m) },
+        { encoding: wire.cancel, onmessage: (m: { request: number }) => peer!.oncancel(m.request) },
+        { encoding: wire.data, onmessage: (m: DataMessage) => host.ondata(peer!, m) },
+        { encoding: wire.noData, onmessage: (m: NoDataMessage) => host.onnodata(peer!, m) },
+        { encoding: wire.want, onmessage: (m: WantMessage) => peer!.onwant(m) },
+        { encoding: wire.unwant },
+        { encoding: wire.bitfield, onmessage: (m: BitfieldMessage) => peer!.onbitfield(m) },
+        { encoding: wire.range, onmessage: (m: RangeMessage) => peer!.onrange(m) },
+        { encoding: wire.extension, onmessage: (m: ExtensionMessage) => peer!.onextension(m) }
+      ],
+      onopen: (m: HandshakeMessage) => peer!.onopen(m),
+      onclose: () => peer!.onclose(),
+      ondrain: () => peer!.drain()
+    })
+    if (channel === null) return null
+    peer = new Peer(host, mux, channel)
+    channel.userData = peer
+    channel.open({
+      seeks: true,
+      capability: replicateCapability(mux.stream.isInitiator, core.key, mux.stream.handshakeHash!)
+    })
+    return peer
+  }
+
+  get remotePublicKey (): Uint8Array | null {
+    return (this.stream as unknown as { remotePublicKey?: Uint8Array | null }).remotePublicKey ?? null
+  }
+
+  private onopen (m: HandshakeMessage): void {
+    const expected = replicateCapability(!this.stream.isInitiator, this.host.core.key, this.stream.handshakeHash!)
+    if (!b4a.equals(m.capability, expected)) {
+      // The remote does not know the key: it learns nothing more from us.
+      this.channel.close()
+      return
+    }
+    if (this.remoteOpened) return
+    this.remoteOpened = true
+    this.mux.cork()
+    this.sendSync()
+    const contig = this.host.core.contiguousLength
+    if (contig > 0) this.range.send({ drop: false, start: 0, length: contig })
+    this.mux.uncork()
+    this.host.onopen(this)
+  }
+
+  private onclose (): void {
+    this.removed = true
+    this.queue.length = 0
+    this.host.onclose(this)
+    this.remoteOpened = false
+  }
+
+  /** Drops this peer for this core; the connection and other cores stay. */
+  close (): void {
+    this.channel.close()
+  }
+
+  // -------------------------------------------------------------------------
+  // What the remote knows
+
+  sendSync (): void {
+    if (!this.remoteOpened) return
+    const core = this.host.core
+    const sameFork = core.fork === this.remoteFork
+    this.sync.send({
+      fork: core.fork,
+      length: core.length,
+      remoteLength: sameFork ? this.remoteLength : 0,
+      // We can prove any length up to ours, unless our roots are missing.
+      canUpgrade: sameFork && !core.repairMode && this.remoteLength <= core.length,
+      uploading: true,
+      downloading: true,
+      hasManifest: core.manifest !== null,
+      allowPush: false
+    })
+  }
+
+  private onsync (m: SyncMessage): void {
+    const core = this.host.core
+    const changed = m.length !== this.remoteLength || m.fork !== this.remoteFork
+    this.remoteSynced = true
+    this.remoteFork = m.fork
+    this.remoteLength = m.length
+    this.remoteCanUpgrade = m.canUpgrade
+    this.remoteHasManifest = m.hasManifest
+    this.remoteDownloading = m.downloading
+    this.lengthAcked = m.fork === core.fork ? m.remoteLength : 0
+    // Tell the remote our length when its view of it is stale, and ack a new
+    // length of its own (Hypercore only upgrades from peers that acked it).
+    if (m.fork !== core.fork || m.remoteLength !== core.length || changed) this.sendSync()
+    this.host.onsync(this, changed)
+  }
+
+  /** Whether the remote has block `index`, as far as it told us. */
+  has (index: number): boolean {
+    return index < this.remoteContiguous || this.remoteBitfield.get(index)
+  }
+
+  /** Announces blocks [start, start + length) we now hold, unless the remote has them. */
+  announce (start: number, length: number): void {
+    if (!this.remoteOpened || this.remoteFork !== this.host.core.fork) return
+    const core = this.host.core
+    if (core.contiguousLength === core.length && start + length === core.length) {
+      if (this.remoteContiguous >= core.length) return
+      this.range.send({ drop: false, start: 0, length: core.length })
+      return
+    }
+    if (this.remoteContiguous >= start + length) return
+    this.range.send({ drop: false, start, length })
+  }
+
+  private onrange (m: RangeMessage): void {
+    const limit = Math.max(this.host.core.length, this.remoteLength)
+    if (m.drop) {
+      if (m.start < this.remoteContiguous) this.remoteContiguous = m.start
+      this.setRemote(m.start, m.length, false)
+    } else if (m.start <= this.remoteContiguous) {
+      this.remoteContiguous = Math.max(this.remoteContiguous, Math.min(m.start + m.length, limit))
+    } else {
+      this.setRemote(m.start, m.length, true)
+    }
+    this.host.onhave(this)
+  }
+
+  private onbitfield (m: BitfieldMessage): void {
+    if (m.start % 32 !== 0) return
+    if (m.start < this.remoteContiguous) this.remoteContiguous = m.start
+    const end = Math.min(m.start + m.bitfield.length * 32, this.host.core.length)
+    if (m.start >= end) return
+    const words = Math.ceil((end - m.start) / 32)
+    this.remoteBitfield.setWords(m.start, m.bitfield.subarray(0, words))
+    this.host.onhave(this)
+  }
+
+  /** Sparse remote state is only kept below our length: bounded by what we can verify. */
+  private setRemote (start: number, length: number, value: boolean): void {
+    const end = Math.min(start + length, this.host.core.length)
+    if (start >= end) return
+    this.remoteBitfield.setRange(start, end, value)
+  }
+
+  /** Asks the remote which blocks it has around `index` (Hypercore's want batches). */
+  wantAround (index: number): void {
+    const start = index - (index % WANT_BATCH)
+    if (this.wanted.has(start) || !this.remoteOpened) return
+    this.wanted.add(start)
+    this.want.send({ start, length: WANT_BATCH, any: false })
+  }
+
+  private onwant (m: WantMessage): void {
+    const core = this.host.core
+    const { start, length } = m
+    // Hypercore's rules for a want range: a power of two, aligned, not too big.
+    if (length < MIN_WANT || length > WANT_BATCH || (length & (length - 1)) !== 0 || start % length !== 0) return
+    const contig = core.contiguousLength
+    if (start + length < contig || core.length === contig || (m.any && start < contig)) {
+      if (contig > 0) this.range.send({ drop: false, start: 0, length: contig })
+      return
+    }
+    const end = Math.min(start + length, core.length)
+    for (let at = start; at < end; at += BITFIELD_CHUNK) {
+      const bits = Math.min(BITFIELD_CHUNK, end - at)
+      if (core.bitfield.firstSet(at) === -1 || core.bitfield.firstSet(at) >= at + bits) continue
+      this.bitfield.send({ start: at, bitfield: core.bitfield.words(at, Math.ceil(bits / 32)) })
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Asking
+
+  sendRequest (msg: RequestMessage): void {
+    this.inflight++
+    this.request.send(msg)
+  }
+
+  sendCancel (id: number): void {
+    this.cancel.send({ request: id })
+  }
+
+  sendExtension (name: string, message: Uint8Array): void {
+    this.extension.send({ name: name === this.lastExtensionSent ? '' : name, message })
+    this.lastExtensionSent = name
+  }
+
+  private onextension (m: ExtensionMessage): void {
+    const name = m.name || this.lastExtensionRecv
+    this.lastExtensionRecv = name
+    this.host.onextension(this, name, m.message)
+  }
+
+  // -------------------------------------------------------------------------
+  // Answering
+
+  private onrequest (m: RequestMessage): void {
+    if (this.queue.length >= MAX_QUEUED_REQUESTS) {
+      this.close()
+      return
+    }
+    this.queue.push(m)
+    if (!this.serving) void this.serve()
+  }
+
+  private oncancel (id: number): void {
+    const i = this.queue.findIndex(m => m.id === id)
+    if (i !== -1) this.queue.splice(i, 1)
+  }
+
+  private drain (): void {
+    if (!this.serving && this.queue.length > 0) void this.serve()
+  }
+
+  private async serve (): Promise<void> {
+    this.serving = true
+    try {
+      while (this.queue.length > 0 && !this.removed && this.mux.drained) {
+        const batch = this.queue.splice(0, 64)
+        const answers = await Promise.all(batch.map(m => this.answer(m)))
+        this.mux.cork()
+        for (const a of answers) if (a !== null) this.sendAnswer(a)
+        this.mux.uncork()
+      }
+    } finally {
+      this.serving = false
+    }
+  }
+
+  private sendAnswer (a: DataMessage | NoDataMessage): void {
+    if ('fork' in a) {
+      this.data.send(a)
+      if (a.block !== null) this.host.onupload(this, a.block.index, a.block.value.byteLength)
+    } else {
+      this.noData.send(a)
+    }
+  }
+
+  /** The data message answering `m`, or a noData saying why not. */
+  private async answer (m: RequestMessage): Promise<DataMessage | NoDataMessage | null> {
+    const core = this.host.core
+    const manifest = m.manifest ? core.manifest : null
+    const refuse = (reason: number): DataMessage | NoDataMessage => {
+      if (manifest !== null) return { request: m.id, fork: core.fork, block: null, hash: null, seek: null, upgrade: null, manifest }
+      return { request: m.id, reason }
+    }
+    if (m.fork !== core.fork) return refuse(NOT_AVAILABLE)
+    if (m.block !== null && !core.has(m.block.index)) return refuse(NOT_AVAILABLE)
+    try {
+      const [proof, value] = await Promise.all([
+        core.proof({ block: m.block, hash: m.hash, seek: m.seek, upgrade: m.upgrade }),
+        m.block !== null ? core.getBlock(m.block.index) : Promise.resolve(null)
+      ])
+      if (m.block !== null && value === null) return refuse(NOT_AVAILABLE)
+      return {
+        request: m.id,
+        fork: proof.fork,
+        block: proof.block === null ? null : { index: proof.block.index, value: value!, nodes: proof.block.nodes },
+        hash: proof.hash,
+        seek: proof.seek,
+        upgrade: proof.upgrade,
+        manifest
+      }
+    } catch (err) {
+      const missing = missingNodeOf(err)
+      if (missing !== null) {
+        // We cannot prove it because a node of ours is gone: say so, and heal.
+        this.host.onmissingnode(missing)
+        return refuse(NOT_AVAILABLE)
+      }
+      if (!isCoded(err)) throw err
+      if (++this.invalidRequests >= MAX_INVALID_REQUESTS) this.close()
+      return refuse(INVALID_REQUEST)
+    }
+  }
+}

@@ -1,0 +1,525 @@
+/**
+ * Request scheduling for one core across all its peers: which blocks and
+ * upgrades we want, which peer to ask, what to do with the answers, and when
+ * to heal the tree from peers. Wire details live in `peer.ts`; verification
+ * and storage in `core.ts`.
+ */
+import type Protomux from 'protomux'
+import { Peer, PROTOCOL, type PeerHost } from './peer'
+import { Iterator } from './flat-tree'
+import { treeNodeProofRequest } from './fully-remote-proof'
+import { REQUEST_CANCELLED, isCoded, missingNodeOf } from './errors'
+import type { Core } from './core'
+import type { DataMessage, NoDataMessage, RequestMessage } from './messages'
+import type { Proof } from './proof'
+
+/** Requests in flight to one peer at a time. */
+const DEFAULT_MAX_INFLIGHT = 512
+/** Blocks looked at per range per scheduling pass, so a pass stays short. */
+const MAX_SCAN = 4096
+/** Blocks a peer said it does not have, remembered per peer (then forgotten). */
+const MAX_NOT_AVAILABLE = 4096
+
+type RequestKind = 'block' | 'upgrade' | 'repair' | 'node'
+
+interface Request {
+  id: number
+  peer: Peer
+  kind: RequestKind
+  /** Block index ('block') or tree node index ('node'). */
+  index: number
+}
+
+interface Range {
+  start: number
+  /** Exclusive; Infinity follows the core as it grows. */
+  end: number
+  blocks: number[] | null
+  cursor: number
+  resolve (): void
+  reject (err: Error): void
+  done: Promise<void>
+}
+
+/** A download in progress, as `core.download()` returns it. */
+export class Download {
+  constructor (private readonly replicator: Replicator, private readonly range: Range) {}
+
+  /** Resolves when every block of the range is stored locally. */
+  done (): Promise<void> {
+    return this.range.done
+  }
+
+  /** Stops downloading; `done()` rejects with REQUEST_CANCELLED. */
+  destroy (): void {
+    this.replicator.removeRange(this.range, REQUEST_CANCELLED('Download was destroyed'))
+  }
+}
+
+export interface ReplicatorEvents {
+  'peer-add' (peer: Peer): void
+  'peer-remove' (peer: Peer): void
+  upload (index: number, byteLength: number, peer: Peer): void
+  download (index: number, byteLength: number, peer: Peer): void
+  'verification-error' (err: Error, peer: Peer): void
+}
+
+type Emit = <K extends keyof ReplicatorEvents>(name: K, ...args: Parameters<ReplicatorEvents[K]>) => void
+
+export interface ExtensionHandler {
+  onmessage (message: Uint8Array, peer: Peer): void
+}
+
+export class Replicator implements PeerHost {
+  readonly peers: Peer[] = []
+  private readonly muxes = new Map<Protomux, () => void>()
+  /** Channels we opened whose remote side has not answered yet. */
+  private readonly opening = new Set<Peer>()
+  private nextId = 1
+  private readonly requests = new Map<number, Request>()
+  private readonly blockRequests = new Map<number, Request>()
+  private readonly nodeRequests = new Map<number, Request>()
+  private upgradeRequest: Request | null = null
+  private readonly wantedBlocks = new Map<number, number>()
+  private readonly ranges = new Set<Range>()
+  private readonly notAvailable = new WeakMap<Peer, Set<number>>()
+  private readonly upgradeFailed = new WeakMap<Peer, number>()
+  private readonly settleWaiters: Array<() => void> = []
+  private readonly extensions = new Map<string, ExtensionHandler>()
+  private findingPeersCount = 0
+  private updateQueued = false
+  private destroyed = false
+  private rotate = 0
+
+  constructor (readonly core: Core, private readonly emit: Emit, private readonly maxInflight = DEFAULT_MAX_INFLIGHT) {}
+
+  // -------------------------------------------------------------------------
+  // Connections
+
+  /** Replicates over `mux` (one channel for this core; other cores share the mux). */
+  attach (mux: Protomux): void {
+    if (this.destroyed || this.muxes.has(mux)) return
+    const open = (): void => {
+      if (this.destroyed || !this.muxes.has(mux)) return
+      const peer = Peer.open(this, mux)
+      if (peer !== null) this.opening.add(peer)
+    }
+    const onclose = (): void => this.detach(mux)
+    this.muxes.set(mux, onclose)
+    mux.pair({ protocol: PROTOCOL, id: this.core.discoveryKey }, open)
+    mux.stream.setMaxListeners?.(0)
+    mux.stream.on('close', onclose)
+    mux.stream.opened.then(opened => { if (opened) open() }, noop)
+  }
+
+  private detach (mux: Protomux): void {
+    const onclose = this.muxes.get(mux)
+    if (onclose === undefined) return
+    this.muxes.delete(mux)
+    mux.stream.removeListener('close', onclose)
+    mux.unpair({ protocol: PROTOCOL, id: this.core.discoveryKey })
+  }
+
+  attached (mux: Protomux): boolean {
+    return this.muxes.has(mux)
+  }
+
+  destroy (): void {
+    if (this.destroyed) return
+    this.destroyed = true
+    for (const peer of [...this.peers]) peer.close()
+    for (const mux of [...this.muxes.keys()]) this.detach(mux)
+    for (const range of [...this.ranges]) this.removeRange(range, REQUEST_CANCELLED('The core was closed'))
+    this.wakeSettled()
+  }
+
+  onopen (peer: Peer): void {
+    this.opening.delete(peer)
+    this.peers.push(peer)
+    this.emit('peer-add', peer)
+    if (this.core.repairMode) this.recoverFrom(peer)
+    this.scheduleUpdate()
+  }
+
+  onclose (peer: Peer): void {
+    this.opening.delete(peer)
+    const i = this.peers.indexOf(peer)
+    if (i === -1) {
+      this.wakeSettled()
+      return
+    }
+    this.peers.splice(i, 1)
+    // Whatever it owed us goes back in the queue for the others.
+    for (const req of [...this.requests.values()]) if (req.peer === peer) this.finish(req)
+    this.emit('peer-remove', peer)
+    this.scheduleUpdate()
+  }
+
+  onsync (peer: Peer): void {
+    if (this.core.repairMode) this.recoverFrom(peer)
+    this.scheduleUpdate()
+  }
+
+  onhave (): void {
+    this.scheduleUpdate()
+  }
+
+  onupload (peer: Peer, index: number, byteLength: number): void {
+    this.emit('upload', index, byteLength, peer)
+  }
+
+  // -------------------------------------------------------------------------
+  // Local changes
+
+  /** Our length or fork changed (append, upgrade, truncate, repair). */
+  onupgrade (): void {
+    for (const peer of this.peers) peer.sendSync()
+    this.scheduleUpdate()
+  }
+
+  /** Blocks [start, start + length) are now stored here. */
+  onlocalhave (start: number, length: number): void {
+    for (const peer of this.peers) peer.announce(start, length)
+    this.checkRanges()
+    this.scheduleUpdate()
+  }
+
+  // -------------------------------------------------------------------------
+  // What we want
+
+  /** Registers interest in one block; returns the release. */
+  want (index: number): () => void {
+    this.wantedBlocks.set(index, (this.wantedBlocks.get(index) ?? 0) + 1)
+    this.scheduleUpdate()
+    let released = false
+    return () => {
+      if (released) return
+      released = true
+      const n = (this.wantedBlocks.get(index) ?? 1) - 1
+      if (n <= 0) this.wantedBlocks.delete(index)
+      else this.wantedBlocks.set(index, n)
+    }
+  }
+
+  /** Downloads [start, end) or the listed blocks; end Infinity follows appends. */
+  download (start: number, end: number, blocks: number[] | null): Download {
+    let resolve!: () => void
+    let reject!: (err: Error) => void
+    const done = new Promise<void>((res, rej) => { resolve = res; reject = rej })
+    done.catch(noop)
+    const range: Range = { start, end, blocks: blocks === null ? null : [...blocks].sort((a, b) => a - b), cursor: blocks === null ? start : 0, resolve, reject, done }
+    this.ranges.add(range)
+    this.checkRanges()
+    this.scheduleUpdate()
+    return new Download(this, range)
+  }
+
+  removeRange (range: Range, err: Error): void {
+    if (!this.ranges.delete(range)) return
+    range.reject(err)
+  }
+
+  findingPeers (): () => void {
+    this.findingPeersCount++
+    let done = false
+    return () => {
+      if (done) return
+      done = true
+      this.findingPeersCount--
+      this.wakeSettled()
+    }
+  }
+
+  /**
+   * Resolves once no peer offers a longer tree than ours that we have not
+   * tried (so `update()` knows whether anything came of it).
+   */
+  settled (): Promise<void> {
+    if (this.isSettled()) return Promise.resolve()
+    return new Promise(resolve => this.settleWaiters.push(resolve))
+  }
+
+  private isSettled (): boolean {
+    if (this.destroyed) return true
+    if (this.findingPeersCount > 0 && this.peers.length === 0) return false
+    if (this.opening.size > 0 || this.anyHandshaking()) return false
+    if (this.upgradeRequest !== null) return false
+    const core = this.core
+    for (const p of this.peers) {
+      if (!p.remoteSynced) return false
+      if (p.remoteFork === core.fork && p.remoteLength > core.length && (this.upgradeFailed.get(p) ?? -1) < p.remoteLength) return false
+    }
+    return true
+  }
+
+  private anyHandshaking (): boolean {
+    for (const mux of this.muxes.keys()) if (!mux.stream.destroyed && mux.stream.handshakeHash === null) return true
+    return false
+  }
+
+  private wakeSettled (): void {
+    if (!this.isSettled()) return
+    for (const w of this.settleWaiters.splice(0)) w()
+  }
+
+  // -------------------------------------------------------------------------
+  // Repair from peers
+
+  /** Asks every peer for a proof of our length, to restore missing roots. */
+  recoverTreeNodeFromPeers (): void {
+    for (const peer of this.peers) this.recoverFrom(peer)
+  }
+
+  private recoverFrom (peer: Peer): void {
+    const core = this.core
+    if (!peer.remoteOpened || peer.remoteFork !== core.fork || peer.remoteLength < core.length || core.length === 0) return
+    for (const req of this.requests.values()) if (req.kind === 'repair' && req.peer === peer) return
+    this.send(peer, 'repair', -1, { block: null, hash: null, seek: null, upgrade: { start: 0, length: core.length }, manifest: core.manifest === null })
+  }
+
+  /** A node we lack turned up while serving or reading: fetch it from a peer. */
+  onmissingnode (index: number): void {
+    const core = this.core
+    if (this.nodeRequests.has(index) || core.length === 0) return
+    let req
+    try {
+      req = treeNodeProofRequest(index, core.length)
+    } catch {
+      return
+    }
+    const cut = req.upgrade!.length
+    const peer = this.pickPeer(p => p.remoteFork === core.fork && p.remoteLength >= cut)
+    if (peer === null) return
+    this.send(peer, 'node', index, { block: null, hash: req.hash ?? null, seek: null, upgrade: req.upgrade!, manifest: false })
+  }
+
+  // -------------------------------------------------------------------------
+  // Answers
+
+  async ondata (peer: Peer, data: DataMessage): Promise<void> {
+    try {
+      await this.handleData(peer, data)
+    } catch (err) {
+      // Nothing a peer sends may take us down: drop it instead.
+      this.emit('verification-error', err as Error, peer)
+      peer.close()
+    }
+  }
+
+  private async handleData (peer: Peer, data: DataMessage): Promise<void> {
+    const req = data.request !== 0 ? this.requests.get(data.request) ?? null : null
+    if (req !== null && req.peer !== peer) return
+    if (req !== null) this.finish(req)
+    const core = this.core
+
+    const fullyRemote = data.upgrade !== null && data.upgrade.start === 0
+    if (req?.kind === 'repair' || req?.kind === 'node' || (data.request === 0 && fullyRemote && core.repairMode)) {
+      if (fullyRemote) await core.repair(data as Proof)
+      this.afterRepair()
+      return
+    }
+    if (req === null) return // unsolicited, or answered after we gave up on it
+
+    if (core.repairMode && data.upgrade !== null) {
+      // Our roots are missing, so an upgrade cannot be checked: heal first.
+      if (fullyRemote) await core.repair(data as Proof)
+      else this.recoverFrom(peer)
+      this.afterRepair()
+      return
+    }
+
+    let verified
+    try {
+      verified = await core.verifyData(data)
+    } catch (err) {
+      const missing = missingNodeOf(err)
+      if (missing !== null) {
+        // A node of ours is gone: that calls for a repair, not a conflict.
+        this.onmissingnode(missing)
+        this.scheduleUpdate()
+        return
+      }
+      if (!isCoded(err)) throw err
+      this.emit('verification-error', err, peer)
+      peer.close()
+      return
+    }
+    if (req.kind === 'upgrade' && verified.upgrade === null) this.upgradeFailed.set(peer, peer.remoteLength)
+    await core.applyData(verified)
+    if (verified.block !== null) this.emit('download', verified.block.index, verified.block.value.byteLength, peer)
+    this.scheduleUpdate()
+  }
+
+  onnodata (peer: Peer, msg: NoDataMessage): void {
+    const req = this.requests.get(msg.request)
+    if (req === undefined || req.peer !== peer) return
+    this.finish(req)
+    if (req.kind === 'block') {
+      let set = this.notAvailable.get(peer)
+      if (set === undefined) this.notAvailable.set(peer, set = new Set())
+      if (set.size >= MAX_NOT_AVAILABLE) set.clear()
+      set.add(req.index)
+    } else if (req.kind === 'upgrade') {
+      this.upgradeFailed.set(peer, peer.remoteLength)
+    }
+    this.scheduleUpdate()
+  }
+
+  private afterRepair (): void {
+    if (!this.core.repairMode) for (const p of this.peers) p.sendSync()
+    this.scheduleUpdate()
+  }
+
+  // -------------------------------------------------------------------------
+  // Extensions
+
+  registerExtension (name: string, handler: ExtensionHandler): void {
+    this.extensions.set(name, handler)
+  }
+
+  unregisterExtension (name: string): void {
+    this.extensions.delete(name)
+  }
+
+  onextension (peer: Peer, name: string, message: Uint8Array): void {
+    this.extensions.get(name)?.onmessage(message, peer)
+  }
+
+  // -------------------------------------------------------------------------
+  // Scheduling
+
+  scheduleUpdate (): void {
+    if (this.updateQueued || this.destroyed) return
+    this.updateQueued = true
+    queueMicrotask(() => {
+      this.updateQueued = false
+      this.update()
+    })
+  }
+
+  private update (): void {
+    if (this.destroyed) return
+    const core = this.core
+    if (this.upgradeRequest === null && !core.repairMode) {
+      const peer = this.pickPeer(p => p.remoteFork === core.fork && p.remoteLength > core.length &&
+        (this.upgradeFailed.get(p) ?? -1) < p.remoteLength)
+      if (peer !== null) {
+        this.send(peer, 'upgrade', -1, {
+          block: null, hash: null, seek: null,
+          upgrade: { start: core.length, length: peer.remoteLength - core.length },
+          manifest: core.manifest === null
+        })
+      }
+    }
+    for (const index of this.wantedBlocks.keys()) this.requestBlock(index)
+    for (const range of this.ranges) this.fillRange(range)
+    this.wakeSettled()
+  }
+
+  private fillRange (range: Range): void {
+    const core = this.core
+    if (range.blocks !== null) {
+      for (let k = range.cursor, scanned = 0; k < range.blocks.length && scanned < MAX_SCAN; k++, scanned++) {
+        if (this.requestBlock(range.blocks[k]!) === 'busy') return
+      }
+      return
+    }
+    const end = Math.min(range.end, core.length)
+    let i = range.cursor
+    for (let scanned = 0; i < end && scanned < MAX_SCAN; scanned++) {
+      i = core.bitfield.firstUnset(i)
+      if (i >= end) break
+      if (this.requestBlock(i) === 'busy') return
+      i++
+    }
+  }
+
+  /** Sends a request for block `index` if it is needed and someone has it. */
+  private requestBlock (index: number): 'have' | 'sent' | 'inflight' | 'busy' | 'nobody' {
+    const core = this.core
+    if (core.has(index) || core.isStoring(index)) return 'have'
+    if (this.blockRequests.has(index)) return 'inflight'
+    if (index >= core.length) return 'nobody' // after the upgrade
+    const na = (p: Peer): boolean => this.notAvailable.get(p)?.has(index) === true
+    const peer = this.pickPeer(p => p.remoteFork === core.fork && p.has(index) && !na(p))
+    if (peer === null) {
+      let holders = 0
+      for (const p of this.peers) {
+        if (p.remoteFork !== core.fork || na(p)) continue
+        if (p.has(index)) holders++
+        else if (p.remoteLength > index) p.wantAround(index)
+      }
+      return holders > 0 ? 'busy' : 'nobody'
+    }
+    this.send(peer, 'block', index, {
+      block: { index, nodes: this.missingNodes(2 * index) },
+      hash: null, seek: null, upgrade: null, manifest: false
+    })
+    return 'sent'
+  }
+
+  /** How many nodes from leaf `leaf` up we lack (what a block proof must include). */
+  private missingNodes (leaf: number): number {
+    const tree = this.core.tree
+    const head = 2 * tree.length
+    const ite = new Iterator(leaf)
+    let count = 0
+    while (!ite.contains(head) && tree.peekNode(ite.index) === undefined) {
+      count++
+      ite.parent()
+    }
+    return count
+  }
+
+  /** The least loaded open peer that passes `ok` and has room, or null. */
+  private pickPeer (ok: (p: Peer) => boolean): Peer | null {
+    let best: Peer | null = null
+    const n = this.peers.length
+    for (let k = 0; k < n; k++) {
+      const p = this.peers[(this.rotate + k) % n]!
+      if (!p.remoteOpened || p.removed || p.inflight >= this.maxInflight || !ok(p)) continue
+      if (best === null || p.inflight < best.inflight) best = p
+    }
+    this.rotate++
+    return best
+  }
+
+  private send (peer: Peer, kind: RequestKind, index: number, body: Omit<RequestMessage, 'id' | 'fork' | 'priority'>): void {
+    const id = this.nextId++
+    const req: Request = { id, peer, kind, index }
+    this.requests.set(id, req)
+    if (kind === 'block') this.blockRequests.set(index, req)
+    else if (kind === 'upgrade') this.upgradeRequest = req
+    else if (kind === 'node') this.nodeRequests.set(index, req)
+    peer.sendRequest({ id, fork: this.core.fork, priority: 0, ...body })
+  }
+
+  private finish (req: Request): void {
+    if (!this.requests.delete(req.id)) return
+    req.peer.inflight--
+    if (req.kind === 'block') this.blockRequests.delete(req.index)
+    else if (req.kind === 'upgrade') this.upgradeRequest = null
+    else if (req.kind === 'node') this.nodeRequests.delete(req.index)
+    this.wakeSettled()
+  }
+
+  private checkRanges (): void {
+    const core = this.core
+    for (const range of this.ranges) {
+      if (range.blocks !== null) {
+        while (range.cursor < range.blocks.length && core.has(range.blocks[range.cursor]!)) range.cursor++
+        if (range.cursor >= range.blocks.length) this.completeRange(range)
+        continue
+      }
+      range.cursor = core.bitfield.firstUnset(range.cursor)
+      if (range.end !== Infinity && range.cursor >= range.end) this.completeRange(range)
+    }
+  }
+
+  private completeRange (range: Range): void {
+    this.ranges.delete(range)
+    range.resolve()
+  }
+}
+
+function noop (): void {}
