@@ -79,6 +79,8 @@ export class Replicator implements PeerHost {
   private readonly requests = new Map<number, Request>()
   private readonly blockRequests = new Map<number, Request>()
   private readonly nodeRequests = new Map<number, Request>()
+  /** Peers already asked for a lost node, so a refusal moves on to the next. */
+  private readonly nodeTries = new Map<number, Set<Peer>>()
   private upgradeRequest: Request | null = null
   private readonly wantedBlocks = new Map<number, number>()
   private readonly ranges = new Set<Range>()
@@ -156,6 +158,8 @@ export class Replicator implements PeerHost {
   }
 
   onsync (peer: Peer): void {
+    // What it could not give us before it may give now (it may have healed).
+    this.notAvailable.delete(peer)
     if (this.core.repairMode) this.recoverFrom(peer)
     this.scheduleUpdate()
   }
@@ -277,10 +281,28 @@ export class Replicator implements PeerHost {
     this.send(peer, 'repair', -1, { block: null, hash: null, seek: null, upgrade: { start: 0, length: core.length }, manifest: core.manifest === null })
   }
 
-  /** A node we lack turned up while serving or reading: fetch it from a peer. */
+  /**
+   * A node we lack turned up while serving or reading. If it is one we ought
+   * to hold (we hold a block beneath it or its sibling — a sparse core lacks
+   * most nodes by design), fetch a proof for it from a peer and repair.
+   */
   onmissingnode (index: number): void {
     const core = this.core
-    if (this.nodeRequests.has(index) || core.length === 0) return
+    if (this.nodeRequests.has(index) || core.length === 0 || !this.shouldHold(index)) return
+    this.askForNode(index, new Set())
+  }
+
+  private shouldHold (index: number): boolean {
+    const ite = new Iterator(index)
+    ite.parent()
+    const first = ite.leftSpan() / 2
+    const last = ite.rightSpan() / 2
+    const bit = this.core.bitfield.firstSet(first)
+    return bit !== -1 && bit <= last
+  }
+
+  private askForNode (index: number, tried: Set<Peer>): void {
+    const core = this.core
     let req
     try {
       req = treeNodeProofRequest(index, core.length)
@@ -288,8 +310,12 @@ export class Replicator implements PeerHost {
       return
     }
     const cut = req.upgrade!.length
-    const peer = this.pickPeer(p => p.remoteFork === core.fork && p.remoteLength >= cut)
+    // Peers holding every block up to the cut hold the node; then any long enough.
+    const ok = (p: Peer): boolean => !tried.has(p) && p.remoteFork === core.fork && p.remoteLength >= cut
+    const peer = this.pickPeer(p => ok(p) && p.remoteContiguous >= cut) ?? this.pickPeer(ok)
     if (peer === null) return
+    tried.add(peer)
+    this.nodeTries.set(index, tried)
     this.send(peer, 'node', index, { block: null, hash: req.hash ?? null, seek: null, upgrade: req.upgrade!, manifest: false })
   }
 
@@ -314,7 +340,11 @@ export class Replicator implements PeerHost {
 
     const fullyRemote = data.upgrade !== null && data.upgrade.start === 0
     if (req?.kind === 'repair' || req?.kind === 'node' || (data.request === 0 && fullyRemote && core.repairMode)) {
-      if (fullyRemote) await core.repair(data as Proof)
+      const ok = fullyRemote && await core.repair(data as Proof)
+      if (req?.kind === 'node') {
+        if (ok) this.nodeTries.delete(req.index)
+        else this.askForNode(req.index, this.nodeTries.get(req.index) ?? new Set([peer]))
+      }
       this.afterRepair()
       return
     }
@@ -361,12 +391,15 @@ export class Replicator implements PeerHost {
       set.add(req.index)
     } else if (req.kind === 'upgrade') {
       this.upgradeFailed.set(peer, peer.remoteLength)
+    } else if (req.kind === 'node') {
+      this.askForNode(req.index, this.nodeTries.get(req.index) ?? new Set([peer]))
     }
     this.scheduleUpdate()
   }
 
+  /** After a repair attempt: tell peers, who may have been refused blocks we can prove now. */
   private afterRepair (): void {
-    if (!this.core.repairMode) for (const p of this.peers) p.sendSync()
+    for (const p of this.peers) p.sendSync()
     this.scheduleUpdate()
   }
 
