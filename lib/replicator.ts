@@ -35,7 +35,10 @@ interface Range {
   /** Exclusive; Infinity follows the core as it grows. */
   end: number
   blocks: number[] | null
+  /** Everything before this is stored. */
   cursor: number
+  /** Everything before this is stored or asked for: where the next pass looks. */
+  scanFrom: number
   resolve (): void
   reject (err: Error): void
   done: Promise<void>
@@ -153,6 +156,7 @@ export class Replicator implements PeerHost {
     this.peers.splice(i, 1)
     // Whatever it owed us goes back in the queue for the others.
     for (const req of [...this.requests.values()]) if (req.peer === peer) this.finish(req)
+    this.rescan()
     this.emit('peer-remove', peer)
     this.scheduleUpdate()
   }
@@ -161,10 +165,12 @@ export class Replicator implements PeerHost {
     // What it could not give us before it may give now (it may have healed).
     this.notAvailable.delete(peer)
     if (this.core.repairMode) this.recoverFrom(peer)
+    this.rescan()
     this.scheduleUpdate()
   }
 
   onhave (): void {
+    this.rescan()
     this.scheduleUpdate()
   }
 
@@ -211,7 +217,8 @@ export class Replicator implements PeerHost {
     let reject!: (err: Error) => void
     const done = new Promise<void>((res, rej) => { resolve = res; reject = rej })
     done.catch(noop)
-    const range: Range = { start, end, blocks: blocks === null ? null : [...blocks].sort((a, b) => a - b), cursor: blocks === null ? start : 0, resolve, reject, done }
+    const cursor = blocks === null ? start : 0
+    const range: Range = { start, end, blocks: blocks === null ? null : [...blocks].sort((a, b) => a - b), cursor, scanFrom: cursor, resolve, reject, done }
     this.ranges.add(range)
     this.checkRanges()
     this.scheduleUpdate()
@@ -372,10 +379,18 @@ export class Replicator implements PeerHost {
       if (!isCoded(err)) throw err
       this.emit('verification-error', err, peer)
       peer.close()
+      this.rescan()
       return
     }
     if (req.kind === 'upgrade' && verified.upgrade === null) this.upgradeFailed.set(peer, peer.remoteLength)
-    await core.applyData(verified)
+    try {
+      await core.applyData(verified)
+    } catch (err) {
+      // Our disk failed us, not the peer: keep it, and ask again later.
+      if (!isCoded(err)) throw err
+      this.rescan()
+      return
+    }
     if (verified.block !== null) this.emit('download', verified.block.index, verified.block.value.byteLength, peer)
     this.scheduleUpdate()
   }
@@ -384,6 +399,7 @@ export class Replicator implements PeerHost {
     const req = this.requests.get(msg.request)
     if (req === undefined || req.peer !== peer) return
     this.finish(req)
+    this.rescan()
     if (req.kind === 'block') {
       let set = this.notAvailable.get(peer)
       if (set === undefined) this.notAvailable.set(peer, set = new Set())
@@ -451,20 +467,33 @@ export class Replicator implements PeerHost {
 
   private fillRange (range: Range): void {
     const core = this.core
+    let i = Math.max(range.cursor, range.scanFrom)
+    let pending = false
     if (range.blocks !== null) {
-      for (let k = range.cursor, scanned = 0; k < range.blocks.length && scanned < MAX_SCAN; k++, scanned++) {
-        if (this.requestBlock(range.blocks[k]!) === 'busy') return
+      for (let scanned = 0; i < range.blocks.length && scanned < MAX_SCAN; i++, scanned++) {
+        const r = this.requestBlock(range.blocks[i]!)
+        if (r === 'busy') break
+        if (r === 'nobody') pending = true
+        if (!pending) range.scanFrom = i + 1
       }
       return
     }
     const end = Math.min(range.end, core.length)
-    let i = range.cursor
     for (let scanned = 0; i < end && scanned < MAX_SCAN; scanned++) {
       i = core.bitfield.firstUnset(i)
       if (i >= end) break
-      if (this.requestBlock(i) === 'busy') return
+      const r = this.requestBlock(i)
+      if (r === 'busy') break
+      // Blocks nobody has yet must be looked at again on the next pass.
+      if (r === 'nobody') pending = true
       i++
+      if (!pending) range.scanFrom = i
     }
+  }
+
+  /** A request failed or a peer left: the next pass rescans every range from its cursor. */
+  private rescan (): void {
+    for (const range of this.ranges) range.scanFrom = range.cursor
   }
 
   /** Sends a request for block `index` if it is needed and someone has it. */
