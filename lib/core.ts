@@ -16,6 +16,7 @@ import { CoreStorage, type Header } from './storage'
 import { byteOffset, generateProof, verifyFullyRemote, verifyAgainst, equalBytes, type Proof, type ProofRequest } from './proof'
 import { planRepair } from './repair'
 import { checkTail, hasOpenTail } from './crash-recovery'
+import { audit as auditTree, type AuditReport } from './audit'
 import * as manifests from './manifest'
 import * as m from './messages'
 import {
@@ -455,6 +456,55 @@ export class Core {
     this.manifest = manifest
     this.header = { ...this.header, manifest: m.encode(m.manifest, manifest) }
     await this.storage.writeHeader(this.header)
+  }
+
+  // -------------------------------------------------------------------------
+  // Audit
+
+  /**
+   * Checks every held block against its leaf and every stored node against
+   * its parent, up to the signed roots. Corrupt blocks are cleared (so they
+   * are fetched again), rotten nodes dropped; a dropped root puts the core in
+   * repair mode. Garbage on disk only ever yields coded errors.
+   */
+  async audit (): Promise<AuditReport> {
+    await this.mutex.lock()
+    try {
+      const tree = this.tree
+      const report = await auditTree({
+        length: tree.length,
+        stored: i => this.storage.getNode(i),
+        has: i => this.bitfield.get(i),
+        firstHeld: i => this.bitfield.firstSet(i),
+        readBlock: async (i, offset, size) => {
+          try {
+            return await this.storage.readData(offset ?? await byteOffset(tree, 2 * i), size)
+          } catch {
+            return null
+          }
+        },
+        signs: roots => this.signs(roots)
+      })
+      if (report.droppedNodes.length > 0) {
+        await this.storage.deleteNodes(report.droppedNodes)
+        tree.forget(report.droppedNodes)
+      }
+      if (report.corruptBlocks.length > 0) {
+        for (const i of report.corruptBlocks) this.bitfield.set(i, false)
+        this.contiguous = Math.min(this.contiguous, ...report.corruptBlocks)
+        await this.storage.writeBitfield(this.bitfield.takeDirty())
+      }
+      if (report.droppedRoots.length > 0 && !this.repairMode) {
+        this.repairMode = true
+        tree.setState({ ...tree.state(), roots: tree.roots.filter(r => !report.droppedRoots.includes(r.index)) })
+      }
+      return report
+    } catch (err) {
+      if (isCoded(err)) throw err
+      throw STORAGE_CORRUPT('Audit could not read the core: ' + (err instanceof Error ? err.message : String(err)))
+    } finally {
+      this.mutex.unlock()
+    }
   }
 
   // -------------------------------------------------------------------------

@@ -310,6 +310,24 @@ export class Hypercore extends EventEmitter {
     return (await this.live()).treeHash(length)
   }
 
+  /**
+   * Checks every stored block and tree node against the signed roots.
+   * Corrupt blocks are cleared and dropped nodes forgotten; with peers
+   * connected both come back from them on their own, verified like any
+   * replicated data.
+   */
+  async audit (): Promise<{ blocks: number, corruptBlocks: number, droppedNodes: number }> {
+    const core = await this.live()
+    const report = await core.audit()
+    const r = this.replicator
+    if (r !== null) {
+      if (report.droppedRoots.length > 0) r.recoverTreeNodeFromPeers()
+      for (const n of report.droppedNodes) if (!report.droppedRoots.includes(n)) r.onmissingnode(n, true)
+      if (report.corruptBlocks.length > 0) r.download(0, 0, report.corruptBlocks)
+    }
+    return { blocks: report.blocks, corruptBlocks: report.corruptBlocks.length, droppedNodes: report.droppedNodes.length }
+  }
+
   /** Drops blocks in [start, end) from local storage. */
   async clear (start: number, end = start + 1): Promise<void> {
     assertIndex(start)

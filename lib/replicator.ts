@@ -19,12 +19,15 @@ const DEFAULT_MAX_INFLIGHT = 512
 const MAX_SCAN = 4096
 /** Blocks a peer said it does not have, remembered per peer (then forgotten). */
 const MAX_NOT_AVAILABLE = 4096
+/** A request unanswered this long is given up on (and asked of someone else). */
+const REQUEST_TIMEOUT_MS = 20000
 
 type RequestKind = 'block' | 'upgrade' | 'repair' | 'node'
 
 interface Request {
   id: number
   peer: Peer
+  sent: number
   kind: RequestKind
   /** Block index ('block') or tree node index ('node'). */
   index: number
@@ -84,6 +87,8 @@ export class Replicator implements PeerHost {
   private readonly nodeRequests = new Map<number, Request>()
   /** Peers already asked for a lost node, so a refusal moves on to the next. */
   private readonly nodeTries = new Map<number, Set<Peer>>()
+  /** Nodes we ought to hold but lost; asked for again as peers come. */
+  private readonly lost = new Set<number>()
   private upgradeRequest: Request | null = null
   private readonly wantedBlocks = new Map<number, number>()
   private readonly ranges = new Set<Range>()
@@ -92,6 +97,7 @@ export class Replicator implements PeerHost {
   private readonly settleWaiters: Array<() => void> = []
   private readonly extensions = new Map<string, ExtensionHandler>()
   private findingPeersCount = 0
+  private sweeper: ReturnType<typeof setInterval> | null = null
   private updateQueued = false
   private destroyed = false
   private rotate = 0
@@ -132,6 +138,8 @@ export class Replicator implements PeerHost {
   destroy (): void {
     if (this.destroyed) return
     this.destroyed = true
+    if (this.sweeper !== null) clearInterval(this.sweeper)
+    this.sweeper = null
     for (const peer of [...this.peers]) peer.close()
     for (const mux of [...this.muxes.keys()]) this.detach(mux)
     for (const range of [...this.ranges]) this.removeRange(range, REQUEST_CANCELLED('The core was closed'))
@@ -143,6 +151,7 @@ export class Replicator implements PeerHost {
     this.peers.push(peer)
     this.emit('peer-add', peer)
     if (this.core.repairMode) this.recoverFrom(peer)
+    for (const index of this.lost) if (!this.nodeRequests.has(index)) this.askForNode(index, new Set())
     this.scheduleUpdate()
   }
 
@@ -165,6 +174,7 @@ export class Replicator implements PeerHost {
     // What it could not give us before it may give now (it may have healed).
     this.notAvailable.delete(peer)
     if (this.core.repairMode) this.recoverFrom(peer)
+    for (const index of this.lost) if (!this.nodeRequests.has(index)) this.askForNode(index, new Set())
     this.rescan()
     this.scheduleUpdate()
   }
@@ -293,9 +303,10 @@ export class Replicator implements PeerHost {
    * to hold (we hold a block beneath it or its sibling — a sparse core lacks
    * most nodes by design), fetch a proof for it from a peer and repair.
    */
-  onmissingnode (index: number): void {
+  onmissingnode (index: number, held = false): void {
     const core = this.core
-    if (this.nodeRequests.has(index) || core.length === 0 || !this.shouldHold(index)) return
+    if (this.nodeRequests.has(index) || core.length === 0 || (!held && !this.shouldHold(index))) return
+    this.lost.add(index)
     this.askForNode(index, new Set())
   }
 
@@ -349,7 +360,10 @@ export class Replicator implements PeerHost {
     if (req?.kind === 'repair' || req?.kind === 'node' || (data.request === 0 && fullyRemote && core.repairMode)) {
       const ok = fullyRemote && await core.repair(data as Proof)
       if (req?.kind === 'node') {
-        if (ok) this.nodeTries.delete(req.index)
+        if (ok) {
+          this.nodeTries.delete(req.index)
+          this.lost.delete(req.index)
+        }
         else this.askForNode(req.index, this.nodeTries.get(req.index) ?? new Set([peer]))
       }
       this.afterRepair()
@@ -548,12 +562,37 @@ export class Replicator implements PeerHost {
 
   private send (peer: Peer, kind: RequestKind, index: number, body: Omit<RequestMessage, 'id' | 'fork' | 'priority'>): void {
     const id = this.nextId++
-    const req: Request = { id, peer, kind, index }
+    const req: Request = { id, peer, sent: Date.now(), kind, index }
+    if (this.sweeper === null) {
+      this.sweeper = setInterval(() => this.sweep(), 1000)
+      this.sweeper.unref?.()
+    }
     this.requests.set(id, req)
     if (kind === 'block') this.blockRequests.set(index, req)
     else if (kind === 'upgrade') this.upgradeRequest = req
     else if (kind === 'node') this.nodeRequests.set(index, req)
     peer.sendRequest({ id, fork: this.core.fork, priority: 0, ...body })
+  }
+
+  /** Gives up on requests a peer sat on: a silent peer cannot stall us. */
+  private sweep (): void {
+    const now = Date.now()
+    let expired = false
+    for (const req of [...this.requests.values()]) {
+      if (now - req.sent < REQUEST_TIMEOUT_MS) continue
+      expired = true
+      this.finish(req)
+      req.peer.sendCancel(req.id)
+      if (req.kind === 'upgrade') this.upgradeFailed.set(req.peer, req.peer.remoteLength)
+    }
+    if (this.requests.size === 0 && this.sweeper !== null) {
+      clearInterval(this.sweeper)
+      this.sweeper = null
+    }
+    if (expired) {
+      this.rescan()
+      this.scheduleUpdate()
+    }
   }
 
   private finish (req: Request): void {
