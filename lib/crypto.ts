@@ -145,6 +145,13 @@ export function treeSignable (manifestHash: Uint8Array, tHash: Uint8Array, lengt
   return out
 }
 
+/** BLAKE2b-256 of the parts, keyed with `key` (16–64 bytes). */
+export function keyedHash (parts: Uint8Array[], key: Uint8Array): Uint8Array {
+  const out = b4a.allocUnsafe(32)
+  sodium.crypto_generichash_batch(out, parts, key)
+  return out
+}
+
 /** Proof, bound to one Noise session, that we know `key`. */
 export function replicateCapability (isInitiator: boolean, key: Uint8Array, handshakeHash: Uint8Array): Uint8Array {
   const out = b4a.allocUnsafe(32)

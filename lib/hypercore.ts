@@ -6,8 +6,9 @@
 import { EventEmitter } from 'node:events'
 import { Readable } from 'node:stream'
 import b4a from 'b4a'
-import Protomux from 'protomux'
-import NoiseSecretStream from '@hyperswarm/secret-stream'
+import type Protomux from 'protomux'
+import type NoiseSecretStream from '@hyperswarm/secret-stream'
+import { protocolStream, type Replicable, type ProtocolStreamOptions } from './protocol-stream'
 import { Core, type CoreEvents } from './core'
 import { Replicator, type Download, type ReplicatorEvents } from './replicator'
 import type { Peer } from './peer'
@@ -23,12 +24,7 @@ import type { ManifestInput } from './manifest'
 export type { KeyPair, Proof, ProofRequest, ValueEncoding, Manifest, StorageFactory, Peer, Download }
 
 /** Options of `replicate()`. */
-export interface ReplicateOptions {
-  /** Send keep-alives every 5 s (default true), as Hypercore does. */
-  keepAlive?: boolean
-  /** Noise key pair for a stream we create. */
-  keyPair?: KeyPair
-}
+export type ReplicateOptions = ProtocolStreamOptions
 
 /** `download()` ranges, as in Hypercore: a range or a list of blocks. */
 export interface DownloadRange {
@@ -335,26 +331,16 @@ export class Hypercore extends EventEmitter {
   }
 
   /**
-   * Learns the newest length from peers. Resolves true when the core grew;
-   * with `wait`, waits until it does. Without peers resolves false.
+   * Learns the newest length from peers, as Hypercore 11 does: waits for the
+   * peers being connected (and for `findingPeers()` to be done), asks those
+   * with a longer tree for it, and resolves true when the core grew. A
+   * writable core resolves false unless `force`.
    */
-  async update (opts: { wait?: boolean } = {}): Promise<boolean> {
+  async update (opts: { wait?: boolean, force?: boolean } = {}): Promise<boolean> {
     const core = await this.live()
+    if (core.writable && opts.force !== true) return false
     const before = core.length
     await this.replicator!.settled()
-    if (core.length > before) return true
-    if (opts.wait !== true || this.closing !== null) return false
-    await new Promise<void>(resolve => {
-      const check = (): void => {
-        if (core.length > before || this.closing !== null) {
-          this.off('append', check)
-          this.off('close', check)
-          resolve()
-        }
-      }
-      this.on('append', check)
-      this.on('close', check)
-    })
     return core.length > before
   }
 
@@ -367,32 +353,11 @@ export class Hypercore extends EventEmitter {
    * (a Hyperswarm connection, another core's stream), replicates over it so
    * many cores share one connection.
    */
-  replicate (isInitiator: boolean | NoiseSecretStream | Protomux, opts: ReplicateOptions = {}): NoiseSecretStream | Protomux['stream'] {
-    let mux: Protomux
-    let outer: NoiseSecretStream | Protomux['stream']
-    if (Protomux.isProtomux(isInitiator)) {
-      mux = isInitiator
-      outer = mux.stream
-    } else {
-      let noise: NoiseSecretStream
-      if (typeof isInitiator === 'boolean') {
-        noise = new NoiseSecretStream(isInitiator, null, opts.keyPair ? { keyPair: opts.keyPair } : {})
-        outer = noise.rawStream as unknown as NoiseSecretStream
-      } else if (isInitiator !== null && typeof isInitiator === 'object' && (isInitiator as NoiseSecretStream).noiseStream) {
-        noise = (isInitiator as NoiseSecretStream).noiseStream
-        outer = isInitiator
-      } else {
-        throw BAD_ARGUMENT('replicate() takes a boolean, a secret stream or a protomux')
-      }
-      if (!(noise.userData instanceof Protomux)) {
-        if (opts.keepAlive !== false && noise.keepAlive === 0) noise.setKeepAlive(5000)
-        noise.userData = Protomux.from(noise as unknown as Protomux.MuxStream)
-      }
-      mux = noise.userData as Protomux
-    }
+  replicate (isInitiator: Replicable, opts: ReplicateOptions = {}): NoiseSecretStream | Protomux['stream'] {
+    const { mux, stream } = protocolStream(isInitiator, opts)
     if (this.replicator !== null) this.replicator.attach(mux)
     else this.pendingMuxes.push(mux)
-    return outer
+    return stream
   }
 
   /** Peers currently replicating this core. */

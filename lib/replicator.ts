@@ -120,7 +120,9 @@ export class Replicator implements PeerHost {
     mux.pair({ protocol: PROTOCOL, id: this.core.discoveryKey }, open)
     mux.stream.setMaxListeners?.(0)
     mux.stream.on('close', onclose)
-    mux.stream.opened.then(opened => { if (opened) open() }, noop)
+    // Already connected: open now, so a remote channel waiting on us is taken up.
+    if (mux.stream.handshakeHash !== null) open()
+    else mux.stream.opened.then(opened => { if (opened) open() }, noop)
   }
 
   private detach (mux: Protomux): void {

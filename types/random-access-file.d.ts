@@ -17,6 +17,13 @@ declare module 'random-access-file' {
     writable?: boolean
     /** Remove empty parent directories (up to `directory`) on unlink. */
     rmdir?: boolean
+    /** Share a bounded number of open file descriptors with other files. */
+    pool?: RandomAccessFilePool
+  }
+
+  /** An opaque pool made by `RandomAccessFile.createPool(maxSize)`. */
+  interface RandomAccessFilePool {
+    readonly maxSize: number
   }
 
   interface RandomAccessFile extends RandomAccessStorage {
@@ -26,6 +33,7 @@ declare module 'random-access-file' {
 
   const RandomAccessFile: {
     new (filename: string, opts?: RandomAccessFileOptions): RandomAccessFile
+    createPool (maxSize: number): RandomAccessFilePool
   }
 
   export = RandomAccessFile
