@@ -559,6 +559,7 @@ export class Core {
         return tree.fork === batch.fork && tree.length >= batch.length
       }
       if (this.repairMode) return false
+      if (batch.length <= tree.length) return true // nothing new
       tree.stage(v.nodes)
       try {
         await this.storage.putNodes(v.nodes)

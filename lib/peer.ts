@@ -221,12 +221,13 @@ export class Peer {
   }
 
   private onrange (m: RangeMessage): void {
-    const limit = Math.max(this.host.core.length, this.remoteLength)
     if (m.drop) {
       if (m.start < this.remoteContiguous) this.remoteContiguous = m.start
       this.setRemote(m.start, m.length, false)
     } else if (m.start <= this.remoteContiguous) {
-      this.remoteContiguous = Math.max(this.remoteContiguous, Math.min(m.start + m.length, limit))
+      // A number, not a bitfield: it may run ahead of our length (ranges can
+      // arrive before the sync that announces them) without costing memory.
+      this.remoteContiguous = Math.max(this.remoteContiguous, m.start + m.length)
     } else {
       this.setRemote(m.start, m.length, true)
     }

@@ -90,6 +90,8 @@ export class Replicator implements PeerHost {
   /** Nodes we ought to hold but lost; asked for again as peers come. */
   private readonly lost = new Set<number>()
   private upgradeRequest: Request | null = null
+  /** An upgrade answer is being verified and applied: do not ask for another meanwhile. */
+  private applyingUpgrade = 0
   private readonly wantedBlocks = new Map<number, number>()
   private readonly ranges = new Set<Range>()
   private readonly notAvailable = new WeakMap<Peer, Set<number>>()
@@ -97,6 +99,7 @@ export class Replicator implements PeerHost {
   private readonly settleWaiters: Array<() => void> = []
   private readonly extensions = new Map<string, ExtensionHandler>()
   private findingPeersCount = 0
+  private rangeCheckQueued = false
   private sweeper: ReturnType<typeof setInterval> | null = null
   private updateQueued = false
   private destroyed = false
@@ -202,7 +205,15 @@ export class Replicator implements PeerHost {
   /** Blocks [start, start + length) are now stored here. */
   onlocalhave (start: number, length: number): void {
     for (const peer of this.peers) peer.announce(start, length)
-    this.checkRanges()
+    // After the `download` events of these blocks, which follow in microtasks:
+    // a range's done() must not resolve ahead of them (as in Hypercore 11).
+    if (!this.rangeCheckQueued) {
+      this.rangeCheckQueued = true
+      setImmediate(() => {
+        this.rangeCheckQueued = false
+        this.checkRanges()
+      })
+    }
     this.scheduleUpdate()
   }
 
@@ -266,7 +277,7 @@ export class Replicator implements PeerHost {
     if (this.destroyed) return true
     if (this.findingPeersCount > 0 && this.peers.length === 0) return false
     if (this.opening.size > 0 || this.anyHandshaking()) return false
-    if (this.upgradeRequest !== null) return false
+    if (this.upgradeRequest !== null || this.applyingUpgrade > 0) return false
     const core = this.core
     for (const p of this.peers) {
       if (!p.remoteSynced) return false
@@ -381,6 +392,17 @@ export class Replicator implements PeerHost {
       return
     }
 
+    if (data.upgrade !== null) this.applyingUpgrade++
+    try {
+      await this.verifyAndApply(peer, req, data)
+    } finally {
+      if (data.upgrade !== null) this.applyingUpgrade--
+    }
+    this.scheduleUpdate()
+  }
+
+  private async verifyAndApply (peer: Peer, req: Request, data: DataMessage): Promise<void> {
+    const core = this.core
     let verified
     try {
       verified = await core.verifyData(data)
@@ -408,7 +430,6 @@ export class Replicator implements PeerHost {
       return
     }
     if (verified.block !== null) this.emit('download', verified.block.index, verified.block.value.byteLength, peer)
-    this.scheduleUpdate()
   }
 
   onnodata (peer: Peer, msg: NoDataMessage): void {
@@ -465,7 +486,7 @@ export class Replicator implements PeerHost {
   private update (): void {
     if (this.destroyed) return
     const core = this.core
-    if (this.upgradeRequest === null && !core.repairMode) {
+    if (this.upgradeRequest === null && this.applyingUpgrade === 0 && !core.repairMode) {
       const peer = this.pickPeer(p => p.remoteFork === core.fork && p.remoteLength > core.length &&
         (this.upgradeFailed.get(p) ?? -1) < p.remoteLength)
       if (peer !== null) {
