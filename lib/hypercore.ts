@@ -26,6 +26,14 @@ export type { KeyPair, Proof, ProofRequest, ValueEncoding, Manifest, StorageFact
 /** Options of `replicate()`. */
 export type ReplicateOptions = ProtocolStreamOptions
 
+/** What `download()` returns. */
+export interface DownloadHandle {
+  /** Resolves when every block of the range is stored locally. */
+  done (): Promise<void>
+  /** Stops downloading; `done()` rejects with REQUEST_CANCELLED. */
+  destroy (): void
+}
+
 /** `download()` ranges, as in Hypercore: a range or a list of blocks. */
 export interface DownloadRange {
   start?: number
@@ -369,12 +377,20 @@ export class Hypercore extends EventEmitter {
    * Downloads a range (or a list of blocks) in the background. With no range
    * it keeps downloading everything, new blocks included.
    */
-  download (range: DownloadRange = {}): Download {
-    const r = this.replicator
-    if (r === null) throw SESSION_CLOSED('The core is not open yet')
-    if (range.blocks) return r.download(0, 0, range.blocks)
-    const end = range.end === undefined || range.end === -1 ? Infinity : range.end
-    return r.download(range.start ?? 0, end, null)
+  download (range: DownloadRange = {}): DownloadHandle {
+    const start = (r: Replicator): Download => {
+      if (range.blocks) return r.download(0, 0, range.blocks)
+      const end = range.end === undefined || range.end === -1 ? Infinity : range.end
+      return r.download(range.start ?? 0, end, null)
+    }
+    if (this.replicator !== null) return start(this.replicator)
+    // Before ready(): the download starts once the core is open, as in Hypercore 11.
+    const later = this.opening.then(() => start(this.replicator!))
+    later.catch(noop)
+    return {
+      done: () => later.then(d => d.done()),
+      destroy: () => { void later.then(d => d.destroy(), noop) }
+    }
   }
 
   /** Call while looking for peers; call the returned function when done. `update()` waits for it. */

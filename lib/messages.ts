@@ -45,7 +45,7 @@ const uint: Codec<number> = {
   },
   decode (state) {
     const n = c.uint.decode(state)
-    if (n > Number.MAX_SAFE_INTEGER) throw new RangeError('Integer is not safe')
+    if (n > Number.MAX_SAFE_INTEGER) throw INVALID_MESSAGE('Integer is not safe')
     return n
   }
 }
@@ -70,7 +70,7 @@ const buffer: Codec<Uint8Array> = {
 }
 
 function take (state: State, len: number): Uint8Array {
-  if (len > state.end - state.start) throw new RangeError('Out of bounds')
+  if (len > state.end - state.start) throw INVALID_MESSAGE('Out of bounds')
   return state.buffer!.subarray(state.start, (state.start += len))
 }
 
@@ -88,7 +88,7 @@ function optionalBuffer (max: number): Codec<Uint8Array | null> {
     decode (state) {
       const len = uint.decode(state)
       if (len === 0) return null
-      if (len > max) throw new RangeError('Buffer is too big')
+      if (len > max) throw INVALID_MESSAGE('Buffer is too big')
       return take(state, len)
     }
   }
@@ -111,8 +111,8 @@ function array<T> (codec: Codec<T>, max: number, minBytes: number): Codec<T[]> {
     },
     decode (state) {
       const len = uint.decode(state)
-      if (len > max) throw new RangeError('Array is too big')
-      if (len * minBytes > state.end - state.start) throw new RangeError('Out of bounds')
+      if (len > max) throw INVALID_MESSAGE('Array is too big')
+      if (len * minBytes > state.end - state.start) throw INVALID_MESSAGE('Out of bounds')
       const list = new Array<T>(len)
       for (let i = 0; i < len; i++) list[i] = codec.decode(state)
       return list
@@ -131,7 +131,7 @@ const uint32array: Codec<Uint32Array> = {
   decode (state) {
     const start = state.start
     const len = uint.decode(state)
-    if (len > (state.end - state.start) / 4) throw new RangeError('Out of bounds')
+    if (len > (state.end - state.start) / 4) throw INVALID_MESSAGE('Out of bounds')
     state.start = start
     return c.uint32array.decode(state)
   }
@@ -186,7 +186,7 @@ const hashAlgorithm: Codec<HashAlgorithm> = {
   },
   decode (state) {
     const id = c.uint.decode(state)
-    if (id !== 0) throw new RangeError('Unknown hash id: ' + id)
+    if (id !== 0) throw INVALID_MESSAGE('Unknown hash id: ' + id)
     return 'blake2b'
   }
 }
@@ -201,7 +201,7 @@ const signatureAlgorithm: Codec<SignatureAlgorithm> = {
   },
   decode (state) {
     const id = c.uint.decode(state)
-    if (id !== 0) throw new RangeError('Unknown signature id: ' + id)
+    if (id !== 0) throw INVALID_MESSAGE('Unknown signature id: ' + id)
     return 'ed25519'
   }
 }
@@ -313,7 +313,7 @@ const manifestv0: Codec<Manifest> = {
       }
     }
 
-    if (type !== 2) throw new RangeError('Unknown manifest type: ' + type)
+    if (type !== 2) throw INVALID_MESSAGE('Unknown manifest type: ' + type)
 
     const flags = c.uint.decode(state)
     return {
@@ -370,7 +370,7 @@ export const manifest: Codec<Manifest> = {
   decode (state) {
     const version = c.uint.decode(state)
     if (version === 0) return manifestv0.decode(state)
-    if (version > 2) throw new RangeError('Unknown manifest version: ' + version)
+    if (version > 2) throw INVALID_MESSAGE('Unknown manifest version: ' + version)
 
     const flags = c.uint.decode(state)
     const hash = hashAlgorithm.decode(state)

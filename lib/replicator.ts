@@ -21,6 +21,8 @@ const MAX_SCAN = 4096
 const MAX_NOT_AVAILABLE = 4096
 /** A request unanswered this long is given up on (and asked of someone else). */
 const REQUEST_TIMEOUT_MS = 20000
+/** A block request unanswered this long is also asked of another peer, if one has it. */
+const HOTSWAP_MS = 1000
 
 type RequestKind = 'block' | 'upgrade' | 'repair' | 'node'
 
@@ -537,10 +539,13 @@ export class Replicator implements PeerHost {
   private requestBlock (index: number): 'have' | 'sent' | 'inflight' | 'busy' | 'nobody' {
     const core = this.core
     if (core.has(index) || core.isStoring(index)) return 'have'
-    if (this.blockRequests.has(index)) return 'inflight'
+    const inflight = this.blockRequests.get(index)
+    // A slow peer does not hold a block hostage: after a while, ask another too.
+    if (inflight !== undefined && Date.now() - inflight.sent < HOTSWAP_MS) return 'inflight'
     if (index >= core.length) return 'nobody' // after the upgrade
     const na = (p: Peer): boolean => this.notAvailable.get(p)?.has(index) === true
-    const peer = this.pickPeer(p => p.remoteFork === core.fork && p.has(index) && !na(p))
+    const peer = this.pickPeer(p => p.remoteFork === core.fork && p.has(index) && !na(p) && p !== inflight?.peer)
+    if (peer === null && inflight !== undefined) return 'inflight'
     if (peer === null) {
       let holders = 0
       for (const p of this.peers) {
@@ -602,6 +607,7 @@ export class Replicator implements PeerHost {
     const now = Date.now()
     let expired = false
     for (const req of [...this.requests.values()]) {
+      if (req.kind === 'block' && now - req.sent >= HOTSWAP_MS) expired = true
       if (now - req.sent < REQUEST_TIMEOUT_MS) continue
       expired = true
       this.finish(req)
@@ -621,7 +627,7 @@ export class Replicator implements PeerHost {
   private finish (req: Request): void {
     if (!this.requests.delete(req.id)) return
     req.peer.inflight--
-    if (req.kind === 'block') this.blockRequests.delete(req.index)
+    if (req.kind === 'block' && this.blockRequests.get(req.index) === req) this.blockRequests.delete(req.index)
     else if (req.kind === 'upgrade') this.upgradeRequest = null
     else if (req.kind === 'node') this.nodeRequests.delete(req.index)
     this.wakeSettled()

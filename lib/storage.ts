@@ -80,6 +80,8 @@ export const HEADER_MAX_PAYLOAD = HEADER_SLOT_SIZE - SLOT_PREFIX - CHECKSUM_BYTE
 const FILES = ['header', 'tree', 'data', 'bitfield'] as const
 
 const EMPTY = new Uint8Array(0)
+/** Reads above this size are checked against the file size first. */
+const LARGE_READ = 16 * 1024 * 1024
 /** Largest single zero-fill write when clearing tree nodes. */
 const MAX_ZERO_WRITE = 1024 * 1024
 
@@ -753,6 +755,11 @@ export class CoreStorage {
     if (!isUint(offset) || !isUint(size)) throw BAD_ARGUMENT('Data range must be non-negative integers')
     if (size === 0) return EMPTY
     await this._ready()
+    // A size from a rotten tree node can be absurd: never try to allocate
+    // more than the file holds (random-access-file would never call back).
+    if (size > LARGE_READ && offset + size > await pSize(this.data)) {
+      throw STORAGE_CORRUPT(`Data file ends before byte ${offset + size}`)
+    }
     const buf = await readUpTo(this.data, offset, size)
     if (buf.byteLength < size) throw STORAGE_CORRUPT(`Data file ends before byte ${offset + size}`)
     return buf
@@ -774,7 +781,9 @@ export class CoreStorage {
     if (!isUint(offset) || !isUint(size)) throw BAD_ARGUMENT('Data range must be non-negative integers')
     if (size === 0) return
     await this._ready()
-    await pDel(this.data, offset, size)
+    // Nothing past the end of the file to clear (and no absurd ranges from rotten sizes).
+    const end = Math.min(offset + size, await pSize(this.data))
+    if (end > offset) await pDel(this.data, offset, end - offset)
   }
 
   async truncateData (byteLength: number): Promise<void> {

@@ -1,17 +1,652 @@
+/**
+ * nomadcore ↔ nomadcore replication: learning lengths, sparse reads,
+ * downloads and their handles, live appends, several peers, peers that go
+ * away, timeouts, events, extensions, findingPeers and many cores sharing
+ * one connection.
+ */
 import test from 'brittle'
 import b4a from 'b4a'
+import Protomux from 'protomux'
+import NoiseSecretStream from '@hyperswarm/secret-stream'
 import { blocks, text } from './helpers/core'
-import { ramCore, replicate } from './helpers/replication'
+import { ramCore, replicate, pipePair, once, until, sleep, rejection, stateAfter, FakePeer, honestAnswer, type Pipeable } from './helpers/replication'
+import RAM from 'random-access-memory'
+import type { Peer } from '../lib/peer'
+import { Hypercore, type DownloadHandle as Download } from '../lib/hypercore'
+import type { Teardownable } from './helpers/oracle'
 
-test('smoke', async t => {
+function blockText (i: number): string {
+  return text(blocks(1, i)[0])
+}
+
+function byteLen (i: number): number {
+  return blocks(1, i)[0]!.byteLength
+}
+
+/** A writer with `n` blocks and an empty reader of the same key. */
+async function writerAndReader (t: Teardownable, n: number): Promise<{ w: Hypercore, r: Hypercore }> {
   const w = await ramCore(t)
-  await w.append(blocks(10))
+  if (n > 0) await w.append(blocks(n))
   const r = await ramCore(t, w.key)
+  return { w, r }
+}
+
+async function storedBlocks (core: Hypercore): Promise<number> {
+  return (await core.info()).storage.blocks
+}
+
+async function haveList (core: Hypercore): Promise<number[]> {
+  const out: number[] = []
+  for (let i = 0; i < core.length; i++) if (await core.has(i)) out.push(i)
+  return out
+}
+
+// ---------------------------------------------------------------------------
+// Length and sparse reads
+
+test('update() learns the writer\'s length, byte length and fork without downloading a block', async t => {
+  const { w, r } = await writerAndReader(t, 10)
   replicate(t, w, r)
-  t.ok(await r.update())
+  t.is(await r.update(), true, 'update resolves true when the core grew')
   t.is(r.length, 10)
-  t.is(text(await r.get(3)), text(blocks(1, 3)[0]))
-  t.ok(await r.has(3))
+  t.is(r.byteLength, w.byteLength)
+  t.is(r.fork, 0)
+  t.is(r.contiguousLength, 0, 'no block was fetched')
+  t.is(await storedBlocks(r), 0)
+  t.alike(await r.treeHash(), await w.treeHash(), 'the verified tree is the writer\'s')
+  t.is(await r.update(), false, 'a second update with nothing new resolves false')
+})
+
+test('update() without peers resolves false at once', async t => {
+  const { r } = await writerAndReader(t, 3)
+  t.is(await r.update(), false)
+  t.is(r.length, 0)
+})
+
+test('get(i) on a reader fetches and verifies only block i', async t => {
+  const { w, r } = await writerAndReader(t, 16)
+  replicate(t, w, r)
+  await r.update()
+  const downloads: Array<[number, number]> = []
+  const uploads: Array<[number, number]> = []
+  r.on('download', (i, n) => downloads.push([i, n]))
+  w.on('upload', (i, n) => uploads.push([i, n]))
+
+  t.is(text(await r.get(5)), blockText(5))
+  t.alike(downloads, [[5, byteLen(5)]], 'one download event, for block 5')
+  t.alike(uploads, [[5, byteLen(5)]], 'the writer uploaded block 5 only')
+  t.alike(await haveList(r), [5], 'only block 5 is stored')
+  t.is(r.contiguousLength, 0)
+  t.is(await storedBlocks(r), 1)
+  t.absent(await r.has(4))
+  t.absent(await r.has(6))
+  t.is(text(await r.get(5)), blockText(5), 'a second read is local')
+  t.is(downloads.length, 1, 'and downloads nothing')
+})
+
+test('get(i) before update() first learns the length, then fetches the block', async t => {
+  const { w, r } = await writerAndReader(t, 8)
+  replicate(t, w, r)
+  t.is(text(await r.get(7)), blockText(7))
+  t.is(r.length, 8)
+  t.alike(await haveList(r), [7])
+})
+
+test('sparse reads of scattered blocks in a larger core store exactly those blocks', async t => {
+  const { w, r } = await writerAndReader(t, 300)
+  replicate(t, w, r)
+  await r.update()
+  const wanted = [0, 1, 63, 64, 150, 255, 256, 299]
+  const values = await Promise.all(wanted.map(i => r.get(i)))
+  t.alike(values.map(text), wanted.map(blockText))
+  t.alike(await haveList(r), wanted)
+  t.is(r.contiguousLength, 2)
+})
+
+// ---------------------------------------------------------------------------
+// download()
+
+test('download({ start, end }) resolves done() once exactly that range is stored', async t => {
+  const { w, r } = await writerAndReader(t, 20)
+  replicate(t, w, r)
+  await r.update()
+  const dl = r.download({ start: 4, end: 12 })
+  await dl.done()
+  t.ok(await r.has(4, 12), 'the range is stored')
+  t.alike(await haveList(r), [4, 5, 6, 7, 8, 9, 10, 11], 'nothing outside it')
+  for (let i = 4; i < 12; i++) t.is(text(await r.get(i, { wait: false })), blockText(i))
+})
+
+test('download({ blocks }) fetches exactly the listed blocks', async t => {
+  const { w, r } = await writerAndReader(t, 20)
+  replicate(t, w, r)
+  await r.update()
+  await r.download({ blocks: [17, 2, 9] }).done()
+  t.alike(await haveList(r), [2, 9, 17])
+})
+
+test('download() of everything (no range) fetches every block and follows appends', async t => {
+  const { w, r } = await writerAndReader(t, 40)
+  replicate(t, w, r)
+  r.download()
+  await until(() => r.contiguousLength === 40, 3000, 'all 40 blocks')
+  t.is(await storedBlocks(r), 40)
+  await w.append(blocks(5, 40))
+  await until(() => r.contiguousLength === 45, 3000, 'the appended blocks')
+  t.is(text(await r.get(44, { wait: false })), blockText(44))
+})
+
+test('a download of a range already stored resolves at once', async t => {
+  const { w, r } = await writerAndReader(t, 5)
+  replicate(t, w, r)
+  await r.update()
+  await r.download({ start: 0, end: 5 }).done()
+  t.is(await stateAfter(r.download({ start: 1, end: 3 }).done(), 20), 'resolved')
+  t.is(await stateAfter(r.download({ blocks: [] }).done(), 20), 'resolved', 'an empty block list is done')
+})
+
+test('a range past the current length resolves when the writer appends the rest', async t => {
+  const { w, r } = await writerAndReader(t, 10)
+  replicate(t, w, r)
+  await r.update()
+  const dl = r.download({ start: 8, end: 12 })
+  t.is(await stateAfter(dl.done(), 100), 'pending', 'blocks 10 and 11 do not exist yet')
+  await w.append(blocks(2, 10))
+  await dl.done()
+  t.ok(await r.has(8, 12))
+})
+
+test('destroy() on a pending download makes done() reject with REQUEST_CANCELLED', async t => {
+  const { w, r } = await writerAndReader(t, 10)
+  replicate(t, w, r)
+  await r.update()
+  const dl = r.download({ start: 0, end: 20 }) // 10..19 do not exist
+  await until(() => r.contiguousLength === 10, 3000, 'the existing blocks')
+  t.is(await stateAfter(dl.done(), 20), 'pending')
+  dl.destroy()
+  const err = await rejection(dl.done())
+  t.is(err?.code, 'REQUEST_CANCELLED')
+  t.is(r.contiguousLength, 10, 'what was downloaded stays')
+})
+
+test('destroy() on a download with no peers rejects done() with REQUEST_CANCELLED', async t => {
+  const { r } = await writerAndReader(t, 0)
+  const dl = r.download({ blocks: [1, 2] })
+  dl.destroy()
+  t.is((await rejection(dl.done()))?.code, 'REQUEST_CANCELLED')
+})
+
+test('closing the core cancels its downloads and rejects pending gets', async t => {
+  const { w, r } = await writerAndReader(t, 3)
+  replicate(t, w, r)
+  await r.update()
+  const dl = r.download({ start: 0, end: 10 })
+  const get = r.get(9)
+  const removed = once(w, 'peer-remove')
+  await r.close()
+  t.is((await rejection(dl.done()))?.code, 'REQUEST_CANCELLED')
+  t.is((await rejection(get))?.code, 'SESSION_CLOSED')
+  await removed
+  t.is(w.peers.length, 0, 'the writer dropped the closed reader')
+})
+
+// ---------------------------------------------------------------------------
+// Live appends
+
+test('live appends reach a connected reader: append event, then get', async t => {
+  const { w, r } = await writerAndReader(t, 3)
+  replicate(t, w, r)
+  await r.update()
+  for (let round = 0; round < 3; round++) {
+    const appended = once(r, 'append')
+    await w.append(blocks(2, 3 + 2 * round))
+    await appended
+    await until(() => r.length === 5 + 2 * round, 2000, 'length ' + (5 + 2 * round))
+    t.is(text(await r.get(4 + 2 * round)), blockText(4 + 2 * round), 'round ' + round)
+  }
+  t.alike(await haveList(r), [4, 6, 8], 'still sparse')
+})
+
+test('every append event on a reader comes with a longer length', async t => {
+  const { w, r } = await writerAndReader(t, 2)
+  const lengths: number[] = []
+  r.on('append', () => lengths.push(r.length))
+  replicate(t, w, r)
+  await r.update()
+  for (let n = 3; n <= 5; n++) {
+    await w.append(blocks(1, n - 1))
+    await until(() => r.length === n, 2000, 'length ' + n)
+  }
+  await sleep(30)
+  t.alike(lengths, [2, 3, 4, 5])
+})
+
+test('a get() waiting for a block that does not exist yet resolves when it is appended', async t => {
+  const { w, r } = await writerAndReader(t, 2)
+  replicate(t, w, r)
+  await r.update()
+  const get = r.get(4)
+  t.is(await stateAfter(get, 50), 'pending')
+  await w.append(blocks(3, 2))
+  t.is(text(await get), blockText(4))
+})
+
+test('a live read stream on a reader yields blocks as they are appended', async t => {
+  const { w, r } = await writerAndReader(t, 2)
+  replicate(t, w, r)
+  await r.update()
+  const got: string[] = []
+  const stream = r.createReadStream({ live: true })
+  stream.on('error', () => {}) // the core closes under it at teardown
+  stream.on('data', (v: unknown) => got.push(text(v)))
+  await until(() => got.length === 2, 2000, 'existing blocks')
+  await w.append(blocks(2, 2))
+  await until(() => got.length === 4, 2000, 'appended blocks')
+  t.alike(got, [0, 1, 2, 3].map(blockText))
+  stream.destroy()
+})
+
+// ---------------------------------------------------------------------------
+// Several peers
+
+test('a reader connected to two seeders downloads from both', async t => {
+  const { w, r } = await writerAndReader(t, 200)
+  const s = await ramCore(t, w.key)
+  replicate(t, w, s)
+  await s.update()
+  await s.download({ start: 0, end: 200 }).done()
+
+  replicate(t, w, r)
+  replicate(t, s, r)
+  await until(() => r.peers.length === 2, 2000, 'two peers')
+  const from = new Map<Peer, number>()
+  r.on('download', (_i, _n, peer) => from.set(peer, (from.get(peer) ?? 0) + 1))
+  await r.update()
+  await r.download({ start: 0, end: 200 }).done()
+  t.is(r.contiguousLength, 200)
+  const total = (): number => [...from.values()].reduce((a, b) => a + b, 0)
+  await until(() => total() >= 200, 2000, '200 download events') // see the done()/event ordering test
+  await sleep(20)
+  t.is(total(), 200, 'each block downloaded once')
+  t.is(from.size, 2, 'both seeders served blocks')
+  for (const i of [0, 99, 199]) t.is(text(await r.get(i)), blockText(i))
+})
+
+test('every download event has fired by the time download().done() resolves (as in Hypercore 11)', async t => {
+  // Hypercore 11 emits 'download' for a block as soon as it is stored, so a
+  // listener counting events sees all of them when done() resolves.
+  const { w, r } = await writerAndReader(t, 500)
+  replicate(t, w, r)
+  await r.update()
+  const seen = new Set<number>()
+  r.on('download', i => seen.add(i))
+  await r.download({ start: 0, end: 500 }).done()
+  t.is(r.contiguousLength, 500)
+  t.is(seen.size, 500, 'download events seen when done() resolved')
+})
+
+test('a reader connected only to a seeder (not the writer) gets verified blocks and live appends', async t => {
+  const { w, r } = await writerAndReader(t, 10)
+  const s = await ramCore(t, w.key)
+  replicate(t, w, s)
+  s.download() // the seeder keeps everything
+  replicate(t, s, r)
+  await until(() => s.contiguousLength === 10, 2000, 'seeder full')
+  await r.update()
+  t.is(r.length, 10)
+  t.is(text(await r.get(6)), blockText(6))
+  await w.append(blocks(1, 10))
+  await until(() => r.length === 11, 3000, 'the append relayed through the seeder')
+  t.is(text(await r.get(10)), blockText(10))
+})
+
+test('requests held by a peer that disconnects move to another peer', async t => {
+  const { w, r } = await writerAndReader(t, 64)
+  // A seeder that announces everything, answers upgrades, and sits on block requests.
+  const held: number[] = []
+  const fake = new FakePeer(t, w.key!, {
+    onopen: p => {
+      p.sendSync({ length: 64 })
+      p.sendRange({ drop: false, start: 0, length: 64 })
+    },
+    onrequest: async (p, m) => {
+      if (m.block !== null) held.push(m.block.index)
+      else p.sendData(await honestAnswer(w, m) as never)
+    }
+  })
+  r.replicate(fake.stream)
+  await fake.open()
+  await until(() => r.peers.length === 1, 2000, 'the fake peer')
+  await r.update()
+  t.is(r.length, 64)
+
+  replicate(t, w, r)
+  await until(() => r.peers.length === 2, 2000, 'the honest peer')
+  const honest = r.peers.find(p => p.remotePublicKey !== null && !b4a.equals(p.remotePublicKey, fake.local.publicKey!))!
+  const from = new Map<number, Peer>()
+  r.on('download', (i, _n, peer) => from.set(i, peer))
+  const dl = r.download({ start: 0, end: 64 })
+  await until(() => held.length > 0, 2000, 'requests held by the fake peer')
+  await sleep(50)
+  t.ok(held.length > 0, held.length + ' requests sit with the fake peer')
+  for (const i of held) t.absent(await r.has(i), 'held block ' + i + ' is not here')
+
+  const removed = once(r, 'peer-remove')
+  fake.destroy()
+  await removed
+  await dl.done()
+  t.is(r.contiguousLength, 64, 'the download completed')
+  await until(() => held.every(i => from.has(i)), 2000, 'download events of the held blocks')
+  t.ok(held.every(i => from.get(i) === honest), 'every held block came from the remaining peer')
+})
+
+// ---------------------------------------------------------------------------
+// wait / timeout
+
+test('get with wait: false returns null for a block that is not here', async t => {
+  const { w, r } = await writerAndReader(t, 5)
+  replicate(t, w, r)
+  await r.update()
+  const downloads: number[] = []
+  r.on('download', i => downloads.push(i))
+  t.is(await r.get(2, { wait: false }), null)
+  t.is(await r.get(99, { wait: false }), null, 'past the length too')
+  await sleep(30)
+  t.alike(downloads, [], 'nothing was requested')
+})
+
+test('get with a timeout rejects with REQUEST_TIMEOUT when nobody has the block', async t => {
+  const { w, r } = await writerAndReader(t, 5)
+  replicate(t, w, r)
+  await r.update()
+  const started = Date.now()
+  const err = await rejection(r.get(50, { timeout: 150 }))
+  t.is(err?.code, 'REQUEST_TIMEOUT')
+  t.ok(Date.now() - started >= 140, 'after about the timeout')
+  t.is(text(await r.get(1, { timeout: 1000 })), blockText(1), 'the core still works')
+})
+
+test('get with a timeout rejects when the only peer cleared the block', async t => {
+  const { w, r } = await writerAndReader(t, 5)
+  await w.clear(2)
+  replicate(t, w, r)
+  await r.update()
+  const err = await rejection(r.get(2, { timeout: 200 }))
+  t.is(err?.code, 'REQUEST_TIMEOUT')
   t.absent(await r.has(2))
-  t.is(b4a.byteLength(b4a.from('x')), 1)
+  t.is(text(await r.get(3, { timeout: 1000 })), blockText(3))
+})
+
+// ---------------------------------------------------------------------------
+// Events and peers
+
+test('peer-add, upload, download and peer-remove fire with the peer, index and byte length', async t => {
+  const { w, r } = await writerAndReader(t, 6)
+  const wAdd = once<[Peer]>(w, 'peer-add')
+  const rAdd = once<[Peer]>(r, 'peer-add')
+  const link = replicate(t, w, r)
+  const [wp] = await wAdd
+  const [rp] = await rAdd
+  t.alike(w.peers, [wp], 'the writer lists its peer')
+  t.alike(r.peers, [rp], 'the reader lists its peer')
+  const streams = link as { a: Pipeable & { publicKey?: Uint8Array }, b: Pipeable & { publicKey?: Uint8Array } }
+  t.ok(rp.remotePublicKey !== null && b4a.equals(rp.remotePublicKey, streams.a.publicKey!), 'reader\'s peer is the writer\'s stream key')
+  t.ok(wp.remotePublicKey !== null && b4a.equals(wp.remotePublicKey, streams.b.publicKey!), 'writer\'s peer is the reader\'s stream key')
+
+  const uploads: Array<[number, number, Peer]> = []
+  const downloads: Array<[number, number, Peer]> = []
+  w.on('upload', (i, n, p) => uploads.push([i, n, p]))
+  r.on('download', (i, n, p) => downloads.push([i, n, p]))
+  await r.get(3)
+  t.is(uploads.length, 1)
+  t.is(uploads[0]![0], 3)
+  t.is(uploads[0]![1], byteLen(3))
+  t.is(uploads[0]![2], wp)
+  t.is(downloads.length, 1)
+  t.is(downloads[0]![0], 3)
+  t.is(downloads[0]![1], byteLen(3))
+  t.is(downloads[0]![2], rp)
+
+  const wRemove = once<[Peer]>(w, 'peer-remove')
+  const rRemove = once<[Peer]>(r, 'peer-remove')
+  link.destroy()
+  t.is((await wRemove)[0], wp)
+  t.is((await rRemove)[0], rp)
+  t.alike(w.peers, [])
+  t.alike(r.peers, [])
+})
+
+test('peers lists every connected peer and forgets the ones that leave', async t => {
+  const w = await ramCore(t)
+  await w.append(blocks(2))
+  const readers = await Promise.all([0, 1, 2].map(() => ramCore(t, w.key)))
+  const links = readers.map(r => replicate(t, w, r))
+  await until(() => w.peers.length === 3, 2000, 'three peers')
+  for (const r of readers) await until(() => r.peers.length === 1, 2000, 'one peer each')
+  links[1]!.destroy()
+  await until(() => w.peers.length === 2, 2000, 'two peers')
+  t.is(w.peers.length, 2)
+  t.is(readers[1]!.peers.length, 0)
+})
+
+test('a stream that is opened for another core adds no peer', async t => {
+  const w = await ramCore(t)
+  await w.append(blocks(1))
+  const other = await ramCore(t)
+  let added = 0
+  w.on('peer-add', () => added++)
+  other.on('peer-add', () => added++)
+  replicate(t, w, other)
+  await sleep(150)
+  t.is(added, 0)
+  t.is(w.peers.length, 0)
+  t.is(other.peers.length, 0)
+})
+
+// ---------------------------------------------------------------------------
+// Extensions
+
+test('registerExtension: send and broadcast JSON both ways, with the peer', async t => {
+  const { w, r } = await writerAndReader(t, 1)
+  const wGot: Array<[unknown, Peer]> = []
+  const rGot: Array<[unknown, Peer]> = []
+  const wExt = w.registerExtension<{ hello: string }>('chat', { encoding: 'json', onmessage: (m, p) => wGot.push([m, p]) })
+  const rExt = r.registerExtension<{ hello: string }>('chat', { encoding: 'json', onmessage: (m, p) => rGot.push([m, p]) })
+  replicate(t, w, r)
+  await until(() => w.peers.length === 1 && r.peers.length === 1, 2000, 'peers')
+
+  rExt.broadcast({ hello: 'from the reader' })
+  await until(() => wGot.length === 1, 2000, 'writer got it')
+  t.alike(wGot[0]![0], { hello: 'from the reader' })
+  t.is(wGot[0]![1], w.peers[0], 'with the peer it came from')
+
+  wExt.send({ hello: 'from the writer' }, w.peers[0]!)
+  await until(() => rGot.length === 1, 2000, 'reader got it')
+  t.alike(rGot[0]![0], { hello: 'from the writer' })
+  t.is(rGot[0]![1], r.peers[0])
+
+  wExt.broadcast({ hello: 'again' })
+  await until(() => rGot.length === 2, 2000, 'reader got the broadcast')
+  t.alike(rGot[1]![0], { hello: 'again' })
+})
+
+test('extensions: interleaved names reach the right handler; unknown and destroyed ones are ignored', async t => {
+  const { w, r } = await writerAndReader(t, 1)
+  const got: string[] = []
+  r.registerExtension<string>('a', { encoding: 'utf-8', onmessage: m => got.push('a:' + m) })
+  const rb = r.registerExtension<string>('b', { encoding: 'utf-8', onmessage: m => got.push('b:' + m) })
+  const wa = w.registerExtension<string>('a', { encoding: 'utf-8' })
+  const wb = w.registerExtension<string>('b', { encoding: 'utf-8' })
+  const wc = w.registerExtension<string>('c', { encoding: 'utf-8' })
+  replicate(t, w, r)
+  await until(() => w.peers.length === 1 && r.peers.length === 1, 2000, 'peers')
+  wa.broadcast('1')
+  wa.broadcast('2') // same name again: sent with the name elided
+  wb.broadcast('3')
+  wc.broadcast('nobody listens')
+  wa.broadcast('4')
+  wb.broadcast('5')
+  await until(() => got.length === 5, 2000, 'five messages')
+  t.alike(got, ['a:1', 'a:2', 'b:3', 'a:4', 'b:5'])
+  rb.destroy()
+  wb.broadcast('6')
+  wa.broadcast('7')
+  await until(() => got.length === 6, 2000, 'the a message')
+  await sleep(30)
+  t.alike(got.slice(5), ['a:7'], 'the destroyed extension receives nothing')
+})
+
+test('an extension message that does not decode is dropped, the peer stays', async t => {
+  const { w, r } = await writerAndReader(t, 2)
+  const got: unknown[] = []
+  r.registerExtension('j', { encoding: 'json', onmessage: m => got.push(m) })
+  const wj = w.registerExtension<string>('j', { encoding: 'utf-8' })
+  replicate(t, w, r)
+  await until(() => w.peers.length === 1 && r.peers.length === 1, 2000, 'peers')
+  wj.broadcast('{not json')
+  wj.broadcast('{"ok":true}')
+  await until(() => got.length === 1, 2000, 'the good one')
+  t.alike(got, [{ ok: true }])
+  t.is(r.peers.length, 1)
+  t.is(text(await r.get(1)), blockText(1))
+})
+
+// ---------------------------------------------------------------------------
+// findingPeers
+
+test('findingPeers() makes update() wait for a peer until done() is called', async t => {
+  const { w, r } = await writerAndReader(t, 7)
+  const done = r.findingPeers()
+  const update = r.update()
+  t.is(await stateAfter(update, 150), 'pending', 'no peer yet, still looking')
+  replicate(t, w, r)
+  done()
+  t.is(await update, true)
+  t.is(r.length, 7)
+})
+
+test('findingPeers() done with no peer found: update() resolves false', async t => {
+  const { r } = await writerAndReader(t, 7)
+  const done = r.findingPeers()
+  const update = r.update()
+  t.is(await stateAfter(update, 100), 'pending')
+  done()
+  t.is(await update, false)
+  done() // twice is harmless
+  t.is(await r.update(), false)
+})
+
+test('a core used before ready(): replicate, get, download and extensions work once it opens (as in Hypercore 11)', async t => {
+  const w = await ramCore(t)
+  await w.append(blocks(6))
+  const r = new Hypercore(() => new RAM(), w.key)
+  t.teardown(() => r.close())
+  const got: unknown[] = []
+  r.registerExtension('x', { encoding: 'json', onmessage: m => got.push(m) })
+  replicate(t, w, r)
+  const get = r.get(2)
+  let dl: Download | null = null
+  let thrown: (Error & { code?: string }) | null = null
+  try {
+    dl = r.download({ start: 0, end: 6 })
+  } catch (err) {
+    thrown = err as Error & { code?: string }
+  }
+  t.is(thrown?.code ?? null, null, 'download() before ready() does not throw (Hypercore 11 queues it)')
+  t.is(text(await get), blockText(2), 'get() before ready() works')
+  if (dl !== null) {
+    await dl.done()
+    t.is(r.contiguousLength, 6)
+  }
+  const wx = w.registerExtension<{ hi: number }>('x', { encoding: 'json' })
+  await until(() => w.peers.length === 1, 2000, 'peer')
+  wx.broadcast({ hi: 1 })
+  await until(() => got.length === 1, 2000, 'the extension message')
+  t.alike(got, [{ hi: 1 }], 'an extension registered before ready() receives')
+})
+
+test('update() waits for a stream that is still handshaking', async t => {
+  const { w, r } = await writerAndReader(t, 4)
+  replicate(t, w, r)
+  t.is(await r.update(), true, 'called right after replicate()')
+  t.is(r.length, 4)
+})
+
+// ---------------------------------------------------------------------------
+// Many cores, one connection
+
+test('many cores share one stream: replicate(stream) with the stream another core returned', async t => {
+  const w1 = await ramCore(t)
+  const w2 = await ramCore(t)
+  await w1.append(blocks(3))
+  await w2.append(blocks(5, 100))
+  const r1 = await ramCore(t, w1.key)
+  const r2 = await ramCore(t, w2.key)
+
+  const s1 = w1.replicate(true, { keepAlive: false })
+  t.is(w2.replicate(s1 as NoiseSecretStream), s1, 'the same stream comes back')
+  const s2 = r1.replicate(false, { keepAlive: false })
+  r2.replicate(s2 as NoiseSecretStream)
+  pipePair(t, s1 as unknown as Pipeable, s2 as unknown as Pipeable)
+
+  await r1.update()
+  await r2.update() // may resolve false: r2 was upgraded eagerly while r1.update() ran
+  t.is(r1.length, 3)
+  t.is(r2.length, 5)
+  t.is(text(await r1.get(2)), blockText(2))
+  t.is(text(await r2.get(4)), blockText(104))
+})
+
+test('many cores share one protomux, and cores can join a connection that is already running', async t => {
+  const a = new NoiseSecretStream(true)
+  const b = new NoiseSecretStream(false)
+  pipePair(t, a.rawStream as unknown as Pipeable, b.rawStream as unknown as Pipeable)
+  t.teardown(() => { a.destroy(); b.destroy() })
+  const muxA = Protomux.from(a as unknown as Protomux.MuxStream)
+  const muxB = Protomux.from(b as unknown as Protomux.MuxStream)
+
+  const w1 = await ramCore(t)
+  await w1.append(blocks(4))
+  const r1 = await ramCore(t, w1.key)
+  w1.replicate(muxA)
+  r1.replicate(muxB)
+  t.ok(await r1.update())
+  t.is(text(await r1.get(3)), blockText(3))
+
+  // A second pair joins later over the same, already open, connection.
+  const w2 = await ramCore(t)
+  await w2.append(blocks(2, 50))
+  const r2 = await ramCore(t, w2.key)
+  r2.replicate(muxB)
+  w2.replicate(muxA)
+  await r2.update()
+  t.is(r2.length, 2)
+  t.is(text(await r2.get(1)), blockText(51))
+  t.is(r1.peers.length, 1)
+  t.is(r2.peers.length, 1)
+})
+
+test('closing one core on a shared connection leaves the others replicating', async t => {
+  const w1 = await ramCore(t)
+  const w2 = await ramCore(t)
+  await w1.append(blocks(2))
+  await w2.append(blocks(2))
+  const r1 = await ramCore(t, w1.key)
+  const r2 = await ramCore(t, w2.key)
+  const s1 = w1.replicate(true, { keepAlive: false })
+  w2.replicate(s1 as NoiseSecretStream)
+  const s2 = r1.replicate(false, { keepAlive: false })
+  r2.replicate(s2 as NoiseSecretStream)
+  pipePair(t, s1 as unknown as Pipeable, s2 as unknown as Pipeable)
+  await r1.update()
+  await r2.update()
+
+  const removed = once(w1, 'peer-remove')
+  await r1.close()
+  await removed
+  t.is(w2.peers.length, 1, 'the other core keeps its peer')
+  const appended = once(r2, 'append')
+  await w2.append(blocks(1, 2))
+  await appended
+  t.is(text(await r2.get(2)), blockText(2))
 })

@@ -5,13 +5,15 @@
  * own wire codecs (to play a hostile or a scripted remote).
  */
 import { EventEmitter } from 'node:events'
+import { spawn } from 'node:child_process'
+import b4a from 'b4a'
 import RAM from 'random-access-memory'
 import Protomux from 'protomux'
 import NoiseSecretStream from '@hyperswarm/secret-stream'
 import { Hypercore, type HypercoreOptions } from '../../lib/hypercore'
 import { wire, type DataMessage, type HandshakeMessage, type RequestMessage, type SyncMessage, type RangeMessage, type BitfieldMessage, type WantMessage, type NoDataMessage, type ExtensionMessage, type Codec } from '../../lib/messages'
 import { replicateCapability, discoveryKey } from '../../lib/crypto'
-import type { Teardownable } from './oracle'
+import { makeHypercore, type Teardownable } from './oracle'
 
 /** Anything that pipes: our streams, Hypercore 11's streams. */
 export interface Pipeable {
@@ -285,4 +287,89 @@ export async function honestAnswer (source: Hypercore, m: RequestMessage): Promi
   } catch {
     return { request: m.id, reason: 2 }
   }
+}
+
+// ---------------------------------------------------------------------------
+// Malformed wire messages, in a child process (a crash must not take the test
+// runner down with it)
+
+/** What `malformedMessageChild` reports. */
+export interface MalformedResult {
+  length: number
+  has0: boolean
+  has4: boolean
+  peerRemoved: boolean
+  block4: string | null
+}
+
+interface VictimLike {
+  readonly length: number
+  get (index: number, opts?: { timeout?: number }): Promise<unknown>
+  has (index: number): Promise<boolean>
+  replicate (isInitiator: any, opts?: { keepAlive?: boolean }): any
+  on (event: string, fn: (...args: any[]) => void): unknown
+}
+
+/**
+ * Child-process entry: a reader (`impl`: nomadcore or Hypercore 11) replicating
+ * from a fake peer that then sends `hex` as message `type` of the channel.
+ * Prints `RESULT {json}` and exits 0 if the process survived.
+ */
+export async function malformedMessageChild (impl: 'nomad' | 'hc11', type: number, hex: string): Promise<void> {
+  const t: Teardownable = { teardown: () => {} }
+  const w = new Hypercore(() => new RAM())
+  await w.ready()
+  await w.append(Array.from({ length: 8 }, (_, i) => b4a.from('block ' + i)))
+  let v: VictimLike
+  if (impl === 'nomad') {
+    const core = new Hypercore(() => new RAM(), w.key)
+    await core.ready()
+    v = core
+  } else {
+    v = await makeHypercore(undefined, w.key) as unknown as VictimLike
+  }
+  const fake = new FakePeer(t, w.key!, {
+    onopen: p => {
+      p.sendSync({ length: 8 })
+      p.sendRange({ drop: false, start: 0, length: 8 })
+    },
+    onrequest: async (p, m) => {
+      const a = await honestAnswer(w, m)
+      if ('fork' in a) p.sendData(a)
+      else p.sendNoData(a)
+    }
+  })
+  v.replicate(fake.stream)
+  await fake.open()
+  await v.get(0, { timeout: 3000 })
+  let peerRemoved = false
+  v.on('peer-remove', () => { peerRemoved = true })
+  fake.sendRaw(type, b4a.from(hex, 'hex'))
+  await sleep(300)
+  const result: MalformedResult = { length: v.length, has0: await v.has(0), has4: await v.has(4), peerRemoved, block4: null }
+  const s1 = w.replicate(true, { keepAlive: false }) as Pipeable
+  const s2 = v.replicate(false, { keepAlive: false }) as Pipeable
+  s1.on('error', noop)
+  s2.on('error', noop)
+  s1.pipe(s2).pipe(s1)
+  result.block4 = await v.get(4, { timeout: 3000 }).then(x => b4a.toString(x as Uint8Array), () => null)
+  console.log('RESULT ' + JSON.stringify(result))
+  process.exit(0)
+}
+
+/** Runs `malformedMessageChild` in a fresh node process. */
+export function runMalformedChild (impl: 'nomad' | 'hc11', type: number, hex: string): Promise<{ status: number | null, result: MalformedResult | null, stderr: string }> {
+  const modulePath = JSON.stringify(__filename)
+  const script = `require(${modulePath}).malformedMessageChild(${JSON.stringify(impl)}, ${type}, ${JSON.stringify(hex)}).catch(err => { console.error(err); process.exit(3) })`
+  return new Promise(resolve => {
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 15000 })
+    let out = ''
+    let err = ''
+    child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+    child.stderr.on('data', (d: Buffer) => { err += d.toString() })
+    child.on('close', status => {
+      const line = out.split('\n').find(l => l.startsWith('RESULT '))
+      resolve({ status, result: line === undefined ? null : JSON.parse(line.slice(7)) as MalformedResult, stderr: err })
+    })
+  })
 }
