@@ -36,20 +36,25 @@ function asReplicationStream (conn: Hyperswarm.Connection): ReplicationStream {
   return conn as unknown as ReplicationStream
 }
 
+/** Resolves on the next `event` from `emitter`; bounded like every other wait. */
+function next (emitter: { once (event: string, fn: () => void): unknown }, event: string, what: string): Promise<void> {
+  return within(new Promise<void>(resolve => { emitter.once(event, () => resolve()) }), STEP_MS, what)
+}
+
 test('nomadcore replicates over Hyperswarm on a local DHT testnet', { timeout: 15000 }, async t => {
   const testnet = await createTestnet(3, { host: '127.0.0.1' })
   t.teardown(() => testnet.destroy(), { order: 1 })
   for (const node of testnet) t.is(node.address().host, '127.0.0.1', 'testnet node bound to 127.0.0.1')
 
   // Writer: a nomadcore core, announced on the DHT under its discovery key.
+  // Every core in `served` is replicated on every connection, as Corestore does.
   const writer = await openCore(t, freshDir(t, 'swarm-writer'))
+  const served: Hypercore[] = [writer]
   const initial = blocks(8)
   await writer.append(initial)
   const writerSwarm = localSwarm(t, testnet.bootstrap)
-  let writerConnections = 0
   writerSwarm.on('connection', conn => {
-    writerConnections++
-    writer.replicate(conn)
+    for (const core of served) core.replicate(conn)
   })
   await within(writerSwarm.join(writer.discoveryKey!, { server: true, client: false }).flushed(), STEP_MS, 'writer announce')
 
@@ -79,16 +84,16 @@ test('nomadcore replicates over Hyperswarm on a local DHT testnet', { timeout: 1
     t.alike(got, initial, 'every block, byte for byte')
 
     // Live: the writer appends while connected; the reader hears of it over the swarm.
-    const grew = reader.update({ wait: true })
+    const appended = next(reader, 'append', 'live append')
     const more = blocks(3, initial.length)
     await writer.append(more)
-    t.ok(await within(grew, STEP_MS, 'live update'), 'update({ wait: true }) resolves on the live append')
-    t.is(reader.length, initial.length + more.length, 'reader follows the new length')
+    await appended
+    t.is(reader.length, initial.length + more.length, 'the live append reaches the reader')
     for (let i = 0; i < more.length; i++) {
       t.alike(await reader.get(initial.length + i, { timeout: STEP_MS }), more[i], `live block ${initial.length + i}`)
     }
 
-    // A block appended with no update() pending arrives by get() alone.
+    // A block appended with nothing waiting for it arrives by get() alone.
     const index = writer.length
     await writer.append(b4a.from('last one'))
     t.alike(await reader.get(index, { timeout: STEP_MS }), b4a.from('last one'), 'get() of a freshly appended block')
@@ -103,7 +108,7 @@ test('nomadcore replicates over Hyperswarm on a local DHT testnet', { timeout: 1
     const done = reader.findingPeers()
     swarm.join(reader.discoveryKey!, { server: false, client: true })
     swarm.flush().then(done, done)
-    await within(reader.update(), STEP_MS, 'Hypercore 11 update()')
+    t.ok(await within(reader.update(), STEP_MS, 'Hypercore 11 update()'), 'Hypercore 11 update() reports the core grew')
 
     t.is(reader.length, writer.length, 'Hypercore 11 learned the length')
     t.alike(await reader.treeHash(), b4a.from(await writer.treeHash()), 'same tree hash')
@@ -113,13 +118,65 @@ test('nomadcore replicates over Hyperswarm on a local DHT testnet', { timeout: 1
       t.alike(theirs, b4a.from(ours), `block ${i} from the nomadcore writer`)
     }
 
-    const grew = reader.update({ wait: true })
-    const next = writer.length
+    const appended = next(reader, 'append', 'Hypercore 11 live append')
+    const index = writer.length
     await writer.append(b4a.from('for hypercore 11'))
-    await within(grew, STEP_MS, 'Hypercore 11 live update')
-    t.is(reader.length, next + 1, 'the live append reaches Hypercore 11')
-    t.alike(await reader.get(next, { timeout: STEP_MS }), b4a.from('for hypercore 11'), 'and its block')
+    await appended
+    t.is(reader.length, index + 1, 'the live append reaches Hypercore 11')
+    t.alike(await reader.get(index, { timeout: STEP_MS }), b4a.from('for hypercore 11'), 'and its block')
   })
 
-  t.is(writerConnections, 2, 'the writer served both readers over the swarm')
+  await t.test('two cores replicate over one swarm connection', async t => {
+    const second = await openCore(t, freshDir(t, 'swarm-writer2'))
+    await second.append(blocks(5, 100))
+    served.push(second)
+    t.teardown(() => { served.splice(served.indexOf(second), 1) }, { order: -2 })
+    await within(writerSwarm.join(second.discoveryKey!, { server: true, client: false }).flushed(), STEP_MS, 'second announce')
+
+    const readers = [
+      await openCore(t, freshDir(t, 'swarm-reader-a'), { key: writer.key }),
+      await openCore(t, freshDir(t, 'swarm-reader-b'), { key: second.key })
+    ]
+    const swarm = localSwarm(t, testnet.bootstrap)
+    let conns = 0
+    swarm.on('connection', conn => {
+      conns++
+      for (const r of readers) r.replicate(conn)
+    })
+    const done = readers.map(r => r.findingPeers())
+    for (const r of readers) swarm.join(r.discoveryKey!, { server: false, client: true })
+    const finish = (): void => { for (const d of done) d() }
+    swarm.flush().then(finish, finish)
+    await within(Promise.all(readers.map(r => r.update())), STEP_MS, 'both updates')
+
+    t.is(conns, 1, 'the swarm dedupes to one connection to the writer')
+    t.is(readers[0]!.length, writer.length, 'first core synced')
+    t.is(readers[1]!.length, second.length, 'second core synced over the same connection')
+    t.alike(await readers[1]!.get(4, { timeout: STEP_MS }), blocks(1, 104)[0], 'a block of the second core')
+  })
+
+  await t.test('a dropped swarm connection removes the peer; the swarm reconnects and replication resumes', async t => {
+    const reader = await openCore(t, freshDir(t, 'swarm-reader-drop'), { key: writer.key })
+    const swarm = localSwarm(t, testnet.bootstrap)
+    swarm.on('connection', conn => { reader.replicate(conn) })
+    const done = reader.findingPeers()
+    swarm.join(reader.discoveryKey!, { server: false, client: true })
+    swarm.flush().then(done, done)
+    await within(reader.update(), STEP_MS, 'reader.update()')
+    t.is(reader.peers.length, 1, 'connected')
+
+    const removed = next(reader, 'peer-remove', 'peer-remove after the drop')
+    const added = next(reader, 'peer-add', 'peer-add after the swarm reconnects')
+    for (const conn of swarm.connections) conn.destroy()
+    await removed
+    t.is(reader.peers.length, 0, 'the peer is gone with its connection')
+
+    await added
+    t.is(reader.peers.length, 1, 'a new peer on the new connection')
+    const appended = next(reader, 'append', 'append after reconnect')
+    const index = writer.length
+    await writer.append(b4a.from('after reconnect'))
+    await appended
+    t.alike(await reader.get(index, { timeout: STEP_MS }), b4a.from('after reconnect'), 'replication resumed')
+  })
 })
