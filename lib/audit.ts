@@ -20,10 +20,12 @@ export interface AuditTarget {
   /** First held block at or after `index`, or -1. */
   firstHeld (index: number): number
   /**
-   * A held block's bytes, null if it cannot be read. `offset` is where it
-   * starts according to trusted sizes (null: the target works it out).
+   * A held block's bytes; null if it cannot be read (that is corruption);
+   * undefined if it cannot even be located (a tree node it needs is missing,
+   * which says nothing about the block). `offset` is where it starts
+   * according to trusted sizes (null: the target works it out).
    */
-  readBlock (index: number, offset: number | null, size: number): Promise<Uint8Array | null>
+  readBlock (index: number, offset: number | null, size: number): Promise<Uint8Array | null | undefined>
   /** Whether these roots are what our signature signs. */
   signs (roots: TreeNode[]): boolean
 }
@@ -118,9 +120,10 @@ async function visit (target: AuditTarget, index: number, node: TreeNode | null,
 async function checkBlock (target: AuditTarget, leafIndex: number, leaf: TreeNode | null, offset: number | null, report: AuditReport): Promise<void> {
   const index = leafIndex / 2
   if (!target.has(index)) return
-  report.blocks++
   const stored = leaf ?? await target.stored(leafIndex)
   const data = stored === null ? null : await target.readBlock(index, offset, stored.size)
+  if (data === undefined) return // cannot be located now; it is checked once the tree is whole
+  report.blocks++
   if (data === null || stored === null || !same(stored, { index: leafIndex, size: data.byteLength, hash: leafHash(data) })) {
     report.corruptBlocks.push(index)
   }
@@ -132,6 +135,7 @@ async function confirmedBelow (target: AuditTarget, node: TreeNode): Promise<boo
     const index = node.index / 2
     if (!target.has(index)) return null
     const data = await target.readBlock(index, null, node.size)
+    if (data === undefined) return null
     return data !== null && data.byteLength === node.size && equalBytes(leafHash(data), node.hash)
   }
   const [l, r] = await Promise.all([target.stored(leftChild(node.index)), target.stored(rightChild(node.index))])

@@ -21,7 +21,7 @@ import * as manifests from './manifest'
 import * as m from './messages'
 import {
   ASSERTION, BAD_ARGUMENT, INVALID_OPERATION, MISSING_NODE, INVALID_PROOF, INVALID_SIGNATURE,
-  SESSION_NOT_WRITABLE, STORAGE_CONFLICT, STORAGE_CORRUPT, STORAGE_EMPTY, WRITE_FAILED, isCoded
+  SESSION_NOT_WRITABLE, STORAGE_CONFLICT, STORAGE_CORRUPT, STORAGE_EMPTY, WRITE_FAILED, isCoded, missingNodeOf
 } from './errors'
 import type { TreeNode } from './tree-node'
 import type { Manifest } from './messages'
@@ -477,8 +477,15 @@ export class Core {
         has: i => this.bitfield.get(i),
         firstHeld: i => this.bitfield.firstSet(i),
         readBlock: async (i, offset, size) => {
+          let at: number
           try {
-            return await this.storage.readData(offset ?? await byteOffset(tree, 2 * i), size)
+            at = offset ?? await byteOffset(tree, 2 * i)
+          } catch (err) {
+            if (missingNodeOf(err) !== null) return undefined
+            throw err
+          }
+          try {
+            return await this.storage.readData(at, size)
           } catch {
             return null
           }

@@ -15,7 +15,7 @@ import type { Peer } from './peer'
 import { CoreStorage, type StorageFactory } from './storage'
 import { resolveEncoding, type Codec, type ValueEncoding } from './value-encoding'
 import { encodeFullyRemote, decodeFullyRemote, treeNodeProofRequest } from './fully-remote-proof'
-import { BAD_ARGUMENT, REQUEST_TIMEOUT, SESSION_CLOSED, isCoded, missingNodeOf } from './errors'
+import { BAD_ARGUMENT, REQUEST_TIMEOUT, SESSION_CLOSED, STORAGE_EMPTY, isCoded, missingNodeOf } from './errors'
 import type { KeyPair } from './crypto'
 import type { Proof, ProofRequest } from './proof'
 import type { Manifest } from './messages'
@@ -146,6 +146,7 @@ export class Hypercore extends EventEmitter {
   private readonly pendingMuxes: Protomux[] = []
   private readonly registered = new Map<string, Extension<unknown>>()
   private readonly storage: CoreStorage
+  private readonly directory: string | null
 
   /**
    * @param storage a directory (the core's files live directly in it) or a
@@ -160,6 +161,7 @@ export class Hypercore extends EventEmitter {
       key = opts.key ?? null
     }
     const keyBytes = parseKey(key ?? opts.key ?? null)
+    this.directory = typeof storage === 'string' ? storage : null
     if (typeof storage === 'string') this.storage = CoreStorage.fromDirectory(storage)
     else if (typeof storage === 'function') this.storage = new CoreStorage(storage)
     else throw BAD_ARGUMENT('Storage is a directory path or a function returning random-access storage')
@@ -171,6 +173,10 @@ export class Hypercore extends EventEmitter {
 
   private async open (opts: HypercoreOptions & { key: Uint8Array | null }): Promise<void> {
     try {
+      // Checked before the storage is touched, which would create the files.
+      if (opts.createIfMissing === false && this.directory !== null && !(await CoreStorage.exists(this.directory))) {
+        throw STORAGE_EMPTY()
+      }
       this.core = await Core.open(this.storage, {
         key: opts.key,
         keyPair: opts.keyPair ?? null,
@@ -404,9 +410,14 @@ export class Hypercore extends EventEmitter {
     return this.replicator.findingPeers()
   }
 
-  /** Asks peers for proofs to restore missing tree roots (automatic in repair mode). */
-  recoverTreeNodeFromPeers (): void {
-    this.replicator?.recoverTreeNodeFromPeers()
+  /**
+   * Asks peers for proofs to restore missing tree roots (automatic in repair
+   * mode), or, given a tree node index, that one node (a root, a subtree
+   * root or an inner node).
+   */
+  recoverTreeNodeFromPeers (treeIndex?: number): void {
+    if (treeIndex === undefined) this.replicator?.recoverTreeNodeFromPeers()
+    else this.replicator?.onmissingnode(treeIndex, true)
   }
 
   /** Messages of your own to peers of this core, over the replication channel. */

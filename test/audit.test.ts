@@ -70,6 +70,19 @@ test('a rotten size field does not shift the blocks after it into looking corrup
   t.is(report.corruptBlocks, 0, 'offsets come from trusted sizes only')
 })
 
+test('blocks that cannot be located for a missing node are not taken for corrupt', async t => {
+  const { damaged } = await twin(t, 1000)
+  for (const i of [511, 1029]) {
+    const fd = fs.openSync(path.join(damaged, 'tree'), 'r+')
+    fs.writeSync(fd, new Uint8Array(40), 0, 40, 40 * i)
+    fs.closeSync(fd)
+  }
+  const core = await openCore(t, damaged)
+  const report = await core.audit()
+  t.is(report.corruptBlocks, 0)
+  t.ok(await core.has(0, 1000), 'every block is still held')
+})
+
 test('a rotten root is dropped and the core goes into repair mode', async t => {
   const { damaged } = await twin(t, 10)
   rotTreeNode(damaged, 17)

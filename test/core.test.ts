@@ -189,9 +189,11 @@ test('a core opened with another key than the stored one fails with STORAGE_CONF
   await t.exception(other.ready(), /STORAGE_CONFLICT/)
 })
 
-test('createIfMissing: false on an empty directory fails with STORAGE_EMPTY', async t => {
-  const core = new Hypercore(freshDir(t), { createIfMissing: false })
+test('createIfMissing: false on an empty directory fails with STORAGE_EMPTY and creates nothing', async t => {
+  const dir = freshDir(t)
+  const core = new Hypercore(dir + '/nothing-here', { createIfMissing: false })
   await t.exception(core.ready(), /STORAGE_EMPTY/)
+  t.absent(require('fs').existsSync(dir + '/nothing-here'), 'no directory, no files')
 })
 
 test('overwrite replaces the stored core', async t => {

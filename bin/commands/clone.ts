@@ -1,0 +1,160 @@
+import type { Command } from 'commander'
+import * as fs from 'fs'
+import * as path from 'path'
+import type { Hypercore } from '../../lib/hypercore'
+import { CliError, describeError, withTimeout } from '../util/errors'
+import { CORE_FILES, dirState, openCore, closeQuietly, parseKey, parseSeconds, firstMissingAncestor, hex } from '../util/core'
+import { peerTarget, dial, awaitPeer, describeTarget, type PeerLink, type PeerOptions } from '../util/peers'
+import { progressBar, showProgress, type Progress } from '../util/progress'
+import { report, formatBytes, formatMs } from '../util/output'
+import { action, withJson, withProgress, withPeerOptions, withTimeoutOption } from '../util/run'
+
+interface Options extends PeerOptions { json?: boolean, progress?: boolean, timeout: string }
+
+export interface CloneResult {
+  length: number
+  byteLength: number
+  /** Blocks held before this run (a resumed clone starts above 0). */
+  had: number
+  downloaded: number
+  downloadedBytes: number
+  ms: number
+}
+
+/**
+ * Downloads every block of `core` (its length as learned from peers) and
+ * resolves when all are stored. Fails if the peer goes away or nothing
+ * arrives for `stallMs`.
+ */
+export async function downloadAll (core: Hypercore, link: PeerLink | null, bar: Progress, stallMs: number): Promise<CloneResult> {
+  const started = Date.now()
+  await withTimeout(core.update(), stallMs, 'the peer did not tell the length of the core in time')
+  const length = core.length
+  let had = 0
+  for (let i = 0; i < length; i++) if (await core.has(i)) had++
+  let held = had
+  let bytes = 0
+  const t0 = Date.now()
+  /** Rate over this run (a resumed clone counts only what it fetched). */
+  const payload = (): Record<string, string> => {
+    const secs = Math.max(0.001, (Date.now() - t0) / 1000)
+    const got = held - had
+    const eta = got === 0 ? '--' : formatEta((length - held) / (got / secs))
+    return { speed: (bytes / 1048576 / secs).toFixed(2), remaining: eta }
+  }
+  let lastProgress = Date.now()
+  let lastDraw = 0
+  const ondownload = (index: number, byteLength: number): void => {
+    if (index >= length) return
+    held++
+    bytes += byteLength
+    lastProgress = Date.now()
+    if (lastProgress - lastDraw > 100) {
+      lastDraw = lastProgress
+      bar.update(held, payload())
+    }
+  }
+  core.on('download', ondownload)
+  bar.start(length, had, payload())
+  const dl = core.download({ start: 0, end: length })
+  let timer: ReturnType<typeof setInterval> | null = null
+  try {
+    const failures: Array<Promise<never>> = []
+    if (link !== null && link.target.kind === 'tcp') {
+      failures.push(link.closed.then(() => { throw new CliError(`${describeTarget(link.target)} hung up after ${held}/${length} blocks: run the same command again to resume`) }))
+    }
+    if (stallMs > 0) {
+      failures.push(new Promise<never>((_resolve, reject) => {
+        timer = setInterval(() => {
+          bar.update(held, payload())
+          if (Date.now() - lastProgress > stallMs) reject(new CliError(`no block arrived for ${Math.round(stallMs / 1000)} s (${held}/${length} stored): run the same command again to resume`))
+        }, 250)
+      }))
+    }
+    await Promise.race([dl.done(), ...failures])
+    bar.update(length, payload())
+  } finally {
+    if (timer !== null) clearInterval(timer)
+    core.off('download', ondownload)
+    dl.destroy()
+    bar.stop()
+  }
+  // 'download' events can trail the range being done: count what is stored.
+  let now = 0
+  for (let i = 0; i < length; i++) if (await core.has(i)) now++
+  const downloadedBytes = now === length && had === 0 ? core.byteLength : Math.max(bytes, 0)
+  return { length, byteLength: core.byteLength, had, downloaded: now - had, downloadedBytes, ms: Date.now() - started }
+}
+
+function formatEta (secs: number): string {
+  if (!Number.isFinite(secs)) return '--'
+  const s = Math.ceil(secs)
+  if (s < 60) return `${s}s`
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`
+  return `${Math.floor(s / 3600)}h${String(Math.floor(s / 60) % 60).padStart(2, '0')}m`
+}
+
+export function register (program: Command): void {
+  withTimeoutOption(withProgress(withJson(withPeerOptions(program.command('clone')
+    .argument('<key>', 'the core\'s key (64 hex characters, as `nomadcore info` prints it)')
+    .argument('<dir>', 'directory to download into (created; an earlier partial clone is resumed)')
+    .description('download a whole core from a peer, with a progress bar; Ctrl-C and run again to resume')))),
+  15, 'give up when the peer cannot be reached, or nothing arrives, for this many seconds (0 = wait forever)')
+    .addHelpText('after', `
+Example:
+  nomadcore serve ./log --port 7000        # on the source
+  nomadcore clone <key> ./copy --connect 127.0.0.1:7000`)
+    .action(action(async (keyArg: string, dir: string, opts: Options) => {
+      const key = parseKey(keyArg)
+      const target = peerTarget(opts)!
+      const timeoutMs = parseSeconds(opts.timeout, '--timeout')
+      const state = dirState(dir)
+      if (state === 'other') throw new CliError(`${dir} is not empty and holds no core: refusing to clone into it`)
+      const createdRoot = state === 'missing' ? firstMissingAncestor(dir) : null
+
+      let core: Hypercore | null = null
+      let link: PeerLink | null = null
+      const bar = progressBar('download', showProgress(opts) && opts.json !== true)
+      let interrupted = false
+      const oninterrupt = (): void => {
+        if (interrupted) process.exit(130)
+        interrupted = true
+        stop?.(new CliError(`interrupted at ${core?.contiguousLength ?? 0}/${core?.length ?? 0} blocks: run the same command again to resume`, 130))
+      }
+      let stop: ((err: Error) => void) | null = null
+      const stopped = new Promise<never>((_resolve, reject) => { stop = reject })
+      stopped.catch(() => {})
+      process.on('SIGINT', oninterrupt)
+      process.on('SIGTERM', oninterrupt)
+      try {
+        // Before creating anything: an unreachable peer leaves no directory behind.
+        if (state === 'core') core = await openCore(dir, key, { createIfMissing: false })
+        link = await Promise.race([dial(target, timeoutMs), stopped])
+        if (core === null) core = await openCore(dir, key, {})
+        link.attach(core)
+        await Promise.race([awaitPeer(core, link, timeoutMs), stopped])
+        const r = await Promise.race([downloadAll(core, link, bar, timeoutMs), stopped])
+        const rate = r.downloadedBytes / 1048576 / Math.max(0.001, r.ms / 1000)
+        report(opts, { key: hex(key), dir, ...r, complete: true }, [
+          r.downloaded === 0 && r.had === r.length
+            ? `${dir} already holds all ${r.length} blocks of ${hex(key)}`
+            : `cloned ${r.length} blocks (${formatBytes(r.byteLength)}) into ${dir}: ${r.downloaded} downloaded in ${formatMs(r.ms)} (${rate.toFixed(2)} MiB/s)` +
+              (r.had > 0 ? `, ${r.had} were already here` : '')
+        ])
+      } catch (err) {
+        // A clone that got nothing leaves nothing: remove what this run created.
+        bar.stop()
+        if (state !== 'core' && core !== null && core.length === 0) {
+          await closeQuietly(core)
+          if (createdRoot !== null) fs.rmSync(createdRoot, { recursive: true, force: true })
+          else for (const f of CORE_FILES) fs.rmSync(path.join(dir, f), { force: true })
+        }
+        throw err instanceof CliError ? err : new CliError(describeError(err, dir))
+      } finally {
+        process.off('SIGINT', oninterrupt)
+        process.off('SIGTERM', oninterrupt)
+        await link?.close()
+        await closeQuietly(core)
+      }
+    }))
+}

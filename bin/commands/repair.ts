@@ -1,0 +1,252 @@
+import type { Command } from 'commander'
+import * as fs from 'fs'
+import b4a from 'b4a'
+import type { Hypercore } from '../../lib/hypercore'
+import { decodeFullyRemote } from '../../lib/fully-remote-proof'
+import { CliError, describeError, reason } from '../util/errors'
+import { openExisting, closeQuietly, parseSeconds, hex } from '../util/core'
+import { treeHealth, describeHealth, type TreeHealth } from '../util/health'
+import { peerTarget, dial, awaitPeer, describeTarget, type PeerLink, type PeerOptions } from '../util/peers'
+import { runAudit, describeAudit, type AuditSummary } from './audit'
+import { progressBar, showProgress } from '../util/progress'
+import { report, formatMs } from '../util/output'
+import { action, withJson, withPeerOptions, withProgress, withTimeoutOption } from '../util/run'
+
+interface Options extends PeerOptions { json?: boolean, progress?: boolean, proof?: string, timeout: string, audit?: boolean, sparse?: boolean }
+
+const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
+
+/** Applies a fully remote proof file; one clear line for whatever does not fit. */
+export async function repairFromProof (core: Hypercore, dir: string, file: string): Promise<void> {
+  let bytes: Uint8Array
+  try {
+    bytes = fs.readFileSync(file)
+  } catch (err) {
+    throw new CliError(`cannot read ${file}: ${reason(err)}`)
+  }
+  let discoveryKey: Uint8Array
+  const notAProof = new CliError(`${file} is not a proof (expected what \`nomadcore proof\` writes)`)
+  try {
+    const decoded = decodeFullyRemote(bytes)
+    // A fully remote proof always upgrades from length 0, signed.
+    const up = decoded.proof.upgrade
+    if (up === null || up.start !== 0 || up.length === 0 || up.signature === null) throw notAProof
+    discoveryKey = decoded.discoveryKey
+  } catch {
+    throw notAProof
+  }
+  if (!b4a.equals(discoveryKey, core.discoveryKey!)) {
+    throw new CliError(`${file} is a proof for another core (discovery key ${hex(discoveryKey).slice(0, 16)}…, ${dir} has ${hex(core.discoveryKey).slice(0, 16)}…)`)
+  }
+  let why = ''
+  const onfail = (err: Error): void => { why = describeError(err) }
+  core.on('repair-failed', onfail)
+  let ok: boolean
+  try {
+    ok = await core.recoverFromRemoteProof(bytes)
+  } catch (err) {
+    throw new CliError(`the proof in ${file} could not be applied: ${describeError(err, dir)}`)
+  } finally {
+    core.off('repair-failed', onfail)
+  }
+  if (!ok) throw new CliError(`the proof in ${file} does not fit the signed tree of ${dir}; nothing was written${why ? ' (' + why + ')' : ''}`)
+}
+
+export interface PeerRepairResult {
+  steps: Array<{ step: string, ms: number }>
+  audit: AuditSummary | null
+  /** Blocks that were missing (cleared by the audit, or lacking with `fill`) and came back. */
+  refetchedBlocks: number
+  health: TreeHealth
+}
+
+export interface PeerRepairOptions {
+  /** Audit once the roots are back (finds corrupt blocks and rotten nodes). */
+  audit: boolean
+  /** Also fetch every block of [0, length) this core lacks (a full copy); else only what the audit cleared. */
+  fill: boolean
+  timeoutMs: number
+  onstep?: (step: string, ms: number) => void
+}
+
+/**
+ * Heals `core` from the peers it replicates with: missing roots (repair
+ * mode), then an audit that clears corrupt blocks and drops rotten nodes,
+ * then every lost node and missing block fetched back, verified. Resolves
+ * once the tree is whole and every wanted block is held.
+ */
+export async function repairFromPeers (core: Hypercore, dir: string, opts: PeerRepairOptions): Promise<PeerRepairResult> {
+  const deadline = opts.timeoutMs > 0 ? Date.now() + opts.timeoutMs : Infinity
+  const steps: PeerRepairResult['steps'] = []
+  let t = Date.now()
+  const step = (name: string): void => {
+    const ms = Date.now() - t
+    steps.push({ step: name, ms })
+    opts.onstep?.(name, ms)
+    t = Date.now()
+  }
+  const expired = (): boolean => Date.now() > deadline
+  let cleared: number[] = []
+  const lacking = async (): Promise<number[]> => {
+    const out: number[] = []
+    if (opts.fill) {
+      for (let i = 0; i < core.length; i++) if (!(await core.has(i))) out.push(i)
+    } else {
+      for (const i of cleared) if (!(await core.has(i))) out.push(i)
+    }
+    return out
+  }
+  const stuck = async (what: string): Promise<never> => {
+    const h = await treeHealth(core, dir)
+    const blocks = (await lacking()).length
+    throw new CliError(`${what} within ${Math.round(opts.timeoutMs / 1000)} s; still damaged: ${describeHealth(h)}` +
+      `${blocks > 0 ? `, ${blocks} block${blocks === 1 ? '' : 's'} missing` : ''}${core.repairMode ? ', repair mode ON' : ''}`)
+  }
+
+  // 1. Roots: a core in repair mode asks its peers for a proof of its length on connect.
+  if (core.repairMode) {
+    core.recoverTreeNodeFromPeers()
+    while (core.repairMode) {
+      if (expired()) await stuck('the peer did not send the missing roots')
+      await sleep(50)
+    }
+    step('roots restored from the peer (repair mode off)')
+  }
+
+  // 2. Audit: corrupt blocks are cleared and rotten nodes dropped; both are asked of the peer.
+  let audit: AuditSummary | null = null
+  if (opts.audit) {
+    audit = await runAudit(core, dir, progressBar('audit', false))
+    cleared = audit.cleared
+    step(`audit: ${audit.corruptBlocks} corrupt block${audit.corruptBlocks === 1 ? '' : 's'} cleared, ${audit.droppedNodes} rotten node${audit.droppedNodes === 1 ? '' : 's'} dropped`)
+  }
+
+  // 3. Lost nodes and missing blocks back from the peer.
+  const asked = new Map<number, number>()
+  let health = await treeHealth(core, dir)
+  let missing = await lacking()
+  const hadMissingNodes = health.missingNodes
+  const refetch = missing.length
+  let lastAsk = 0
+  for (;;) {
+    if (health.healthy && missing.length === 0) break
+    if (expired()) await stuck('the peer did not send everything back')
+    if (core.repairMode) core.recoverTreeNodeFromPeers()
+    const now = Date.now()
+    for (const i of health.missing.slice(0, 256)) {
+      if (health.missingRoots.includes(i)) continue
+      const at = asked.get(i)
+      if (at !== undefined && now - at < 5000) continue
+      asked.set(i, now)
+      // No public call asks peers for one inner node: the replicator's own hook does.
+      core.replicator?.onmissingnode(i, true)
+    }
+    if (missing.length > 0 && now - lastAsk > 5000) {
+      // (Asked again every few seconds, in case an answer got lost.)
+      core.download({ blocks: missing })
+      lastAsk = now
+    }
+    await sleep(Math.min(1000, 50 + health.expectedNodes / 2000))
+    health = await treeHealth(core, dir)
+    missing = await lacking()
+  }
+  if (hadMissingNodes > 0 || refetch > 0) {
+    step(`fetched back from the peer: ${hadMissingNodes} tree node${hadMissingNodes === 1 ? '' : 's'}, ${refetch} block${refetch === 1 ? '' : 's'}`)
+  }
+  return { steps, audit, refetchedBlocks: refetch, health }
+}
+
+export function register (program: Command): void {
+  withTimeoutOption(withProgress(withJson(withPeerOptions(program.command('repair')
+    .argument('<dir>', 'directory of a damaged core')
+    .option('--proof <file>', 'apply a fully remote proof file (from `nomadcore proof`) instead of asking a live peer')
+    .option('--no-audit', 'with a peer: skip the audit that finds corrupt blocks and rotten nodes')
+    .option('--sparse', 'with a peer: fetch back only blocks this run\'s audit cleared, not every block the core lacks')
+    .description('repair a damaged core from a live peer (--connect / --swarm) or from a proof file (--proof)')
+    .addHelpText('after', `
+From a peer: restores missing roots (leaving repair mode), audits every block
+and node, and fetches back what is lost or corrupt, all verified against the
+core's own signed tree, and every block the core lacks (--sparse: only the
+blocks its audit cleared). From a proof: restores the nodes the proof carries.
+
+Exit status: 0 healthy, 2 repaired what it could but damage remains, 1 error.`)))),
+  30, 'give up after this many seconds (0 = wait forever)')
+    .action(action(async (dir: string, opts: Options) => {
+      const target = peerTarget(opts, opts.proof === undefined)
+      if (target !== null && opts.proof !== undefined) throw new CliError('give either --proof FILE or a peer (--connect / --swarm), not both')
+      const timeoutMs = parseSeconds(opts.timeout, '--timeout')
+      const started = Date.now()
+
+      if (opts.proof !== undefined) {
+        const core = await openExisting(dir)
+        try {
+          const before = await treeHealth(core, dir)
+          const wasRepairMode = core.repairMode
+          await repairFromProof(core, dir, opts.proof)
+          const after = await treeHealth(core, dir)
+          const restored = Math.max(0, before.missingNodes - after.missingNodes)
+          report(opts, {
+            dir,
+            source: 'proof',
+            restoredNodes: restored,
+            repairModeBefore: wasRepairMode,
+            repairMode: core.repairMode,
+            tree: { missingRoots: after.missingRoots, missingNodes: after.missingNodes, missing: after.missing },
+            healthy: after.healthy,
+            ms: Date.now() - started
+          }, [
+            `applied ${opts.proof}: ${restored} tree node${restored === 1 ? '' : 's'} restored; repair mode ${wasRepairMode ? 'ON → ' : ''}${core.repairMode ? 'ON' : 'off'}`,
+            `tree: ${describeHealth(after)}`,
+            after.healthy ? 'healthy' : 'still damaged: apply more proofs, or `nomadcore repair DIR --connect HOST:PORT`'
+          ])
+          return after.healthy ? 0 : 2
+        } finally {
+          await closeQuietly(core)
+        }
+      }
+
+      const core = await openExisting(dir)
+      let link: PeerLink | null = null
+      try {
+        const before = await treeHealth(core, dir)
+        const wasRepairMode = core.repairMode
+        link = await dial(target!, timeoutMs)
+        link.attach(core)
+        await awaitPeer(core, link, timeoutMs)
+        const bar = progressBar('repair', showProgress(opts) && opts.json !== true)
+        bar.start(1, 0, { phase: 'repairing' })
+        let result: PeerRepairResult
+        try {
+          result = await repairFromPeers(core, dir, {
+            audit: opts.audit !== false,
+            fill: opts.sparse !== true,
+            timeoutMs,
+            onstep: (s) => bar.update(0, { phase: s })
+          })
+        } finally {
+          bar.update(1, { phase: 'done' })
+          bar.stop()
+        }
+        const lines = [`before: ${describeHealth(before)}; repair mode ${wasRepairMode ? 'ON' : 'off'}`]
+        for (const s of result.steps) lines.push(`${s.step} (${formatMs(s.ms)})`)
+        if (result.audit !== null) lines.push(...describeAudit(result.audit).map(l => 'audit ' + l))
+        lines.push(`after: ${describeHealth(result.health)}, ${result.health.blocks} of ${result.health.length} blocks held; healthy (${formatMs(Date.now() - started)} from ${describeTarget(target!)})`)
+        report(opts, {
+          dir,
+          source: describeTarget(target!),
+          before: { repairMode: wasRepairMode, missingRoots: before.missingRoots, missingNodes: before.missingNodes },
+          steps: result.steps,
+          corruptBlocks: result.audit?.corruptBlocks ?? null,
+          droppedNodes: result.audit?.droppedNodes ?? null,
+          refetchedBlocks: result.refetchedBlocks,
+          repairMode: core.repairMode,
+          healthy: result.health.healthy,
+          ms: Date.now() - started
+        }, lines)
+        return 0
+      } finally {
+        await link?.close()
+        await closeQuietly(core)
+      }
+    }))
+}
