@@ -10,6 +10,8 @@
 import { Hypercore } from './lib/hypercore'
 import * as errors from './lib/errors'
 import * as crypto from './lib/crypto'
+import * as reconcile from './lib/reconcile'
+import { Store } from './lib/store'
 
 export type {
   HypercoreOptions, GetOptions, ReadStreamOptions, Info, VerifiedTree,
@@ -17,9 +19,10 @@ export type {
 } from './lib/hypercore'
 export type { TreeNode } from './lib/tree-node'
 export type { ErrorCode, HypercoreError } from './lib/errors'
+export type { StoreOptions, RepairSummary } from './lib/store'
 
-export { Hypercore, errors, crypto }
+export { Hypercore, Store, errors, crypto, reconcile }
 export default Hypercore
 
 // `require('nomadcore')` is the class itself, as `require('hypercore')` is.
-module.exports = Object.assign(Hypercore, { Hypercore, default: Hypercore, errors, crypto })
+module.exports = Object.assign(Hypercore, { Hypercore, default: Hypercore, Store, errors, crypto, reconcile })

@@ -7,5 +7,7 @@ fs.writeFileSync(out, [
   'export default nomadcore',
   'export const Hypercore = nomadcore',
   'export const errors = nomadcore.errors',
+  'export const Store = nomadcore.Store',
+  'export const reconcile = nomadcore.reconcile',
   ''
 ].join('\n'))
