@@ -99,6 +99,37 @@ test('a core created after connecting is announced to the group at once', async 
   await until('b downloads it', () => replica.contiguousLength === 1)
 })
 
+test('reconciling stores that differ by two cores sends far less than their key lists', async t => {
+  const group = b4a.alloc(32, 5)
+  const a = openStore(t, freshDir(t, 'a'), group)
+  const b = openStore(t, freshDir(t, 'b'), group)
+  for (let i = 0; i < 200; i++) await a.get({ name: 'c' + i })
+  const first = connect(t, a, b)
+  await until('b learns 200 cores', async () => (await b.list()).length === 200)
+  first()
+  await a.get({ name: 'extra-1' })
+  await a.get({ name: 'extra-2' })
+  const stats: Array<{ rounds: number, bytes: number }> = []
+  b.on('reconciled', (_peer: unknown, s: { rounds: number, bytes: number }) => stats.push(s))
+  connect(t, a, b)
+  await until('b learns the 2 new cores', async () => (await b.list()).length === 202)
+  t.ok(stats.length >= 1)
+  t.ok(stats[0]!.bytes < 202 * 32 / 4, `reconciled with ${stats[0]!.bytes} bytes; the key list alone is ${202 * 32}`)
+})
+
+test('the periodic repair audits every core on its timer', async t => {
+  const store = new Store(freshDir(t, 'timer'), { repairInterval: 50 })
+  t.teardown(() => store.close())
+  const core = await store.get({ name: 'x' })
+  await core.append(b4a.from('a block'))
+  // The store's timer is unref'd (it never keeps a process alive): hold the loop open meanwhile.
+  const keepAlive = setTimeout(() => {}, 10000)
+  const [summary] = await new Promise<[{ cores: number, blocks: number }]>(resolve => store.once('repair', (s: { cores: number, blocks: number }) => resolve([s])))
+  clearTimeout(keepAlive)
+  t.is(summary.cores, 1)
+  t.is(summary.blocks, 1)
+})
+
 /** Flips one byte somewhere in a file of a core of `dir`. */
 function rot (dir: string, core: Uint8Array, file: 'data' | 'tree', at: number): void {
   const p = path.join(dir, 'cores', hex(discoveryKey(core)), file)
