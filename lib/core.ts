@@ -296,11 +296,42 @@ export class Core {
   /** The block's bytes, or null when it is not stored here. */
   async getBlock (index: number): Promise<Uint8Array | null> {
     if (!this.has(index)) return null
+    const { offset, size } = await this.locate(index)
+    return this.storage.readData(offset, size)
+  }
+
+  /** Where block `index` lies in the data file. */
+  private async locate (index: number): Promise<{ offset: number, size: number }> {
     const tree = this.tree
     const [leaf, offset] = await Promise.all([tree.getNode(2 * index), byteOffset(tree, 2 * index)])
     // A lost leaf still has a size: the distance to the next block.
     const size = leaf !== null ? leaf.size : (await byteOffset(tree, 2 * index + 2)) - offset
-    return this.storage.readData(offset, size)
+    return { offset, size }
+  }
+
+  /**
+   * Several blocks at once (null for those not held): runs of neighbouring
+   * blocks are read with one read each, which is what serving a peer needs.
+   */
+  async getBlocks (indices: number[]): Promise<Array<Uint8Array | null>> {
+    const held = indices.filter(i => this.has(i))
+    const where = await Promise.all(held.map(i => this.locate(i)))
+    const byIndex = new Map<number, Uint8Array>()
+    const order = held.map((index, k) => ({ index, ...where[k]! })).sort((a, b) => a.offset - b.offset)
+    const reads: Array<Promise<void>> = []
+    for (let k = 0; k < order.length;) {
+      let end = k + 1
+      while (end < order.length && order[end]!.offset === order[end - 1]!.offset + order[end - 1]!.size && end - k < 256) end++
+      const run = order.slice(k, end)
+      const start = run[0]!.offset
+      const last = run[run.length - 1]!
+      reads.push(this.storage.readData(start, last.offset + last.size - start).then(bytes => {
+        for (const b of run) byIndex.set(b.index, bytes.subarray(b.offset - start, b.offset - start + b.size))
+      }))
+      k = end
+    }
+    await Promise.all(reads)
+    return indices.map(i => byIndex.get(i) ?? null)
   }
 
   /** [block index, offset inside it] of byte `bytes`. */

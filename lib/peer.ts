@@ -326,7 +326,14 @@ export class Peer {
     try {
       while (this.queue.length > 0 && !this.removed && this.mux.drained) {
         const batch = this.queue.splice(0, 64)
-        const answers = await Promise.all(batch.map(m => this.answer(m)))
+        // Neighbouring blocks are read from disk together.
+        const wanted = batch.filter(m => m.block !== null && m.fork === this.host.core.fork).map(m => m.block!.index)
+        const blocks = new Map<number, Uint8Array | null>()
+        if (wanted.length > 1) {
+          const values = await this.host.core.getBlocks(wanted).catch(() => null)
+          if (values !== null) wanted.forEach((index, k) => blocks.set(index, values[k]!))
+        }
+        const answers = await Promise.all(batch.map(m => this.answer(m, blocks)))
         this.mux.cork()
         for (const a of answers) if (a !== null) this.sendAnswer(a)
         this.mux.uncork()
@@ -346,7 +353,7 @@ export class Peer {
   }
 
   /** The data message answering `m`, or a noData saying why not. */
-  private async answer (m: RequestMessage): Promise<DataMessage | NoDataMessage | null> {
+  private async answer (m: RequestMessage, prefetched: Map<number, Uint8Array | null>): Promise<DataMessage | NoDataMessage | null> {
     const core = this.host.core
     const manifest = m.manifest ? core.manifest : null
     const refuse = (reason: number): DataMessage | NoDataMessage => {
@@ -358,7 +365,7 @@ export class Peer {
     try {
       const [proof, value] = await Promise.all([
         core.proof({ block: m.block, hash: m.hash, seek: m.seek, upgrade: m.upgrade }),
-        m.block !== null ? core.getBlock(m.block.index) : Promise.resolve(null)
+        m.block === null ? Promise.resolve(null) : prefetched.has(m.block.index) ? Promise.resolve(prefetched.get(m.block.index)!) : core.getBlock(m.block.index)
       ])
       if (m.block !== null && value === null) return refuse(NOT_AVAILABLE)
       return {
