@@ -16,7 +16,7 @@ import { Hypercore } from '../lib/hypercore'
 import { fullRoots, leftChild } from '../lib/flat-tree'
 
 /** brittle's test object. */
-type Tst = Parameters<Parameters<typeof test.skip>[1]>[0]
+type Tst = test.Context
 
 const BIN = path.join(__dirname, '..', 'bin', 'nomadcore.js')
 

@@ -33,5 +33,9 @@ declare module 'brittle' {
     solo (name: string, fn: (t: Test) => unknown): void
   }
   const test: TestFn
+  namespace test {
+    /** The `t` a test function receives. */
+    type Context = Test
+  }
   export = test
 }
