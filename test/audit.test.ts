@@ -7,7 +7,7 @@ import test from 'brittle'
 import * as fs from 'fs'
 import * as path from 'path'
 import b4a from 'b4a'
-import { freshDir, openCore, blocks, filledCore, rotTreeNode, copyDir, readTreeFile, text } from './helpers/core'
+import { freshDir, openCore, blocks, filledCore, rotTreeNode, copyDir, readTreeFile, text, healthyAndDamaged } from './helpers/core'
 import { replicate } from './helpers/replication'
 import type { Teardownable } from './helpers/oracle'
 
@@ -18,22 +18,14 @@ function flipDataByte (dir: string, at: number): void {
   fs.writeFileSync(file, bytes)
 }
 
-async function twin (t: Teardownable, n: number): Promise<{ healthy: string, damaged: string }> {
-  const healthy = freshDir(t, 'healthy')
-  await filledCore(t, healthy, n)
-  const damaged = freshDir(t, 'damaged')
-  copyDir(healthy, damaged)
-  return { healthy, damaged }
-}
-
 test('a healthy core audits clean', async t => {
-  const { damaged } = await twin(t, 50)
+  const { damaged } = await healthyAndDamaged(t, 50)
   const core = await openCore(t, damaged)
   t.alike(await core.audit(), { blocks: 50, corruptBlocks: 0, droppedNodes: 0 })
 })
 
 test('a block with a flipped byte is found and cleared, its neighbours kept', async t => {
-  const { damaged } = await twin(t, 20)
+  const { damaged } = await healthyAndDamaged(t, 20)
   const sizes = blocks(20).map(b => b.byteLength)
   const offset7 = sizes.slice(0, 7).reduce((a, b) => a + b, 0)
   flipDataByte(damaged, offset7 + 2)
@@ -48,7 +40,7 @@ test('a block with a flipped byte is found and cleared, its neighbours kept', as
 })
 
 test('a rotten inner node is dropped; blocks right of it are not mistaken for corrupt', async t => {
-  const { damaged } = await twin(t, 32)
+  const { damaged } = await healthyAndDamaged(t, 32)
   rotTreeNode(damaged, 5) // covers blocks 2-3
   const core = await openCore(t, damaged)
   const report = await core.audit()
@@ -59,7 +51,7 @@ test('a rotten inner node is dropped; blocks right of it are not mistaken for co
 })
 
 test('a rotten size field does not shift the blocks after it into looking corrupt', async t => {
-  const { damaged } = await twin(t, 32)
+  const { damaged } = await healthyAndDamaged(t, 32)
   const file = path.join(damaged, 'tree')
   const bytes = fs.readFileSync(file)
   bytes[40 * 3]! ^= 0x04 // node 3 (blocks 0-3): its size, not its hash
@@ -71,7 +63,7 @@ test('a rotten size field does not shift the blocks after it into looking corrup
 })
 
 test('blocks that cannot be located for a missing node are not taken for corrupt', async t => {
-  const { damaged } = await twin(t, 1000)
+  const { damaged } = await healthyAndDamaged(t, 1000)
   for (const i of [511, 1029]) {
     const fd = fs.openSync(path.join(damaged, 'tree'), 'r+')
     fs.writeSync(fd, new Uint8Array(40), 0, 40, 40 * i)
@@ -84,7 +76,7 @@ test('blocks that cannot be located for a missing node are not taken for corrupt
 })
 
 test('a rotten root is dropped and the core goes into repair mode', async t => {
-  const { damaged } = await twin(t, 10)
+  const { damaged } = await healthyAndDamaged(t, 10)
   rotTreeNode(damaged, 17)
   // Reopening would catch it; audit must catch it in a core already open.
   const core = await openCore(t, damaged)
@@ -94,7 +86,7 @@ test('a rotten root is dropped and the core goes into repair mode', async t => {
 })
 
 test('with a peer connected, cleared blocks and dropped nodes come back on their own', async t => {
-  const { healthy, damaged } = await twin(t, 64)
+  const { healthy, damaged } = await healthyAndDamaged(t, 64)
   rotTreeNode(damaged, 9)
   flipDataByte(damaged, 100)
   const source = await openCore(t, healthy)
@@ -116,7 +108,7 @@ test('with a peer connected, cleared blocks and dropped nodes come back on their
 
 test('garbage tree and data files only ever give coded errors or a report', async t => {
   for (let round = 0; round < 10; round++) {
-    const { damaged } = await twin(t, 16)
+    const { damaged } = await healthyAndDamaged(t, 16)
     const tree = fs.readFileSync(path.join(damaged, 'tree'))
     const data = fs.readFileSync(path.join(damaged, 'data'))
     for (let i = 0; i < 20; i++) tree[Math.floor(Math.random() * tree.length)] = Math.floor(Math.random() * 256)

@@ -5,7 +5,7 @@
  */
 import test from 'brittle'
 import b4a from 'b4a'
-import { Hypercore, freshDir, openCore, blocks, filledCore, zeroTreeNode, copyDir, readTreeFile, text } from './helpers/core'
+import { Hypercore, freshDir, openCore, blocks, filledCore, zeroTreeNode, copyDir, readTreeFile, text, healthyAndDamaged } from './helpers/core'
 import { makeHypercore, tmpDir, hcCrypto, repairMode, deleteHypercoreTreeNode, getHypercoreTreeNode, type Teardownable } from './helpers/oracle'
 import { replicate } from './helpers/replication'
 
@@ -17,16 +17,6 @@ function once<T extends unknown[]> (emitter: { once (event: string, fn: (...args
       resolve(args)
     })
   })
-}
-
-/** A healthy core of `n` blocks and a copy with `damage` done to it, both closed. */
-async function healthyAndDamaged (t: Teardownable, n: number, damage: (dir: string) => void): Promise<{ healthy: string, damaged: string }> {
-  const healthy = freshDir(t, 'healthy')
-  await filledCore(t, healthy, n)
-  const damaged = freshDir(t, 'damaged')
-  copyDir(healthy, damaged)
-  damage(damaged)
-  return { healthy, damaged }
 }
 
 test('a core in repair mode heals from a Hypercore 11 peer on connect, then appends without a restart', async t => {

@@ -6,25 +6,15 @@ import test from 'brittle'
 import b4a from 'b4a'
 import {
   Hypercore, freshDir, openCore, blocks, filledCore, zeroTreeNode, rotTreeNode,
-  treeNodeBytes, readTreeFile, isZero, copyDir, text
+  treeNodeBytes, readTreeFile, isZero, copyDir, text, healthyAndDamaged
 } from './helpers/core'
 import { makeHypercore, tmpDir, hcCrypto, repairMode, deleteHypercoreTreeNode, getHypercoreTreeNode, Hypercore as Hypercore11 } from './helpers/oracle'
 import { fullRoots, inTree } from '../lib/flat-tree'
 import type { Teardownable } from './helpers/oracle'
 
-/** A healthy core of `n` blocks and a damaged copy of it, both closed. */
-async function healthyAndCopy (t: Teardownable, n: number, damage: (dir: string) => void): Promise<{ healthy: string, damaged: string }> {
-  const healthy = freshDir(t, 'healthy')
-  await filledCore(t, healthy, n)
-  const damaged = freshDir(t, 'damaged')
-  copyDir(healthy, damaged)
-  damage(damaged)
-  return { healthy, damaged }
-}
-
 test('a core with a missing root opens in repair mode and only refuses what needs the tree', async t => {
   // 10 blocks: roots 7 and 17
-  const { damaged } = await healthyAndCopy(t, 10, dir => zeroTreeNode(dir, 17))
+  const { damaged } = await healthyAndDamaged(t, 10, dir => zeroTreeNode(dir, 17))
   const core = await openCore(t, damaged)
   t.ok(core.repairMode)
   t.is(core.length, 10)
@@ -38,7 +28,7 @@ test('a core with a missing root opens in repair mode and only refuses what need
 
 test('in repair mode, blocks right of a lost root still read, located from the end of the tree', async t => {
   // 1000 blocks: roots 511, 1279, 1663, 1855, 1951, 1991
-  const { damaged } = await healthyAndCopy(t, 1000, dir => {
+  const { damaged } = await healthyAndDamaged(t, 1000, dir => {
     zeroTreeNode(dir, 511)
     zeroTreeNode(dir, 400) // a leaf: its size comes from its neighbours' offsets
   })
@@ -101,7 +91,7 @@ test('a Hypercore 11 core in repair mode is repaired by a nomadcore proof', asyn
 })
 
 test('a missing subtree root is restored from a nomadcore proof', async t => {
-  const { healthy, damaged } = await healthyAndCopy(t, 10, dir => zeroTreeNode(dir, 3))
+  const { healthy, damaged } = await healthyAndDamaged(t, 10, dir => zeroTreeNode(dir, 3))
   const source = await openCore(t, healthy)
   const core = await openCore(t, damaged)
   t.absent(core.repairMode, 'an inner node missing is not repair mode')
@@ -129,7 +119,7 @@ test('any missing tree node can be recovered, inner nodes included', async t => 
 
 test('a core that lost every root and many inner nodes heals node by node, then appends', async t => {
   const n = 50
-  const dirs = await healthyAndCopy(t, n, dir => {
+  const dirs = await healthyAndDamaged(t, n, dir => {
     for (let i = 1; i < 2 * n; i += 4) zeroTreeNode(dir, i)
     for (const r of fullRoots(2 * n)) zeroTreeNode(dir, r)
   })
@@ -150,7 +140,7 @@ test('a core that lost every root and many inner nodes heals node by node, then 
 })
 
 test('a rotten root (flipped bits) opens in repair mode and is overwritten by a good proof', async t => {
-  const { healthy, damaged } = await healthyAndCopy(t, 10, dir => rotTreeNode(dir, 7))
+  const { healthy, damaged } = await healthyAndDamaged(t, 10, dir => rotTreeNode(dir, 7))
   const source = await openCore(t, healthy)
   const core = await openCore(t, damaged)
   t.ok(core.repairMode, 'roots that do not match the signature are not trusted')
@@ -184,7 +174,7 @@ test('a proof from a fork of the same key is refused: repair-failed, false, tree
 })
 
 test('a proof for another core returns false and changes nothing', async t => {
-  const { healthy, damaged } = await healthyAndCopy(t, 10, dir => zeroTreeNode(dir, 17))
+  const { healthy, damaged } = await healthyAndDamaged(t, 10, dir => zeroTreeNode(dir, 17))
   const other = await openCore(t, freshDir(t, 'other'))
   await other.append(blocks(10))
   const core = await openCore(t, damaged)

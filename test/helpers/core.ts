@@ -73,3 +73,16 @@ export function copyDir (from: string, to: string): void {
 export function text (value: unknown): string {
   return b4a.toString(value as Buffer)
 }
+
+/**
+ * A healthy core of `n` blocks and a copy of its directory with `damage`
+ * done to it, both closed: the damaged one heals from the healthy one.
+ */
+export async function healthyAndDamaged (t: Teardownable, n: number, damage: (dir: string) => void = () => {}): Promise<{ healthy: string, damaged: string }> {
+  const healthy = freshDir(t, 'healthy')
+  await filledCore(t, healthy, n)
+  const damaged = freshDir(t, 'damaged')
+  copyDir(healthy, damaged)
+  damage(damaged)
+  return { healthy, damaged }
+}
