@@ -14,8 +14,8 @@ export interface NodeStorage {
   getNodes (indices: number[]): Promise<Array<TreeNode | null>>
 }
 
-/** Enough for the whole tree of a ~100k block core; upper levels stay hot. */
-const CACHE_SIZE = 1 << 18
+/** Per generation: the two together hold the whole tree of a ~100k block core. */
+const CACHE_SIZE = 1 << 17
 
 export class MerkleTree implements NodeSource, TreeState {
   roots: TreeNode[]
@@ -23,7 +23,9 @@ export class MerkleTree implements NodeSource, TreeState {
   byteLength: number
   fork: number
   signature: Uint8Array | null
-  private readonly cache = new Map<number, TreeNode>()
+  /** Two generations: a full young one becomes the old one and the old one is dropped (O(1), unlike evicting from a Map one by one). */
+  private cache = new Map<number, TreeNode>()
+  private oldCache = new Map<number, TreeNode>()
   /** Verified nodes on their way to disk: never evicted until written. */
   private readonly staged = new Map<number, TreeNode>()
 
@@ -52,7 +54,7 @@ export class MerkleTree implements NodeSource, TreeState {
   /** Node `index` of the current tree, or null when it is missing or outside it. */
   async getNode (index: number): Promise<TreeNode | null> {
     if (!inTree(index, this.length)) return null
-    const hit = this.staged.get(index) ?? this.cache.get(index)
+    const hit = this.peekCached(index)
     if (hit !== undefined) return hit
     const node = await this.storage.getNode(index)
     if (node !== null) this.remember(node)
@@ -64,17 +66,24 @@ export class MerkleTree implements NodeSource, TreeState {
    * or a root); undefined when it would take a read to know.
    */
   peekNode (index: number): TreeNode | undefined {
-    const hit = this.staged.get(index) ?? this.cache.get(index)
+    const hit = this.peekCached(index)
     if (hit !== undefined) return hit
     for (const r of this.roots) if (r.index === index) return r
     return undefined
   }
 
+  private peekCached (index: number): TreeNode | undefined {
+    const hit = this.staged.get(index) ?? this.cache.get(index)
+    if (hit !== undefined) return hit
+    const old = this.oldCache.get(index)
+    if (old !== undefined) this.remember(old) // still in use: keep it young
+    return old
+  }
+
   remember (node: TreeNode): void {
     if (this.cache.size >= CACHE_SIZE) {
-      // Oldest first: Map iterates in insertion order.
-      const oldest = this.cache.keys().next().value as number
-      this.cache.delete(oldest)
+      this.oldCache = this.cache
+      this.cache = new Map()
     }
     this.cache.set(node.index, node)
   }
@@ -94,13 +103,20 @@ export class MerkleTree implements NodeSource, TreeState {
 
   /** Forget cached nodes, all or those at the given indices. */
   forget (indices?: Iterable<number>): void {
-    if (indices === undefined) this.cache.clear()
-    else for (const i of indices) this.cache.delete(i)
+    if (indices === undefined) {
+      this.cache.clear()
+      this.oldCache.clear()
+    } else {
+      for (const i of indices) {
+        this.cache.delete(i)
+        this.oldCache.delete(i)
+      }
+    }
   }
 
   /** Adopts a new signed state (after append, truncate, upgrade or repair). */
   setState (state: TreeState): void {
-    if (state.length < this.length || state.fork !== this.fork) this.cache.clear()
+    if (state.length < this.length || state.fork !== this.fork) this.forget()
     this.roots = state.roots
     this.length = state.length
     this.byteLength = state.byteLength

@@ -370,7 +370,7 @@ class NodeQueue {
  * reaches and returns that node (null when the proof has no such part).
  * Every node taken from or derived by the proof is pushed to `out`.
  */
-export function verifyTree (proof: Pick<Proof, 'block' | 'hash' | 'seek'>, out: TreeNode[]): TreeNode | null {
+export function verifyTree (proof: Pick<Proof, 'block' | 'hash' | 'seek'>, out: TreeNode[], known?: (index: number) => TreeNode | undefined): TreeNode | null {
   const { block, hash, seek } = proof
   const untrusted = block
     ? { index: 2 * block.index, value: block.value, nodes: block.nodes }
@@ -397,13 +397,28 @@ export function verifyTree (proof: Pick<Proof, 'block' | 'hash' | 'seek'>, out: 
   const ite = new Iterator(untrusted.index)
   const q = new NodeQueue(untrusted.nodes, root)
   root = untrusted.value ? leafNode(ite.index, untrusted.value) : q.shift(ite.index)
+  // With `known` (trusted local nodes at hand), stop at the first node we
+  // already hold: it anchors the proof, and the rest of the path is ours.
+  if (known !== undefined && anchored(root, known)) return root
   out.push(root)
   while (q.length > 0) {
     const node = q.shift(ite.sibling())
     root = parentNode(ite.parent(), root, node)
+    if (known !== undefined && anchored(root, known)) {
+      out.push(node)
+      return root
+    }
     out.push(node, root)
   }
   return root
+}
+
+/** True when we hold `node` already; throws when we hold a different one. */
+function anchored (node: TreeNode, known: (index: number) => TreeNode | undefined): boolean {
+  const local = known(node.index)
+  if (local === undefined) return false
+  if (local.size !== node.size || !equalBytes(local.hash, node.hash)) throw INVALID_PROOF('Proof does not match node ' + node.index)
+  return true
 }
 
 /**
@@ -493,10 +508,12 @@ export function verifyFullyRemote (proof: Proof): TreeBatch {
  * Checks a proof against a local tree: the block/hash/seek part must end in a
  * node the upgrade adds or a node `local` already trusts.
  */
-export async function verifyAgainst (local: NodeSource, proof: Proof): Promise<TreeBatch> {
+export async function verifyAgainst (local: NodeSource & { peekNode?: (index: number) => TreeNode | undefined }, proof: Proof): Promise<TreeBatch> {
   const batch = new TreeBatch(local)
   const nodes: TreeNode[] = []
-  let top = verifyTree(proof, nodes)
+  // Without an upgrade or seek, the path can stop at the first node we hold.
+  const known = proof.upgrade === null && proof.seek === null && local.peekNode !== undefined ? local.peekNode.bind(local) : undefined
+  let top = verifyTree(proof, nodes, known)
   if (proof.upgrade && verifyUpgrade(proof, top, batch)) top = null
   if (top !== null) {
     const trusted = await local.getNode(top.index)
