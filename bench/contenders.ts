@@ -1,12 +1,16 @@
 /**
- * The two implementations under test, behind the common `BenchCore` shape.
- * Both are given a directory: nomadcore stores its files there with
+ * The two implementations under test, behind the common `BenchCore` shape
+ * (local rows) and the `PeerDriver` shape (rows that replicate). Both are
+ * given a directory: nomadcore stores its files there with
  * random-access-file, Hypercore 11 opens its RocksDB storage there.
  */
 import * as path from 'path'
 import * as fs from 'fs'
 import { Hypercore as NomadCore, type Proof } from '../lib/hypercore'
-import { Hypercore as HypercoreClass, type HypercoreProof } from '../test/helpers/oracle'
+import {
+  Hypercore as HypercoreClass, deleteHypercoreTreeNode, getHypercoreTreeNode, repairMode as hypercoreRepairMode,
+  type Hypercore as HypercoreCore, type HypercoreProof
+} from '../test/helpers/oracle'
 import type { BenchCore, BenchKeyPair, BenchProofRequest, Contender } from './harness'
 
 function packageVersion (file: string): string {
@@ -90,6 +94,170 @@ export const hypercore: Contender = {
     }
     return bench
   }
+}
+
+
+// ---------------------------------------------------------------------------
+// Replication: whole cores, as two peers use them
+
+/** One end of a replication stream, as `replicate(isInitiator)` returns it. */
+export interface BenchStream {
+  pipe (dest: BenchStream): BenchStream
+  /** What this end sends, chunk by chunk (for counting bytes on the wire). */
+  on (event: 'data', fn: (chunk: Uint8Array) => void): unknown
+  destroy (): void
+}
+
+/** A stored tree node as both implementations store it: its size and hash. */
+export interface StoredNode {
+  size: number
+  hash: Uint8Array
+}
+
+/** An open core that can replicate, whichever implementation is behind it. */
+export interface PeerCore {
+  readonly key: Uint8Array
+  readonly length: number
+  /**
+   * True while roots are missing. Hypercore 11 leaves its flag set after a
+   * repair until the core is reopened; nomadcore clears it on the repair.
+   */
+  readonly repairMode: boolean
+  append (blocks: Uint8Array[]): Promise<void>
+  replicate (isInitiator: boolean): BenchStream
+  /**
+   * From a fresh reader with a peer piped: learns the length and fetches
+   * blocks [0, n); resolves when every one of them is stored here.
+   */
+  downloadAll (n: number): Promise<void>
+  generateRemoteProofForTreeNode (index: number): Promise<Uint8Array>
+  /** Node `index` as it is in storage (no cache), null when missing. */
+  storedTreeNode (index: number): Promise<StoredNode | null>
+  once (event: 'repaired' | 'peer-add', fn: () => void): void
+  off (event: 'repaired' | 'peer-add', fn: () => void): void
+  close (): Promise<void>
+}
+
+export interface PeerOpenOptions {
+  /** Create a writable core with this key pair (dir must be empty). */
+  keyPair?: BenchKeyPair
+  /** Create a reader of this key (dir must be empty). */
+  key?: Uint8Array
+}
+
+export interface PeerDriver {
+  /** With neither option, opens the core already stored in `dir`. */
+  open (dir: string, opts?: PeerOpenOptions): Promise<PeerCore>
+  /**
+   * A core being filled is closed and reopened after this many blocks.
+   * nomadcore: its tree node cache evicts with `Map.keys().next()`, which V8
+   * makes slower with every eviction, so one instance appending more than
+   * ~130k blocks slows down quadratically (1M 8-byte blocks: 167 s, against
+   * 10 s with reopens). A bench workaround; the build is untimed.
+   */
+  readonly reopenEvery: number
+  /** Copies a closed core to an empty directory; null when its storage cannot be copied (build twice). */
+  readonly copy: ((from: string, to: string) => Promise<void>) | null
+  /** Deletes tree nodes of the closed core stored in `dir`, as lost storage would. */
+  deleteTreeNodes (dir: string, indices: readonly number[]): Promise<void>
+}
+
+/** nomadcore's tree file: node i at byte 40·i, all zero = missing. */
+const NOMAD_NODE_SIZE = 40
+
+const nomadPeer: PeerDriver = {
+  async open (dir, opts = {}) {
+    const core = opts.key !== undefined
+      ? new NomadCore(dir, opts.key)
+      : new NomadCore(dir, opts.keyPair !== undefined ? { keyPair: opts.keyPair } : {})
+    await core.ready()
+    const peer: PeerCore = {
+      get key () { return core.key! },
+      get length () { return core.length },
+      get repairMode () { return core.repairMode },
+      async append (blocks) { await core.append(blocks) },
+      replicate: isInitiator => core.replicate(isInitiator) as unknown as BenchStream,
+      async downloadAll (n) {
+        // Our download() waits for the upgrade itself: no update() round trip first.
+        await core.download({ start: 0, end: n }).done()
+      },
+      generateRemoteProofForTreeNode: i => core.generateRemoteProofForTreeNode(i),
+      async storedTreeNode (i) {
+        const node = await core.core!.storage.getNode(i)
+        return node === null || isZeroNode(node) ? null : { size: node.size, hash: node.hash }
+      },
+      once (event, fn) { core.once(event, fn) },
+      off (event, fn) { core.off(event, fn) },
+      close: () => core.close()
+    }
+    return peer
+  },
+  reopenEvery: 100_000,
+  async copy (from, to) {
+    await fs.promises.cp(from, to, { recursive: true })
+  },
+  async deleteTreeNodes (dir, indices) {
+    const fd = await fs.promises.open(path.join(dir, 'tree'), 'r+')
+    try {
+      const zero = new Uint8Array(NOMAD_NODE_SIZE)
+      for (const i of indices) await fd.write(zero, 0, NOMAD_NODE_SIZE, NOMAD_NODE_SIZE * i)
+    } finally {
+      await fd.close()
+    }
+  }
+}
+
+function isZeroNode (node: StoredNode): boolean {
+  return node.size === 0 && node.hash.every(b => b === 0)
+}
+
+const hypercorePeer: PeerDriver = {
+  async open (dir, opts = {}) {
+    const core: HypercoreCore = opts.key !== undefined
+      ? new HypercoreClass(dir, opts.key)
+      : new HypercoreClass(dir, opts.keyPair !== undefined ? { keyPair: opts.keyPair } : {})
+    await core.ready()
+    const peer: PeerCore = {
+      get key () { return core.key! },
+      get length () { return core.length },
+      get repairMode () { return hypercoreRepairMode(core) },
+      async append (blocks) { await core.append(blocks) },
+      replicate: isInitiator => core.replicate(isInitiator) as unknown as BenchStream,
+      async downloadAll (n) {
+        await core.update({ wait: true })
+        await core.download({ start: 0, end: n }).done()
+      },
+      generateRemoteProofForTreeNode: i => core.generateRemoteProofForTreeNode(i),
+      async storedTreeNode (i) {
+        const node = await getHypercoreTreeNode(core, i)
+        return node === null ? null : { size: node.size, hash: node.hash }
+      },
+      once (event, fn) { core.once(event, fn) },
+      off (event, fn) { core.off(event, fn) },
+      close: () => core.close()
+    }
+    return peer
+  },
+  reopenEvery: Infinity,
+  // RocksDB's device file refuses a copied directory ("Invalid device file, was moved unsafely").
+  copy: null,
+  async deleteTreeNodes (dir, indices) {
+    const core = new HypercoreClass(dir)
+    try {
+      for (const i of indices) await deleteHypercoreTreeNode(core, i)
+    } finally {
+      await core.close()
+    }
+  }
+}
+
+const peerDrivers = new Map<string, PeerDriver>([[nomadcore.name, nomadPeer], [hypercore.name, hypercorePeer]])
+
+/** The replication side of a contender. */
+export function peerDriver (contender: Contender): PeerDriver {
+  const driver = peerDrivers.get(contender.name)
+  if (driver === undefined) throw new Error(`No peer driver for ${contender.name}`)
+  return driver
 }
 
 export const contenders: readonly Contender[] = [nomadcore, hypercore]

@@ -45,6 +45,7 @@ export const appendOne: Row = {
   id: 'append',
   label: 'append 1 KiB, one per call',
   unit: 'block',
+  note: 'Append 1 KiB blocks one at a time to a fresh core (one signature and one commit per block).',
   async prepare (contender, env): Promise<Trial> {
     const n = env.count(5_000)
     const { core, dir } = await freshCore(contender, env, 'append')
@@ -62,6 +63,7 @@ export const appendBatch: Row = {
   id: 'append-batch',
   label: `append 1 KiB, ${BATCH} per call`,
   unit: 'block',
+  note: 'Append 1 KiB blocks in batches of 100 to a fresh core (one signature and one commit per batch).',
   async prepare (contender, env): Promise<Trial> {
     const n = Math.max(BATCH, Math.round(env.count(50_000) / BATCH) * BATCH)
     const { core, dir } = await freshCore(contender, env, 'append-batch')
@@ -81,6 +83,7 @@ export const randomGet: Row = {
   id: 'get',
   label: 'random get, 10k-block core',
   unit: 'get',
+  note: '`get(i)` at uniformly random indices of a 10,000-block core; the same index sequence for both.',
   async prepare (contender, env): Promise<Trial> {
     const core = await readCore(contender, env)
     const indices = randomInts(0x6e7, env.count(20_000), 0, core.length)
@@ -97,6 +100,7 @@ export const proofGenerate: Row = {
   id: 'proof',
   label: 'block proof + upgrade, proof()',
   unit: 'proof',
+  note: "`proof({ block: { index, nodes: 0 }, upgrade: { start: 0, length } })` at random indices of that core. Not the same work: Hypercore's `proof()` also reads the block into `block.value`, nomadcore's leaves it null.",
   async prepare (contender, env): Promise<Trial> {
     const core = await readCore(contender, env)
     const length = core.length
@@ -114,6 +118,7 @@ export const proofServe: Row = {
   id: 'proof-value',
   label: 'block proof + upgrade, with block bytes',
   unit: 'proof',
+  note: "The same proofs with the block's bytes in `block.value`, as a peer serving a request needs them: Hypercore's `proof()` as in the row above; nomadcore's `proof()` and `get()` in parallel.",
   async prepare (contender, env): Promise<Trial> {
     const core = await readCore(contender, env)
     const length = core.length
@@ -131,6 +136,7 @@ export const proofVerify: Row = {
   id: 'verify',
   label: 'block proof + upgrade, verifyFullyRemote',
   unit: 'proof',
+  note: '`verifyFullyRemote(proof)` of such proofs (each core its own proofs, `block.value` set to the block).',
   async prepare (contender, env): Promise<Trial> {
     const core = await readCore(contender, env)
     const length = core.length
@@ -159,6 +165,7 @@ export const treeHashHead: Row = {
   id: 'treehash',
   label: 'treeHash() at the current length',
   unit: 'call',
+  note: '`treeHash()` at the current length.',
   async prepare (contender, env): Promise<Trial> {
     const core = await readCore(contender, env)
     const n = env.count(20_000)
@@ -175,6 +182,7 @@ export const treeHashOld: Row = {
   id: 'treehash-old',
   label: 'treeHash(length) at random older lengths',
   unit: 'call',
+  note: '`treeHash(length)` at random lengths in [1, length).',
   async prepare (contender, env): Promise<Trial> {
     const core = await readCore(contender, env)
     const lengths = randomInts(0x7ee, env.count(10_000), 1, core.length)

@@ -11,6 +11,10 @@
  *    contenders alternating between rounds, and the best round counts;
  *  - preparation (opening cores, filling them, generating inputs) and
  *    disposal are never timed, and the heap is collected before each timing.
+ *
+ * A trial may also hand back figures that are not rates (bytes on the wire,
+ * proof sizes, ...): `Metrics`, kept per round. A `Section` turns the results
+ * of some rows into a table of its own, for what ops/s does not show.
  */
 import * as fs from 'fs'
 import * as os from 'os'
@@ -63,10 +67,18 @@ export interface Contender {
   open (dir: string, keyPair: BenchKeyPair): Promise<BenchCore>
 }
 
-/** One timed run of a row for one contender: `run` does `ops` operations. */
+/** Figures a trial measured besides its time, by name. */
+export type Metrics = Record<string, number>
+
+/**
+ * One timed run of a row for one contender: `run` does `ops` operations and
+ * may resolve with metrics of that run (their collection is timed with it,
+ * so keep it cheap). `dispose` is untimed and may throw to fail the row,
+ * e.g. when the run did not leave the state it claims.
+ */
 export interface Trial {
   readonly ops: number
-  run (): Promise<void>
+  run (): Promise<void | Metrics>
   dispose? (): Promise<void>
 }
 
@@ -79,6 +91,30 @@ export interface Row {
   readonly unit: string
   /** Untimed: opens/fills what the trial needs and returns it. */
   prepare (contender: Contender, env: BenchEnv): Promise<Trial>
+  /** Bounds on the timed rounds, whatever `--rounds` says (for rows too slow or too noisy for the default). */
+  readonly rounds?: { readonly min?: number, readonly max?: number }
+  /** False: no warm-up trial (a row whose smaller sibling warms the same code). Default true. */
+  readonly warmup?: boolean
+  /** False: left out of `--quick` runs unless named with `--only`. Default true. */
+  readonly quick?: boolean
+  /** What the row measures, for the notes under the table (Markdown, one paragraph). */
+  readonly note?: string
+}
+
+/** A table of its own for some rows' results, after the main one. */
+export interface Section {
+  readonly title: string
+  /** Ids of the rows it reports on; it is shown when any of them ran. */
+  readonly rows: readonly string[]
+  /** The table, from the results of those of its rows that ran. */
+  table (results: readonly RowResult[], contenders: readonly Contender[]): { columns: Column[], rows: string[][] }
+  /** Markdown under the table. */
+  readonly notes?: string
+}
+
+/** Timed rounds of `row` when `requested` are asked for. */
+export function roundsOf (row: Row, requested: number): number {
+  return Math.max(row.rounds?.min ?? 1, Math.min(row.rounds?.max ?? Infinity, requested))
 }
 
 // ---------------------------------------------------------------------------
@@ -87,6 +123,7 @@ export interface Row {
 export class BenchEnv {
   private readonly memos = new Map<string, Promise<unknown>>()
   private readonly sharedCores: Array<Promise<BenchCore>> = []
+  private readonly closers: Array<() => Promise<void>> = []
   private dirs = 0
 
   /**
@@ -138,13 +175,30 @@ export class BenchEnv {
     })
   }
 
+  /**
+   * Like `memo`, for a value that holds resources (open cores, streams):
+   * `close` is called on it when the env closes.
+   */
+  shared<T> (contender: Contender, key: string, make: () => Promise<T>, close: (value: T) => Promise<void>): Promise<T> {
+    return this.memo(contender, 'shared:' + key, () => {
+      const p = make()
+      this.closers.push(async () => {
+        const value = await p.then(v => ({ v }), () => null)
+        if (value !== null) await close(value.v)
+      })
+      return p
+    })
+  }
+
   async close (): Promise<void> {
     const cores = this.sharedCores.splice(0)
+    const closers = this.closers.splice(0)
     this.memos.clear()
     for (const p of cores) {
       const core = await p.catch(() => null)
       if (core !== null) await core.close()
     }
+    for (const close of closers) await close()
     await fs.promises.rm(this.root, { recursive: true, force: true })
   }
 }
@@ -205,8 +259,12 @@ export function blockPool (seed: number, count: number, size: number): Uint8Arra
 export interface Measurement {
   /** Best ops/s over the rounds. */
   best: number
+  /** Index in `rounds` of the best round. */
+  bestRound: number
   /** ops/s of every round, in round order. */
   rounds: number[]
+  /** What each round's trial reported besides its time (null: nothing). */
+  metrics: Array<Metrics | null>
   ops: number
 }
 
@@ -244,20 +302,25 @@ export interface RunOptions {
  */
 export async function runRow (row: Row, contenders: readonly Contender[], env: BenchEnv, opts: RunOptions): Promise<RowResult> {
   const results = new Map<string, Measurement>()
-  for (let round = 0; round < opts.rounds; round++) {
+  const rounds = roundsOf(row, opts.rounds)
+  for (let round = 0; round < rounds; round++) {
     const order = round % 2 === 0 ? contenders : [...contenders].reverse()
     for (const contender of order) {
       const trial = await row.prepare(contender, env)
       collectGarbage()
       const t0 = performance.now()
-      await trial.run()
+      const metrics = await trial.run()
       const ms = performance.now() - t0
       if (trial.dispose) await trial.dispose()
       const opsPerSec = trial.ops / (ms / 1000)
       let m = results.get(contender.name)
-      if (m === undefined) results.set(contender.name, m = { best: 0, rounds: [], ops: trial.ops })
+      if (m === undefined) results.set(contender.name, m = { best: 0, bestRound: 0, rounds: [], metrics: [], ops: trial.ops })
       m.rounds.push(opsPerSec)
-      if (opsPerSec > m.best) m.best = opsPerSec
+      m.metrics.push(metrics ?? null)
+      if (opsPerSec > m.best) {
+        m.best = opsPerSec
+        m.bestRound = m.rounds.length - 1
+      }
       opts.onTrial?.(row, contender, round, opsPerSec)
     }
   }
@@ -272,7 +335,7 @@ export interface Column {
   align: 'left' | 'right'
 }
 
-function fmtInt (n: number): string {
+export function fmtInt (n: number): string {
   return Math.round(n).toLocaleString('en-US')
 }
 

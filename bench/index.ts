@@ -3,15 +3,16 @@
  *
  *   node dist/bench/index.js [--quick] [--rounds N] [--only id,id] [--side name] [--write | --no-write]
  *
- *   --quick      op counts ÷10, for development (RESULTS.md is not written)
- *   --rounds N   timed rounds per row and contender, best counts (default 3)
+ *   --quick      op counts ÷10 and the slowest rows left out, for development (RESULTS.md is not written)
+ *   --rounds N   timed rounds per row and contender, best counts (default 3; some rows bound it)
  *   --only ids   run only these rows (ids: see --list)
  *   --side name  run only one contender (e.g. for `node --cpu-prof`)
  *   --list       print the row ids and exit
  *   --write      write bench/RESULTS.md even for a partial or quick run
  *   --no-write   never write bench/RESULTS.md
  *
- * Rows come in modules (bench/core.ts, ...): add a module's `Row[]` to `ROWS`.
+ * Rows come in modules (bench/core.ts, ...): add a module's `Row[]` to `ROWS`,
+ * and its `Section`s (extra tables) to `SECTIONS`.
  */
 import * as fs from 'fs'
 import * as os from 'os'
@@ -19,12 +20,15 @@ import * as path from 'path'
 import { keyPair as generateKeyPair } from '../lib/crypto'
 import { contenders as allContenders } from './contenders'
 import { coreRows } from './core'
+import { replicationRows, replicationSection } from './replication'
+import { repairRows, repairSection } from './repair'
 import {
-  BenchEnv, fmtOps, machineInfo, makeBenchRoot, markdownTable, roundCells, runRow, tableCells, textTable,
-  type Contender, type Row, type RowResult
+  BenchEnv, fmtOps, machineInfo, makeBenchRoot, markdownTable, roundCells, roundsOf, runRow, tableCells, textTable,
+  type Contender, type Row, type RowResult, type Section
 } from './harness'
 
-const ROWS: readonly Row[] = [...coreRows]
+const ROWS: readonly Row[] = [...coreRows, ...replicationRows, ...repairRows]
+const SECTIONS: readonly Section[] = [replicationSection, repairSection]
 
 /** Op counts of the warm-up, relative to a full run. */
 const WARMUP_SCALE = 0.03
@@ -66,7 +70,7 @@ function log (msg: string): void {
 async function main (): Promise<void> {
   const args = parseArgs(process.argv.slice(2))
   if (args.list) {
-    for (const r of ROWS) console.log(`${r.id.padEnd(14)} ${r.label}`)
+    for (const r of ROWS) console.log(`${r.id.padEnd(14)} ${r.label}${r.quick === false ? '  (not in --quick)' : ''}`)
     return
   }
 
@@ -75,6 +79,8 @@ async function main (): Promise<void> {
     const unknown = args.only.filter(id => !ROWS.some(r => r.id === id))
     if (unknown.length > 0) throw new Error(`Unknown row ${unknown.join(', ')}; rows: ${ROWS.map(r => r.id).join(', ')}`)
     rows = ROWS.filter(r => args.only!.includes(r.id))
+  } else if (args.quick) {
+    rows = ROWS.filter(r => r.quick !== false)
   }
   let contenders: readonly Contender[] = allContenders
   if (args.side !== null) {
@@ -94,7 +100,7 @@ async function main (): Promise<void> {
   // Warm-up: every row once, small, for every contender (JIT, file system, RocksDB).
   const warm = new BenchEnv(WARMUP_SCALE * scale, keyPair, makeBenchRoot())
   try {
-    for (const row of rows) await runRow(row, contenders, warm, { rounds: 1 })
+    for (const row of rows) if (row.warmup !== false) await runRow({ ...row, rounds: undefined }, contenders, warm, { rounds: 1 })
   } finally {
     await warm.close()
   }
@@ -118,6 +124,15 @@ async function main (): Promise<void> {
   const { columns, rows: cells } = tableCells(results, contenders)
   console.log()
   console.log(textTable(columns, cells))
+  const sections = SECTIONS.map(section => {
+    const ran = results.filter(r => section.rows.includes(r.row.id))
+    return ran.length === 0 ? null : { section, ...section.table(ran, contenders) }
+  }).filter(x => x !== null)
+  for (const { section, columns, rows } of sections) {
+    console.log()
+    console.log(section.title)
+    console.log(textTable(columns, rows))
+  }
   console.log()
   console.log(`${info.date}  node ${info.node}  ${info.cpu} × ${info.cores}  (${seconds.toFixed(1)} s)`)
 
@@ -126,15 +141,21 @@ async function main (): Promise<void> {
   if (write) {
     const file = path.join(__dirname, '..', '..', 'bench', 'RESULTS.md')
     const rounds = roundCells(results, contenders)
-    const tables = markdownTable(columns, cells) + '\n\nEvery timed round (the order of contenders alternates between rounds):\n\n' + markdownTable(rounds.columns, rounds.rows)
-    fs.writeFileSync(file, markdown(info, args, contenders, tables, seconds))
+    const rest = [
+      ...sections.map(({ section, columns, rows }) => `## ${section.title}\n\n${markdownTable(columns, rows)}${section.notes ? '\n\n' + section.notes : ''}`),
+      '## Every timed round\n\nThe order of contenders alternates between rounds.\n\n' + markdownTable(rounds.columns, rounds.rows)
+    ].join('\n\n')
+    fs.writeFileSync(file, markdown(info, args, contenders, markdownTable(columns, cells), rest, results, seconds))
     log(`wrote ${path.relative(process.cwd(), file)}`)
   } else {
     log('bench/RESULTS.md not written (partial run; pass --write to force)')
   }
 }
 
-function markdown (info: ReturnType<typeof machineInfo>, args: Args, contenders: readonly Contender[], table: string, seconds: number): string {
+function markdown (info: ReturnType<typeof machineInfo>, args: Args, contenders: readonly Contender[], main: string, rest: string, results: readonly RowResult[], seconds: number): string {
+  const bounded = results.filter(r => roundsOf(r.row, args.rounds) !== args.rounds)
+    .map(r => `${r.row.id} ${roundsOf(r.row, args.rounds)}`)
+  const notes = results.map((r, k) => `${k + 1}. ${r.row.note ?? r.row.label}`).join('\n')
   return `# Benchmark results
 
 nomadcore vs Hypercore 11, side by side in one process on the same machine and
@@ -146,23 +167,16 @@ data. Written by \`npm run bench\` (\`node dist/bench/index.js\`); do not edit b
 - storage: fresh temp dirs under ${info.tmpdir}; nomadcore = directory → random-access-file, hypercore = directory → RocksDB
 - versions: ${contenders.map(c => `${c.name} ${c.version}`).join(', ')}
 - load average (1 min) at the start: ${info.load.toFixed(2)} → ${os.loadavg()[0]!.toFixed(2)} at the end${info.load > info.cores / 2 ? ' (busy machine: expect noise)' : ''}
-- run: ${args.quick ? 'quick (op counts ÷10)' : 'full'}, ${args.rounds} timed round(s) per row and contender after a warm-up, order of contenders alternating, best round shown; ${seconds.toFixed(0)} s in all
+- run: ${args.quick ? 'quick (op counts ÷10)' : 'full'}, ${args.rounds} timed round(s) per row and contender${bounded.length > 0 ? ` (rows that set their own: ${bounded.join(', ')})` : ''} after a warm-up, order of contenders alternating, best round shown; ${seconds.toFixed(0)} s in all
 
-${table}
+${main}
 
 ops/s = operations per second, each operation awaited before the next; for the
-append rows an op is one block. ratio > 1 means nomadcore is faster.
+append and replication rows an op is one block. ratio > 1 means nomadcore is faster.
 
-1. append 1 KiB blocks one at a time to a fresh core (one signature and one commit per block).
-2. append 1 KiB blocks in batches of 100 to a fresh core (one signature and one commit per batch).
-3. \`get(i)\` at uniformly random indices of a 10,000-block core; the same index sequence for both.
-4. \`proof({ block: { index, nodes: 0 }, upgrade: { start: 0, length } })\` at random indices of that core.
-   Not the same work: Hypercore's \`proof()\` also reads the block into \`block.value\`, nomadcore's leaves it null.
-5. The same proofs with the block's bytes in \`block.value\`, as a peer serving a request needs them:
-   Hypercore's \`proof()\` as in row 4; nomadcore's \`proof()\` and \`get()\` in parallel.
-6. \`verifyFullyRemote(proof)\` of such proofs (each core its own proofs, \`block.value\` set to the block).
-7. \`treeHash()\` at the current length.
-8. \`treeHash(length)\` at random lengths in [1, length).
+${notes}
+
+${rest}
 `
 }
 
