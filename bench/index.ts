@@ -10,6 +10,11 @@
  *   --list       print the row ids and exit
  *   --write      write bench/RESULTS.md even for a partial or quick run
  *   --no-write   never write bench/RESULTS.md
+ *   --out dir    where RESULTS.md and the plots go (default bench/)
+ *
+ * Besides the rows, the run does set reconciliation (bench/reconcile.ts; id
+ * `reconcile` for --only; nomadcore only, no Hypercore counterpart) and draws
+ * bench/repair-cost.svg and bench/reconcile-bytes.svg next to RESULTS.md.
  *
  * Rows come in modules (bench/core.ts, ...): add a module's `Row[]` to `ROWS`,
  * and its `Section`s (extra tables) to `SECTIONS`.
@@ -21,7 +26,9 @@ import { keyPair as generateKeyPair } from '../lib/crypto'
 import { contenders as allContenders } from './contenders'
 import { coreRows } from './core'
 import { replicationRows, replicationSection } from './replication'
-import { repairRows, repairSection } from './repair'
+import { repairCharts, repairRows, repairSection } from './repair'
+import { reconcileBench, reconcileCells, reconcileCharts, formatReconcileRows, type ReconcileRow } from './reconcile'
+import { svgCharts } from './plot'
 import {
   BenchEnv, fmtOps, machineInfo, makeBenchRoot, markdownTable, roundCells, roundsOf, runRow, tableCells, textTable,
   type Contender, type Row, type RowResult, type Section
@@ -29,6 +36,15 @@ import {
 
 const ROWS: readonly Row[] = [...coreRows, ...replicationRows, ...repairRows]
 const SECTIONS: readonly Section[] = [replicationSection, repairSection]
+
+/** The set reconciliation benchmark's id for --only (it is not a `Row`: nothing to compare it with). */
+const RECONCILE_ID = 'reconcile'
+/** Its sizes: ids per set for the table and the bytes-against-d plot, the d values, and the n values (at D_BY_N) of the bytes-against-n plot. */
+const RECONCILE = {
+  full: { n: 1_000_000, ds: [1, 50, 5000], byN: [10_000, 100_000] },
+  quick: { n: 100_000, ds: [1, 50, 5000], byN: [10_000] }
+}
+const D_BY_N = 50
 
 /** Op counts of the warm-up, relative to a full run. */
 const WARMUP_SCALE = 0.03
@@ -40,10 +56,11 @@ interface Args {
   side: string | null
   list: boolean
   write: boolean | null
+  out: string | null
 }
 
 function parseArgs (argv: readonly string[]): Args {
-  const args: Args = { quick: false, rounds: 3, only: null, side: null, list: false, write: null }
+  const args: Args = { quick: false, rounds: 3, only: null, side: null, list: false, write: null, out: null }
   for (let k = 0; k < argv.length; k++) {
     const a = argv[k]!
     const value = (): string => {
@@ -58,6 +75,7 @@ function parseArgs (argv: readonly string[]): Args {
     else if (a === '--list') args.list = true
     else if (a === '--write') args.write = true
     else if (a === '--no-write') args.write = false
+    else if (a === '--out') args.out = value()
     else throw new Error(`Unknown argument ${a}`)
   }
   return args
@@ -71,12 +89,13 @@ async function main (): Promise<void> {
   const args = parseArgs(process.argv.slice(2))
   if (args.list) {
     for (const r of ROWS) console.log(`${r.id.padEnd(14)} ${r.label}${r.quick === false ? '  (not in --quick)' : ''}`)
+    console.log(`${RECONCILE_ID.padEnd(14)} set reconciliation, n = ${RECONCILE.full.n.toLocaleString('en-US')} (${RECONCILE.quick.n.toLocaleString('en-US')} in --quick), nomadcore only`)
     return
   }
 
   let rows = ROWS
   if (args.only !== null) {
-    const unknown = args.only.filter(id => !ROWS.some(r => r.id === id))
+    const unknown = args.only.filter(id => id !== RECONCILE_ID && !ROWS.some(r => r.id === id))
     if (unknown.length > 0) throw new Error(`Unknown row ${unknown.join(', ')}; rows: ${ROWS.map(r => r.id).join(', ')}`)
     rows = ROWS.filter(r => args.only!.includes(r.id))
   } else if (args.quick) {
@@ -119,6 +138,20 @@ async function main (): Promise<void> {
   } finally {
     await env.close()
   }
+
+  // Set reconciliation: nomadcore only, in-memory, after the rows.
+  let reconcile: { rows: ReconcileRow[], byN: ReconcileRow[] } | null = null
+  if ((args.only === null || args.only.includes(RECONCILE_ID)) && (args.side === null || args.side === 'nomadcore')) {
+    const sizes = args.quick ? RECONCILE.quick : RECONCILE.full
+    const t0 = Date.now()
+    log(`  reconcile     n = ${sizes.n.toLocaleString('en-US')}, d = ${sizes.ds.join(', ')}`)
+    const rows = reconcileBench({ n: sizes.n, ds: sizes.ds, log: msg => log(`    ${msg}`) })
+    const byN: ReconcileRow[] = []
+    for (const n of sizes.byN) byN.push(...reconcileBench({ n, ds: [D_BY_N], ops: 1000 }).filter(r => r.id === `reconcile-d${D_BY_N}`))
+    byN.push(...rows.filter(r => r.id === `reconcile-d${D_BY_N}`))
+    reconcile = { rows, byN }
+    log(`  reconcile done (${((Date.now() - t0) / 1000).toFixed(1)} s)`)
+  }
   const seconds = (Date.now() - started) / 1000
 
   const { columns, rows: cells } = tableCells(results, contenders)
@@ -133,16 +166,34 @@ async function main (): Promise<void> {
     console.log(section.title)
     console.log(textTable(columns, rows))
   }
+  if (reconcile !== null) {
+    console.log()
+    console.log('Set reconciliation (nomadcore only)')
+    console.log(formatReconcileRows([...reconcile.rows, ...reconcile.byN.filter(r => r.n !== reconcile!.rows[0]?.n)]))
+  }
   console.log()
   console.log(`${info.date}  node ${info.node}  ${info.cpu} × ${info.cores}  (${seconds.toFixed(1)} s)`)
 
   const partial = args.quick || args.only !== null || args.side !== null
   const write = args.write ?? !partial
   if (write) {
-    const file = path.join(__dirname, '..', '..', 'bench', 'RESULTS.md')
+    const dir = args.out ?? path.join(__dirname, '..', '..', 'bench')
+    fs.mkdirSync(dir, { recursive: true })
+    const file = path.join(dir, 'RESULTS.md')
     const rounds = roundCells(results, contenders)
+    const plots: string[] = []
+    const plot = (name: string, alt: string, svg: string | null): void => {
+      if (svg === null) return
+      fs.writeFileSync(path.join(dir, name), svg)
+      plots.push(`![${alt}](${name})`)
+      log(`wrote ${path.relative(process.cwd(), path.join(dir, name))}`)
+    }
+    plot('repair-cost.svg', 'repair cost', svgCharts(repairCharts(results, contenders)))
+    if (reconcile !== null) plot('reconcile-bytes.svg', 'reconciliation bytes', svgCharts(reconcileCharts(reconcile.rows, reconcile.byN)))
     const rest = [
       ...sections.map(({ section, columns, rows }) => `## ${section.title}\n\n${markdownTable(columns, rows)}${section.notes ? '\n\n' + section.notes : ''}`),
+      ...(reconcile === null ? [] : [reconcileMarkdown(reconcile.rows, reconcile.byN)]),
+      ...(plots.length === 0 ? [] : ['## Plots\n\nLog-log axes; best round of each row.\n\n' + plots.join('\n\n')]),
       '## Every timed round\n\nThe order of contenders alternates between rounds.\n\n' + markdownTable(rounds.columns, rounds.rows)
     ].join('\n\n')
     fs.writeFileSync(file, markdown(info, args, contenders, markdownTable(columns, cells), rest, results, seconds))
@@ -150,6 +201,26 @@ async function main (): Promise<void> {
   } else {
     log('bench/RESULTS.md not written (partial run; pass --write to force)')
   }
+}
+
+function reconcileMarkdown (rows: readonly ReconcileRow[], byN: readonly ReconcileRow[]): string {
+  const n = rows[0]?.n ?? 0
+  const extra = byN.filter(r => r.n !== n)
+  const { head, body } = reconcileCells([...rows, ...extra])
+  const columns = head.map((h, i): { header: string, align: 'left' | 'right' } => ({ header: h, align: i === 0 || i >= head.length - 2 ? 'left' : 'right' }))
+  return `## Set reconciliation (nomadcore only)
+
+Hypercore has no counterpart (it does not reconcile sets of ids), so this table has no Hypercore column
+and no ratio. bench/reconcile.ts, in memory, both sides in one process: two sets of ${n.toLocaleString('en-US')}
+random 32-byte ids that differ in d ids (half missing on each side; d = 1: one id missing on one side), reconciled by \`sync()\`.
+${extra.length > 0 ? `The last ${extra.length === 1 ? 'row is' : `${extra.length} rows are`} the same sync at d = ${D_BY_N} with smaller sets, for the bytes-against-n plot.\n` : ''}
+${markdownTable(columns, body)}
+
+*bytes*: sent by both sides; *rounds*: round trips, against the target ⌈log16 n⌉ + 2; *× floor*: bytes / (d × 32),
+the missing ids themselves; *× naive*: bytes / (n × 32), one side sending its whole list; *ms*: wall time of the
+sync (or of building the tree); *µs/op*: one insert or delete, averaged over 100,000; *mode*: tree walk, the
+since fast path (only what changed since the last sync) or bulk (a cold, empty peer); *exact*: the sync found
+exactly the symmetric difference.`
 }
 
 function markdown (info: ReturnType<typeof machineInfo>, args: Args, contenders: readonly Contender[], main: string, rest: string, results: readonly RowResult[], seconds: number): string {

@@ -12,6 +12,7 @@
  */
 import { performance } from 'perf_hooks'
 import { ReconcileSet, sync, type SyncResult } from '../lib/reconcile'
+import { fmtBytesSI, fmtSI, type Chart } from './plot'
 
 export interface ReconcileRow {
   /** Short id, e.g. `reconcile-d50`. */
@@ -195,11 +196,12 @@ function fmt (x: number | null, digits = 0): string {
   return x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
 }
 
-/** A plain-text table of the rows. */
-export function formatReconcileRows (rows: readonly ReconcileRow[]): string {
-  const head = ['row', 'bytes', 'rounds (target)', '× floor', '× naive', 'ms', 'µs/op', 'mode', 'exact']
+/** The table's columns and cells (for the text and the Markdown table). */
+export function reconcileCells (rows: readonly ReconcileRow[]): { head: string[], body: string[][] } {
+  const head = ['row', 'n', 'bytes', 'rounds (target)', '× floor', '× naive', 'ms', 'µs/op', 'mode', 'exact']
   const body = rows.map(r => [
     r.label,
+    fmt(r.n),
     fmt(r.bytes),
     r.rounds === null ? '' : `${r.rounds} (≤ ${r.roundTarget})`,
     fmt(r.floorRatio, 2),
@@ -209,9 +211,58 @@ export function formatReconcileRows (rows: readonly ReconcileRow[]): string {
     r.mode ?? '',
     r.exact === null ? '' : r.exact ? 'yes' : 'NO'
   ])
+  return { head, body }
+}
+
+/** A plain-text table of the rows. */
+export function formatReconcileRows (rows: readonly ReconcileRow[]): string {
+  const { head, body } = reconcileCells(rows)
   const widths = head.map((h, i) => Math.max(h.length, ...body.map(b => b[i]!.length)))
-  const line = (cells: string[]): string => cells.map((c, i) => i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)).join('  ')
+  const line = (cells: string[]): string => cells.map((c, i) => i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)).join('  ').trimEnd()
   return [line(head), line(widths.map(w => '-'.repeat(w))), ...body.map(line)].join('\n')
+}
+
+/**
+ * The plots of bench/reconcile-bytes.svg: bytes against d at one n (`rows`,
+ * from `reconcileBench`), and bytes against n at the fixed d of the `byN`
+ * rows (sync rows of that d at several n), each with the floor and the naive line.
+ */
+export function reconcileCharts (rows: readonly ReconcileRow[], byN: readonly ReconcileRow[]): Chart[] {
+  const isD = (r: ReconcileRow): boolean => /^reconcile-d\d+$/.test(r.id) && r.d !== null && r.bytes !== null
+  const dRows = rows.filter(isD)
+  const nRows = byN.filter(isD)
+  const n = rows[0]?.n ?? 0
+  const d = nRows[0]?.d ?? 0
+  const ds = dRows.map(r => r.d!)
+  const ns = nRows.map(r => r.n)
+  const floor = '#2a9d3a'
+  const naive = '#c0392b'
+  return [
+    {
+      title: `Reconciliation bytes against d (n = ${n.toLocaleString('en-US')})`,
+      xLabel: 'd (ids missing on one side or the other)',
+      yLabel: 'bytes sent, both sides',
+      xFormat: fmtSI,
+      yFormat: fmtBytesSI,
+      series: [
+        { name: 'nomadcore sync()', color: '#1f5fbf', points: dRows.map(r => [r.d!, r.bytes!] as const) },
+        { name: 'floor d·32', color: floor, dashed: true, points: ds.map(x => [x, x * 32] as const) },
+        { name: `naive n·32 (n = ${fmtSI(n)})`, color: naive, dashed: true, points: ds.map(x => [x, n * 32] as const) }
+      ]
+    },
+    {
+      title: `Reconciliation bytes against n (d = ${d.toLocaleString('en-US')})`,
+      xLabel: 'n (ids in each set)',
+      yLabel: 'bytes sent, both sides',
+      xFormat: fmtSI,
+      yFormat: fmtBytesSI,
+      series: [
+        { name: 'nomadcore sync()', color: '#1f5fbf', points: nRows.map(r => [r.n, r.bytes!] as const) },
+        { name: `floor d·32 (d = ${d})`, color: floor, dashed: true, points: ns.map(x => [x, d * 32] as const) },
+        { name: 'naive n·32', color: naive, dashed: true, points: ns.map(x => [x, x * 32] as const) }
+      ]
+    }
+  ]
 }
 
 if (require.main === module) {

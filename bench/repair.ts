@@ -9,6 +9,7 @@ import { performance } from 'perf_hooks'
 import { fullRoots } from '../lib/flat-tree'
 import { peerDriver, type BenchStream, type PeerCore, type StoredNode } from './contenders'
 import { buildCore } from './replication'
+import { fmtBytesSI, fmtMs, fmtSI, type Chart } from './plot'
 import { fmtInt, type BenchEnv, type Column, type Contender, type Metrics, type Row, type RowResult, type Section, type Trial } from './harness'
 
 /** Small blocks keep the 1M-block cores affordable to build; repair never reads blocks. */
@@ -216,4 +217,43 @@ export const repairSection: Section = {
     'Hypercore 11 keeps its repair-mode flag (`core._repairMode`) set after `repaired` until the core is reopened; ' +
     'nomadcore leaves repair mode with the repair. The nomadcore cores are built with a close and reopen every ' +
     '100,000 blocks (untimed; see `reopenEvery` in bench/contenders.ts).'
+}
+
+const CONTENDER_COLORS = ['#1f5fbf', '#e07b00', '#7b3fbf']
+
+/**
+ * The plots of bench/repair-cost.svg: repair wall time and bytes on the wire
+ * (both directions) against core length, per contender, from the best round
+ * of each repair row that ran; the bytes plot also draws the whole tree.
+ */
+export function repairCharts (results: readonly RowResult[], contenders: readonly Contender[]): Chart[] {
+  const ran = results.filter(r => repairRows.includes(r.row)).map(r => ({ n: lengthOf(r.row), r }))
+  const best = (c: Contender, r: RowResult): Metrics | null => {
+    const m = r.results.get(c.name)
+    return m?.metrics[m.bestRound] ?? null
+  }
+  const name = (c: Contender): string => c.name === 'hypercore' ? `Hypercore ${c.version.split('.')[0]}` : c.name
+  const points = (c: Contender, f: (x: Metrics) => number): Array<readonly [number, number]> =>
+    ran.map(({ n, r }) => { const x = best(c, r); return x === null ? null : [n, f(x)] as const }).filter(p => p !== null)
+  return [
+    {
+      title: 'Repair wall time against core length',
+      xLabel: 'core length (blocks)',
+      yLabel: 'wall time, best round',
+      xFormat: fmtSI,
+      yFormat: fmtMs,
+      series: contenders.map((c, k) => ({ name: name(c), color: CONTENDER_COLORS[k % CONTENDER_COLORS.length]!, points: points(c, x => x.ms!) }))
+    },
+    {
+      title: 'Repair bytes on the wire against core length',
+      xLabel: 'core length (blocks)',
+      yLabel: 'bytes on the wire, both directions',
+      xFormat: fmtSI,
+      yFormat: fmtBytesSI,
+      series: [
+        ...contenders.map((c, k) => ({ name: name(c), color: CONTENDER_COLORS[k % CONTENDER_COLORS.length]!, points: points(c, x => x.sent! + x.received!) })),
+        { name: 'whole tree (2n−1)·40', color: '#c0392b', dashed: true, points: ran.map(({ n }) => [n, (2 * n - 1) * 40] as const) }
+      ]
+    }
+  ]
 }
