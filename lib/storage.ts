@@ -410,7 +410,8 @@ async function readUpTo (s: RandomAccessStorage, offset: number, size: number): 
     return await pRead(s, offset, size)
   } catch (err) {
     const fileSize = await pSize(s)
-    if (fileSize >= offset + size) throw err // a real I/O error, not a short read
+    // The file holds the range after all (it grew meanwhile): read again once.
+    if (fileSize >= offset + size) return await pRead(s, offset, size)
     if (fileSize <= offset) return EMPTY
     return await pRead(s, offset, fileSize - offset)
   }

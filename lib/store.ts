@@ -27,7 +27,7 @@ import type { StorageFactory } from './storage'
 const [NAME_NS] = crypto.namespace('nomadcore/store', 1) as [Uint8Array]
 const HOUR = 60 * 60 * 1000
 /** Files kept open at once across all cores of a store (the rest are reopened on use). */
-const MAX_OPEN_FILES = 512
+const MAX_OPEN_FILES = 2048
 
 export interface StoreOptions {
   /** 32-byte key shared by the stores that reconcile their sets of cores. */
@@ -256,7 +256,8 @@ export class Store extends EventEmitter implements GroupHost {
   onkeys (peer: GroupPeer, keys: Uint8Array[]): void {
     for (const key of keys) {
       if (this.known.has(b4a.toString(key as Buffer, 'hex'))) continue
-      void this.get({ key }).then(core => this.emit('core', core), err => this.emit('error', err))
+      // A core that fails to open now is tried again on the next reconciliation or repair.
+      void this.get({ key }).then(core => this.emit('core', core), err => this.emit('core-error', err, key))
     }
   }
 
@@ -277,13 +278,18 @@ export class Store extends EventEmitter implements GroupHost {
   }
 
   /**
-   * One audit-and-repair pass: every core is audited (corrupt blocks cleared,
-   * rotten nodes dropped) and whatever is missing is fetched from a random
-   * connected peer's side. Emits `repair` with the totals.
+   * One audit-and-repair pass: reconcile the set of cores with a group member
+   * picked at random, audit every core (corrupt blocks cleared, rotten nodes
+   * dropped), and fetch what is missing from connected peers. Emits
+   * `repair-start` (with the member) and `repair` with the totals.
    */
   async repair (): Promise<RepairSummary> {
     const summary: RepairSummary = { cores: 0, blocks: 0, corruptBlocks: 0, droppedNodes: 0, repairMode: 0 }
-    this.emit('repair-start')
+    // Anti-entropy with one member picked at random: what did either of us miss?
+    const members = [...this.groupPeers].filter(p => p.opened)
+    const member = members[Math.floor(Math.random() * members.length)]
+    member?.reconcile()
+    this.emit('repair-start', member ?? null)
     for (const core of await this.openAll()) {
       const report = await core.audit().catch(() => null)
       summary.cores++
