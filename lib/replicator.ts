@@ -23,6 +23,8 @@ const MAX_NOT_AVAILABLE = 4096
 const REQUEST_TIMEOUT_MS = 20000
 /** A block request unanswered this long is also asked of another peer, if one has it. */
 const HOTSWAP_MS = 1000
+/** How often inflight requests are looked over for the two limits above. */
+const SWEEP_MS = 250
 
 type RequestKind = 'block' | 'upgrade' | 'repair' | 'node'
 
@@ -592,7 +594,7 @@ export class Replicator implements PeerHost {
     const id = this.nextId++
     const req: Request = { id, peer, sent: Date.now(), kind, index }
     if (this.sweeper === null) {
-      this.sweeper = setInterval(() => this.sweep(), 1000)
+      this.sweeper = setInterval(() => this.sweep(), SWEEP_MS)
       this.sweeper.unref?.()
     }
     this.requests.set(id, req)
