@@ -696,8 +696,8 @@ export class ReconcileSet<M = unknown> {
   // ---------------------------------------------------------------------
   // Internals
 
-  /** @internal */
-  _insert (id: Uint8Array, meta: M | undefined): boolean {
+  /** Fills `path` with the nodes from the root to the leaf that holds (or would hold) `id`; returns its length. */
+  private descend (id: Uint8Array): number {
     const t = this._t
     const path = this.path
     let len = 0
@@ -707,6 +707,14 @@ export class ReconcileSet<M = unknown> {
       node = t.child[node]! + nibbleAt(id, 0, t.depth[node]!)
     }
     path[len++] = node
+    return len
+  }
+
+  /** @internal */
+  _insert (id: Uint8Array, meta: M | undefined): boolean {
+    const t = this._t
+    const len = this.descend(id)
+    const node = this.path[len - 1]!
     const n = t.count[node]!
     let buf = t.leaves[node]
     const pos = n === 0 ? -1 : searchLeaf(buf!, n, id, 0)
@@ -745,14 +753,8 @@ export class ReconcileSet<M = unknown> {
   /** @internal */
   _delete (id: Uint8Array): boolean {
     const t = this._t
-    const path = this.path
-    let len = 0
-    let node = 0
-    while (t.child[node]! >= 0) {
-      path[len++] = node
-      node = t.child[node]! + nibbleAt(id, 0, t.depth[node]!)
-    }
-    path[len++] = node
+    const len = this.descend(id)
+    const node = this.path[len - 1]!
     const n = t.count[node]!
     if (n === 0) return false
     let buf = t.leaves[node]!
@@ -768,8 +770,8 @@ export class ReconcileSet<M = unknown> {
     this.scratch.set(id)
     this.applyPath(len, this.scratchW, -1)
     for (let i = 0; i < len - 1; i++) {
-      if (t.count[path[i]!]! <= MERGE_AT) {
-        this.collapse(path[i]!)
+      if (t.count[this.path[i]!]! <= MERGE_AT) {
+        this.collapse(this.path[i]!)
         break
       }
     }
