@@ -6,9 +6,9 @@
  * its block) is the rotten one. Pure logic over an `AuditTarget`; the core
  * applies the verdict.
  */
+import b4a from 'b4a'
 import { Iterator, fullRoots, leftChild, rightChild, countLeaves } from './flat-tree'
 import { leafHash, parentHash } from './crypto'
-import { equalBytes } from './proof'
 import type { TreeNode } from './tree-node'
 
 export interface AuditTarget {
@@ -41,7 +41,7 @@ export interface AuditReport {
   droppedRoots: number[]
 }
 
-const same = (a: TreeNode, b: TreeNode): boolean => a.size === b.size && equalBytes(a.hash, b.hash)
+const same = (a: TreeNode, b: TreeNode): boolean => a.size === b.size && b4a.equals(a.hash, b.hash)
 
 export async function audit (target: AuditTarget): Promise<AuditReport> {
   const report: AuditReport = { blocks: 0, corruptBlocks: [], droppedNodes: [], droppedRoots: [] }
@@ -95,7 +95,7 @@ async function visit (target: AuditTarget, index: number, node: TreeNode | null,
   let leftNode: TreeNode | null = left
   let rightNode: TreeNode | null = right
   if (node !== null && left !== null && right !== null) {
-    const ok = left.size + right.size === node.size && equalBytes(parentHash(left, right), node.hash)
+    const ok = left.size + right.size === node.size && b4a.equals(parentHash(left, right), node.hash)
     if (!ok) {
       // One of the two is rotten: the one that does not match what lies below it.
       const [lOk, rOk] = await Promise.all([confirmedBelow(target, left), confirmedBelow(target, right)])
@@ -136,11 +136,11 @@ async function confirmedBelow (target: AuditTarget, node: TreeNode): Promise<boo
     if (!target.has(index)) return null
     const data = await target.readBlock(index, null, node.size)
     if (data === undefined) return null
-    return data !== null && data.byteLength === node.size && equalBytes(leafHash(data), node.hash)
+    return data !== null && data.byteLength === node.size && b4a.equals(leafHash(data), node.hash)
   }
   const [l, r] = await Promise.all([target.stored(leftChild(node.index)), target.stored(rightChild(node.index))])
   if (l === null || r === null) return null
-  return l.size + r.size === node.size && equalBytes(parentHash(l, r), node.hash)
+  return l.size + r.size === node.size && b4a.equals(parentHash(l, r), node.hash)
 }
 
 function drop (report: AuditReport, index: number): void {

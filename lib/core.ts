@@ -13,7 +13,7 @@ import { TreeBatch, type TreeState } from './tree-batch'
 import { Mutex } from './mutex'
 import { Bitfield } from './bitfield'
 import { CoreStorage, type Header } from './storage'
-import { byteOffset, generateProof, verifyFullyRemote, verifyAgainst, equalBytes, type Proof, type ProofRequest } from './proof'
+import { byteOffset, generateProof, verifyFullyRemote, verifyAgainst, type Proof, type ProofRequest } from './proof'
 import { planRepair } from './repair'
 import { checkTail, hasOpenTail } from './crash-recovery'
 import { audit as auditTree, type AuditReport } from './audit'
@@ -446,7 +446,7 @@ export class Core {
       this.storage.getNodes(indices),
       this.storage.getNodes(roots.map(r => r.index))
     ])
-    const landed = after.every((n, k) => n !== null && equalBytes(n.hash, nodes[k]!.hash))
+    const landed = after.every((n, k) => n !== null && b4a.equals(n.hash, nodes[k]!.hash))
     const complete = rootsOnDisk.every(n => n !== null)
     if (landed && (!complete || this.signs(rootsOnDisk as TreeNode[]))) return
 
@@ -471,7 +471,7 @@ export class Core {
     const memo = this.lastVerified
     if (signature === null) return false
     if (memo !== null && memo.length === length && memo.fork === fork && memo.manifest === manifest &&
-        equalBytes(memo.treeHash, treeHash) && equalBytes(memo.signature, signature)) return true
+        b4a.equals(memo.treeHash, treeHash) && b4a.equals(memo.signature, signature)) return true
     if (!manifests.verify(manifest, this.key, treeHash, length, fork, signature)) return false
     this.lastVerified = { manifest, treeHash: b4a.from(treeHash), length, fork, signature: b4a.from(signature) }
     return true

@@ -8,9 +8,9 @@
  * kept. Otherwise the other header slot — the state before that append, whose
  * writes had all completed — is used.
  */
+import b4a from 'b4a'
 import { TreeBatch } from './tree-batch'
 import { MerkleTree } from './merkle-tree'
-import { equalBytes } from './proof'
 import * as manifests from './manifest'
 import type { CoreStorage, Header } from './storage'
 import type { Manifest } from './messages'
@@ -61,7 +61,7 @@ export async function checkTail (storage: CoreStorage, h: Header, manifest: Mani
   for (let k = 0; k < batch.nodes.length; k++) {
     const disk = stored[k]
     const want = batch.nodes[k]!
-    if (disk === null || disk === undefined || disk.size !== want.size || !equalBytes(disk.hash, want.hash)) return 'torn'
+    if (disk === null || disk === undefined || disk.size !== want.size || !b4a.equals(disk.hash, want.hash)) return 'torn'
   }
   return manifests.verify(manifest, h.key, batch.hash(), length, fork, signature) ? 'whole' : 'torn'
 }

@@ -4,6 +4,7 @@
  * them. Generation reads nodes through `NodeSource`; verification is pure.
  * The node order inside each list is part of the wire format.
  */
+import b4a from 'b4a'
 import { Iterator, fullRoots, leftSpan, countLeaves } from './flat-tree'
 import { leafNode, parentNode } from './crypto'
 import { TreeBatch, type TreeState } from './tree-batch'
@@ -417,7 +418,7 @@ export function verifyTree (proof: Pick<Proof, 'block' | 'hash' | 'seek'>, out: 
 function anchored (node: TreeNode, known: (index: number) => TreeNode | undefined): boolean {
   const local = known(node.index)
   if (local === undefined) return false
-  if (local.size !== node.size || !equalBytes(local.hash, node.hash)) throw INVALID_PROOF('Proof does not match node ' + node.index)
+  if (local.size !== node.size || !b4a.equals(local.hash, node.hash)) throw INVALID_PROOF('Proof does not match node ' + node.index)
   return true
 }
 
@@ -461,7 +462,7 @@ export function verifyUpgrade (proof: Pick<Proof, 'fork' | 'upgrade'>, blockRoot
     batch.appendRoot(q.shift(ite.index), ite)
   }
 
-  if (prologue && batch.length === prologue.length && !equalBytes(prologue.hash, batch.hash())) {
+  if (prologue && batch.length === prologue.length && !b4a.equals(prologue.hash, batch.hash())) {
     throw INVALID_PROOF('Tree does not match the prologue')
   }
 
@@ -518,14 +519,8 @@ export async function verifyAgainst (local: NodeSource & { peekNode?: (index: nu
   if (top !== null) {
     const trusted = await local.getNode(top.index)
     if (trusted === null) throw MISSING_NODE(top.index)
-    if (!equalBytes(trusted.hash, top.hash)) throw INVALID_PROOF('Proof does not match node ' + top.index)
+    if (!b4a.equals(trusted.hash, top.hash)) throw INVALID_PROOF('Proof does not match node ' + top.index)
   }
   for (const n of nodes) batch.nodes.push(n)
   return batch
-}
-
-export function equalBytes (a: Uint8Array, b: Uint8Array): boolean {
-  if (a.byteLength !== b.byteLength) return false
-  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false
-  return true
 }

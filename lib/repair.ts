@@ -7,9 +7,9 @@
  * that our own signature signs. That makes a repair safe from any peer and
  * able to restore any node: roots, subtree roots and inner nodes alike.
  */
+import b4a from 'b4a'
 import { fullRoots, inTree, sibling, parent } from './flat-tree'
 import { parentNode } from './crypto'
-import { equalBytes } from './proof'
 import { INVALID_PROOF } from './errors'
 import type { TreeNode } from './tree-node'
 
@@ -61,12 +61,12 @@ export async function planRepair (target: RepairTarget, candidates: readonly Tre
   indices.forEach((index, k) => {
     const disk = onDisk[k]
     const good = accepted.get(index)!
-    if (disk === null || disk === undefined || disk.size !== good.size || !equalBytes(disk.hash, good.hash)) write.push(good)
+    if (disk === null || disk === undefined || disk.size !== good.size || !b4a.equals(disk.hash, good.hash)) write.push(good)
   })
   for (let k = 0; k < rootIndices.length; k++) {
     const disk = storedRoots[k]
     const good = roots[k]!
-    if (!accepted.has(good.index) && (disk === null || disk === undefined || !equalBytes(disk.hash, good.hash))) write.push(good)
+    if (!accepted.has(good.index) && (disk === null || disk === undefined || !b4a.equals(disk.hash, good.hash))) write.push(good)
   }
 
   return { write, accepted: accepted.size, roots }
@@ -99,7 +99,7 @@ async function chainToRoot (node: TreeNode, cand: Map<number, TreeNode>, roots: 
   for (let level = 0; level < 64; level++) {
     const root = roots.get(cur.index)
     if (root !== undefined) {
-      if (cur.size === root.size && equalBytes(cur.hash, root.hash)) return chain
+      if (cur.size === root.size && b4a.equals(cur.hash, root.hash)) return chain
       // A rotten sibling on our disk can cause this as well as a bad proof.
       if (fromDisk) return null
       throw INVALID_PROOF('Node ' + node.index + ' does not hash to the signed root ' + root.index)
