@@ -66,6 +66,14 @@ export interface Header {
   keyPair: HeaderKeyPair | null
   tree: HeaderTree
   hints?: HeaderHints
+  /** `setUserData` entries, kept with the header so they are as crash-safe as it is. */
+  userData?: UserDataEntry[]
+}
+
+/** One `setUserData(key, value)` entry. */
+export interface UserDataEntry {
+  key: string
+  value: Uint8Array
 }
 
 export const TREE_NODE_SIZE = 40
@@ -92,7 +100,8 @@ const FLAG_MANIFEST = 1
 const FLAG_KEYPAIR = 2
 const FLAG_SIGNATURE = 4
 const FLAG_HINTS = 8
-const KNOWN_FLAGS = FLAG_MANIFEST | FLAG_KEYPAIR | FLAG_SIGNATURE | FLAG_HINTS
+const FLAG_USER_DATA = 16
+const KNOWN_FLAGS = FLAG_MANIFEST | FLAG_KEYPAIR | FLAG_SIGNATURE | FLAG_HINTS | FLAG_USER_DATA
 
 function isBytes (b: unknown, len?: number): b is Uint8Array {
   return b instanceof Uint8Array && (len === undefined || b.byteLength === len)
@@ -120,6 +129,14 @@ function checkHeader (h: Header): void {
   if (h.hints !== undefined && (typeof h.hints !== 'object' || h.hints === null || !isUint(h.hints.contiguousLength) || !isUint(h.hints.appendedFrom))) {
     throw BAD_ARGUMENT('Header hints.contiguousLength and hints.appendedFrom must be non-negative integers')
   }
+  if (h.userData !== undefined) {
+    if (!Array.isArray(h.userData)) throw BAD_ARGUMENT('Header userData must be an array')
+    for (const e of h.userData) {
+      if (typeof e !== 'object' || e === null || typeof e.key !== 'string' || !isBytes(e.value)) {
+        throw BAD_ARGUMENT('Header userData entries are { key: string, value: bytes }')
+      }
+    }
+  }
 }
 
 const headerEncoding = {
@@ -139,12 +156,20 @@ const headerEncoding = {
       c.uint.preencode(state, h.hints.contiguousLength)
       c.uint.preencode(state, h.hints.appendedFrom)
     }
+    if (h.userData !== undefined) {
+      c.uint.preencode(state, h.userData.length)
+      for (const e of h.userData) {
+        c.string.preencode(state, e.key)
+        c.buffer.preencode(state, e.value)
+      }
+    }
   },
   encode (state: c.State, h: Header): void {
     const flags = (h.manifest !== null ? FLAG_MANIFEST : 0) |
       (h.keyPair !== null ? FLAG_KEYPAIR : 0) |
       (h.tree.signature !== null ? FLAG_SIGNATURE : 0) |
-      (h.hints !== undefined ? FLAG_HINTS : 0)
+      (h.hints !== undefined ? FLAG_HINTS : 0) |
+      (h.userData !== undefined ? FLAG_USER_DATA : 0)
     c.uint8.encode(state, flags)
     c.fixed32.encode(state, h.key)
     if (h.manifest !== null) c.buffer.encode(state, h.manifest)
@@ -159,6 +184,13 @@ const headerEncoding = {
     if (h.hints !== undefined) {
       c.uint.encode(state, h.hints.contiguousLength)
       c.uint.encode(state, h.hints.appendedFrom)
+    }
+    if (h.userData !== undefined) {
+      c.uint.encode(state, h.userData.length)
+      for (const e of h.userData) {
+        c.string.encode(state, e.key)
+        c.buffer.encode(state, e.value)
+      }
     }
   },
   /** Throws anything on bad input; decodeHeader() turns that into STORAGE_CORRUPT. */
@@ -179,6 +211,17 @@ const headerEncoding = {
     const signature = (flags & FLAG_SIGNATURE) !== 0 ? copy(c.buffer.decode(state)) : null
     const header: Header = { key, manifest, keyPair, tree: { fork, length, byteLength, signature } }
     if ((flags & FLAG_HINTS) !== 0) header.hints = { contiguousLength: decodeUint(state), appendedFrom: decodeUint(state) }
+    if ((flags & FLAG_USER_DATA) !== 0) {
+      const n = decodeUint(state)
+      // Each entry takes at least two bytes: a count beyond that is garbage.
+      if (n > (state.end - state.start) / 2) throw new Error('user data count out of range')
+      header.userData = []
+      for (let i = 0; i < n; i++) {
+        const key = c.string.decode(state)
+        const value = c.buffer.decode(state) // null for an empty value
+        header.userData.push({ key, value: value === null ? new Uint8Array(0) : copy(value) })
+      }
+    }
     return header
   }
 }
