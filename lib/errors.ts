@@ -1,7 +1,11 @@
 /**
- * Coded errors, named as `hypercore-errors` names them, so code written against
- * Hypercore 11 that branches on `err.code` keeps working.
+ * Coded errors. They are instances of `hypercore-errors`' class, the one
+ * Hypercore 11 throws, with the same codes, so code written against Hypercore
+ * 11 that branches on `err.code` (or checks the class) keeps working. Two
+ * codes are ours: STORAGE_CORRUPT (bytes on disk that do not check out) and
+ * INVALID_MESSAGE (bytes from a peer that do not decode).
  */
+import HypercoreErrorClass from 'hypercore-errors'
 
 export type ErrorCode =
   | 'ERR_ASSERTION'
@@ -16,34 +20,33 @@ export type ErrorCode =
   | 'INVALID_PROOF'
   | 'INVALID_MESSAGE'
   | 'BLOCK_NOT_AVAILABLE'
+  | 'SNAPSHOT_NOT_AVAILABLE'
   | 'REQUEST_CANCELLED'
   | 'REQUEST_TIMEOUT'
   | 'SESSION_NOT_WRITABLE'
   | 'SESSION_CLOSED'
+  | 'SESSION_MOVED'
   | 'WRITE_FAILED'
+  | 'DECODING_ERROR'
 
-/** An `Error` with a stable `code` to branch on. */
-export class HypercoreError extends Error {
+/** An `Error` with a stable `code` to branch on: `hypercore-errors`' class. */
+export interface HypercoreError extends Error {
   readonly code: ErrorCode
+  readonly discoveryKey: Uint8Array | null
   /** Set when the operation failed for want of this tree node (it can be fetched and repaired). */
   missingNode?: number
+}
 
-  constructor (msg: string, code: ErrorCode) {
-    super(`${code}: ${msg}`)
-    this.code = code
-  }
-
-  override get name (): string {
-    return 'HypercoreError'
-  }
+/** The class itself, for `instanceof` checks (the same one `require('hypercore-errors')` gives). */
+export const HypercoreError = HypercoreErrorClass as unknown as {
+  new (msg: string, code: ErrorCode, fn?: Function, discoveryKey?: Uint8Array | null): HypercoreError
+  prototype: HypercoreError
 }
 
 function factory (code: ErrorCode, fallback: string) {
-  return (msg: string = fallback): HypercoreError => {
-    const err = new HypercoreError(msg, code)
-    Error.captureStackTrace?.(err, factory)
-    return err
-  }
+  const make = (msg: string = fallback, discoveryKey: Uint8Array | null = null): HypercoreError =>
+    new HypercoreError(msg, code, make, discoveryKey)
+  return make
 }
 
 /** Broken invariant or forbidden state (Hypercore uses `ERR_ASSERTION`). */
@@ -61,11 +64,16 @@ export const INVALID_PROOF = factory('INVALID_PROOF', 'Proof not verifiable')
 /** Bytes from a peer that do not decode as the message they claim to be. */
 export const INVALID_MESSAGE = factory('INVALID_MESSAGE', 'Malformed message')
 export const BLOCK_NOT_AVAILABLE = factory('BLOCK_NOT_AVAILABLE', 'Block is not available')
+/** A snapshot cannot give a block: it was truncated away, or lies past the snapshot. */
+export const SNAPSHOT_NOT_AVAILABLE = factory('SNAPSHOT_NOT_AVAILABLE', 'Snapshot is not available')
 export const REQUEST_CANCELLED = factory('REQUEST_CANCELLED', 'Request was cancelled')
 export const REQUEST_TIMEOUT = factory('REQUEST_TIMEOUT', 'Request timed out')
 export const SESSION_NOT_WRITABLE = factory('SESSION_NOT_WRITABLE', 'Session is not writable')
 export const SESSION_CLOSED = factory('SESSION_CLOSED', 'Session is closed')
+export const SESSION_MOVED = factory('SESSION_MOVED', 'Session moved')
 export const WRITE_FAILED = factory('WRITE_FAILED', 'Write to storage failed')
+/** A block that the value encoding cannot decode. */
+export const DECODING_ERROR = factory('DECODING_ERROR', 'Decoding error')
 
 /** INVALID_OPERATION for a tree node that is not on disk, carrying its index. */
 export function MISSING_NODE (index: number): HypercoreError {
@@ -79,7 +87,7 @@ export function missingNodeOf (err: unknown): number | null {
   return err instanceof HypercoreError && typeof err.missingNode === 'number' ? err.missingNode : null
 }
 
-/** True when `err` is one of ours and carries `code`. */
+/** True when `err` is a coded Hypercore error and carries `code`. */
 export function isCoded (err: unknown, code?: ErrorCode): err is HypercoreError {
   return err instanceof HypercoreError && (code === undefined || err.code === code)
 }
