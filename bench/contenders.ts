@@ -6,7 +6,7 @@
  */
 import * as path from 'path'
 import * as fs from 'fs'
-import { Hypercore as NomadCore, type Proof } from '../lib/hypercore'
+import { Hypercore as NomadCore, internals, type Proof } from '../lib/hypercore'
 import {
   Hypercore as HypercoreClass, deleteHypercoreTreeNode, getHypercoreTreeNode, repairMode as hypercoreRepairMode,
   type Hypercore as HypercoreCore, type HypercoreProof
@@ -183,7 +183,7 @@ const nomadPeer: PeerDriver = {
       },
       generateRemoteProofForTreeNode: i => core.generateRemoteProofForTreeNode(i),
       async storedTreeNode (i) {
-        const node = await core.core!.storage.getNode(i)
+        const node = await internals(core).core!.storage.getNode(i)
         return node === null || isZeroNode(node) ? null : { size: node.size, hash: node.hash }
       },
       once (event, fn) { core.once(event, fn) },

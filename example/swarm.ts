@@ -70,7 +70,7 @@ async function main (): Promise<void> {
     readerSwarm.join(reader.discoveryKey!, { server: false, client: true })
     readerSwarm.flush().then(done, done)
 
-    const grew = await within(reader.update(), 10000, 'reader.update()')
+    const grew = await within(reader.update({ wait: true }), 10000, 'reader.update({ wait: true })')
     console.log('5. reader: update() ->', grew, 'length', reader.length, 'peers', reader.peers.length)
 
     for (let i = 0; i < reader.length; i++) {

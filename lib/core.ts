@@ -7,7 +7,7 @@
  */
 import b4a from 'b4a'
 import * as crypto from './crypto'
-import { Iterator, fullRoots, inTree } from './flat-tree'
+import { Iterator, countLeaves, fullRoots, inTree } from './flat-tree'
 import { MerkleTree } from './merkle-tree'
 import { TreeBatch, type TreeState } from './tree-batch'
 import { Mutex } from './mutex'
@@ -35,9 +35,24 @@ export interface CoreOpenOptions {
   writable?: boolean
 }
 
+/** Who signs a commit: a key pair of a signer, or a ready signature. */
+export interface CommitOptions {
+  keyPair?: crypto.KeyPair | null
+  signature?: Uint8Array | null
+}
+
+export interface AppendOptions extends CommitOptions {
+  /** Append nothing when the core would grow past this length. */
+  maxLength?: number
+  /** Runs under the lock with the blocks, the length they start at and the fork: in-place encryption. */
+  preappend?: (blocks: Uint8Array[], start: number, fork: number) => void | Promise<void>
+}
+
 /** Events a core raises; the public class turns them into emitter events. */
 export interface CoreEvents {
   append (): void
+  /** The manifest became known (from a peer). */
+  manifest (): void
   /** Blocks [start, start + length) became available locally (internal). */
   have (start: number, length: number): void
   truncate (length: number, fork: number): void
@@ -79,6 +94,11 @@ export class Core {
   readonly bitfield: Bitfield
   readonly mutex = new Mutex()
   repairMode: boolean
+  /**
+   * Runs under the lock before a truncation touches anything, with the new
+   * and the old length: snapshots copy out the blocks they still need.
+   */
+  onbeforetruncate: ((newLength: number, oldLength: number) => Promise<void>) | null = null
   private contiguous: number
   private lastVerified: { manifest: Manifest, treeHash: Uint8Array, length: number, fork: number, signature: Uint8Array } | null = null
   private pendingBlocks = new Map<number, PendingBlock>()
@@ -189,17 +209,20 @@ export class Core {
   // -------------------------------------------------------------------------
   // Writing
 
-  async append (blocks: Uint8Array[]): Promise<{ length: number, byteLength: number }> {
+  async append (blocks: Uint8Array[], opts: AppendOptions = {}): Promise<{ length: number, byteLength: number }> {
     this.assertCommitable()
     await this.mutex.lock()
     try {
       this.assertCommitable()
       const tree = this.tree
+      const max = opts.maxLength ?? -1
+      if (max >= 0 && tree.length + blocks.length > max) return { length: tree.length, byteLength: tree.byteLength }
+      if (opts.preappend) await opts.preappend(blocks, tree.length, tree.fork)
       if (blocks.length === 0) return { length: tree.length, byteLength: tree.byteLength }
 
       const batch = new TreeBatch(tree.state())
       for (const block of blocks) batch.append(block)
-      batch.signature = this.sign(batch)
+      batch.signature = this.signBatch(batch, opts)
 
       const start = tree.length
       const { header, contiguous } = this
@@ -232,7 +255,7 @@ export class Core {
     }
   }
 
-  async truncate (newLength: number, fork: number): Promise<void> {
+  async truncate (newLength: number, fork: number, opts: CommitOptions = {}): Promise<void> {
     if (!Number.isSafeInteger(newLength) || newLength < 0) throw BAD_ARGUMENT('Length must be a non-negative integer')
     if (!Number.isSafeInteger(fork) || fork < 0) throw BAD_ARGUMENT('Fork must be a non-negative integer')
     this.assertCommitable()
@@ -249,7 +272,8 @@ export class Core {
         return node
       }))
       const batch = new TreeBatch({ roots, length: newLength, byteLength: sumSizes(roots), fork, signature: null })
-      batch.signature = this.sign(batch)
+      batch.signature = this.signBatch(batch, opts)
+      if (this.onbeforetruncate !== null) await this.onbeforetruncate(newLength, oldLength)
 
       // The header goes first: from here on, what lies past the new length is
       // garbage to a reopen, so the clean-up below may be cut short freely.
@@ -271,12 +295,12 @@ export class Core {
     }
   }
 
-  /** Removes blocks from local storage; the tree keeps proving them. */
-  async clear (start: number, end: number): Promise<void> {
+  /** Removes blocks from local storage; the tree keeps proving them. Resolves with the bytes freed. */
+  async clear (start: number, end: number): Promise<number> {
     await this.mutex.lock()
     try {
       end = Math.min(end, this.tree.length)
-      if (start >= end) return
+      if (start >= end) return 0
       // A reopen checks the last append's blocks; they must not be cleared under it.
       await this.settle()
       const from = await byteOffset(this.tree, 2 * start)
@@ -285,6 +309,7 @@ export class Core {
       if (this.contiguous > start) this.contiguous = start
       await this.storage.writeBitfield(this.bitfield.takeDirty())
       if (to > from) await this.storage.clearData(from, to - from)
+      return to - from
     } finally {
       this.mutex.unlock()
     }
@@ -334,24 +359,29 @@ export class Core {
     return indices.map(i => byIndex.get(i) ?? null)
   }
 
-  /** [block index, offset inside it] of byte `bytes`. */
-  async seek (bytes: number): Promise<[number, number]> {
+  /**
+   * [block index, offset inside it] of byte `bytes`, counting `padding` bytes
+   * of every block as not there (encryption padding, as Hypercore 11 does).
+   */
+  async seek (bytes: number, padding = 0): Promise<[number, number]> {
     const tree = this.tree
-    if (bytes === tree.byteLength) return [tree.length, 0]
-    if (bytes > tree.byteLength) throw BAD_ARGUMENT('Seek is out of bounds')
+    const total = tree.byteLength - tree.length * padding
+    if (bytes === total) return [tree.length, 0]
+    if (bytes > total) throw BAD_ARGUMENT('Seek is out of bounds')
+    const sizeOf = (n: TreeNode): number => n.size - padding * countLeaves(n.index)
     for (const root of fullRoots(2 * tree.length)) {
       const node = await tree.getNode(root)
       if (node === null) throw MISSING_NODE(root)
-      if (bytes >= node.size) {
-        bytes -= node.size
+      if (bytes >= sizeOf(node)) {
+        bytes -= sizeOf(node)
         continue
       }
       const ite = new Iterator(root)
       while ((ite.index & 1) === 1) {
         const left = await tree.getNode(ite.leftChild())
         if (left === null) throw MISSING_NODE(ite.index)
-        if (bytes >= left.size) {
-          bytes -= left.size
+        if (bytes >= sizeOf(left)) {
+          bytes -= sizeOf(left)
           ite.sibling()
         }
       }
@@ -487,6 +517,28 @@ export class Core {
     this.manifest = manifest
     this.header = { ...this.header, manifest: m.encode(m.manifest, manifest) }
     await this.storage.writeHeader(this.header)
+    this.emit('manifest')
+  }
+
+  // -------------------------------------------------------------------------
+  // User data: local key-value pairs, kept in the header (never replicated)
+
+  getUserData (key: string): Uint8Array | null {
+    const entry = this.header.userData?.find(e => e.key === key)
+    return entry === undefined ? null : entry.value
+  }
+
+  /** Sets (or with null, deletes) one entry; durable when this resolves. */
+  async setUserData (key: string, value: Uint8Array | null): Promise<void> {
+    await this.mutex.lock()
+    try {
+      const rest = (this.header.userData ?? []).filter(e => e.key !== key)
+      if (value !== null) rest.push({ key, value: b4a.from(value) })
+      this.header = { ...this.header, userData: rest }
+      await this.storage.writeHeader(this.header)
+    } finally {
+      this.mutex.unlock()
+    }
   }
 
   // -------------------------------------------------------------------------
@@ -690,11 +742,25 @@ export class Core {
 
   private assertCommitable (): void {
     if (this.repairMode) throw ASSERTION(REPAIR_MODE_MESSAGE)
-    if (!this.writable) throw SESSION_NOT_WRITABLE()
   }
 
-  private sign (batch: TreeBatch): Uint8Array {
-    return manifests.sign(this.manifest!, this.key, batch.hash(), batch.length, batch.fork, this.keyPair!)
+  /** Whether `keyPair` can sign this core: its secret key is there and it is a declared signer. */
+  canSign (keyPair: crypto.KeyPair | null | undefined): boolean {
+    if (!keyPair || !keyPair.secretKey || this.manifest === null) return false
+    return this.manifest.signers.some(s => b4a.equals(s.publicKey, keyPair.publicKey))
+  }
+
+  /** The signature of `batch`: the one given (checked), or one made with the key pair. */
+  private signBatch (batch: TreeBatch, opts: CommitOptions): Uint8Array {
+    if (opts.signature) {
+      if (this.manifest === null || !this.verifySigned(this.manifest, batch.hash(), batch.length, batch.fork, opts.signature)) {
+        throw INVALID_SIGNATURE('The signature does not sign this tree')
+      }
+      return opts.signature
+    }
+    const keyPair = opts.keyPair ?? this.keyPair
+    if (!this.canSign(keyPair)) throw SESSION_NOT_WRITABLE('Cannot sign this core without one of its signing keys')
+    return manifests.sign(this.manifest!, this.key, batch.hash(), batch.length, batch.fork, keyPair!)
   }
 
   /** Writes the header for `state`; `appendedFrom` < length only from append. */

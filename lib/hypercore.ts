@@ -1,124 +1,66 @@
 /**
- * The public face of a core, shaped like Hypercore 11: same constructor, same
- * names, same events. Opening, value encodings, waiting readers and streams
- * live here; everything that touches the tree or the disk is in `Core`.
+ * The public face of a core, shaped like Hypercore 11: one `Hypercore` is one
+ * session — a handle with its own value encoding, wait/timeout defaults,
+ * writability, encryption and (for a snapshot) frozen view — over a
+ * `SharedCore` that holds everything the sessions share. `session()` and
+ * `snapshot()` make more handles on the same core; the core's files and peer
+ * channels close when the last handle closes.
  */
 import { EventEmitter } from 'node:events'
-import { Readable } from 'node:stream'
+import type { Readable, Writable } from 'node:stream'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
 import b4a from 'b4a'
-import type Protomux from 'protomux'
+import Protomux from 'protomux'
 import type NoiseSecretStream from '@hyperswarm/secret-stream'
+import * as id from 'hypercore-id-encoding'
 import { protocolStream, type Replicable, type ProtocolStreamOptions } from './protocol-stream'
-import { Core, type CoreEvents } from './core'
-import { Replicator, type Download, type ReplicatorEvents } from './replicator'
+import { SharedCore, type SessionLink } from './shared-core'
+import type { Core, CoreEvents } from './core'
+import type { Replicator, ReplicatorEvents } from './replicator'
 import type { Peer } from './peer'
 import { CoreStorage, type StorageFactory } from './storage'
+import type { Snapshot } from './snapshot'
+import { Bitfield } from './bitfield'
 import { resolveEncoding, type Codec, type ValueEncoding } from './value-encoding'
+import { createReadStream, createByteStream, createWriteStream, type ReadStreamOptions, type ByteStreamOptions } from './streams'
 import { encodeFullyRemote, decodeFullyRemote, treeNodeProofRequest } from './fully-remote-proof'
-import { BAD_ARGUMENT, REQUEST_TIMEOUT, SESSION_CLOSED, STORAGE_EMPTY, isCoded, missingNodeOf } from './errors'
+import * as crypto from './crypto'
+import * as manifests from './manifest'
+import * as m from './messages'
+import { DefaultEncryption } from './encryption'
+import {
+  BAD_ARGUMENT, DECODING_ERROR, REQUEST_CANCELLED, SESSION_CLOSED, SESSION_NOT_WRITABLE, SNAPSHOT_NOT_AVAILABLE, ASSERTION,
+  isCoded, missingNodeOf
+} from './errors'
+import {
+  assertIndex, encryptionOption, isEncryptionProvider, isPlainOptions, parseKey,
+  type AppendOptions, type DownloadHandle, type DownloadRange, type EncryptionProvider, type Extension, type ExtensionHandlers,
+  type GetOptions, type HypercoreOptions, type Info, type SeekOptions, type TruncateOptions, type UpdateOptions, type VerifiedTree
+} from './session-options'
 import type { KeyPair } from './crypto'
 import type { Proof, ProofRequest } from './proof'
 import type { Manifest } from './messages'
-import type { ManifestInput } from './manifest'
 
-export type { KeyPair, Proof, ProofRequest, ValueEncoding, Manifest, StorageFactory, Peer, Download }
+export type {
+  KeyPair, Proof, ProofRequest, ValueEncoding, Manifest, StorageFactory, Peer, HypercoreOptions, GetOptions, AppendOptions,
+  TruncateOptions, UpdateOptions, SeekOptions, DownloadRange, DownloadHandle, Extension, ExtensionHandlers, Info, VerifiedTree,
+  EncryptionProvider, ReadStreamOptions, ByteStreamOptions
+}
 
 /** Options of `replicate()`. */
-export type ReplicateOptions = ProtocolStreamOptions
-
-/** What `download()` returns. */
-export interface DownloadHandle {
-  /** Resolves when every block of the range is stored locally. */
-  done (): Promise<void>
-  /** Stops downloading; `done()` rejects with REQUEST_CANCELLED. */
-  destroy (): void
+export type ReplicateOptions = ProtocolStreamOptions & {
+  /** Called with the discovery key of each core the remote opens a channel for. */
+  ondiscoverykey?: (discoveryKey: Uint8Array) => unknown
 }
 
-/** `download()` ranges, as in Hypercore: a range or a list of blocks. */
-export interface DownloadRange {
-  start?: number
-  /** Exclusive; -1 (default with no range) keeps downloading new blocks. */
-  end?: number
-  blocks?: number[]
-  linear?: boolean
-}
+/** Hypercore 11 enforces nothing, but suggests blocks of at most 15 MiB (each goes over the wire whole). */
+const MAX_SUGGESTED_BLOCK_SIZE = 15 * 1024 * 1024
 
-/** A registered extension: messages of your own over the same channel. */
-export interface Extension<T = unknown> {
-  readonly name: string
-  send (message: T, peer: Peer): void
-  broadcast (message: T): void
-  destroy (): void
+type PublicEvents = Omit<CoreEvents, 'have'> & ReplicatorEvents & {
+  ready (): void
+  close (): void
 }
-
-export interface ExtensionHandlers<T = unknown> {
-  encoding?: ValueEncoding
-  onmessage?: (message: T, peer: Peer) => void
-}
-
-/** Options of `new Hypercore(storage, [key], [opts])`. */
-export interface HypercoreOptions {
-  /** The core's public key; omit to create a new writable core. */
-  key?: Uint8Array | string | null
-  /** Signing key pair; a new core gets a fresh one. */
-  keyPair?: KeyPair | null
-  /** Manifest for cores with other signers than the default single key. */
-  manifest?: ManifestInput | null
-  /** How blocks are encoded: 'binary' (default), 'utf-8', 'json' or a codec. */
-  valueEncoding?: ValueEncoding
-  /** Set false to open a core read-only even with its secret key. */
-  writable?: boolean
-  /** Wipe whatever core is stored and start a new one. */
-  overwrite?: boolean
-  /** Set false to fail with STORAGE_EMPTY instead of creating a core. */
-  createIfMissing?: boolean
-}
-
-export interface GetOptions {
-  /** Wait for a block that is not here yet (default true). */
-  wait?: boolean
-  /** Give up waiting after this many milliseconds (0 = never). */
-  timeout?: number
-  valueEncoding?: ValueEncoding
-}
-
-export interface ReadStreamOptions {
-  start?: number
-  end?: number
-  /** Keep reading blocks as they are appended. */
-  live?: boolean
-  valueEncoding?: ValueEncoding
-}
-
-export interface Info {
-  key: Uint8Array
-  discoveryKey: Uint8Array
-  length: number
-  contiguousLength: number
-  byteLength: number
-  fork: number
-  padding: number
-  writable: boolean
-  repairMode: boolean
-  storage: { blocks: number, treeNodes: number }
-}
-
-/** What a verified fully remote proof proves. */
-export interface VerifiedTree {
-  length: number
-  fork: number
-  byteLength: number
-  treeHash: Uint8Array
-  signature: Uint8Array | null
-}
-
-interface Waiter {
-  resolve (): void
-  reject (err: Error): void
-  timer: ReturnType<typeof setTimeout> | null
-}
-
-type PublicEvents = Omit<CoreEvents, 'have'> & ReplicatorEvents & { ready (): void, close (): void }
 
 export declare interface Hypercore {
   on<K extends keyof PublicEvents>(event: K, listener: PublicEvents[K]): this
@@ -126,88 +68,143 @@ export declare interface Hypercore {
   off<K extends keyof PublicEvents>(event: K, listener: PublicEvents[K]): this
 }
 
+/** A session made by `session()`: its parent's shared core, given without an option a caller could set. */
+let makingSessionOf: Hypercore | null = null
+/** Each session's shared core, for nomadcore's own modules (Store, CLI): not reachable from the object. */
+const sharedOf = new WeakMap<Hypercore, SharedCore>()
+
+/** The shared core under a session: for nomadcore's own modules, not part of the public API. */
+export function internals (session: Hypercore): { shared: SharedCore, core: Core | null, replicator: Replicator | null } {
+  const shared = sharedOf.get(session)
+  if (shared === undefined) throw BAD_ARGUMENT('Not a nomadcore session')
+  return { shared, core: shared.core, replicator: shared.replicator }
+}
+
 /**
  * A signed append-only log. Byte-compatible with Hypercore 11: the same key
  * pair and blocks give the same key, tree hash, signatures and proofs.
  */
 export class Hypercore extends EventEmitter {
-  /** Set when the core is open; null before `ready()`. */
-  core: Core | null = null
-  /** Replication state; null before `ready()`. */
-  replicator: Replicator | null = null
+  static readonly MAX_SUGGESTED_BLOCK_SIZE = MAX_SUGGESTED_BLOCK_SIZE
+
   opened = false
   closed = false
   closing: Promise<void> | null = null
   readonly opening: Promise<void>
-  readonly valueEncoding: Codec
+  /** Default of `get`'s `wait`. */
+  wait: boolean
+  /** Default of `get`'s `timeout` (ms, 0 = none). */
+  timeout: number
+  /** True for a snapshot session. */
+  readonly snapshotted: boolean
 
-  private readonly waiting = new Map<number, Set<Waiter>>()
-  /** Streams handed to replicate() before the core was open. */
-  private readonly pendingMuxes: Protomux[] = []
-  private readonly registered = new Map<string, Extension<unknown>>()
-  private readonly storage: CoreStorage
-  private readonly directory: string | null
+  readonly #shared: SharedCore
+  readonly #link: SessionLink
+  readonly #keyHint: Uint8Array | null
+  #encoding: Codec
+  #encodeBatch: ((values: unknown[]) => Uint8Array[]) | null
+  readonly #readonly: boolean
+  #keyPair: KeyPair | null
+  #snapshot: Snapshot | null = null
+  #encryption: EncryptionProvider | null = null
+  #onwait: HypercoreOptions['onwait']
+  #onseq: HypercoreOptions['onseq']
+  #active: boolean
+  readonly #findingPeers: Array<() => void> = []
+  readonly #downloads = new Set<DownloadHandle>()
+  #marks: Bitfield | null = null
 
   /**
-   * @param storage a directory (the core's files live directly in it) or a
-   *   function from file name to random-access storage
-   * @param key the public key of an existing core, or the options
+   * @param storage a directory (the core's files live directly in it), a
+   *   function from file name to random-access storage, or the options
+   * @param key the public key of an existing core (bytes, hex or z32), or the options
    * @param opts options
    */
-  constructor (storage: string | StorageFactory, key?: Uint8Array | string | HypercoreOptions | null, opts: HypercoreOptions = {}) {
+  constructor (storage?: string | StorageFactory | HypercoreOptions | null, key?: Uint8Array | string | HypercoreOptions | null, opts: HypercoreOptions = {}) {
     super()
-    if (key !== null && key !== undefined && typeof key === 'object' && !(key instanceof Uint8Array)) {
+    if (isPlainOptions(storage)) {
+      opts = storage
+      storage = opts.storage ?? null
+      key = opts.key ?? null
+    } else if (isPlainOptions(key)) {
       opts = key
       key = opts.key ?? null
     }
-    const keyBytes = parseKey(key ?? opts.key ?? null)
-    this.directory = typeof storage === 'string' ? storage : null
-    if (typeof storage === 'string') this.storage = CoreStorage.fromDirectory(storage)
-    else if (typeof storage === 'function') this.storage = new CoreStorage(storage)
-    else throw BAD_ARGUMENT('Storage is a directory path or a function returning random-access storage')
+    storage ??= opts.storage ?? null
+    const parent = makingSessionOf
+    makingSessionOf = null
 
-    this.valueEncoding = resolveEncoding(opts.valueEncoding)
-    this.opening = this.open({ ...opts, key: keyBytes })
-    this.opening.catch(noop)
-  }
+    this.#keyHint = parseKey((key as Uint8Array | string | null | undefined) ?? opts.key ?? null)
+    this.#encoding = resolveEncoding(opts.valueEncoding)
+    this.#encodeBatch = opts.encodeBatch ?? null
+    this.#readonly = opts.writable === false
+    this.#keyPair = opts.keyPair ?? null
+    this.#onwait = opts.onwait ?? null
+    this.#onseq = opts.onseq ?? null
+    this.#active = opts.active !== false
+    this.wait = opts.wait !== false
+    this.timeout = opts.timeout ?? 0
+    this.snapshotted = opts.snapshot === true
 
-  private async open (opts: HypercoreOptions & { key: Uint8Array | null }): Promise<void> {
-    try {
-      // Checked before the storage is touched, which would create the files.
-      if (opts.createIfMissing === false && this.directory !== null && !(await CoreStorage.exists(this.directory))) {
-        throw STORAGE_EMPTY()
-      }
-      this.core = await Core.open(this.storage, {
-        key: opts.key,
+    if (parent !== null) {
+      this.#shared = sharedOf.get(parent)!
+    } else {
+      let coreStorage: CoreStorage
+      if (typeof storage === 'string') coreStorage = CoreStorage.fromDirectory(storage)
+      else if (typeof storage === 'function') coreStorage = new CoreStorage(storage)
+      else throw BAD_ARGUMENT('Storage is a directory path or a function returning random-access storage')
+      this.#shared = new SharedCore(coreStorage, {
+        directory: typeof storage === 'string' ? storage : null,
+        key: this.#keyHint,
         keyPair: opts.keyPair ?? null,
         manifest: opts.manifest ?? null,
         overwrite: opts.overwrite ?? false,
         createIfMissing: opts.createIfMissing ?? true,
         writable: opts.writable ?? true
-      }, (name, ...args) => this.oncore(name, args))
-      this.replicator = new Replicator(this.core, (name, ...args) => { this.emit(name, ...args) })
-      for (const mux of this.pendingMuxes.splice(0)) this.replicator.attach(mux)
+      })
+    }
+    sharedOf.set(this, this.#shared)
+
+    const self = this
+    this.#link = {
+      get snapshot () { return self.#snapshot },
+      emit: (name, ...args) => { this.emit(name, ...args) }
+    }
+    // Registered now, so a parent closing before this session is ready leaves the core open.
+    this.#shared.addSession(this.#link)
+    // A snapshot of an open core is taken now, not when `ready()` resolves.
+    if (this.snapshotted && this.#shared.core !== null) this.#takeSnapshot(parent)
+    if (opts.inflightRange) this.#shared.setMaxInflight(opts.inflightRange[1])
+
+    this.opening = this.#open(opts, parent)
+    this.opening.catch(noop)
+  }
+
+  async #open (opts: HypercoreOptions, parent: Hypercore | null): Promise<void> {
+    try {
+      await this.#shared.opening
+      const core = this.#shared.core!
+      if (this.#keyPair === null) this.#keyPair = (parent !== null ? parent.#keyPair : null) ?? core.keyPair
+      if (this.snapshotted && this.#snapshot === null) this.#takeSnapshot(parent)
+      if (parent !== null && parent.#encryption !== null) this.#encryption = parent.#encryption
+      const e = encryptionOption(opts)
+      if (e !== null) this.#encryption = await this.#encryptionProvider(e)
+      if (opts.userData) {
+        for (const [k, v] of Object.entries(opts.userData)) await core.setUserData(k, typeof v === 'string' ? b4a.from(v) : v)
+      }
     } catch (err) {
-      await this.storage.close().catch(noop)
+      await this.#shared.removeSession(this.#link, null).catch(noop)
       this.closed = true
+      this.emit('close')
       throw err
     }
     this.opened = true
     this.emit('ready')
   }
 
-  private oncore (name: keyof CoreEvents, args: unknown[]): void {
-    const r = this.replicator
-    if (name === 'have') {
-      this.wakeWaiters()
-      r?.onlocalhave(args[0] as number, args[1] as number)
-      return
-    }
-    if (name === 'append' || name === 'truncate' || name === 'repaired') {
-      this.wakeWaiters()
-      r?.onupgrade()
-    }
-    this.emit(name, ...args)
+  #takeSnapshot (parent: Hypercore | null): void {
+    const from = parent !== null ? parent.#snapshot : null
+    this.#snapshot = from !== null ? this.#shared.adoptSnapshot(from) : this.#shared.snapshot()
   }
 
   /** Resolves once the core is open. */
@@ -215,48 +212,222 @@ export class Hypercore extends EventEmitter {
     return this.opening
   }
 
-  private get c (): Core {
-    if (this.core === null) throw SESSION_CLOSED('The core is not open yet')
-    return this.core
+  /** A new handle on the same core (options default to this session's). */
+  session (opts: HypercoreOptions = {}): Hypercore {
+    if (this.closing !== null) throw SESSION_CLOSED('Cannot make sessions on a closing core', this.discoveryKey)
+    const inherited: HypercoreOptions = {
+      wait: opts.wait === false ? false : this.wait,
+      timeout: opts.timeout ?? this.timeout,
+      writable: opts.writable === undefined ? !this.#readonly : opts.writable,
+      onwait: opts.onwait === undefined ? this.#onwait : opts.onwait,
+      onseq: opts.onseq === undefined ? this.#onseq : opts.onseq,
+      snapshot: opts.snapshot ?? false
+    }
+    if (opts.valueEncoding === undefined) inherited.valueEncoding = this.#encoding
+    if (opts.encodeBatch === undefined && this.#encodeBatch !== null) inherited.encodeBatch = this.#encodeBatch
+    makingSessionOf = this
+    try {
+      return new Hypercore(null, null, { ...opts, ...inherited, valueEncoding: opts.valueEncoding ?? inherited.valueEncoding })
+    } finally {
+      makingSessionOf = null
+    }
   }
 
-  private async live (): Promise<Core> {
+  /** A session frozen at this session's length, fork and tree: later appends and truncations do not show through. */
+  snapshot (opts: HypercoreOptions = {}): Hypercore {
+    return this.session({ ...opts, snapshot: true })
+  }
+
+  get #core (): Core {
+    const core = this.#shared.core
+    if (core === null) throw SESSION_CLOSED('The core is not open yet', this.#keyHint === null ? null : crypto.discoveryKey(this.#keyHint))
+    return core
+  }
+
+  async #live (): Promise<Core> {
     if (!this.opened) await this.opening
-    if (this.closing !== null) throw SESSION_CLOSED()
-    return this.c
+    if (this.closing !== null) throw SESSION_CLOSED('The session is closed', this.discoveryKey)
+    return this.#core
   }
 
-  get key (): Uint8Array | null { return this.core?.key ?? null }
-  get discoveryKey (): Uint8Array | null { return this.core?.discoveryKey ?? null }
-  get keyPair (): KeyPair | null { return this.core?.keyPair ?? null }
-  get manifest (): Manifest | null { return this.core?.manifest ?? null }
-  get length (): number { return this.core?.length ?? 0 }
-  get byteLength (): number { return this.core?.byteLength ?? 0 }
-  get contiguousLength (): number { return this.core?.contiguousLength ?? 0 }
-  get fork (): number { return this.core?.fork ?? 0 }
-  get writable (): boolean { return this.core !== null && this.core.writable && this.closing === null }
-  get readable (): boolean { return this.core !== null && this.closing === null }
+  // -------------------------------------------------------------------------
+  // Properties
+
+  get key (): Uint8Array | null { return this.#shared.core?.key ?? this.#keyHint }
+  get discoveryKey (): Uint8Array | null {
+    const key = this.key
+    return key === null ? null : this.#shared.core?.discoveryKey ?? crypto.discoveryKey(key)
+  }
+
+  /** The key as 52 z32 characters. */
+  get id (): string | null {
+    const key = this.key
+    return key === null ? null : id.encode(key)
+  }
+
+  get keyPair (): KeyPair | null { return this.#keyPair ?? this.#shared.core?.keyPair ?? null }
+  get manifest (): Manifest | null { return this.#shared.core?.manifest ?? null }
+  get valueEncoding (): Codec { return this.#encoding }
+  get encryption (): EncryptionProvider | null { return this.#encryption }
+
+  get length (): number {
+    if (this.#snapshot !== null) return this.#snapshot.length
+    return this.#shared.core?.length ?? 0
+  }
+
+  /** The length the core's signature covers that this session can rely on (a snapshot's drops when the core is truncated below it). */
+  get signedLength (): number {
+    const core = this.#shared.core
+    if (core === null) return 0
+    if (this.#snapshot !== null) return Math.min(this.#snapshot.compatLength, core.length)
+    return core.length
+  }
+
+  /** Bytes of block data, without encryption padding. */
+  get byteLength (): number {
+    const raw = this.#snapshot !== null ? this.#snapshot.byteLength : this.#shared.core?.byteLength ?? 0
+    return raw - this.length * this.padding
+  }
+
+  get contiguousLength (): number { return this.#shared.core?.contiguousLength ?? 0 }
+  /** As in Hypercore 11, which does not track it: always 0. */
+  get contiguousByteLength (): number { return 0 }
+
+  /** The most blocks any connected peer holds contiguously from the start, up to our length. */
+  get remoteContiguousLength (): number {
+    return this.#shared.replicator?.remoteContiguousLength ?? 0
+  }
+
+  get fork (): number {
+    if (this.#snapshot !== null) return this.#snapshot.fork
+    return this.#shared.core?.fork ?? 0
+  }
+
+  get padding (): number {
+    const core = this.#shared.core
+    if (this.#encryption === null || core === null || core.manifest === null) return 0
+    return this.#encryption.padding(this.#coreView(), this.length)
+  }
+
+  get writable (): boolean {
+    if (this.#readonly || this.closing !== null || this.#snapshot !== null) return false
+    const core = this.#shared.core
+    return core === null ? false : core.canSign(this.#keyPair ?? core.keyPair)
+  }
+
+  get readable (): boolean { return this.closing === null && !this.closed }
   /** True while tree roots are missing: reads that need no missing node work, commits do not. */
-  get repairMode (): boolean { return this.core?.repairMode ?? false }
-  get padding (): number { return 0 }
-
-  /** Appends one block or many; resolves with the new length and byte length. */
-  async append (blocks: unknown): Promise<{ length: number, byteLength: number }> {
-    const core = await this.live()
-    const list = Array.isArray(blocks) ? blocks : [blocks]
-    return core.append(list.map(b => this.valueEncoding.encode(b)))
-  }
+  get repairMode (): boolean { return this.#shared.core?.repairMode ?? false }
+  get peers (): Peer[] { return this.#shared.replicator?.peers ?? [] }
+  /** Sessions open on this core (this one included). */
+  get sessionCount (): number { return this.#shared.sessionCount }
+  /** Hypercore 11's global block cache: nomadcore has none to share. */
+  get globalCache (): null { return null }
+  /** Hypercore 11's count of crash recoveries in progress: nomadcore recovers before `ready()`. */
+  get recovering (): number { return 0 }
 
   /**
-   * Block `index`, decoded. Waits for a block that is not here yet unless
-   * `wait` is false (then resolves null).
+   * What clients that reach into Hypercore 11's internals (`core.core`) read:
+   * Hyperbee checks `bitfield.get`, Hyperdrive `compat`. Nothing else.
    */
-  async get (index: number, opts: GetOptions = {}): Promise<unknown> {
-    assertIndex(index)
-    const core = await this.live()
-    const enc = opts.valueEncoding ? resolveEncoding(opts.valueEncoding) : this.valueEncoding
+  get core (): { readonly compat: false, readonly bitfield: { get (index: number): boolean } } | null {
+    const shared = this.#shared
+    if (shared.core === null) return null
+    return { compat: false, bitfield: { get: (index: number) => shared.core?.has(index) ?? false } }
+  }
+
+  /** Hypercore 11's replicator knob that Hyperbee turns for small blocks. */
+  get replicator (): { setInflightRange (min: number, max: number): void } | null {
+    if (this.#shared.replicator === null) return null
+    return { setInflightRange: (_min: number, max: number) => this.#shared.setMaxInflight(max) }
+  }
+
+  getManifest (opts: { raw?: boolean } = {}): Manifest | Uint8Array | null {
+    const manifest = this.manifest
+    if (manifest === null) return null
+    return opts.raw === true ? m.encode(m.manifest, manifest) : manifest
+  }
+
+  setKeyPair (keyPair: KeyPair | null): void {
+    this.#keyPair = keyPair
+  }
+
+  /** Marks the session active or not (Hypercore 11 lets idle cores stop replicating; nomadcore replicates while open). */
+  setActive (active: boolean): void {
+    this.#active = active
+  }
+
+  get active (): boolean { return this.#active }
+
+  async setEncryption (encryption: EncryptionProvider | null): Promise<void> {
+    if (!this.opened) await this.opening
+    if (encryption !== null && !isEncryptionProvider(encryption)) {
+      throw ASSERTION('Provider does not satisfy HypercoreEncryption interface', this.discoveryKey)
+    }
+    this.#encryption = encryption
+  }
+
+  async setEncryptionKey (key: Uint8Array | null, opts: { block?: boolean } = {}): Promise<void> {
+    if (!this.opened) await this.opening
+    this.#encryption = key === null ? null : await this.#encryptionProvider({ key, block: opts.block === true })
+  }
+
+  async #encryptionProvider (e: NonNullable<ReturnType<typeof encryptionOption>>): Promise<EncryptionProvider | null> {
+    if (isEncryptionProvider(e)) return e
+    return new DefaultEncryption(e.key, this.key!, { block: e.block === true })
+  }
+
+  /** The core as an encryption provider sees it (Hypercore 11 passes its internal core). */
+  #coreView (): unknown {
+    return this.#shared.core
+  }
+
+  // -------------------------------------------------------------------------
+  // Reading
+
+  /**
+   * Block `index`, decrypted and decoded. Waits for a block that is not here
+   * yet (fetched from peers, or appended later) unless `wait` is false.
+   */
+  async get (index: number, opts: GetOptions = {}): Promise<any> {
+    if (!this.opened) await this.opening
+    assertIndex(index, 'block index', this.discoveryKey)
+    if (this.closing !== null) throw SESSION_CLOSED('cannot get on a closed session', this.discoveryKey)
+    const enc = opts.valueEncoding ? resolveEncoding(opts.valueEncoding) : this.#encoding
+    this.#onseq?.(index, this)
+    this.#marks?.set(index, true)
+
+    let block = await this.#read(index, opts)
+    if (block === null) return null
+    if (opts.raw === true) return block
+    if (this.#encryption !== null && opts.decrypt !== false) {
+      block = b4a.from(block) // decrypted in place: never touch bytes another reader may hold
+      await this.#encryption.decrypt(index, block, this.#coreView())
+    }
+    return this.#decode(enc, block, index)
+  }
+
+  #decode (enc: Codec, block: Uint8Array, index: number): unknown {
+    if (this.#encryption !== null) block = block.subarray(this.#encryption.padding(this.#coreView(), index))
+    try {
+      return enc.decode(block)
+    } catch (err) {
+      throw DECODING_ERROR(err instanceof Error ? err.message : String(err), this.discoveryKey)
+    }
+  }
+
+  /** The stored bytes of block `index` as this session sees them, waiting for them if asked to. */
+  async #read (index: number, opts: GetOptions): Promise<Uint8Array | null> {
+    const core = this.#core
+    const snap = this.#snapshot
     let healed = false
     for (;;) {
+      if (snap !== null && index >= snap.compatLength) {
+        const kept = snap.retained(index)
+        if (kept !== undefined) return kept
+        throw SNAPSHOT_NOT_AVAILABLE(`snapshot at index ${index} not available (max compat length ${snap.compatLength})`, this.discoveryKey)
+      }
+      const fork = core.fork
       let block: Uint8Array | null
       try {
         block = await core.getBlock(index)
@@ -265,21 +436,22 @@ export class Hypercore extends EventEmitter {
         const missing = missingNodeOf(err)
         if (missing === null || healed || this.peers.length === 0) throw err
         healed = true
-        await this.healNode(missing, opts.timeout ?? 0)
+        await this.#healNode(missing, opts.timeout ?? this.timeout)
         continue
       }
-      if (block !== null) return enc.decode(block)
-      if (opts.wait === false) return null
-      const release = this.replicator?.want(index) ?? noop
-      try {
-        await this.waitFor(index, opts.timeout ?? 0)
-      } finally {
-        release()
-      }
+      // A truncation ran while we read: what we read may be of the old fork.
+      if (core.fork !== fork) continue
+      if (block !== null) return block
+      if (this.closing !== null) throw SESSION_CLOSED('cannot get on a closed session', this.discoveryKey)
+      const wait = opts.wait ?? this.wait
+      if (!wait) return null
+      opts.onwait?.(index, this)
+      this.#onwait?.(index, this)
+      await this.#shared.waitForBlock(index, this.#link, index < this.length, opts.timeout ?? this.timeout)
     }
   }
 
-  private healNode (index: number, timeout: number): Promise<void> {
+  #healNode (index: number, timeout: number): Promise<void> {
     return new Promise(resolve => {
       const done = (): void => {
         this.off('repaired', done)
@@ -290,34 +462,203 @@ export class Hypercore extends EventEmitter {
       const timer = timeout > 0 ? setTimeout(done, timeout) : null
       this.on('repaired', done)
       this.on('repair-failed', done)
-      this.replicator!.onmissingnode(index)
+      this.#shared.replicator!.onmissingnode(index)
     })
   }
 
   /** Whether block `start` (or every block in [start, end)) is stored here. */
   async has (start: number, end = start + 1): Promise<boolean> {
-    const core = await this.live()
-    if (end > core.length) return false
-    for (let i = start; i < end; i++) if (!core.has(i)) return false
+    if (!this.opened) await this.opening
+    assertIndex(start, 'has range', this.discoveryKey)
+    assertIndex(end, 'has range', this.discoveryKey)
+    const core = this.#core
+    const snap = this.#snapshot
+    for (let i = start; i < end; i++) {
+      if (snap !== null && i >= snap.compatLength) {
+        if (snap.retained(i) === undefined) return false
+        continue
+      }
+      if (!core.has(i)) return false
+    }
     return true
   }
 
-  /** [block index, offset inside it] of byte offset `bytes`. */
-  async seek (bytes: number): Promise<[number, number]> {
-    if (!Number.isSafeInteger(bytes) || bytes < 0) throw BAD_ARGUMENT('Byte offset must be a non-negative integer')
-    return (await this.live()).seek(bytes)
+  /**
+   * [block index, offset inside it] of byte `bytes`. On a replica that lacks
+   * the tree nodes it needs, waits for them from peers like `get`; null when
+   * it may not wait.
+   */
+  async seek (bytes: number, opts: SeekOptions = {}): Promise<[number, number] | null> {
+    if (!this.opened) await this.opening
+    assertIndex(bytes, 'seek', this.discoveryKey)
+    const core = this.#core
+    const padding = this.padding
+    for (;;) {
+      try {
+        return await core.seek(bytes, padding)
+      } catch (err) {
+        if (!isCoded(err) || (missingNodeOf(err) === null && err.code !== 'BAD_ARGUMENT')) throw err
+      }
+      if (this.closing !== null) throw SESSION_CLOSED('cannot seek on a closed session', this.discoveryKey)
+      if (!(opts.wait ?? this.wait)) return null
+      await this.#shared.seekRemote(bytes, padding, opts.timeout ?? this.timeout)
+    }
+  }
+
+  /** Hash of the tree at `length` (default: now), the value that gets signed. Fetches the blocks it needs on a replica. */
+  async treeHash (length = -1): Promise<Uint8Array> {
+    if (!this.opened) await this.opening
+    if (length === -1) length = this.length
+    if (this.#snapshot !== null && length === this.#snapshot.length) return crypto.treeHash(this.#snapshot.roots)
+    try {
+      return await this.#core.treeHash(length)
+    } catch (err) {
+      // A replica lacks the roots of an older length: the proof of its last block brings them.
+      if (missingNodeOf(err) === null || length === 0 || await this.has(length - 1)) throw err
+    }
+    await this.get(length - 1, { raw: true })
+    return this.#core.treeHash(length)
+  }
+
+  /** The bytes a signer signs for this core at `length` and `fork` (default: now). */
+  async signable (length = -1, fork = -1): Promise<Uint8Array> {
+    if (!this.opened) await this.opening
+    if (length === -1) length = this.length
+    if (fork === -1) fork = this.fork
+    return crypto.treeSignable(this.key!, await this.treeHash(length), length, fork)
+  }
+
+  async info (opts: { storage?: boolean } = {}): Promise<Info> {
+    const core = await this.#live()
+    return {
+      key: core.key,
+      discoveryKey: core.discoveryKey,
+      length: this.length,
+      contiguousLength: this.contiguousLength,
+      byteLength: this.byteLength,
+      fork: this.fork,
+      padding: this.padding,
+      storage: opts.storage === true ? await this.#storageUse() : null,
+      writable: this.writable,
+      repairMode: core.repairMode,
+      blocks: core.storageInfo().blocks
+    }
+  }
+
+  async #storageUse (): Promise<Info['storage']> {
+    const dir = this.#shared.directory
+    if (dir === null) return null
+    const used = async (name: string): Promise<number> => {
+      try {
+        const st = await fs.promises.stat(path.join(dir, name))
+        return st.blocks * 512
+      } catch {
+        return 0
+      }
+    }
+    const [oplog, tree, blocks, bitfield] = await Promise.all(['header', 'tree', 'data', 'bitfield'].map(used))
+    return { oplog: oplog!, tree: tree!, blocks: blocks!, bitfield: bitfield! }
+  }
+
+  /** Blocks in [start, end) in order; `live` keeps going as blocks are appended. */
+  createReadStream (opts: ReadStreamOptions = {}): Readable {
+    return createReadStream(this, opts)
+  }
+
+  /** Bytes in [byteOffset, byteOffset + byteLength), block after block. */
+  createByteStream (opts: ByteStreamOptions = {}): Readable {
+    return createByteStream(this, opts)
+  }
+
+  /** Appends each chunk written as one block. */
+  createWriteStream (): Writable {
+    return createWriteStream(this)
+  }
+
+  // -------------------------------------------------------------------------
+  // Writing
+
+  /** Appends one block or many; resolves with the new length and byte length. */
+  async append (blocks: unknown, opts: AppendOptions = {}): Promise<{ length: number, byteLength: number }> {
+    if (!this.opened) await this.opening
+    if (this.closing !== null) throw SESSION_CLOSED('Cannot append to a closed session', this.discoveryKey)
+    const core = this.#core
+    const keyPair = opts.keyPair ?? this.#keyPair ?? core.keyPair
+    const signature = opts.signature ?? null
+    const canCommit = signature !== null || core.canSign(keyPair) || opts.writable === true
+    if (this.#readonly || this.#snapshot !== null || !canCommit) {
+      throw SESSION_NOT_WRITABLE('cannot append to a readonly core', this.discoveryKey)
+    }
+    const list = Array.isArray(blocks) ? blocks : [blocks]
+    const buffers = this.#encodeBatch !== null ? this.#encodeBatch(list) : list.map(v => this.#encode(v))
+    for (const b of buffers) {
+      if (b.byteLength > MAX_SUGGESTED_BLOCK_SIZE) throw BAD_ARGUMENT('Appended block exceeds the maximum suggested block size', this.discoveryKey)
+    }
+    const encryption = this.#encryption
+    const preappend = encryption === null
+      ? undefined
+      : async (bufs: Uint8Array[], start: number, fork: number) => {
+        for (let i = 0; i < bufs.length; i++) await encryption.encrypt(start + i, bufs[i]!, fork, this.#coreView())
+      }
+    const result = await core.append(buffers, { keyPair, signature, maxLength: opts.maxLength, preappend })
+    return { length: result.length, byteLength: result.byteLength - result.length * this.padding }
+  }
+
+  /** Encodes one value, with room for the encryption padding in front. */
+  #encode (value: unknown): Uint8Array {
+    const padding = this.padding
+    const bytes = value instanceof Uint8Array ? value : this.#encoding.encode(value)
+    if (padding === 0) return bytes
+    const out = b4a.alloc(padding + bytes.byteLength)
+    out.set(bytes, padding)
+    return out
   }
 
   /** Cuts the core to `newLength` blocks and moves to a new fork (default: current + 1). */
-  async truncate (newLength = 0, fork?: number | { fork?: number }): Promise<void> {
-    const core = await this.live()
-    const f = typeof fork === 'number' ? fork : fork?.fork ?? core.fork + 1
-    await core.truncate(newLength, f)
+  async truncate (newLength = 0, opts: number | TruncateOptions = {}): Promise<void> {
+    if (!this.opened) await this.opening
+    if (this.closing !== null) throw SESSION_CLOSED('Cannot truncate a closed session', this.discoveryKey)
+    const core = this.#core
+    const o = typeof opts === 'number' ? { fork: opts } : opts
+    const fork = o.fork ?? core.fork + 1
+    const keyPair = o.keyPair ?? this.#keyPair ?? core.keyPair
+    const signature = o.signature ?? null
+    const canCommit = signature !== null || core.canSign(keyPair)
+    if (this.#readonly || this.#snapshot !== null || (!canCommit && (newLength > 0 || fork !== core.fork))) {
+      throw SESSION_NOT_WRITABLE('cannot truncate a non-writable core', this.discoveryKey)
+    }
+    await core.truncate(newLength, fork, { keyPair, signature })
   }
 
-  /** Hash of the tree at `length` (default: now), the value that gets signed. */
-  async treeHash (length?: number): Promise<Uint8Array> {
-    return (await this.live()).treeHash(length)
+  /**
+   * Drops blocks in [start, end) from local storage; peers are told, and a
+   * later `get` fetches them again. With `{ diff: true }` resolves with the
+   * bytes freed (`{ blocks }`), else null, as in Hypercore 11.
+   */
+  async clear (start: number, end?: number | { diff?: boolean }, opts: { diff?: boolean } = {}): Promise<{ blocks: number } | null> {
+    if (!this.opened) await this.opening
+    if (this.closing !== null) throw SESSION_CLOSED('cannot clear on a closed session', this.discoveryKey)
+    if (typeof end === 'object' && end !== null) {
+      opts = end
+      end = undefined
+    }
+    const stop = end ?? start + 1
+    assertIndex(start, 'clear range', this.discoveryKey)
+    assertIndex(stop, 'clear range', this.discoveryKey)
+    const diff = opts.diff === true
+    if (start >= stop || start >= this.length) return diff ? { blocks: 0 } : null
+    const freed = await this.#core.clear(start, stop)
+    return diff ? { blocks: freed ?? 0 } : null
+  }
+
+  /** Closes every session of this core and deletes its files. */
+  async purge (): Promise<void> {
+    if (!this.opened) await this.opening.catch(noop)
+    await this.#shared.close()
+    await this.#shared.storage.unlink().catch(noop)
+    const dir = this.#shared.directory
+    if (dir !== null) await fs.promises.rm(dir, { recursive: true, force: true }).catch(noop)
+    await this.close()
   }
 
   /**
@@ -327,9 +668,9 @@ export class Hypercore extends EventEmitter {
    * replicated data.
    */
   async audit (): Promise<{ blocks: number, corruptBlocks: number, droppedNodes: number }> {
-    const core = await this.live()
+    const core = await this.#live()
     const report = await core.audit()
-    const r = this.replicator
+    const r = this.#shared.replicator
     if (r !== null) {
       if (report.droppedRoots.length > 0) r.recoverTreeNodeFromPeers()
       for (const n of report.droppedNodes) if (!report.droppedRoots.includes(n)) r.onmissingnode(n, true)
@@ -338,24 +679,59 @@ export class Hypercore extends EventEmitter {
     return { blocks: report.blocks, corruptBlocks: report.corruptBlocks.length, droppedNodes: report.droppedNodes.length }
   }
 
-  /** Drops blocks in [start, end) from local storage. */
-  async clear (start: number, end = start + 1): Promise<void> {
-    assertIndex(start)
-    await (await this.live()).clear(start, end)
+  // -------------------------------------------------------------------------
+  // User data: local key-value pairs, kept with the core, never replicated
+
+  async setUserData (key: string, value: Uint8Array | string | null): Promise<void> {
+    const core = await this.#live()
+    const bytes = value === null ? null : typeof value === 'string' ? b4a.from(value) : value
+    const existing = core.getUserData(key)
+    if (existing !== null && bytes !== null && b4a.equals(existing, bytes)) return
+    await core.setUserData(key, bytes)
   }
 
-  /**
-   * Learns the newest length from peers, as Hypercore 11 does: waits for the
-   * peers being connected (and for `findingPeers()` to be done), asks those
-   * with a longer tree for it, and resolves true when the core grew. A
-   * writable core resolves false unless `force`.
-   */
-  async update (opts: { wait?: boolean, force?: boolean } = {}): Promise<boolean> {
-    const core = await this.live()
-    if (core.writable && opts.force !== true) return false
-    const before = core.length
-    await this.replicator!.settled()
-    return core.length > before
+  async getUserData (key: string): Promise<Uint8Array | null> {
+    if (!this.opened) await this.opening
+    const value = this.#core.getUserData(key)
+    return value === null ? null : b4a.from(value)
+  }
+
+  // -------------------------------------------------------------------------
+  // Mark and sweep: clear every block not read or marked since startMarking()
+
+  async startMarking (): Promise<void> {
+    if (this.#marks !== null) throw ASSERTION("Hypercore cannot be gc'ed when already in gc mode", this.discoveryKey)
+    if (!this.opened) await this.opening
+    this.#marks = new Bitfield()
+  }
+
+  async markBlock (start: number, end = start + 1): Promise<void> {
+    if (!this.opened) await this.opening
+    if (this.#marks === null) this.#marks = new Bitfield()
+    this.#marks.setRange(start, end, true)
+  }
+
+  async clearMarkings (): Promise<void> {
+    if (!this.opened) await this.opening
+    this.#marks = null
+  }
+
+  /** Clears every held block that was not marked, then leaves marking mode. */
+  async sweep (): Promise<void> {
+    if (!this.opened) await this.opening
+    if (this.#snapshot !== null) throw ASSERTION('Cannot sweep a snapshot', this.discoveryKey)
+    const marks = this.#marks ?? new Bitfield()
+    const length = this.length
+    let i = 0
+    while (i < length) {
+      const from = marks.firstUnset(i)
+      if (from >= length) break
+      const next = marks.firstSet(from)
+      const to = next === -1 || next > length ? length : next
+      await this.clear(from, to)
+      i = to
+    }
+    this.#marks = null
   }
 
   // -------------------------------------------------------------------------
@@ -367,16 +743,33 @@ export class Hypercore extends EventEmitter {
    * (a Hyperswarm connection, another core's stream), replicates over it so
    * many cores share one connection.
    */
-  replicate (isInitiator: Replicable, opts: ReplicateOptions = {}): NoiseSecretStream | Protomux['stream'] {
-    const { mux, stream } = protocolStream(isInitiator, opts)
-    if (this.replicator !== null) this.replicator.attach(mux)
-    else this.pendingMuxes.push(mux)
+  replicate (isInitiator: Replicable, opts: ReplicateOptions = {}): NoiseSecretStream | Protomux['stream'] | Protomux {
+    if (Protomux.isProtomux(isInitiator)) {
+      this.#shared.attach(isInitiator)
+      return isInitiator
+    }
+    const stream = Hypercore.createProtocolStream(isInitiator, opts)
+    this.#shared.attach(Hypercore.getProtocolMuxer(stream))
     return stream
   }
 
-  /** Peers currently replicating this core. */
-  get peers (): Peer[] {
-    return this.replicator?.peers ?? []
+  /**
+   * Learns the newest length from peers. As in Hypercore 11 it waits only
+   * with `{ wait: true }` or while `findingPeers()` is pending; resolves true
+   * when the core grew (or moved to a new fork). Snapshots and writable
+   * sessions resolve false (a writer unless `force`).
+   */
+  async update (opts: UpdateOptions = {}): Promise<boolean> {
+    if (!this.opened) await this.opening
+    if (this.closing !== null || this.#snapshot !== null) return false
+    const core = this.#core
+    if (this.writable && opts.force !== true) return false
+    const replicator = this.#shared.replicator!
+    const wait = opts.wait ?? replicator.isFindingPeers()
+    if (!wait) return false
+    const before = { length: core.length, fork: core.fork }
+    await replicator.settled()
+    return core.length !== before.length || core.fork !== before.fork
   }
 
   /**
@@ -384,30 +777,64 @@ export class Hypercore extends EventEmitter {
    * it keeps downloading everything, new blocks included.
    */
   download (range: DownloadRange = {}): DownloadHandle {
-    const start = (r: Replicator): Download => {
-      if (range.blocks) return r.download(0, 0, range.blocks)
-      const end = range.end === undefined || range.end === -1 ? Infinity : range.end
-      return r.download(range.start ?? 0, end, null)
+    let inner: { done (): Promise<void>, destroy (): void } | null = null
+    let destroyed = false
+    const opened = this.opening.then(() => {
+      if (destroyed || this.closing !== null) return
+      const r = this.#shared.replicator!
+      if (range.blocks) inner = r.download(0, 0, range.blocks)
+      else {
+        const end = range.end === undefined || range.end === -1 ? Infinity : range.end
+        inner = r.download(range.start ?? 0, end, null)
+      }
+    })
+    opened.catch(noop)
+    const finished = opened.then(async () => {
+      if (inner === null) return false
+      try {
+        await inner.done()
+        return true
+      } catch (err) {
+        if (isCoded(err, 'REQUEST_CANCELLED')) return false
+        throw err
+      }
+    })
+    finished.catch(noop)
+    const handle: DownloadHandle = {
+      ready: () => opened,
+      done: () => finished,
+      downloaded: () => finished,
+      destroy: () => {
+        destroyed = true
+        this.#downloads.delete(handle)
+        void opened.then(() => inner?.destroy(), noop)
+      }
     }
-    if (this.replicator !== null) return start(this.replicator)
-    // Before ready(): the download starts once the core is open, as in Hypercore 11.
-    const later = this.opening.then(() => start(this.replicator!))
-    later.catch(noop)
-    return {
-      done: () => later.then(d => d.done()),
-      destroy: () => { void later.then(d => d.destroy(), noop) }
-    }
+    this.#downloads.add(handle)
+    void finished.then(() => this.#downloads.delete(handle), noop)
+    return handle
   }
 
   /** Call while looking for peers; call the returned function when done. `update()` waits for it. */
   findingPeers (): () => void {
-    if (this.replicator === null) {
-      let done: (() => void) | null = null
-      let finished = false
-      void this.opening.then(() => { if (!finished) done = this.replicator!.findingPeers() }, noop)
-      return () => { finished = true; done?.() }
+    let release: (() => void) | null = null
+    let done = false
+    const finish = (): void => {
+      if (done) return
+      done = true
+      const i = this.#findingPeers.indexOf(finish)
+      if (i !== -1) this.#findingPeers.splice(i, 1)
+      release?.()
     }
-    return this.replicator.findingPeers()
+    this.#findingPeers.push(finish)
+    // Counted at once when the core is open, so an update() right after waits.
+    if (this.#shared.replicator !== null) release = this.#shared.replicator.findingPeers()
+    else {
+      void this.#shared.opening.then(() => {
+        if (!done) release = this.#shared.replicator!.findingPeers()
+      }, noop)
+    }
+    return finish
   }
 
   /**
@@ -416,91 +843,51 @@ export class Hypercore extends EventEmitter {
    * root or an inner node).
    */
   recoverTreeNodeFromPeers (treeIndex?: number): void {
-    if (treeIndex === undefined) this.replicator?.recoverTreeNodeFromPeers()
-    else this.replicator?.onmissingnode(treeIndex, true)
+    const r = this.#shared.replicator
+    if (treeIndex === undefined) r?.recoverTreeNodeFromPeers()
+    else r?.onmissingnode(treeIndex, true)
   }
 
   /** Messages of your own to peers of this core, over the replication channel. */
   registerExtension<T = unknown> (name: string, handlers: ExtensionHandlers<T> = {}): Extension<T> {
     const enc = resolveEncoding(handlers.encoding ?? 'binary')
-    const register = (): void => {
-      this.replicator?.registerExtension(name, {
-        onmessage: (bytes, peer) => {
-          let value: T
-          try {
-            value = enc.decode(bytes) as T
-          } catch {
-            return // a message that does not decode is the peer's problem, not ours
-          }
-          handlers.onmessage?.(value, peer)
-        }
-      })
-    }
-    if (this.replicator !== null) register()
-    else void this.opening.then(register, noop)
-    const ext: Extension<T> = {
+    this.#shared.registerExtension(name, this.#link, (bytes, peer) => {
+      let value: T
+      try {
+        value = enc.decode(bytes) as T
+      } catch {
+        return // a message that does not decode is the peer's problem, not ours
+      }
+      handlers.onmessage?.(value, peer)
+    })
+    return {
       name,
       send: (message, peer) => peer.sendExtension(name, enc.encode(message)),
       broadcast: (message) => {
         const bytes = enc.encode(message)
         for (const peer of this.peers) peer.sendExtension(name, bytes)
       },
-      destroy: () => {
-        this.registered.delete(name)
-        this.replicator?.unregisterExtension(name)
-      }
+      destroy: () => this.#shared.unregisterExtension(name, this.#link)
     }
-    this.registered.set(name, ext as Extension<unknown>)
-    return ext
-  }
-
-  async info (): Promise<Info> {
-    const core = await this.live()
-    return {
-      key: core.key,
-      discoveryKey: core.discoveryKey,
-      length: core.length,
-      contiguousLength: core.contiguousLength,
-      byteLength: core.byteLength,
-      fork: core.fork,
-      padding: 0,
-      writable: this.writable,
-      repairMode: core.repairMode,
-      storage: core.storageInfo()
-    }
-  }
-
-  /** Blocks in [start, end) in order; with `live`, keeps going as blocks are appended. */
-  createReadStream (opts: ReadStreamOptions = {}): Readable {
-    const live = opts.live === true
-    let next = opts.start ?? 0
-    let end = opts.end ?? -1
-    const getOpts: GetOptions = opts.valueEncoding ? { valueEncoding: opts.valueEncoding } : {}
-    const stream: Readable = new Readable({
-      objectMode: true,
-      read: () => {
-        this.opening
-          .then(() => {
-            if (end === -1) end = live ? Infinity : this.length
-            return next >= end ? null : this.get(next++, getOpts)
-          })
-          .then(value => stream.push(value), err => stream.destroy(err))
-      }
-    })
-    return stream
   }
 
   // -------------------------------------------------------------------------
   // Proofs and repair
 
-  /** A proof in Hypercore's shape for a block, tree node, byte offset and/or upgrade. */
+  /** A proof in Hypercore's shape for a block, tree node, byte offset and/or upgrade; `block.value` is filled in. */
   async proof (req: ProofRequest): Promise<Proof> {
-    return (await this.live()).proof(req)
+    const core = await this.#live()
+    const proof = await core.proof(req)
+    if (proof.block !== null && req.block) {
+      const value = await core.getBlock(req.block.index)
+      if (value !== null) (proof.block as { value?: Uint8Array }).value = value
+    }
+    return proof
   }
 
   /** Verifies a proof that upgrades from length 0 against this core's key. */
   async verifyFullyRemote (proof: Proof): Promise<VerifiedTree> {
-    const batch = (await this.live()).verifyFullyRemote(proof)
+    const batch = (await this.#live()).verifyFullyRemote(proof)
     return { length: batch.length, fork: batch.fork, byteLength: batch.byteLength, treeHash: batch.hash(), signature: batch.signature }
   }
 
@@ -509,7 +896,7 @@ export class Hypercore extends EventEmitter {
    * and a proof it can check with nothing but the key. Works with Hypercore 11.
    */
   async generateRemoteProofForTreeNode (treeIndex: number): Promise<Uint8Array> {
-    const core = await this.live()
+    const core = await this.#live()
     const proof = await core.proof(treeNodeProofRequest(treeIndex, core.length))
     proof.manifest = core.manifest
     return encodeFullyRemote(core.discoveryKey, proof)
@@ -522,7 +909,7 @@ export class Hypercore extends EventEmitter {
    * Leaves repair mode, without a reopen, once every root is back.
    */
   async recoverFromRemoteProof (bytes: Uint8Array): Promise<boolean> {
-    const core = await this.live()
+    const core = await this.#live()
     let decoded
     try {
       decoded = decodeFullyRemote(bytes)
@@ -534,62 +921,73 @@ export class Hypercore extends EventEmitter {
     return core.repair(decoded.proof as Proof)
   }
 
+  /** How many tree nodes a proof of block `index` must carry for us (those we lack up to a node we hold). */
+  async missingNodes (index: number): Promise<number> {
+    if (!this.opened) await this.opening
+    return this.#shared.replicator!.missingNodeCount(2 * index)
+  }
+
   // -------------------------------------------------------------------------
 
-  private waitFor (index: number, timeout: number): Promise<void> {
-    return new Promise((resolve, reject) => {
-      let set = this.waiting.get(index)
-      if (set === undefined) this.waiting.set(index, set = new Set())
-      const waiter: Waiter = { resolve, reject, timer: null }
-      const done = (): void => {
-        if (waiter.timer !== null) clearTimeout(waiter.timer)
-        set!.delete(waiter)
-        if (set!.size === 0) this.waiting.delete(index)
-      }
-      waiter.resolve = () => { done(); resolve() }
-      waiter.reject = (err) => { done(); reject(err) }
-      if (timeout > 0) waiter.timer = setTimeout(() => waiter.reject(REQUEST_TIMEOUT()), timeout)
-      set.add(waiter)
-    })
-  }
-
-  private wakeWaiters (): void {
-    const core = this.core
-    if (core === null) return
-    for (const [index, set] of this.waiting) {
-      if (!core.has(index)) continue
-      for (const w of [...set]) w.resolve()
-    }
-  }
-
-  /** Closes the core; pending reads reject with SESSION_CLOSED. */
-  close (): Promise<void> {
-    if (this.closing === null) this.closing = this.doClose()
+  /** Closes this session; the core closes with its last session. Pending reads of this session reject. */
+  close (opts: { error?: Error | null } = {}): Promise<void> {
+    if (this.closing === null) this.closing = this.#close(opts.error ?? null)
     return this.closing
   }
 
-  private async doClose (): Promise<void> {
-    await this.opening.catch(noop)
-    this.replicator?.destroy()
-    for (const set of this.waiting.values()) for (const w of [...set]) w.reject(SESSION_CLOSED())
-    if (this.core !== null) await this.core.close()
+  async #close (error: Error | null): Promise<void> {
+    try {
+      await this.opening
+    } catch {
+      return // the open failed: the session is closed already
+    }
+    for (const release of [...this.#findingPeers]) release()
+    for (const d of [...this.#downloads]) d.destroy()
+    this.opened = false
+    await this.#shared.removeSession(this.#link, error ?? REQUEST_CANCELLED())
     this.closed = true
     this.emit('close')
+  }
+
+  // -------------------------------------------------------------------------
+  // Statics, as Hypercore 11 has them
+
+  /** The key of the core a manifest (or a signer's public key) describes. */
+  static key (manifest: manifests.ManifestInput | Uint8Array, opts: { compat?: boolean, version?: number, namespace?: Uint8Array } = {}): Uint8Array {
+    let input: manifests.ManifestInput | Uint8Array = manifest
+    if (manifest instanceof Uint8Array && manifest.byteLength === 32) {
+      input = { version: opts.version, signers: [{ publicKey: manifest, namespace: opts.namespace }] } as manifests.ManifestInput
+    }
+    const parsed = manifests.createManifest(input)
+    return opts.compat === true ? parsed.signers[0]!.publicKey : manifests.manifestHash(parsed)
+  }
+
+  static discoveryKey (key: Uint8Array): Uint8Array {
+    return crypto.discoveryKey(key)
+  }
+
+  /** The protomux a protocol stream carries (what `replicate()` attaches cores to). */
+  static getProtocolMuxer (stream: NoiseSecretStream | Protomux['stream']): Protomux {
+    const noise = (stream as NoiseSecretStream).noiseStream ?? stream
+    return (noise as NoiseSecretStream).userData as Protomux
+  }
+
+  /**
+   * A replication stream without a core: a new Noise stream for a boolean,
+   * the same stream (with its protomux set up) for a secret stream.
+   * `ondiscoverykey` hears each core the remote asks for.
+   */
+  static createProtocolStream (isInitiator: Replicable, opts: ReplicateOptions = {}): NoiseSecretStream | Protomux['stream'] {
+    const { mux, stream } = protocolStream(isInitiator, opts)
+    const ondiscoverykey = opts.ondiscoverykey
+    if (ondiscoverykey) {
+      mux.pair({ protocol: 'hypercore/alpha' }, (dk: Uint8Array) => {
+        if (!(dk instanceof Uint8Array) || dk.byteLength !== 32) throw BAD_ARGUMENT('Invalid discovery key')
+        return ondiscoverykey(dk)
+      })
+    }
+    return stream
   }
 }
 
 function noop (): void {}
-
-function parseKey (key: Uint8Array | string | null): Uint8Array | null {
-  if (key === null) return null
-  if (typeof key === 'string') {
-    if (!/^[0-9a-fA-F]{64}$/.test(key)) throw BAD_ARGUMENT('A key is 32 bytes, or 64 hex characters')
-    return b4a.from(key, 'hex')
-  }
-  if (!(key instanceof Uint8Array) || key.byteLength !== 32) throw BAD_ARGUMENT('A key is 32 bytes')
-  return key
-}
-
-function assertIndex (index: number): void {
-  if (!Number.isSafeInteger(index) || index < 0) throw BAD_ARGUMENT('Block index must be a non-negative integer')
-}

@@ -72,6 +72,8 @@ export interface ReplicatorEvents {
   upload (index: number, byteLength: number, peer: Peer): void
   download (index: number, byteLength: number, peer: Peer): void
   'verification-error' (err: Error, peer: Peer): void
+  /** A peer now holds more blocks contiguously from the start than any before it. */
+  'remote-contiguous-length' (length: number): void
 }
 
 type Emit = <K extends keyof ReplicatorEvents>(name: K, ...args: Parameters<ReplicatorEvents[K]>) => void
@@ -108,8 +110,19 @@ export class Replicator implements PeerHost {
   private updateQueued = false
   private destroyed = false
   private rotate = 0
+  private remoteContiguous = 0
 
-  constructor (readonly core: Core, private readonly emit: Emit, private readonly maxInflight = DEFAULT_MAX_INFLIGHT) {}
+  private maxInflight: number
+
+  constructor (readonly core: Core, private readonly emit: Emit, maxInflight = DEFAULT_MAX_INFLIGHT) {
+    this.maxInflight = maxInflight
+  }
+
+  /** Requests in flight per peer, at most (Hypercore's setInflightRange sets its upper bound). */
+  setMaxInflight (n: number): void {
+    if (Number.isSafeInteger(n) && n > 0) this.maxInflight = n
+    this.scheduleUpdate()
+  }
 
   // -------------------------------------------------------------------------
   // Connections
@@ -188,9 +201,23 @@ export class Replicator implements PeerHost {
     this.scheduleUpdate()
   }
 
-  onhave (): void {
+  onhave (peer: Peer): void {
+    const contiguous = Math.min(peer.remoteContiguous, this.core.length)
+    if (contiguous > this.remoteContiguous) {
+      this.remoteContiguous = contiguous
+      this.emit('remote-contiguous-length', contiguous)
+    }
     this.rescan()
     this.scheduleUpdate()
+  }
+
+  /** The most blocks a peer has held contiguously from the start, up to our length. */
+  get remoteContiguousLength (): number {
+    return Math.min(this.remoteContiguous, this.core.length)
+  }
+
+  isFindingPeers (): boolean {
+    return this.findingPeersCount > 0
   }
 
   onupload (peer: Peer, index: number, byteLength: number): void {
@@ -558,14 +585,14 @@ export class Replicator implements PeerHost {
       return holders > 0 ? 'busy' : 'nobody'
     }
     this.send(peer, 'block', index, {
-      block: { index, nodes: this.missingNodes(2 * index) },
+      block: { index, nodes: this.missingNodeCount(2 * index) },
       hash: null, seek: null, upgrade: null, manifest: false
     })
     return 'sent'
   }
 
   /** How many nodes from leaf `leaf` up we lack (what a block proof must include). */
-  private missingNodes (leaf: number): number {
+  missingNodeCount (leaf: number): number {
     const tree = this.core.tree
     const head = 2 * tree.length
     const ite = new Iterator(leaf)

@@ -92,7 +92,7 @@ test('with a peer connected, cleared blocks and dropped nodes come back on their
   const source = await openCore(t, healthy)
   const core = await openCore(t, damaged)
   replicate(t, core, source)
-  await core.update()
+  await core.update({ wait: true })
   const report = await core.audit()
   t.is(report.droppedNodes, 1)
   t.ok(report.corruptBlocks >= 1)

@@ -102,7 +102,7 @@ test('a core in repair mode still tells peers its length and answers what it can
   t.ok(core.repairMode)
   const reader = await openCore(t, freshDir(t, 'reader'), { key: core.key! })
   replicate(t, core, reader)
-  const updated = await reader.update()
+  const updated = await reader.update({ wait: true })
   t.absent(updated, 'nothing verifiable to learn from a core missing its roots')
   t.is(reader.peers.length, 1)
   t.is(reader.peers[0]!.remoteLength, 10, 'the handshake completed and the length was told')
@@ -124,7 +124,7 @@ test('after healing from a peer, the core serves a new reader without a restart'
 
   const reader = await openCore(t, freshDir(t, 'reader'), { key: core.key! })
   replicate(t, reader, core)
-  t.ok(await reader.update())
+  t.ok(await reader.update({ wait: true }))
   const dl = reader.download({ start: 0, end: 40 })
   await dl.done()
   for (let i = 0; i < 40; i++) t.is(text(await reader.get(i)), text(blocks(1, i)[0]))
@@ -139,7 +139,7 @@ test('a node lost on a serving peer is fetched from another peer and restored on
 
   const reader = await openCore(t, freshDir(t, 'reader'), { key: relay.key! })
   replicate(t, reader, relay)
-  t.ok(await reader.update())
+  t.ok(await reader.update({ wait: true }))
   // Block 6's proof needs node 9, which the relay lost.
   const repaired = once(relay, 'repaired')
   t.is(text(await reader.get(6, { timeout: 5000 })), text(blocks(1, 6)[0]))

@@ -253,7 +253,7 @@ test('serve + clone over TCP on 127.0.0.1 gets every block; clone resumes what i
   const noise = new NoiseSecretStream(true, socket)
   noise.on('error', () => {})
   core.replicate(noise)
-  await core.update()
+  await core.update({ wait: true })
   await core.download({ start: 0, end: 120 }).done()
   socket.destroy()
   await core.close()

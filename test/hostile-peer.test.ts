@@ -99,7 +99,7 @@ test('a block with an altered value is not stored; the peer is dropped; an hones
     return d
   })
   await until(() => v.peers.length === 1, 2000, 'the fake peer')
-  await v.update()
+  await v.update({ wait: true })
   t.is(v.length, 8, 'the honest upgrade through the fake peer is fine')
   await sleep(30)
   const before = snapshot(dir)
@@ -112,7 +112,7 @@ test('a block with an altered value is not stored; the peer is dropped; an hones
   t.ok(errors.length >= 1, 'verification-error was emitted')
   t.absent(await v.has(3), 'the altered block is not stored')
   t.is(v.length, 8)
-  t.is((await v.info()).storage.blocks, 0)
+  t.is((await v.info()).blocks, 0)
   await sleep(30)
   t.alike(snapshot(dir), before, 'not one byte of storage changed')
   t.is(await stateAfter(get, 20), 'pending', 'the read still waits')
@@ -131,14 +131,14 @@ test('a forged upgrade signature is rejected: the length stays, the peer is drop
   const removed = once(v, 'peer-remove')
   const appended: number[] = []
   v.on('append', () => appended.push(v.length))
-  const update = v.update()
+  const update = v.update({ wait: true })
   await removed
   t.is(await update, false, 'update() learned nothing')
   t.is(v.length, 0)
   t.is(v.byteLength, 0)
   t.alike(appended, [])
   replicate(t, w, v)
-  t.is(await v.update(), true)
+  t.is(await v.update({ wait: true }), true)
   t.is(v.length, 8)
   t.alike(await v.treeHash(), await w.treeHash())
 })
@@ -160,7 +160,7 @@ test('an upgrade claiming more blocks than were signed is rejected', async t => 
   await once(v, 'peer-remove')
   t.is(v.length, 0)
   replicate(t, w, v)
-  await v.update()
+  await v.update({ wait: true })
   t.is(v.length, 8)
 })
 
@@ -175,13 +175,13 @@ test('garbage proof nodes for a block are rejected: nothing stored, peer dropped
     }
     return d
   })
-  await v.update()
+  await v.update({ wait: true })
   const removed = once(v, 'peer-remove')
   const get = v.get(2)
   await removed
   t.ok(tampered > 0, 'the proof had nodes to spoil')
   t.absent(await v.has(2))
-  t.is((await v.info()).storage.blocks, 0)
+  t.is((await v.info()).blocks, 0)
   replicate(t, w, v)
   t.is(text(await get), blockText(2))
   t.alike(await v.treeHash(), await w.treeHash(), 'our tree is still the writer\'s')
@@ -194,7 +194,7 @@ test('proof nodes with a wrong size are rejected', async t => {
     if (d.block !== null) for (const n of d.block.nodes) n.size += 1
     return d
   })
-  await v.update()
+  await v.update({ wait: true })
   const removed = once(v, 'peer-remove')
   const get = v.get(5)
   await removed
@@ -231,7 +231,7 @@ test('an upgrade that carries a tampered block is rejected whole: no length, no 
   await fake.open()
   await once(v, 'peer-remove')
   t.is(v.length, 0, 'the signed upgrade in the same message is not applied')
-  t.is((await v.info()).storage.blocks, 0)
+  t.is((await v.info()).blocks, 0)
 })
 
 test('a peer answering with another block than the one asked for: the read still completes from an honest peer', async t => {
@@ -253,7 +253,7 @@ test('a peer answering with another block than the one asked for: the read still
       if ('fork' in a) p.sendData({ ...a, request: m.id })
     }
   })
-  await v.update()
+  await v.update({ wait: true })
   const get = v.get(1, { timeout: 3000 }).then(text, (err: { code?: string }) => 'failed: ' + err.code)
   const ranOut = await until(() => answered >= 50, 2000, 'the liar to run out').then(() => true, () => false)
   t.ok(ranOut, 'the liar was asked again and again (' + answered + ' times)')
@@ -270,7 +270,7 @@ test('a read held by a silent peer completes from an honest peer that joins (as 
   const w = await writer(t, 8)
   const v = await ramCore(t, w.key)
   const fake = await fakeSeeder(t, w, v, d => d.block !== null ? null : d)
-  await v.update()
+  await v.update({ wait: true })
   const started = Date.now()
   const get = v.get(1, { timeout: 1500 }).then(text, (err: { code?: string }) => 'failed: ' + err.code)
   await until(() => fake.count('request') >= 2, 2000, 'the block request').catch(() => {})
@@ -304,7 +304,7 @@ test('data nobody asked for is not stored, even when it verifies', async t => {
   }
   await sleep(100)
   t.is(v.length, 0, 'no upgrade applied')
-  t.is((await v.info()).storage.blocks, 0, 'no block stored')
+  t.is((await v.info()).blocks, 0, 'no block stored')
 })
 
 test('a malformed data message drops the connection; local state is unchanged; an honest peer still works', async t => {
@@ -312,7 +312,7 @@ test('a malformed data message drops the connection; local state is unchanged; a
   const dir = freshDir(t, 'victim')
   const v = await openCore(t, dir, { key: w.key! })
   const fake = await fakeSeeder(t, w, v, d => d)
-  await v.update()
+  await v.update({ wait: true })
   await v.get(0)
   await sleep(30)
   const before = snapshot(dir)
@@ -381,7 +381,7 @@ test('malformed sync, range and bitfield bytes that fail plain decoding do not t
   await w.append(blocks(1, 4))
   const r = await ramCore(t, w.key)
   replicate(t, w, r)
-  await r.update()
+  await r.update({ wait: true })
   t.is(r.length, 5)
   t.is(text(await r.get(4)), blockText(4), 'the writer still serves')
 })
@@ -436,7 +436,7 @@ test('a peer with a wrong capability cannot feed a reader', async t => {
   t.is(added, 0, 'no peer-add')
   t.is(v.length, 0)
   t.is(fake.count('request'), 0, 'the reader asked it for nothing')
-  t.is(await v.update(), false)
+  t.is(await v.update({ wait: true }), false)
 })
 
 // ---------------------------------------------------------------------------
@@ -477,7 +477,7 @@ test('a flood of requests for huge indices does not crash the writer or grow mem
   await w.append(blocks(1, 8))
   const r = await ramCore(t, w.key)
   replicate(t, w, r)
-  await r.update()
+  await r.update({ wait: true })
   t.is(text(await r.get(8)), blockText(8), 'the writer still serves honest peers')
 })
 
@@ -506,7 +506,7 @@ test('bitfield, range and want messages with huge indices do not crash a reader 
   t.is(v.length, 0, 'a claimed length is not a length')
   fake.destroy()
   replicate(t, w, v)
-  await v.update()
+  await v.update({ wait: true })
   t.is(v.length, 8)
   t.is(text(await v.get(7)), blockText(7), 'the reader still works')
 })
@@ -524,6 +524,6 @@ test('a flood of want messages to a writer is answered within bounds', async t =
   t.ok(fake.count('range') + fake.count('bitfield') <= 5001, 'at most one answer per want (' + (fake.count('range') + fake.count('bitfield')) + ')')
   const r = await ramCore(t, w.key)
   replicate(t, w, r)
-  await r.update()
+  await r.update({ wait: true })
   t.is(text(await r.get(99)), blockText(99))
 })

@@ -36,7 +36,7 @@ test('Hypercore 11 writer → nomadcore reader: update, then a sparse get of one
   await w.append(blocks(20))
   const r = await ramCore(t, w.key)
   replicate(t, w, r)
-  t.is(await r.update(), true)
+  t.is(await r.update({ wait: true }), true)
   t.is(r.length, 20)
   t.is(r.byteLength, w.byteLength)
   t.alike(await r.treeHash(), await w.treeHash(), 'same tree hash as the writer')
@@ -53,7 +53,7 @@ test('Hypercore 11 writer → nomadcore reader: full download, blocks by list, b
   await w.append(blocks(300))
   const r = await ramCore(t, w.key)
   replicate(t, w, r)
-  await r.update()
+  await r.update({ wait: true })
   await r.download({ blocks: [299, 0, 150] }).done()
   t.alike(await haveList(r), [0, 150, 299])
   await r.download({ start: 0, end: 300 }).done()
@@ -74,7 +74,7 @@ test('Hypercore 11 writer → nomadcore reader: each live append can be fetched 
   await w.append(blocks(2))
   const r = await ramCore(t, w.key)
   replicate(t, w, r)
-  await r.update()
+  await r.update({ wait: true })
   for (let round = 0; round < 3; round++) {
     const index = 2 + round
     await w.append(blocks(1, index))
@@ -89,7 +89,7 @@ test('Hypercore 11 writer → nomadcore reader: a live download keeps up with ap
   await w.append(blocks(2))
   const r = await ramCore(t, w.key)
   replicate(t, w, r)
-  await r.update()
+  await r.update({ wait: true })
   r.download({ start: 0, end: -1 })
   await until(() => r.contiguousLength === 2, 2000, 'the first 2 blocks')
   for (let n = 3; n <= 5; n++) {
@@ -107,7 +107,7 @@ test('Hypercore 11 writer → nomadcore reader: every append event comes with a 
   const lengths: number[] = []
   r.on('append', () => lengths.push(r.length))
   replicate(t, w, r)
-  await r.update()
+  await r.update({ wait: true })
   await w.append(blocks(1, 2))
   await until(() => r.length === 3, 2000, 'length 3')
   await w.append(blocks(1, 3))
@@ -146,7 +146,7 @@ test('nomadcore writer → Hypercore 11 reader: update (findingPeers), then a sp
   replicate(t, w, r)
   const uploads: Array<[number, number]> = []
   w.on('upload', (i, n) => uploads.push([i, n]))
-  const updating = r.update()
+  const updating = r.update({ wait: true })
   done()
   t.is(await updating, true)
   t.is(r.length, 20)
@@ -219,7 +219,7 @@ test('relay: a sparse nomadcore relay serves what it has, and what it fetches la
   const relay = await ramCore(t, w.key)
   const r = await hc(t, w.key)
   replicate(t, w, relay)
-  await relay.update()
+  await relay.update({ wait: true })
   await relay.get(5)
   replicate(t, relay, r)
   await r.update({ wait: true })
@@ -265,8 +265,8 @@ test('two Hypercore 11 cores and two nomadcore cores share one connection', asyn
   r2.replicate(s2 as NoiseSecretStream)
   pipePair(t, s1 as unknown as Pipeable, s2 as unknown as Pipeable)
   await until(() => r1.peers.length === 1 && r2.peers.length === 1, 2000, 'both channels open')
-  await r1.update()
-  await r2.update()
+  await r1.update({ wait: true })
+  await r2.update({ wait: true })
   t.is(r1.length, 3)
   t.is(r2.length, 4)
   t.is(text(await r1.get(1)), blockText(1))
@@ -284,7 +284,7 @@ test('a nomadcore reader with two Hypercore 11 seeders completes a download when
   const linkW = replicate(t, w, r)
   replicate(t, s, r)
   await until(() => r.peers.length === 2, 2000, 'two peers')
-  await r.update()
+  await r.update({ wait: true })
   const dl = r.download({ start: 0, end: 100 })
   let dropped = false
   r.on('download', () => {

@@ -63,7 +63,7 @@ test('two stores replicate all their cores over one stream', async t => {
   connect(t, a, b)
   for (const c of cores) {
     const replica = await b.get({ key: c.key! })
-    await until('replica update', async () => (await replica.update()) || replica.length === 2)
+    await until('replica update', async () => (await replica.update({ wait: true })) || replica.length === 2)
     t.is(b4a.toString(await replica.get(1) as Buffer), b4a.toString(await c.get(1) as Buffer))
   }
 })

@@ -71,7 +71,7 @@ test('nomadcore replicates over Hyperswarm on a local DHT testnet', { timeout: 1
     const done = reader.findingPeers()
     swarm.join(reader.discoveryKey!, { server: false, client: true })
     swarm.flush().then(done, done)
-    t.ok(await within(reader.update(), STEP_MS, 'reader.update()'), 'update() reports the core grew')
+    t.ok(await within(reader.update({ wait: true }), STEP_MS, 'reader.update({ wait: true })'), 'update() reports the core grew')
 
     t.is(conns.length, 1, 'one swarm connection')
     t.ok(conns[0]!.isInitiator, 'the reader dialled (client side)')
@@ -108,7 +108,7 @@ test('nomadcore replicates over Hyperswarm on a local DHT testnet', { timeout: 1
     const done = reader.findingPeers()
     swarm.join(reader.discoveryKey!, { server: false, client: true })
     swarm.flush().then(done, done)
-    t.ok(await within(reader.update(), STEP_MS, 'Hypercore 11 update()'), 'Hypercore 11 update() reports the core grew')
+    t.ok(await within(reader.update({ wait: true }), STEP_MS, 'Hypercore 11 update()'), 'Hypercore 11 update() reports the core grew')
 
     t.is(reader.length, writer.length, 'Hypercore 11 learned the length')
     t.alike(await reader.treeHash(), b4a.from(await writer.treeHash()), 'same tree hash')
@@ -147,7 +147,7 @@ test('nomadcore replicates over Hyperswarm on a local DHT testnet', { timeout: 1
     for (const r of readers) swarm.join(r.discoveryKey!, { server: false, client: true })
     const finish = (): void => { for (const d of done) d() }
     swarm.flush().then(finish, finish)
-    await within(Promise.all(readers.map(r => r.update())), STEP_MS, 'both updates')
+    await within(Promise.all(readers.map(r => r.update({ wait: true }))), STEP_MS, 'both updates')
 
     t.is(conns, 1, 'the swarm dedupes to one connection to the writer')
     t.is(readers[0]!.length, writer.length, 'first core synced')
@@ -162,7 +162,7 @@ test('nomadcore replicates over Hyperswarm on a local DHT testnet', { timeout: 1
     const done = reader.findingPeers()
     swarm.join(reader.discoveryKey!, { server: false, client: true })
     swarm.flush().then(done, done)
-    await within(reader.update(), STEP_MS, 'reader.update()')
+    await within(reader.update({ wait: true }), STEP_MS, 'reader.update({ wait: true })')
     t.is(reader.peers.length, 1, 'connected')
 
     const removed = next(reader, 'peer-remove', 'peer-remove after the drop')

@@ -8,6 +8,10 @@ declare module 'codecs' {
   function codecs (fmt?: string | object | null, fallback?: Codec): Codec
   namespace codecs {
     export type { Codec }
+    export const binary: Codec<Uint8Array>
+    export const json: Codec
+    export const ndjson: Codec
+    export const utf8: Codec<string>
   }
   export = codecs
 }

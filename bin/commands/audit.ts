@@ -1,5 +1,5 @@
 import type { Command } from 'commander'
-import type { Hypercore } from '../../lib/hypercore'
+import { internals, type Hypercore } from '../../lib/hypercore'
 import { CliError, describeError } from '../util/errors'
 import { openExisting, closeQuietly } from '../util/core'
 import { treeHealth, describeHealth, type TreeHealth } from '../util/health'
@@ -28,7 +28,7 @@ export async function runAudit (core: Hypercore, dir: string, bar: Progress): Pr
   const started = Date.now()
   const held: number[] = []
   for (let i = 0; i < core.length; i++) if (await core.has(i)) held.push(i)
-  const storage = core.core?.storage
+  const storage = internals(core).core?.storage
   const original = storage?.readData
   if (bar.enabled && storage !== undefined && typeof original === 'function') {
     let reads = 0

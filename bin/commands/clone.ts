@@ -28,7 +28,7 @@ export interface CloneResult {
  */
 export async function downloadAll (core: Hypercore, link: PeerLink | null, bar: Progress, stallMs: number): Promise<CloneResult> {
   const started = Date.now()
-  await withTimeout(core.update(), stallMs, 'the peer did not tell the length of the core in time')
+  await withTimeout(core.update({ wait: true }), stallMs, 'the peer did not tell the length of the core in time')
   const length = core.length
   let had = 0
   for (let i = 0; i < length; i++) if (await core.has(i)) had++

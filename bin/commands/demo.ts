@@ -149,7 +149,7 @@ export function register (program: Command): void {
         const text = `written after the repair, ${new Date().toISOString()}`
         await writer.append(b4a.from(text))
         const got = await withTimeout((async () => {
-          await clone!.update()
+          await clone!.update({ wait: true })
           return clone!.get(n, { timeout: 10000 })
         })(), 15000, 'the clone did not receive the new block')
         say(`writer length ${writer.length}; clone length ${clone.length}, block ${n} = ${JSON.stringify(b4a.toString(got as Buffer))}`)

@@ -138,8 +138,7 @@ export async function repairFromPeers (core: Hypercore, dir: string, opts: PeerR
       const at = asked.get(i)
       if (at !== undefined && now - at < 5000) continue
       asked.set(i, now)
-      // No public call asks peers for one inner node: the replicator's own hook does.
-      core.replicator?.onmissingnode(i, true)
+      core.recoverTreeNodeFromPeers(i)
     }
     if (missing.length > 0 && now - lastAsk > 5000) {
       // (Asked again every few seconds, in case an answer got lost.)

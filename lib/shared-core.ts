@@ -1,0 +1,322 @@
+/**
+ * One core, many sessions. Everything durable or shared lives here once —
+ * storage, the tree and bitfield (in `Core`), the mutex, repair state, peers
+ * and requests (in `Replicator`), readers waiting for blocks, extensions and
+ * the snapshots' copies of truncated blocks — while each public `Hypercore`
+ * session holds only what is its own. The core opens with its first session
+ * and closes when its last session closes.
+ *
+ * Sessions talk to it through this class's methods and receive events through
+ * the `SessionLink` they register; nothing here reaches into a session.
+ */
+import type Protomux from 'protomux'
+import { Core, type CoreEvents, type CoreOpenOptions } from './core'
+import { Replicator, type ReplicatorEvents } from './replicator'
+import { CoreStorage } from './storage'
+import { Snapshot, type SnapshotTree } from './snapshot'
+import type { Peer } from './peer'
+import { REQUEST_CANCELLED, REQUEST_TIMEOUT, SESSION_CLOSED, SNAPSHOT_NOT_AVAILABLE, STORAGE_EMPTY } from './errors'
+
+/** What the shared core needs of a session. */
+export interface SessionLink {
+  /** The session's snapshot, or null for a live session. */
+  readonly snapshot: Snapshot | null
+  /** Delivers an event to the session's listeners. */
+  emit (name: string, ...args: unknown[]): void
+}
+
+export interface SharedOpenOptions extends CoreOpenOptions {
+  /** The directory of a directory-backed core (checked before anything is created). */
+  directory: string | null
+}
+
+interface Waiter {
+  index: number
+  owner: SessionLink
+  /** Asked for while the block was inside the session's length: a truncation past it answers SNAPSHOT_NOT_AVAILABLE. */
+  inside: boolean
+  resolve (): void
+  reject (err: Error): void
+}
+
+interface ExtensionEntry {
+  owner: SessionLink
+  onmessage (message: Uint8Array, peer: Peer): void
+}
+
+/** Old-fork blocks kept for open snapshots, at most, per core. */
+const MAX_RETAINED_BYTES = 64 * 1024 * 1024
+
+/** Events every session hears; `append` and `truncate` only reach live sessions, as in Hypercore 11. */
+const LIVE_ONLY = new Set(['append', 'truncate'])
+
+export class SharedCore {
+  readonly storage: CoreStorage
+  /** The directory of a directory-backed core, else null. */
+  readonly directory: string | null
+  readonly opening: Promise<void>
+  core: Core | null = null
+  replicator: Replicator | null = null
+  closed = false
+
+  readonly #sessions = new Set<SessionLink>()
+  /** Internal listeners that are not sessions (they never keep the core open). */
+  readonly #listeners = new Set<SessionLink>()
+  readonly #waiting = new Map<number, Set<Waiter>>()
+  readonly #pendingMuxes: Protomux[] = []
+  readonly #extensions = new Map<string, ExtensionEntry>()
+  readonly #snapshots = new Set<Snapshot>()
+  #closing: Promise<void> | null = null
+  #maxInflight: number | undefined
+
+  constructor (storage: CoreStorage, opts: SharedOpenOptions) {
+    this.storage = storage
+    this.directory = opts.directory
+    this.opening = this.#open(opts)
+    this.opening.catch(noop)
+  }
+
+  async #open (opts: SharedOpenOptions): Promise<void> {
+    try {
+      // Checked before the storage is touched, which would create the files.
+      if (opts.createIfMissing === false && opts.directory !== null && !(await CoreStorage.exists(opts.directory))) {
+        throw STORAGE_EMPTY()
+      }
+      const core = await Core.open(this.storage, opts, (name, ...args) => this.#oncore(name, args))
+      core.onbeforetruncate = (newLength, oldLength) => this.#retainForSnapshots(newLength, oldLength)
+      this.core = core
+      this.replicator = new Replicator(core, (name, ...args) => this.#broadcast(name, args), this.#maxInflight)
+      for (const name of this.#extensions.keys()) this.#bindExtension(name)
+      for (const mux of this.#pendingMuxes.splice(0)) this.replicator.attach(mux)
+    } catch (err) {
+      await this.storage.close().catch(noop)
+      this.closed = true
+      throw err
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Sessions
+
+  get sessionCount (): number {
+    return this.#sessions.size
+  }
+
+  addSession (link: SessionLink): void {
+    if (this.#closing !== null) throw SESSION_CLOSED('Cannot make sessions on a closing core')
+    this.#sessions.add(link)
+  }
+
+  /** Drops a session and everything it asked for; the last one out closes the core. */
+  async removeSession (link: SessionLink, err: Error | null): Promise<void> {
+    if (!this.#sessions.delete(link)) return
+    for (const set of [...this.#waiting.values()]) {
+      for (const w of [...set]) if (w.owner === link) w.reject(err ?? REQUEST_CANCELLED())
+    }
+    for (const [name, ext] of [...this.#extensions]) if (ext.owner === link) this.unregisterExtension(name, link)
+    if (link.snapshot !== null && --link.snapshot.refs === 0) this.#snapshots.delete(link.snapshot)
+    if (this.#sessions.size === 0) await this.close()
+  }
+
+  /** Closes the core under every session (purge, or the last session leaving). */
+  close (): Promise<void> {
+    if (this.#closing === null) this.#closing = this.#close()
+    return this.#closing
+  }
+
+  async #close (): Promise<void> {
+    await this.opening.catch(noop)
+    this.replicator?.destroy()
+    for (const set of [...this.#waiting.values()]) for (const w of [...set]) w.reject(REQUEST_CANCELLED())
+    if (this.core !== null) await this.core.close()
+    this.closed = true
+  }
+
+  get closing (): boolean {
+    return this.#closing !== null
+  }
+
+  // -------------------------------------------------------------------------
+  // Events
+
+  #oncore (name: keyof CoreEvents, args: unknown[]): void {
+    const r = this.replicator
+    if (name === 'have') {
+      const [start, length] = args as [number, number]
+      for (const snap of this.#snapshots) snap.onstored(start, length)
+      this.#wakeWaiters()
+      r?.onlocalhave(start, length)
+      return
+    }
+    if (name === 'truncate') this.#ontruncate(args[0] as number)
+    if (name === 'append' || name === 'truncate' || name === 'repaired') {
+      this.#wakeWaiters()
+      r?.onupgrade()
+    }
+    this.#broadcast(name, args)
+  }
+
+  #broadcast (name: string, args: unknown[]): void {
+    const liveOnly = LIVE_ONLY.has(name)
+    for (const s of [...this.#sessions, ...this.#listeners]) {
+      if (liveOnly && s.snapshot !== null) continue
+      s.emit(name, ...args)
+    }
+  }
+
+  /** The core lost every block from `length` on. */
+  #ontruncate (length: number): void {
+    for (const snap of this.#snapshots) snap.truncated(length)
+    for (const [index, set] of [...this.#waiting]) {
+      if (index < length) continue
+      for (const w of [...set]) if (w.inside) w.reject(SNAPSHOT_NOT_AVAILABLE('Block ' + index + ' was truncated away', this.core?.discoveryKey ?? null))
+    }
+  }
+
+  /** Before a truncation: open snapshots copy out the blocks they held and still read. */
+  async #retainForSnapshots (newLength: number, oldLength: number): Promise<void> {
+    const core = this.core!
+    let budget = MAX_RETAINED_BYTES
+    for (const snap of this.#snapshots) budget -= snap.retainedBytes
+    for (const snap of this.#snapshots) {
+      const end = Math.min(snap.compatLength, oldLength)
+      const wanted: number[] = []
+      for (let i = newLength; i < end; i = i + 1) {
+        i = core.bitfield.firstSet(i)
+        if (i === -1 || i >= end) break
+        if (snap.wants(i)) wanted.push(i)
+      }
+      if (wanted.length > 0) {
+        const blocks = await core.getBlocks(wanted).catch(() => wanted.map(() => null))
+        wanted.forEach((index, k) => {
+          const block = blocks[k]
+          if (block === null || block === undefined || budget < block.byteLength) return
+          budget -= block.byteLength
+          snap.retain(index, block.slice())
+        })
+      }
+      snap.truncated(newLength)
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Snapshots
+
+  /** A new snapshot of the core as it is now. */
+  snapshot (): Snapshot {
+    const core = this.core!
+    const tree: SnapshotTree = { length: core.length, byteLength: core.byteLength, fork: core.fork, roots: core.tree.roots }
+    return this.adoptSnapshot(new Snapshot(tree, core.length))
+  }
+
+  /** Counts one more session on `snap`. */
+  adoptSnapshot (snap: Snapshot): Snapshot {
+    snap.refs++
+    this.#snapshots.add(snap)
+    return snap
+  }
+
+  // -------------------------------------------------------------------------
+  // Waiting for blocks
+
+  /**
+   * Resolves when block `index` may be held (the caller reads again), rejects
+   * on timeout, on the session closing, or when a truncation removes a block
+   * that was asked for inside the session's length.
+   */
+  waitForBlock (index: number, owner: SessionLink, inside: boolean, timeout: number): Promise<void> {
+    const release = this.replicator?.want(index) ?? noop
+    return new Promise<void>((resolve, reject) => {
+      let set = this.#waiting.get(index)
+      if (set === undefined) this.#waiting.set(index, set = new Set())
+      let timer: ReturnType<typeof setTimeout> | null = null
+      const done = (): void => {
+        if (timer !== null) clearTimeout(timer)
+        release()
+        set!.delete(waiter)
+        if (set!.size === 0 && this.#waiting.get(index) === set) this.#waiting.delete(index)
+      }
+      const waiter: Waiter = {
+        index,
+        owner,
+        inside,
+        resolve: () => { done(); resolve() },
+        reject: (err) => { done(); reject(err) }
+      }
+      if (timeout > 0) timer = setTimeout(() => waiter.reject(REQUEST_TIMEOUT()), timeout)
+      set.add(waiter)
+    })
+  }
+
+  #wakeWaiters (): void {
+    const core = this.core
+    if (core === null) return
+    for (const [index, set] of [...this.#waiting]) {
+      if (!core.has(index)) continue
+      for (const w of [...set]) w.resolve()
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Replication
+
+  attach (mux: Protomux): void {
+    if (this.replicator !== null) this.replicator.attach(mux)
+    else this.#pendingMuxes.push(mux)
+  }
+
+  /** Requests in flight per peer (Hyperbee raises it for small blocks). */
+  setMaxInflight (n: number): void {
+    this.#maxInflight = n
+    this.replicator?.setMaxInflight(n)
+  }
+
+  /**
+   * Registers extension `name` for the whole core, owned by one session: a
+   * second registration of the same name takes it over, as in Hypercore 11.
+   */
+  registerExtension (name: string, owner: SessionLink, onmessage: ExtensionEntry['onmessage']): void {
+    this.#extensions.set(name, { owner, onmessage })
+    this.#bindExtension(name)
+  }
+
+  #bindExtension (name: string): void {
+    this.replicator?.registerExtension(name, { onmessage: (message, peer) => this.#extensions.get(name)?.onmessage(message, peer) })
+  }
+
+  unregisterExtension (name: string, owner: SessionLink): void {
+    if (this.#extensions.get(name)?.owner !== owner) return
+    this.#extensions.delete(name)
+    this.replicator?.unregisterExtension(name)
+  }
+
+  /**
+   * Resolves once the tree may hold what seeking byte `bytes` needs (it grew,
+   * or nodes arrived from peers): the caller seeks again. REQUEST_TIMEOUT
+   * after `timeout` ms (0 = never).
+   */
+  seekRemote (bytes: number, padding: number, timeout: number): Promise<void> {
+    const replicator = this.replicator
+    if (replicator !== null && 'seek' in replicator && typeof (replicator as { seek?: unknown }).seek === 'function') {
+      return (replicator as unknown as { seek (b: number, p: number, t: number): Promise<void> }).seek(bytes, padding, timeout)
+    }
+    return new Promise<void>((resolve, reject) => {
+      const link: SessionLink = {
+        snapshot: null,
+        emit: (name) => {
+          if (name !== 'append' && name !== 'truncate' && name !== 'repaired') return
+          finish()
+          resolve()
+        }
+      }
+      const timer = timeout > 0 ? setTimeout(() => { finish(); reject(REQUEST_TIMEOUT()) }, timeout) : null
+      const finish = (): void => {
+        if (timer !== null) clearTimeout(timer)
+        this.#listeners.delete(link)
+      }
+      this.#listeners.add(link)
+    })
+  }
+}
+
+function noop (): void {}
