@@ -7,7 +7,7 @@
  */
 import b4a from 'b4a'
 import * as crypto from './crypto'
-import { Iterator, fullRoots, inTree } from './flat-tree'
+import { Iterator, countLeaves, fullRoots, inTree } from './flat-tree'
 import { MerkleTree } from './merkle-tree'
 import { TreeBatch, type TreeState } from './tree-batch'
 import { Mutex } from './mutex'
@@ -45,6 +45,9 @@ export interface CoreEvents {
   repaired (proof: unknown): void
   'repair-failed' (err: Error): void
 }
+
+/** Runs under the append lock before the blocks are hashed (see `Core.append`). */
+export type Preappend = (blocks: Uint8Array[], start: number, fork: number) => void | Promise<void>
 
 type Emit = <K extends keyof CoreEvents>(name: K, ...args: Parameters<CoreEvents[K]>) => void
 
@@ -189,13 +192,20 @@ export class Core {
   // -------------------------------------------------------------------------
   // Writing
 
-  async append (blocks: Uint8Array[]): Promise<{ length: number, byteLength: number }> {
+  /**
+   * Appends `blocks`. `preappend` runs under the lock, before anything is
+   * hashed or written, with the index of the first block and the fork they
+   * are appended on; it may change the blocks in place (encryption does).
+   * If it throws, nothing is written.
+   */
+  async append (blocks: Uint8Array[], preappend: Preappend | null = null): Promise<{ length: number, byteLength: number }> {
     this.assertCommitable()
     await this.mutex.lock()
     try {
       this.assertCommitable()
       const tree = this.tree
       if (blocks.length === 0) return { length: tree.length, byteLength: tree.byteLength }
+      if (preappend !== null) await preappend(blocks, tree.length, tree.fork)
 
       const batch = new TreeBatch(tree.state())
       for (const block of blocks) batch.append(block)
@@ -334,24 +344,29 @@ export class Core {
     return indices.map(i => byIndex.get(i) ?? null)
   }
 
-  /** [block index, offset inside it] of byte `bytes`. */
-  async seek (bytes: number): Promise<[number, number]> {
+  /**
+   * [block index, offset inside it] of byte `bytes`, counting each block
+   * without its first `padding` bytes (encryption's, not the user's).
+   */
+  async seek (bytes: number, padding = 0): Promise<[number, number]> {
     const tree = this.tree
-    if (bytes === tree.byteLength) return [tree.length, 0]
-    if (bytes > tree.byteLength) throw BAD_ARGUMENT('Seek is out of bounds')
+    const byteLength = tree.byteLength - tree.length * padding
+    if (bytes === byteLength) return [tree.length, 0]
+    if (bytes > byteLength) throw BAD_ARGUMENT('Seek is out of bounds')
+    const size = (node: TreeNode): number => node.size - padding * countLeaves(node.index)
     for (const root of fullRoots(2 * tree.length)) {
       const node = await tree.getNode(root)
       if (node === null) throw MISSING_NODE(root)
-      if (bytes >= node.size) {
-        bytes -= node.size
+      if (bytes >= size(node)) {
+        bytes -= size(node)
         continue
       }
       const ite = new Iterator(root)
       while ((ite.index & 1) === 1) {
         const left = await tree.getNode(ite.leftChild())
         if (left === null) throw MISSING_NODE(ite.index)
-        if (bytes >= left.size) {
-          bytes -= left.size
+        if (bytes >= size(left)) {
+          bytes -= size(left)
           ite.sibling()
         }
       }

@@ -20,8 +20,15 @@ import type { KeyPair } from './crypto'
 import type { Proof, ProofRequest } from './proof'
 import type { Manifest } from './messages'
 import type { ManifestInput } from './manifest'
+// --- encryption (issue 8) ---
+import {
+  DefaultEncryption, assertProvider, checkPadding, encryptionCore, encryptionOption, padBlock, resolveEncryption,
+  type EncryptionCore, type EncryptionKeyOptions, type EncryptionOptions, type EncryptionProvider
+} from './encryption'
+// --- end encryption ---
 
 export type { KeyPair, Proof, ProofRequest, ValueEncoding, Manifest, StorageFactory, Peer, Download }
+export type { EncryptionCore, EncryptionKeyOptions, EncryptionOptions, EncryptionProvider } // encryption (issue 8)
 
 /** Options of `replicate()`. */
 export type ReplicateOptions = ProtocolStreamOptions
@@ -56,8 +63,12 @@ export interface ExtensionHandlers<T = unknown> {
   onmessage?: (message: T, peer: Peer) => void
 }
 
-/** Options of `new Hypercore(storage, [key], [opts])`. */
-export interface HypercoreOptions {
+/**
+ * Options of `new Hypercore(storage, [key], [opts])`. Encryption (issue 8):
+ * `encryption` (a key, `{ key, block }` or a provider), or the older
+ * `encryptionKey` + `isBlockKey`; see lib/encryption.ts.
+ */
+export interface HypercoreOptions extends EncryptionOptions {
   /** The core's public key; omit to create a new writable core. */
   key?: Uint8Array | string | null
   /** Signing key pair; a new core gets a fresh one. */
@@ -80,6 +91,12 @@ export interface GetOptions {
   /** Give up waiting after this many milliseconds (0 = never). */
   timeout?: number
   valueEncoding?: ValueEncoding
+  // --- encryption (issue 8) ---
+  /** Return the stored bytes as they are: not decrypted, not decoded, padding included. */
+  raw?: boolean
+  /** Set false to get the ciphertext (without its padding) of an encrypted core. */
+  decrypt?: boolean
+  // --- end encryption ---
 }
 
 export interface ReadStreamOptions {
@@ -140,6 +157,17 @@ export class Hypercore extends EventEmitter {
   closing: Promise<void> | null = null
   readonly opening: Promise<void>
   readonly valueEncoding: Codec
+  // --- encryption (issue 8) ---
+  /** The block encryption in use, or null (set with `setEncryption` / `setEncryptionKey`). */
+  encryption: EncryptionProvider | null = null
+  static readonly DefaultEncryption = DefaultEncryption
+  /** The block key of `encryptionKey` for the core `key` (use it with `{ block: true }`). */
+  static blockEncryptionKey (key: Uint8Array, encryptionKey: Uint8Array): Uint8Array {
+    return DefaultEncryption.blockEncryptionKey(key, encryptionKey)
+  }
+
+  readonly #encryptionOption: EncryptionKeyOptions | EncryptionProvider | null
+  // --- end encryption ---
 
   private readonly waiting = new Map<number, Set<Waiter>>()
   /** Streams handed to replicate() before the core was open. */
@@ -167,6 +195,7 @@ export class Hypercore extends EventEmitter {
     else throw BAD_ARGUMENT('Storage is a directory path or a function returning random-access storage')
 
     this.valueEncoding = resolveEncoding(opts.valueEncoding)
+    this.#encryptionOption = encryptionOption(opts) // encryption (issue 8)
     this.opening = this.open({ ...opts, key: keyBytes })
     this.opening.catch(noop)
   }
@@ -185,7 +214,15 @@ export class Hypercore extends EventEmitter {
         createIfMissing: opts.createIfMissing ?? true,
         writable: opts.writable ?? true
       }, (name, ...args) => this.oncore(name, args))
-      this.replicator = new Replicator(this.core, (name, ...args) => { this.emit(name, ...args) })
+      // --- encryption (issue 8): the provider needs the core's key, known only now ---
+      this.encryption = resolveEncryption(this.#encryptionOption, encryptionCore(this.core))
+      // --- end encryption ---
+      this.replicator = new Replicator(this.core, (name, ...args) => {
+        // --- encryption (issue 8): transfer sizes without padding, as Hypercore 11 reports them ---
+        if ((name === 'upload' || name === 'download') && typeof args[1] === 'number') args[1] -= this.padding
+        // --- end encryption ---
+        this.emit(name, ...args)
+      })
       for (const mux of this.pendingMuxes.splice(0)) this.replicator.attach(mux)
     } catch (err) {
       await this.storage.close().catch(noop)
@@ -231,20 +268,58 @@ export class Hypercore extends EventEmitter {
   get keyPair (): KeyPair | null { return this.core?.keyPair ?? null }
   get manifest (): Manifest | null { return this.core?.manifest ?? null }
   get length (): number { return this.core?.length ?? 0 }
-  get byteLength (): number { return this.core?.byteLength ?? 0 }
+  // encryption (issue 8): bytes of the blocks without padding (Hypercore 11: `state.byteLength − length × padding`)
+  get byteLength (): number { return this.core === null ? 0 : this.core.byteLength - this.core.length * this.padding }
   get contiguousLength (): number { return this.core?.contiguousLength ?? 0 }
   get fork (): number { return this.core?.fork ?? 0 }
   get writable (): boolean { return this.core !== null && this.core.writable && this.closing === null }
   get readable (): boolean { return this.core !== null && this.closing === null }
   /** True while tree roots are missing: reads that need no missing node work, commits do not. */
   get repairMode (): boolean { return this.core?.repairMode ?? false }
-  get padding (): number { return 0 }
+  // --- encryption (issue 8) ---
+  /**
+   * Bytes of encryption padding in front of each stored block: 0 without
+   * encryption, and (as in Hypercore 11) 0 until the core's manifest is known.
+   */
+  get padding (): number {
+    const core = this.core
+    if (this.encryption === null || core === null || core.manifest === null) return 0
+    return checkPadding(this.encryption.padding(encryptionCore(core), core.length))
+  }
+
+  /** Encrypts from now on with `encryption`, or stops with null. Not stored: pass it again on reopen. */
+  async setEncryption (encryption: EncryptionProvider | null): Promise<void> {
+    if (!this.opened) await this.opening
+    assertProvider(encryption)
+    this.encryption = encryption
+  }
+
+  /** `setEncryption` with the default scheme for `key` (null stops encrypting). */
+  async setEncryptionKey (key: Uint8Array | null, opts: { block?: boolean } = {}): Promise<void> {
+    if (!this.opened) await this.opening
+    if (key !== null && !(key instanceof Uint8Array)) throw BAD_ARGUMENT('An encryption key is a byte array')
+    return this.setEncryption(resolveEncryption({ key, block: opts.block === true }, encryptionCore(this.c)))
+  }
+  // --- end encryption ---
 
   /** Appends one block or many; resolves with the new length and byte length. */
   async append (blocks: unknown): Promise<{ length: number, byteLength: number }> {
     const core = await this.live()
     const list = Array.isArray(blocks) ? blocks : [blocks]
-    return core.append(list.map(b => this.valueEncoding.encode(b)))
+    const encoded = list.map(b => this.valueEncoding.encode(b))
+    // --- encryption (issue 8): encoded blocks get `padding` bytes in front and
+    // are encrypted in place under the append lock (index and fork known there),
+    // before they are hashed: the tree and signature are over ciphertext.
+    const encryption = this.encryption
+    if (encryption !== null) {
+      const padding = this.padding
+      const view = encryptionCore(core)
+      return core.append(encoded.map(b => padBlock(b, padding)), async (bufs, start, fork) => {
+        for (let i = 0; i < bufs.length; i++) await encryption.encrypt(start + i, bufs[i]!, fork, view)
+      })
+    }
+    // --- end encryption ---
+    return core.append(encoded)
   }
 
   /**
@@ -268,7 +343,7 @@ export class Hypercore extends EventEmitter {
         await this.healNode(missing, opts.timeout ?? 0)
         continue
       }
-      if (block !== null) return enc.decode(block)
+      if (block !== null) return this.decodeBlock(core, index, block, enc, opts)
       if (opts.wait === false) return null
       const release = this.replicator?.want(index) ?? noop
       try {
@@ -278,6 +353,21 @@ export class Hypercore extends EventEmitter {
       }
     }
   }
+
+  // --- encryption (issue 8) ---
+  /** A stored block as `get` returns it: raw, or decrypted (a copy) and without padding, then decoded. */
+  private async decodeBlock (core: Core, index: number, block: Uint8Array, enc: Codec, opts: GetOptions): Promise<unknown> {
+    if (opts.raw === true) return block
+    const encryption = this.encryption
+    if (encryption === null) return enc.decode(block)
+    const view = encryptionCore(core)
+    if (opts.decrypt !== false) {
+      block = b4a.from(block) // storage may hand the same bytes to another reader
+      await encryption.decrypt(index, block, view)
+    }
+    return enc.decode(block.subarray(checkPadding(encryption.padding(view, index))))
+  }
+  // --- end encryption ---
 
   private healNode (index: number, timeout: number): Promise<void> {
     return new Promise(resolve => {
@@ -305,7 +395,7 @@ export class Hypercore extends EventEmitter {
   /** [block index, offset inside it] of byte offset `bytes`. */
   async seek (bytes: number): Promise<[number, number]> {
     if (!Number.isSafeInteger(bytes) || bytes < 0) throw BAD_ARGUMENT('Byte offset must be a non-negative integer')
-    return (await this.live()).seek(bytes)
+    return (await this.live()).seek(bytes, this.padding) // padding: encryption (issue 8)
   }
 
   /** Cuts the core to `newLength` blocks and moves to a new fork (default: current + 1). */
@@ -461,9 +551,9 @@ export class Hypercore extends EventEmitter {
       discoveryKey: core.discoveryKey,
       length: core.length,
       contiguousLength: core.contiguousLength,
-      byteLength: core.byteLength,
+      byteLength: this.byteLength, // without padding: encryption (issue 8)
       fork: core.fork,
-      padding: 0,
+      padding: this.padding, // encryption (issue 8)
       writable: this.writable,
       repairMode: core.repairMode,
       storage: core.storageInfo()
