@@ -18,6 +18,7 @@ export type {
   KeyPair, Proof, ProofRequest, ValueEncoding, Manifest, StorageFactory
 } from './lib/hypercore'
 export type { TreeNode } from './lib/tree-node'
+export type { EncryptionProvider, EncryptionCore, EncryptionOptions, EncryptionKeyOptions } from './lib/encryption'
 export type { ErrorCode, HypercoreError } from './lib/errors'
 export type { StoreOptions, RepairSummary } from './lib/store'
 

@@ -28,14 +28,17 @@ import { encodeFullyRemote, decodeFullyRemote, treeNodeProofRequest } from './fu
 import * as crypto from './crypto'
 import * as manifests from './manifest'
 import * as m from './messages'
-import { DefaultEncryption } from './encryption'
+import {
+  DefaultEncryption, assertProvider, checkPadding, encryptionCore, encryptionOption, padBlock, resolveEncryption,
+  type EncryptionCore, type EncryptionKeyOptions, type EncryptionProvider
+} from './encryption'
 import {
   BAD_ARGUMENT, DECODING_ERROR, REQUEST_CANCELLED, SESSION_CLOSED, SESSION_NOT_WRITABLE, SNAPSHOT_NOT_AVAILABLE, ASSERTION,
   isCoded, missingNodeOf
 } from './errors'
 import {
-  assertIndex, encryptionOption, isEncryptionProvider, isPlainOptions, parseKey,
-  type AppendOptions, type DownloadHandle, type DownloadRange, type EncryptionProvider, type Extension, type ExtensionHandlers,
+  assertIndex, isPlainOptions, parseKey,
+  type AppendOptions, type DownloadHandle, type DownloadRange, type Extension, type ExtensionHandlers,
   type GetOptions, type HypercoreOptions, type Info, type SeekOptions, type TruncateOptions, type UpdateOptions, type VerifiedTree
 } from './session-options'
 import type { KeyPair } from './crypto'
@@ -45,7 +48,7 @@ import type { Manifest } from './messages'
 export type {
   KeyPair, Proof, ProofRequest, ValueEncoding, Manifest, StorageFactory, Peer, HypercoreOptions, GetOptions, AppendOptions,
   TruncateOptions, UpdateOptions, SeekOptions, DownloadRange, DownloadHandle, Extension, ExtensionHandlers, Info, VerifiedTree,
-  EncryptionProvider, ReadStreamOptions, ByteStreamOptions
+  EncryptionProvider, EncryptionCore, ReadStreamOptions, ByteStreamOptions
 }
 
 /** Options of `replicate()`. */
@@ -86,6 +89,13 @@ export function internals (session: Hypercore): { shared: SharedCore, core: Core
  */
 export class Hypercore extends EventEmitter {
   static readonly MAX_SUGGESTED_BLOCK_SIZE = MAX_SUGGESTED_BLOCK_SIZE
+  /** Hypercore 11's default block encryption. */
+  static readonly DefaultEncryption = DefaultEncryption
+
+  /** The block key of `encryptionKey` for the core `key` (use it with `{ block: true }`). */
+  static blockEncryptionKey (key: Uint8Array, encryptionKey: Uint8Array): Uint8Array {
+    return DefaultEncryption.blockEncryptionKey(key, encryptionKey)
+  }
 
   opened = false
   closed = false
@@ -107,6 +117,8 @@ export class Hypercore extends EventEmitter {
   #keyPair: KeyPair | null
   #snapshot: Snapshot | null = null
   #encryption: EncryptionProvider | null = null
+  /** What the options asked for; a key becomes a provider once the core's key is known. */
+  readonly #encryptionOption: EncryptionKeyOptions | EncryptionProvider | null
   #onwait: HypercoreOptions['onwait']
   #onseq: HypercoreOptions['onseq']
   #active: boolean
@@ -145,6 +157,7 @@ export class Hypercore extends EventEmitter {
     this.wait = opts.wait !== false
     this.timeout = opts.timeout ?? 0
     this.snapshotted = opts.snapshot === true
+    this.#encryptionOption = encryptionOption(opts)
 
     if (parent !== null) {
       this.#shared = sharedOf.get(parent)!
@@ -168,7 +181,12 @@ export class Hypercore extends EventEmitter {
     const self = this
     this.#link = {
       get snapshot () { return self.#snapshot },
-      emit: (name, ...args) => { this.emit(name, ...args) }
+      emit: (name, ...args) => {
+        // Transfer sizes without encryption padding, as Hypercore 11 reports them.
+        if ((name === 'upload' || name === 'download') && typeof args[1] === 'number') args = [args[0], args[1] - this.padding, ...args.slice(2)]
+        this.emit(name, ...args)
+      },
+      close: () => this.close()
     }
     // Registered now, so a parent closing before this session is ready leaves the core open.
     this.#shared.addSession(this.#link)
@@ -187,8 +205,7 @@ export class Hypercore extends EventEmitter {
       if (this.#keyPair === null) this.#keyPair = (parent !== null ? parent.#keyPair : null) ?? core.keyPair
       if (this.snapshotted && this.#snapshot === null) this.#takeSnapshot(parent)
       if (parent !== null && parent.#encryption !== null) this.#encryption = parent.#encryption
-      const e = encryptionOption(opts)
-      if (e !== null) this.#encryption = await this.#encryptionProvider(e)
+      if (this.#encryptionOption !== null) this.#encryption = resolveEncryption(this.#encryptionOption, encryptionCore(core))
       if (opts.userData) {
         for (const [k, v] of Object.entries(opts.userData)) await core.setUserData(k, typeof v === 'string' ? b4a.from(v) : v)
       }
@@ -212,7 +229,11 @@ export class Hypercore extends EventEmitter {
     return this.opening
   }
 
-  /** A new handle on the same core (options default to this session's). */
+  /**
+   * A new handle on the same core. `wait`, `timeout`, `writable`, `onwait`
+   * and `onseq` default to this session's; the value encoding does not carry
+   * over (as in Hypercore 11), encryption does.
+   */
   session (opts: HypercoreOptions = {}): Hypercore {
     if (this.closing !== null) throw SESSION_CLOSED('Cannot make sessions on a closing core', this.discoveryKey)
     const inherited: HypercoreOptions = {
@@ -223,11 +244,9 @@ export class Hypercore extends EventEmitter {
       onseq: opts.onseq === undefined ? this.#onseq : opts.onseq,
       snapshot: opts.snapshot ?? false
     }
-    if (opts.valueEncoding === undefined) inherited.valueEncoding = this.#encoding
-    if (opts.encodeBatch === undefined && this.#encodeBatch !== null) inherited.encodeBatch = this.#encodeBatch
     makingSessionOf = this
     try {
-      return new Hypercore(null, null, { ...opts, ...inherited, valueEncoding: opts.valueEncoding ?? inherited.valueEncoding })
+      return new Hypercore(null, null, { ...opts, ...inherited })
     } finally {
       makingSessionOf = null
     }
@@ -306,7 +325,7 @@ export class Hypercore extends EventEmitter {
   get padding (): number {
     const core = this.#shared.core
     if (this.#encryption === null || core === null || core.manifest === null) return 0
-    return this.#encryption.padding(this.#coreView(), this.length)
+    return checkPadding(this.#encryption.padding(encryptionCore(core), this.length))
   }
 
   get writable (): boolean {
@@ -359,27 +378,23 @@ export class Hypercore extends EventEmitter {
 
   get active (): boolean { return this.#active }
 
+  /** Encrypts from now on with `encryption` (this session only), or stops with null. Not stored: pass it again on reopen. */
   async setEncryption (encryption: EncryptionProvider | null): Promise<void> {
     if (!this.opened) await this.opening
-    if (encryption !== null && !isEncryptionProvider(encryption)) {
-      throw ASSERTION('Provider does not satisfy HypercoreEncryption interface', this.discoveryKey)
-    }
+    assertProvider(encryption)
     this.#encryption = encryption
   }
 
+  /** `setEncryption` with Hypercore 11's default scheme for `key` (null stops encrypting). */
   async setEncryptionKey (key: Uint8Array | null, opts: { block?: boolean } = {}): Promise<void> {
     if (!this.opened) await this.opening
-    this.#encryption = key === null ? null : await this.#encryptionProvider({ key, block: opts.block === true })
-  }
-
-  async #encryptionProvider (e: NonNullable<ReturnType<typeof encryptionOption>>): Promise<EncryptionProvider | null> {
-    if (isEncryptionProvider(e)) return e
-    return new DefaultEncryption(e.key, this.key!, { block: e.block === true })
+    if (key !== null && !(key instanceof Uint8Array)) throw BAD_ARGUMENT('An encryption key is a byte array')
+    this.#encryption = resolveEncryption({ key, block: opts.block === true }, encryptionCore(this.#core))
   }
 
   /** The core as an encryption provider sees it (Hypercore 11 passes its internal core). */
-  #coreView (): unknown {
-    return this.#shared.core
+  #coreView (): EncryptionCore {
+    return encryptionCore(this.#core)
   }
 
   // -------------------------------------------------------------------------
@@ -408,7 +423,7 @@ export class Hypercore extends EventEmitter {
   }
 
   #decode (enc: Codec, block: Uint8Array, index: number): unknown {
-    if (this.#encryption !== null) block = block.subarray(this.#encryption.padding(this.#coreView(), index))
+    if (this.#encryption !== null) block = block.subarray(checkPadding(this.#encryption.padding(this.#coreView(), index)))
     try {
       return enc.decode(block)
     } catch (err) {
@@ -600,18 +615,16 @@ export class Hypercore extends EventEmitter {
       : async (bufs: Uint8Array[], start: number, fork: number) => {
         for (let i = 0; i < bufs.length; i++) await encryption.encrypt(start + i, bufs[i]!, fork, this.#coreView())
       }
-    const result = await core.append(buffers, { keyPair, signature, maxLength: opts.maxLength, preappend })
-    return { length: result.length, byteLength: result.byteLength - result.length * this.padding }
+    // As in Hypercore 11, the byte length returned counts the encryption padding.
+    return core.append(buffers, { keyPair, signature, maxLength: opts.maxLength, preappend })
   }
 
   /** Encodes one value, with room for the encryption padding in front. */
   #encode (value: unknown): Uint8Array {
     const padding = this.padding
     const bytes = value instanceof Uint8Array ? value : this.#encoding.encode(value)
-    if (padding === 0) return bytes
-    const out = b4a.alloc(padding + bytes.byteLength)
-    out.set(bytes, padding)
-    return out
+    // A fresh buffer when padded: in-place encryption never touches the caller's bytes.
+    return padding === 0 ? bytes : padBlock(bytes, padding)
   }
 
   /** Cuts the core to `newLength` blocks and moves to a new fork (default: current + 1). */
@@ -654,11 +667,10 @@ export class Hypercore extends EventEmitter {
   /** Closes every session of this core and deletes its files. */
   async purge (): Promise<void> {
     if (!this.opened) await this.opening.catch(noop)
-    await this.#shared.close()
+    await this.#shared.closeAllSessions()
     await this.#shared.storage.unlink().catch(noop)
     const dir = this.#shared.directory
     if (dir !== null) await fs.promises.rm(dir, { recursive: true, force: true }).catch(noop)
-    await this.close()
   }
 
   /**

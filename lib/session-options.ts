@@ -2,30 +2,17 @@
  * The option and result shapes of the public `Hypercore` class, as
  * Hypercore 11 names them, plus the pure helpers that read them.
  */
-import b4a from 'b4a'
 import * as id from 'hypercore-id-encoding'
 import type { KeyPair } from './crypto'
 import type { ManifestInput } from './manifest'
 import type { ValueEncoding } from './value-encoding'
 import type { StorageFactory } from './storage'
 import type { Peer } from './peer'
+import type { EncryptionOptions } from './encryption'
 import { ASSERTION, BAD_ARGUMENT } from './errors'
 
-/**
- * A block cipher for a core, as Hypercore 11 defines the interface: blocks
- * carry `padding(core, index)` bytes in front, encrypted in place.
- */
-export interface EncryptionProvider {
-  padding (core: unknown, index: number): number
-  encrypt (index: number, block: Uint8Array, fork: number, core: unknown): void | Promise<void>
-  decrypt (index: number, block: Uint8Array, core: unknown): void | Promise<void>
-}
-
-/** The `encryption` option: a key, `{ key, block }`, or a provider. */
-export type EncryptionOption = Uint8Array | { key: Uint8Array, block?: boolean } | EncryptionProvider
-
 /** Options of `new Hypercore(storage, [key], [opts])` and of `session(opts)`. */
-export interface HypercoreOptions {
+export interface HypercoreOptions extends EncryptionOptions {
   /** Where the core lives, as an alternative to the first argument. */
   storage?: string | StorageFactory | null
   /** The core's public key (32 bytes, 64 hex or 52 z32 characters); omit to create a new writable core. */
@@ -54,12 +41,6 @@ export interface HypercoreOptions {
   onseq?: ((index: number, session: unknown) => void) | null
   /** A session frozen at the length, fork and tree it was made at. */
   snapshot?: boolean
-  /** Block encryption. */
-  encryption?: EncryptionOption | null
-  /** Older spelling of `encryption: { key }`. */
-  encryptionKey?: Uint8Array | null
-  /** With `encryptionKey`: the key is the block key itself. */
-  isBlockKey?: boolean
   /** Entries written to the core's user data when it opens. */
   userData?: Record<string, Uint8Array | string> | null
   /** [min, max] requests in flight per peer. */
@@ -196,17 +177,4 @@ export function assertIndex (index: unknown, what: string, discoveryKey: Uint8Ar
 
 export function isPlainOptions (x: unknown): x is HypercoreOptions {
   return typeof x === 'object' && x !== null && !(x instanceof Uint8Array) && !Array.isArray(x)
-}
-
-/** The encryption option in its newer form, from either spelling. */
-export function encryptionOption (opts: HypercoreOptions): { key: Uint8Array, block?: boolean } | EncryptionProvider | null {
-  if (opts.encryptionKey) return { key: opts.encryptionKey, block: opts.isBlockKey === true }
-  const e = opts.encryption
-  if (!e) return null
-  return e instanceof Uint8Array ? { key: e } : e
-}
-
-export function isEncryptionProvider (e: unknown): e is EncryptionProvider {
-  const p = e as EncryptionProvider | null
-  return p !== null && typeof p === 'object' && typeof p.padding === 'function' && typeof p.encrypt === 'function' && typeof p.decrypt === 'function'
 }

@@ -23,6 +23,8 @@ export interface SessionLink {
   readonly snapshot: Snapshot | null
   /** Delivers an event to the session's listeners. */
   emit (name: string, ...args: unknown[]): void
+  /** Closes the session (purge closes every session of the core). */
+  close? (): Promise<void>
 }
 
 export interface SharedOpenOptions extends CoreOpenOptions {
@@ -116,6 +118,12 @@ export class SharedCore {
     for (const [name, ext] of [...this.#extensions]) if (ext.owner === link) this.unregisterExtension(name, link)
     if (link.snapshot !== null && --link.snapshot.refs === 0) this.#snapshots.delete(link.snapshot)
     if (this.#sessions.size === 0) await this.close()
+  }
+
+  /** Closes every session; the last one out closes the core. */
+  async closeAllSessions (): Promise<void> {
+    await Promise.all([...this.#sessions].map(s => s.close?.()))
+    await this.close()
   }
 
   /** Closes the core under every session (purge, or the last session leaving). */

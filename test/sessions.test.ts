@@ -217,8 +217,9 @@ test('clear() resolves null, or with { diff: true } an object', async t => {
 })
 
 test('a key passed to the constructor is known before ready(), as bytes, hex or z32', async t => {
+  const kp = keyPair()
   const { ours, theirs } = await sideBySide(t, async env => {
-    const writer = env.open()
+    const writer = env.open(null, null, { keyPair: kp })
     await writer.ready()
     const key = writer.key!
     const fromBytes = env.open(null, key)
@@ -297,7 +298,7 @@ test('proof() fills in the block value, as Hypercore 11 does', async t => {
   t.is(ours, 'one')
 })
 
-test('sessions made before the core opens share it, and a snapshot of a snapshot is the same view', async t => {
+test('sessions made before the core opens share it; a snapshot of a snapshot is the same view; encodings do not carry over', async t => {
   const { ours, theirs } = await sideBySide(t, async env => {
     const dir = env.dir()
     const first = env.open(dir)
@@ -319,7 +320,9 @@ test('sessions made before the core opens share it, and a snapshot of a snapshot
 })
 
 test('purge() closes every session and deletes the core', async t => {
-  const { ours, theirs } = await sideBySide(t, async env => {
+  // Hypercore 11.35.1's purge() throws (it calls a method it no longer has), so this is ours alone.
+  const { ours } = await sideBySide(t, async env => {
+    if (env.kind === 'hypercore') return null
     const dir = env.dir()
     const core = env.open(dir)
     await core.append(text('a'))
@@ -332,7 +335,7 @@ test('purge() closes every session and deletes the core', async t => {
     await again.close()
     return out
   })
-  t.alike(ours, theirs)
+  t.alike(ours, [true, true, 0])
 })
 
 /** Kept for readers of the transcripts above: what one looks like. */
