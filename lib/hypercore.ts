@@ -11,6 +11,7 @@ import type { Readable, Writable } from 'node:stream'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import b4a from 'b4a'
+import c from 'compact-encoding'
 import Protomux from 'protomux'
 import type NoiseSecretStream from '@hyperswarm/secret-stream'
 import * as id from 'hypercore-id-encoding'
@@ -55,6 +56,12 @@ export type {
 export type ReplicateOptions = ProtocolStreamOptions & {
   /** Called with the discovery key of each core the remote opens a channel for. */
   ondiscoverykey?: (discoveryKey: Uint8Array) => unknown
+}
+
+/** Extension messages without an encoding: compact-encoding's length-prefixed buffer, as in Hypercore 11. */
+const EXTENSION_BYTES: Codec = {
+  encode: (value) => c.encode(c.buffer, value instanceof Uint8Array ? value : b4a.from(String(value))),
+  decode: (bytes) => c.decode(c.buffer, bytes) ?? b4a.alloc(0)
 }
 
 /** Hypercore 11 enforces nothing, but suggests blocks of at most 15 MiB (each goes over the wire whole). */
@@ -862,7 +869,8 @@ export class Hypercore extends EventEmitter {
 
   /** Messages of your own to peers of this core, over the replication channel. */
   registerExtension<T = unknown> (name: string, handlers: ExtensionHandlers<T> = {}): Extension<T> {
-    const enc = resolveEncoding(handlers.encoding ?? 'binary')
+    // Without an encoding, messages are length-prefixed bytes (compact-encoding's buffer), as Hypercore 11 sends them.
+    const enc = handlers.encoding === undefined || handlers.encoding === null ? EXTENSION_BYTES : resolveEncoding(handlers.encoding)
     this.#shared.registerExtension(name, this.#link, (bytes, peer) => {
       let value: T
       try {

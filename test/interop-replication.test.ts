@@ -252,6 +252,27 @@ test('extensions work between Hypercore 11 and nomadcore, both ways', async t =>
   t.alike(ours, [{ m: 1 }])
 })
 
+test('extensions without an encoding carry bytes Hypercore 11 decodes (length-prefixed), both ways', async t => {
+  const w = await hc(t)
+  await w.append(blocks(1))
+  const r = await ramCore(t, w.key)
+  const theirs: unknown[] = []
+  const ours: unknown[] = []
+  const hcExt = (w as unknown as { registerExtension (name: string, h: { onmessage: (m: unknown) => void }): { broadcast (m: unknown): void } })
+    .registerExtension('raw', { onmessage: m => theirs.push(b4a.toString(m as Uint8Array)) })
+  const ext = r.registerExtension<Uint8Array>('raw', { onmessage: m => ours.push(b4a.toString(m)) })
+  const link = replicate(t, w, r)
+  let broken = false
+  link.a.on('error', () => { broken = true })
+  await until(() => r.peers.length === 1 && w.peers.length === 1, 2000, 'peers')
+  ext.broadcast(b4a.from('from nomadcore'))
+  hcExt.broadcast(b4a.from('from Hypercore 11'))
+  await until(() => theirs.length === 1 && ours.length === 1, 2000, 'messages')
+  t.alike(theirs, ['from nomadcore'])
+  t.alike(ours, ['from Hypercore 11'])
+  t.absent(broken, 'the Hypercore 11 side did not fail to decode')
+})
+
 test('two Hypercore 11 cores and two nomadcore cores share one connection', async t => {
   const w1 = await hc(t)
   const w2 = await hc(t)
