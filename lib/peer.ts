@@ -211,12 +211,12 @@ export class Peer {
   announce (start: number, length: number): void {
     if (!this.remoteOpened || this.remoteFork !== this.host.core.fork) return
     const core = this.host.core
+    // Even a peer that holds these blocks itself is told: it tracks who holds
+    // what (remoteContiguousLength, whom to send its own readers to).
     if (core.contiguousLength === core.length && start + length === core.length) {
-      if (this.remoteContiguous >= core.length) return
       this.range.send({ drop: false, start: 0, length: core.length })
       return
     }
-    if (this.remoteContiguous >= start + length) return
     this.range.send({ drop: false, start, length })
   }
 

@@ -202,13 +202,18 @@ export class Replicator implements PeerHost {
   }
 
   onhave (peer: Peer): void {
-    const contiguous = Math.min(peer.remoteContiguous, this.core.length)
-    if (contiguous > this.remoteContiguous) {
-      this.remoteContiguous = contiguous
-      this.emit('remote-contiguous-length', contiguous)
-    }
+    this.updateRemoteContiguous()
     this.rescan()
     this.scheduleUpdate()
+  }
+
+  /** A peer's contiguous blocks count once our length covers them, so look again when either moves. */
+  private updateRemoteContiguous (): void {
+    let best = this.remoteContiguous
+    for (const p of this.peers) best = Math.max(best, Math.min(p.remoteContiguous, this.core.length))
+    if (best <= this.remoteContiguous) return
+    this.remoteContiguous = best
+    this.emit('remote-contiguous-length', best)
   }
 
   /** The most blocks a peer has held contiguously from the start, up to our length. */
@@ -229,6 +234,7 @@ export class Replicator implements PeerHost {
 
   /** Our length or fork changed (append, upgrade, truncate, repair). */
   onupgrade (): void {
+    this.updateRemoteContiguous()
     for (const peer of this.peers) peer.sendSync()
     this.scheduleUpdate()
   }

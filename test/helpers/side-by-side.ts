@@ -20,6 +20,8 @@ export interface SessionLike {
   readonly signedLength: number
   readonly byteLength: number
   readonly fork: number
+  readonly remoteContiguousLength: number
+  readonly contiguousLength: number
   readonly writable: boolean
   readonly readable: boolean
   readonly closed: boolean
@@ -35,6 +37,7 @@ export interface SessionLike {
   truncate (length?: number, opts?: number | Record<string, unknown>): Promise<void>
   clear (start: number, end?: number | Record<string, unknown>, opts?: Record<string, unknown>): Promise<unknown>
   update (opts?: Record<string, unknown>): Promise<boolean>
+  download (range?: Record<string, unknown>): { done (): Promise<unknown>, destroy (): void }
   seek (bytes: number, opts?: Record<string, unknown>): Promise<[number, number] | null>
   treeHash (length?: number): Promise<Uint8Array>
   signable (length?: number, fork?: number): Promise<Uint8Array>
