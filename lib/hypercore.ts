@@ -11,18 +11,20 @@ import type { Readable, Writable } from 'node:stream'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import b4a from 'b4a'
-import c from 'compact-encoding'
 import Protomux from 'protomux'
 import type NoiseSecretStream from '@hyperswarm/secret-stream'
 import * as id from 'hypercore-id-encoding'
-import { protocolStream, type Replicable, type ProtocolStreamOptions } from './protocol-stream'
+import type { Replicable } from './protocol-stream'
 import { SharedCore, type SessionLink } from './shared-core'
 import type { Core, CoreEvents } from './core'
 import type { Replicator, ReplicatorEvents } from './replicator'
 import type { Peer } from './peer'
 import { CoreStorage, type StorageFactory } from './storage'
 import type { Snapshot } from './snapshot'
-import { Bitfield } from './bitfield'
+import { Marks } from './marks'
+import { downloadHandle } from './download'
+import { createExtension, type ExtensionHost } from './extension'
+import { keyOf, protocolMuxer, createProtocolStream, type KeyOptions, type ProtocolStreamCreateOptions } from './statics'
 import { resolveEncoding, type Codec, type ValueEncoding } from './value-encoding'
 import { createReadStream, createByteStream, createWriteStream, type ReadStreamOptions, type ByteStreamOptions } from './streams'
 import { encodeFullyRemote, decodeFullyRemote, treeNodeProofRequest } from './fully-remote-proof'
@@ -53,16 +55,7 @@ export type {
 }
 
 /** Options of `replicate()`. */
-export type ReplicateOptions = ProtocolStreamOptions & {
-  /** Called with the discovery key of each core the remote opens a channel for. */
-  ondiscoverykey?: (discoveryKey: Uint8Array) => unknown
-}
-
-/** Extension messages without an encoding: compact-encoding's length-prefixed buffer, as in Hypercore 11. */
-const EXTENSION_BYTES: Codec = {
-  encode: (value) => c.encode(c.buffer, value instanceof Uint8Array ? value : b4a.from(String(value))),
-  decode: (bytes) => c.decode(c.buffer, bytes) ?? b4a.alloc(0)
-}
+export type ReplicateOptions = ProtocolStreamCreateOptions
 
 /** Hypercore 11 enforces nothing, but suggests blocks of at most 15 MiB (each goes over the wire whole). */
 const MAX_SUGGESTED_BLOCK_SIZE = 15 * 1024 * 1024
@@ -131,7 +124,7 @@ export class Hypercore extends EventEmitter {
   #active: boolean
   readonly #findingPeers: Array<() => void> = []
   readonly #downloads = new Set<DownloadHandle>()
-  #marks: Bitfield | null = null
+  #marks: Marks | null = null
 
   /**
    * @param storage a directory (the core's files live directly in it), a
@@ -417,7 +410,7 @@ export class Hypercore extends EventEmitter {
     if (this.closing !== null) throw SESSION_CLOSED('cannot get on a closed session', this.discoveryKey)
     const enc = opts.valueEncoding ? resolveEncoding(opts.valueEncoding) : this.#encoding
     this.#onseq?.(index, this)
-    this.#marks?.set(index, true)
+    this.#marks?.mark(index)
 
     let block = await this.#read(index, opts)
     if (block === null) return null
@@ -721,13 +714,13 @@ export class Hypercore extends EventEmitter {
   async startMarking (): Promise<void> {
     if (this.#marks !== null) throw ASSERTION("Hypercore cannot be gc'ed when already in gc mode", this.discoveryKey)
     if (!this.opened) await this.opening
-    this.#marks = new Bitfield()
+    this.#marks = new Marks()
   }
 
   async markBlock (start: number, end = start + 1): Promise<void> {
     if (!this.opened) await this.opening
-    if (this.#marks === null) this.#marks = new Bitfield()
-    this.#marks.setRange(start, end, true)
+    this.#marks ??= new Marks()
+    this.#marks.mark(start, end)
   }
 
   async clearMarkings (): Promise<void> {
@@ -739,17 +732,7 @@ export class Hypercore extends EventEmitter {
   async sweep (): Promise<void> {
     if (!this.opened) await this.opening
     if (this.#snapshot !== null) throw ASSERTION('Cannot sweep a snapshot', this.discoveryKey)
-    const marks = this.#marks ?? new Bitfield()
-    const length = this.length
-    let i = 0
-    while (i < length) {
-      const from = marks.firstUnset(i)
-      if (from >= length) break
-      const next = marks.firstSet(from)
-      const to = next === -1 || next > length ? length : next
-      await this.clear(from, to)
-      i = to
-    }
+    for (const [from, to] of (this.#marks ?? new Marks()).unmarked(this.length)) await this.clear(from, to)
     this.#marks = null
   }
 
@@ -796,41 +779,14 @@ export class Hypercore extends EventEmitter {
    * it keeps downloading everything, new blocks included.
    */
   download (range: DownloadRange = {}): DownloadHandle {
-    let inner: { done (): Promise<void>, destroy (): void } | null = null
-    let destroyed = false
-    const opened = this.opening.then(() => {
-      if (destroyed || this.closing !== null) return
+    const handle = downloadHandle(this.opening, () => {
+      if (this.closing !== null) return null
       const r = this.#shared.replicator!
-      if (range.blocks) inner = r.download(0, 0, range.blocks)
-      else {
-        const end = range.end === undefined || range.end === -1 ? Infinity : range.end
-        inner = r.download(range.start ?? 0, end, null)
-      }
-    })
-    opened.catch(noop)
-    const finished = opened.then(async () => {
-      if (inner === null) return false
-      try {
-        await inner.done()
-        return true
-      } catch (err) {
-        if (isCoded(err, 'REQUEST_CANCELLED')) return false
-        throw err
-      }
-    })
-    finished.catch(noop)
-    const handle: DownloadHandle = {
-      ready: () => opened,
-      done: () => finished,
-      downloaded: () => finished,
-      destroy: () => {
-        destroyed = true
-        this.#downloads.delete(handle)
-        void opened.then(() => inner?.destroy(), noop)
-      }
-    }
+      if (range.blocks) return r.download(0, 0, range.blocks)
+      const end = range.end === undefined || range.end === -1 ? Infinity : range.end
+      return r.download(range.start ?? 0, end, null)
+    }, h => this.#downloads.delete(h))
     this.#downloads.add(handle)
-    void finished.then(() => this.#downloads.delete(handle), noop)
     return handle
   }
 
@@ -869,25 +825,14 @@ export class Hypercore extends EventEmitter {
 
   /** Messages of your own to peers of this core, over the replication channel. */
   registerExtension<T = unknown> (name: string, handlers: ExtensionHandlers<T> = {}): Extension<T> {
-    // Without an encoding, messages are length-prefixed bytes (compact-encoding's buffer), as Hypercore 11 sends them.
-    const enc = handlers.encoding === undefined || handlers.encoding === null ? EXTENSION_BYTES : resolveEncoding(handlers.encoding)
-    this.#shared.registerExtension(name, this.#link, (bytes, peer) => {
-      let value: T
-      try {
-        value = enc.decode(bytes) as T
-      } catch {
-        return // a message that does not decode is the peer's problem, not ours
-      }
-      handlers.onmessage?.(value, peer)
-    })
+    return createExtension(this.#extensionHost, name, handlers)
+  }
+
+  get #extensionHost (): ExtensionHost {
     return {
-      name,
-      send: (message, peer) => peer.sendExtension(name, enc.encode(message)),
-      broadcast: (message) => {
-        const bytes = enc.encode(message)
-        for (const peer of this.peers) peer.sendExtension(name, bytes)
-      },
-      destroy: () => this.#shared.unregisterExtension(name, this.#link)
+      register: (name, onmessage) => this.#shared.registerExtension(name, this.#link, onmessage),
+      unregister: (name) => this.#shared.unregisterExtension(name, this.#link),
+      peers: () => this.peers
     }
   }
 
@@ -973,13 +918,8 @@ export class Hypercore extends EventEmitter {
   // Statics, as Hypercore 11 has them
 
   /** The key of the core a manifest (or a signer's public key) describes. */
-  static key (manifest: manifests.ManifestInput | Uint8Array, opts: { compat?: boolean, version?: number, namespace?: Uint8Array } = {}): Uint8Array {
-    let input: manifests.ManifestInput | Uint8Array = manifest
-    if (manifest instanceof Uint8Array && manifest.byteLength === 32) {
-      input = { version: opts.version, signers: [{ publicKey: manifest, namespace: opts.namespace }] } as manifests.ManifestInput
-    }
-    const parsed = manifests.createManifest(input)
-    return opts.compat === true ? parsed.signers[0]!.publicKey : manifests.manifestHash(parsed)
+  static key (manifest: manifests.ManifestInput | Uint8Array, opts: KeyOptions = {}): Uint8Array {
+    return keyOf(manifest, opts)
   }
 
   static discoveryKey (key: Uint8Array): Uint8Array {
@@ -988,8 +928,7 @@ export class Hypercore extends EventEmitter {
 
   /** The protomux a protocol stream carries (what `replicate()` attaches cores to). */
   static getProtocolMuxer (stream: NoiseSecretStream | Protomux['stream']): Protomux {
-    const noise = (stream as NoiseSecretStream).noiseStream ?? stream
-    return (noise as NoiseSecretStream).userData as Protomux
+    return protocolMuxer(stream)
   }
 
   /**
@@ -998,15 +937,7 @@ export class Hypercore extends EventEmitter {
    * `ondiscoverykey` hears each core the remote asks for.
    */
   static createProtocolStream (isInitiator: Replicable, opts: ReplicateOptions = {}): NoiseSecretStream | Protomux['stream'] {
-    const { mux, stream } = protocolStream(isInitiator, opts)
-    const ondiscoverykey = opts.ondiscoverykey
-    if (ondiscoverykey) {
-      mux.pair({ protocol: 'hypercore/alpha' }, (dk: Uint8Array) => {
-        if (!(dk instanceof Uint8Array) || dk.byteLength !== 32) throw BAD_ARGUMENT('Invalid discovery key')
-        return ondiscoverykey(dk)
-      })
-    }
-    return stream
+    return createProtocolStream(isInitiator, opts)
   }
 }
 
