@@ -125,6 +125,7 @@ export class Hypercore extends EventEmitter {
   readonly #findingPeers: Array<() => void> = []
   readonly #downloads = new Set<DownloadHandle>()
   #marks: Marks | null = null
+  #exclusive = false
 
   /**
    * @param storage a directory (the core's files live directly in it), a
@@ -186,7 +187,8 @@ export class Hypercore extends EventEmitter {
         if ((name === 'upload' || name === 'download') && typeof args[1] === 'number') args = [args[0], args[1] - this.padding, ...args.slice(2)]
         this.emit(name, ...args)
       },
-      close: () => this.close()
+      close: () => this.close(),
+      weak: opts.weak === true
     }
     // Registered now, so a parent closing before this session is ready leaves the core open.
     this.#shared.addSession(this.#link)
@@ -202,6 +204,10 @@ export class Hypercore extends EventEmitter {
     try {
       await this.#shared.opening
       const core = this.#shared.core!
+      if (opts.exclusive === true && opts.writable !== false) {
+        this.#exclusive = true
+        await this.#shared.lockExclusive()
+      }
       if (this.#keyPair === null) this.#keyPair = (parent !== null ? parent.#keyPair : null) ?? core.keyPair
       if (this.snapshotted && this.#snapshot === null) this.#takeSnapshot(parent)
       if (parent !== null && parent.#encryption !== null) this.#encryption = parent.#encryption
@@ -210,6 +216,7 @@ export class Hypercore extends EventEmitter {
         for (const [k, v] of Object.entries(opts.userData)) await core.setUserData(k, typeof v === 'string' ? b4a.from(v) : v)
       }
     } catch (err) {
+      if (this.#exclusive) this.#shared.unlockExclusive()
       await this.#shared.removeSession(this.#link, null).catch(noop)
       this.closed = true
       this.emit('close')
@@ -242,7 +249,8 @@ export class Hypercore extends EventEmitter {
       writable: opts.writable === undefined ? !this.#readonly : opts.writable,
       onwait: opts.onwait === undefined ? this.#onwait : opts.onwait,
       onseq: opts.onseq === undefined ? this.#onseq : opts.onseq,
-      snapshot: opts.snapshot ?? false
+      snapshot: opts.snapshot ?? false,
+      weak: opts.weak ?? this.#link.weak
     }
     makingSessionOf = this
     try {
@@ -908,6 +916,7 @@ export class Hypercore extends EventEmitter {
     }
     for (const release of [...this.#findingPeers]) release()
     for (const d of [...this.#downloads]) d.destroy()
+    if (this.#exclusive) this.#shared.unlockExclusive()
     this.opened = false
     await this.#shared.removeSession(this.#link, error ?? REQUEST_CANCELLED())
     this.closed = true

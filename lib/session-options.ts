@@ -47,8 +47,10 @@ export interface HypercoreOptions extends EncryptionOptions {
   inflightRange?: [number, number] | null
   /** Whether this session keeps the core replicating (bookkeeping only: a nomadcore core always replicates while open). */
   active?: boolean
-  /** A weak session does not keep the core open by itself (accepted for compatibility; every session counts). */
+  /** A weak session does not keep the core open: it closes when the last other session does. */
   weak?: boolean
+  /** Wait until every earlier exclusive session of this core has closed before `ready()`. */
+  exclusive?: boolean
 }
 
 export interface GetOptions {

@@ -25,6 +25,8 @@ export interface SessionLink {
   emit (name: string, ...args: unknown[]): void
   /** Closes the session (purge closes every session of the core). */
   close? (): Promise<void>
+  /** A weak session does not keep the core open: it closes with the last strong one. */
+  readonly weak?: boolean
 }
 
 export interface SharedOpenOptions extends CoreOpenOptions {
@@ -70,6 +72,9 @@ export class SharedCore {
   readonly #snapshots = new Set<Snapshot>()
   #closing: Promise<void> | null = null
   #maxInflight: number | undefined
+  /** Exclusive sessions in line: the first holds the core, the others wait for it to close. */
+  readonly #exclusive: Array<() => void> = []
+  #exclusiveHeld = false
 
   constructor (storage: CoreStorage, opts: SharedOpenOptions) {
     this.storage = storage
@@ -118,6 +123,22 @@ export class SharedCore {
     for (const [name, ext] of [...this.#extensions]) if (ext.owner === link) this.unregisterExtension(name, link)
     if (link.snapshot !== null && --link.snapshot.refs === 0) this.#snapshots.delete(link.snapshot)
     if (this.#sessions.size === 0) await this.close()
+    else if (![...this.#sessions].some(s => s.weak !== true)) await this.closeAllSessions()
+  }
+
+  /** Resolves when this session may hold the core exclusively (after those before it close). */
+  lockExclusive (): Promise<void> {
+    if (!this.#exclusiveHeld) {
+      this.#exclusiveHeld = true
+      return Promise.resolve()
+    }
+    return new Promise(resolve => this.#exclusive.push(resolve))
+  }
+
+  unlockExclusive (): void {
+    const next = this.#exclusive.shift()
+    if (next !== undefined) next()
+    else this.#exclusiveHeld = false
   }
 
   /** Closes every session; the last one out closes the core. */

@@ -338,5 +338,46 @@ test('purge() closes every session and deletes the core', async t => {
   t.alike(ours, [true, true, 0])
 })
 
+test('a weak session closes when the last strong session closes', async t => {
+  const { ours, theirs } = await sideBySide(t, async env => {
+    const core = env.open()
+    await core.append(text('a'))
+    const weak = core.session({ weak: true })
+    await weak.ready()
+    const strong = core.session()
+    await strong.ready()
+    await core.close()
+    const mid = [weak.closed, strong.closed]
+    await strong.close()
+    await new Promise(resolve => setTimeout(resolve, 20))
+    return [mid, weak.closed]
+  })
+  t.alike(ours, theirs)
+  t.alike(ours, [[false, false], true])
+})
+
+test('an exclusive session waits for the one before it to close', async t => {
+  const { ours, theirs } = await sideBySide(t, async env => {
+    const core = env.open()
+    await core.ready()
+    const order: string[] = []
+    const first = core.session({ exclusive: true })
+    await first.ready()
+    order.push('first ready')
+    const second = core.session({ exclusive: true })
+    const secondReady = second.ready().then(() => order.push('second ready'))
+    const reader = core.session({ exclusive: true, writable: false })
+    await reader.ready()
+    order.push('read-only one does not wait')
+    await new Promise(resolve => setTimeout(resolve, 20))
+    order.push('first closes')
+    await first.close()
+    await secondReady
+    await Promise.all([second.close(), reader.close()])
+    return order
+  })
+  t.alike(ours, theirs)
+})
+
 /** Kept for readers of the transcripts above: what one looks like. */
 export type Transcript = Array<SessionLike | unknown>
