@@ -39,7 +39,7 @@ export interface ImportProgress {
   cores: number
   /** Cores in the source store. */
   totalCores: number
-  /** Blocks written so far. */
+  /** Blocks written so far (of cores in progress too). */
   blocks: number
   /** Bytes of blocks written so far. */
   bytes: number
@@ -92,6 +92,7 @@ export interface ImportSummary {
   /** Cores the destination already held in full (nothing new). */
   unchanged: CoreRef[]
   failed: FailedCore[]
+  /** Blocks (and their bytes) of the cores imported by this run. */
   blocks: number
   bytes: number
   ms: number
@@ -138,11 +139,13 @@ export async function importStore (src: string, dst: string, opts: ImportOptions
       ms: 0,
       interrupted: false
     }
+    // Blocks written so far, those of cores still in flight included (progress only).
+    const written = { blocks: 0, bytes: 0 }
     const progress = (current: string | null): void => opts.onprogress?.({
       cores: summary.imported.length + summary.unchanged.length + summary.failed.length,
       totalCores: summary.total,
-      blocks: summary.blocks,
-      bytes: summary.bytes,
+      blocks: written.blocks,
+      bytes: written.bytes,
       current
     })
     progress(null)
@@ -162,8 +165,8 @@ export async function importStore (src: string, dst: string, opts: ImportOptions
           outcome = await importOne(src, destination, entry, {
             signal: stop.signal,
             onblocks: (blocks, bytes) => {
-              summary.blocks += blocks
-              summary.bytes += bytes
+              written.blocks += blocks
+              written.bytes += bytes
               progress(id)
             }
           })
@@ -185,6 +188,10 @@ export async function importStore (src: string, dst: string, opts: ImportOptions
       opts.signal?.removeEventListener('abort', onabort)
     }
     if (fatal !== null) throw (fatal as { err: unknown }).err
+    for (const c of summary.imported) {
+      summary.blocks += c.blocks
+      summary.bytes += c.bytes
+    }
     summary.interrupted = summary.imported.length + summary.unchanged.length + summary.failed.length < summary.total
     // In the source's order, whichever finished first.
     const order = new Map(source.entries.map((e, i) => [hex(e.discoveryKey), i]))

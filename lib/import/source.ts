@@ -13,7 +13,7 @@
  */
 import * as fs from 'fs'
 import * as path from 'path'
-import CorestoreStorage from 'hypercore-storage'
+import type CorestoreStorage from 'hypercore-storage'
 import { Bitfield } from '../bitfield'
 import { inTree, rightSpan } from '../flat-tree'
 import { BAD_ARGUMENT, STORAGE_CORRUPT, isCoded } from '../errors'
@@ -78,7 +78,7 @@ export class Source {
     let firstError: unknown = null
     if (layout === 'current' && opts.copy !== true) {
       try {
-        const storage = new CorestoreStorage(dir, { readOnly: true })
+        const storage = new (hypercoreStorage())(dir, { readOnly: true })
         const opened = await openAndList(storage)
         if (opened !== null) return new Source(storage, 'read-only', opened)
       } catch (err) {
@@ -89,7 +89,7 @@ export class Source {
     await fs.promises.cp(dir, opts.scratch, { recursive: true })
     try {
       // The copy lives elsewhere on disk: its device file would refuse it.
-      const storage = new CorestoreStorage(opts.scratch, { allowBackup: true })
+      const storage = new (hypercoreStorage())(opts.scratch, { allowBackup: true })
       const entries = await openAndList(storage, true)
       return new Source(storage, 'copy', entries as SourceEntry[])
     } catch (err) {
@@ -244,6 +244,11 @@ export class SourceCore {
 }
 
 // ---------------------------------------------------------------------------
+
+/** Loaded on first use: it brings RocksDB's native module, which only an import needs. */
+function hypercoreStorage (): typeof CorestoreStorage {
+  return require('hypercore-storage') as typeof CorestoreStorage
+}
 
 type Layout = 'current' | 'legacy'
 
