@@ -178,27 +178,31 @@ function bitfieldOf (held: Bitfield): DirtyRange[] {
 /** Gathers blocks that follow each other in the data file into larger writes. */
 class DataWriter {
   readonly #storage: CoreStorage
-  #parts: Uint8Array[] = []
+  readonly #buffer = b4a.allocUnsafe(WRITE_BYTES)
   #start = 0
-  #end = 0
+  #used = 0
 
   constructor (storage: CoreStorage) {
     this.#storage = storage
   }
 
   async write (offset: number, value: Uint8Array): Promise<void> {
-    if (this.#parts.length > 0 && (offset !== this.#end || this.#end - this.#start >= WRITE_BYTES)) await this.flush()
-    if (this.#parts.length === 0) this.#start = this.#end = offset
-    // The source may reuse its read buffers: keep a copy.
-    this.#parts.push(b4a.from(value))
-    this.#end += value.byteLength
+    if (this.#used > 0 && (offset !== this.#start + this.#used || this.#used + value.byteLength > WRITE_BYTES)) await this.flush()
+    if (value.byteLength > WRITE_BYTES) {
+      await this.#storage.writeData(offset, value)
+      return
+    }
+    if (this.#used === 0) this.#start = offset
+    // A copy: the buffer is reused once written, the source's value is not kept.
+    this.#buffer.set(value, this.#used)
+    this.#used += value.byteLength
   }
 
   async flush (): Promise<void> {
-    if (this.#parts.length === 0) return
-    const data = this.#parts.length === 1 ? this.#parts[0]! : b4a.concat(this.#parts)
-    this.#parts = []
-    await this.#storage.writeData(this.#start, data)
+    if (this.#used === 0) return
+    const used = this.#used
+    this.#used = 0
+    await this.#storage.writeData(this.#start, this.#buffer.subarray(0, used))
   }
 }
 
