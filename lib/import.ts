@@ -155,39 +155,26 @@ export async function importStore (src: string, dst: string, opts: ImportOptions
     const onabort = (): void => stop.abort()
     opts.signal?.addEventListener('abort', onabort)
     if (opts.signal?.aborted === true) stop.abort()
-    const queue = source.entries.slice()
-    let fatal: { err: unknown } | null = null
-    const worker = async (src: Source): Promise<void> => {
-      for (let entry = queue.shift(); entry !== undefined && !stop.signal.aborted; entry = queue.shift()) {
+    try {
+      await concurrently(source.entries, CONCURRENCY, stop, async (entry) => {
         const id = hex(entry.discoveryKey)
-        let outcome: Outcome
-        try {
-          outcome = await importOne(src, destination, entry, {
-            signal: stop.signal,
-            onblocks: (blocks, bytes) => {
-              written.blocks += blocks
-              written.bytes += bytes
-              progress(id)
-            }
-          })
-        } catch (err) {
-          fatal ??= { err } // the destination failed: stop everything
-          stop.abort()
-          return
-        }
+        const outcome = await importOne(source!, destination, entry, {
+          signal: stop.signal,
+          onblocks: (blocks, bytes) => {
+            written.blocks += blocks
+            written.bytes += bytes
+            progress(id)
+          }
+        })
         if (outcome.kind === 'interrupted') return
         if (outcome.kind === 'imported') summary.imported.push(outcome.core)
         else if (outcome.kind === 'unchanged') summary.unchanged.push(outcome.ref)
         else summary.failed.push(outcome.core)
         progress(null)
-      }
-    }
-    try {
-      await Promise.all(Array.from({ length: CONCURRENCY }, () => worker(source!)))
+      })
     } finally {
       opts.signal?.removeEventListener('abort', onabort)
     }
-    if (fatal !== null) throw (fatal as { err: unknown }).err
     for (const c of summary.imported) {
       summary.blocks += c.blocks
       summary.bytes += c.bytes
@@ -205,6 +192,28 @@ export async function importStore (src: string, dst: string, opts: ImportOptions
     await source?.close().catch(noop)
     await destination.close()
   }
+}
+
+/**
+ * Calls `fn` on each item, `limit` at a time, until `stop` aborts. The first
+ * error aborts `stop` (the calls running see it and end) and is rethrown once
+ * they all have.
+ */
+async function concurrently<T> (items: readonly T[], limit: number, stop: AbortController, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0
+  let failure: { err: unknown } | null = null
+  const worker = async (): Promise<void> => {
+    while (next < items.length && !stop.signal.aborted) {
+      try {
+        await fn(items[next++]!)
+      } catch (err) {
+        failure ??= { err }
+        stop.abort()
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: limit }, worker))
+  if (failure !== null) throw (failure as { err: unknown }).err
 }
 
 type Outcome =

@@ -365,6 +365,27 @@ test('what a killed import left is redone, not trusted: partial cores, a replace
   }
 })
 
+test('a destination that cannot be written stops the import with its error; what was done stays done', async t => {
+  const src = await sharedSource()
+  const dst = dstDir(t)
+  const big = src.cores.find(e => e.label === 'big')!
+  // Where the header of one core would go, a directory: opening it fails with EISDIR.
+  fs.mkdirSync(path.join(coreDir(dst, big), 'header'), { recursive: true })
+  fs.writeFileSync(path.join(coreDir(dst, big), 'header', 'x'), 'x')
+  await t.exception(() => importStore(src.dir, dst), /EISDIR/)
+  t.absent(fs.existsSync(path.join(dst, '.import-tmp')), 'no scratch space left')
+  const complete = keysFile(dst)
+  for (const key of complete) {
+    const e = src.cores.find(c => hex(c.key) === key)!
+    t.ok(await CoreStorage.exists(coreDir(dst, e)), `${e.label}: listed, and there`)
+  }
+
+  fs.rmSync(coreDir(dst, big), { recursive: true })
+  const s = await importStore(src.dir, dst)
+  t.is(s.imported.length + s.unchanged.length, src.cores.length, 'a second run completes the import')
+  t.is(s.unchanged.length, complete.length, 'without redoing what was done')
+})
+
 test('a damaged source core is reported with why, and nothing of it is written', async t => {
   const dir = await tmpDir(t)
   const store = new Corestore(dir)
