@@ -19,6 +19,7 @@ import { register as audit } from './commands/audit'
 import { register as repair } from './commands/repair'
 import { register as proof } from './commands/proof'
 import { register as demo } from './commands/demo'
+import { register as importCmd } from './commands/import'
 
 function version (): string {
   for (const p of [path.join(__dirname, '..', '..', 'package.json'), path.join(__dirname, '..', 'package.json')]) {
@@ -45,7 +46,7 @@ export async function main (argv: string[]): Promise<number> {
 Try it:
   nomadcore demo                      the whole self-healing story in a temp directory
   nomadcore create ./log && echo hi | nomadcore append ./log - && nomadcore cat ./log`)
-  for (const reg of [create, append, cat, info, serve, clone, audit, repair, proof, demo]) reg(program)
+  for (const reg of [create, append, cat, info, serve, clone, audit, repair, proof, importCmd, demo]) reg(program)
   await program.parseAsync(argv)
   return typeof process.exitCode === 'number' ? process.exitCode : 0
 }

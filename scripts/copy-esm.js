@@ -9,5 +9,6 @@ fs.writeFileSync(out, [
   'export const errors = nomadcore.errors',
   'export const Store = nomadcore.Store',
   'export const reconcile = nomadcore.reconcile',
+  'export const importStore = nomadcore.importStore',
   ''
 ].join('\n'))

@@ -19,7 +19,8 @@ export function showProgress (opts: { progress?: boolean }): boolean {
 const FORMATS = {
   download: '{bar} {percentage}% | {value}/{total} blocks | {speed} MiB/s | ETA {remaining}',
   audit: '{bar} {percentage}% | {value}/{total} blocks checked | {duration_formatted}',
-  repair: '{bar} {phase} | {duration_formatted}'
+  repair: '{bar} {phase} | {duration_formatted}',
+  import: '{bar} {percentage}% | {value}/{total} cores | {blocks} blocks | {speed} MiB/s | ETA {eta_formatted}'
 }
 
 export function progressBar (kind: keyof typeof FORMATS, enabled: boolean): Progress {
