@@ -87,6 +87,7 @@ test('info, cat and proof work while serve runs; append goes through it; audit i
   const root = tmp(t)
   const dir = path.join(root, 'log')
   const key = await filled(t, dir, 30)
+  const direct = await json<{ proof: string }>(t, ['proof', dir, '0'])
   const server = await start(['serve', dir, '--json'])
   t.teardown(() => server.stop())
   const listening = JSON.parse(server.first) as Listening
@@ -104,7 +105,7 @@ test('info, cat and proof work while serve runs; append goes through it; audit i
   const i = JSON.parse(info.stdout.toString()) as { servedBy: number, length: number, state: string }
   t.alike([i.servedBy, i.length, i.state], [pid, 30, 'healthy'], 'info came from the serve process')
   t.is(cat.stdout.toString(), Array.from({ length: 30 }, (_, k) => lineText(k) + '\n').join(''), 'cat prints every block')
-  t.ok((JSON.parse(proof.stdout.toString()) as { proof: string }).proof.length > 0, 'proof writes a proof')
+  t.is((JSON.parse(proof.stdout.toString()) as { proof: string }).proof, direct.proof, 'proof through serve is the proof read from the files')
   t.ok(/served by\s+nomadcore serve, pid \d+/.test(human.stdout.toString()), 'info says it asked the serve process')
 
   const appended = await json<{ length: number, servedBy: number }>(t, ['append', dir, 'while serving'])
@@ -116,6 +117,16 @@ test('info, cat and proof work while serve runs; append goes through it; audit i
   const copy = path.join(root, 'copy')
   const cloned = await json<{ length: number, key: string }>(t, ['clone', listening.id, copy, '--connect', `127.0.0.1:${listening.port}`])
   t.alike([cloned.length, cloned.key], [31, key], 'a clone by z-base-32 id gets all 31 blocks of the same core')
+
+  // Garbage on the control socket drops that connection, nothing else.
+  const hostile = await new Promise<boolean>(resolve => {
+    const s = net.connect(listening.control)
+    s.on('error', () => resolve(true))
+    s.on('close', () => resolve(true))
+    s.on('connect', () => s.write(b4a.from([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 1, 2, 3])))
+  })
+  t.ok(hostile, 'a malformed frame closes that connection')
+  t.is((await run(['info', dir])).code, 0, 'and serve goes on answering')
 
   badInput(t, await run(['audit', dir]), /being served by `nomadcore serve` \(pid \d+\): stop it first/, 'audit while serving')
   badInput(t, await run(['repair', dir, '--proof', path.join(root, 'none')]), /being served by `nomadcore serve`/, 'repair while serving')
@@ -144,12 +155,14 @@ test('with --json, every error is a JSON object on stdout and the exit code is u
     [['create', dir], 'CORE_EXISTS', /already holds a core/],
     [['proof', dir, '99'], 'USAGE', /not in the tree/]
   ]
-  for (const [args, code, pattern] of cases) {
+  // None of them changes anything, so all run side by side.
+  const results = await Promise.all(cases.map(([args]) => Promise.all([run(args), run([...args, '--json'])])))
+  cases.forEach(([args, code, pattern], i) => {
     const what = 'nomadcore ' + args.map(a => a.startsWith(root) ? path.relative(root, a) : a).join(' ')
-    const [plain, asJson] = await Promise.all([run(args), run([...args, '--json'])])
+    const [plain, asJson] = results[i]!
     jsonError(t, asJson, code, pattern, what + ' --json')
     t.is(asJson.code, plain.code, `${what}: the same exit code as without --json (${String(plain.code)})`)
-  }
+  })
 })
 
 test('a port that never completes the Noise handshake is "not a nomadcore/Hypercore peer"', async t => {

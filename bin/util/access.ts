@@ -14,7 +14,7 @@ import { collectInfo, type CoreInfo } from './info'
 import { connectControl, listenControl, MAX_PAYLOAD_BYTES, type ControlClient, type ControlServer, type Frame } from './control'
 
 /** How long a command waits for a core another short-lived command holds (an append, a second `cat`). */
-const LOCK_WAIT_MS = 2000
+const LOCK_WAIT_MS = 5000
 /** One read answers at most this many blocks, or about this many bytes. */
 const READ_BATCH_BLOCKS = 1024
 const READ_BATCH_BYTES = 4 * 1024 * 1024
