@@ -211,10 +211,7 @@ test('serve exits 0 on Ctrl-C, also while it is still announcing', async t => {
   t.is(code, 0, 'exit status 0')
   const events = server.stdout().trim().split('\n').map(l => (JSON.parse(l) as { event: string }).event)
   t.alike(events, ['announcing', 'stopped'], 'it stopped while announcing, without waiting for the DHT')
-
-  const tcp = await start(['serve', dir])
-  t.is(await tcp.stop('SIGINT'), 0, 'on TCP too')
-  t.ok(/stopped: served 0 blocks/.test(tcp.stderr()), 'and says it stopped')
+  // (Ctrl-C on a TCP serve with 0 is checked where the other tests stop theirs.)
 })
 
 test('repair --proof says healthy only once the blocks were checked too', async t => {

@@ -211,18 +211,25 @@ export async function openAccess (dir: string, opts: { write?: boolean } = {}): 
 }
 
 /**
- * Runs `open` (which needs the core to itself); when another process holds
- * the core, says which: a running serve (with its pid) or something else.
+ * Runs `open` (which needs the core to itself). A core another short command
+ * holds (an `info`, an `append`) is waited for briefly; when a running serve
+ * holds it, that is said, with its pid.
  */
 export async function openAlone<T> (dir: string, purpose: string, open: () => Promise<T>): Promise<T> {
-  try {
-    return await open()
-  } catch (err) {
-    if (!(err instanceof CliError && err.code === 'CORE_IN_USE')) throw err
-    const client = await connectControl(dir).catch(() => null)
-    if (client === null) throw err
-    const pid = Number(client.hello.pid)
-    client.close()
-    throw new CliError('CORE_IN_USE', `${dir} is being served by \`nomadcore serve\` (pid ${pid}): stop it first, ${purpose} needs the core to itself`)
+  const deadline = Date.now() + LOCK_WAIT_MS
+  for (;;) {
+    try {
+      return await open()
+    } catch (err) {
+      if (!(err instanceof CliError && err.code === 'CORE_IN_USE')) throw err
+      const client = await connectControl(dir).catch(() => null)
+      if (client !== null) {
+        const pid = Number(client.hello.pid)
+        client.close()
+        throw new CliError('CORE_IN_USE', `${dir} is being served by \`nomadcore serve\` (pid ${pid}): stop it first, ${purpose} needs the core to itself`)
+      }
+      if (Date.now() > deadline) throw err
+    }
+    await sleep(100)
   }
 }
