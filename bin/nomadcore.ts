@@ -4,10 +4,12 @@
  * repair cores from the shell. Every command has --help and --json; bad input
  * gets one line on stderr and a non-zero exit code.
  */
+// First: it notes a Ctrl-C that comes while the rest loads (see signals.ts).
+import './util/signals'
 import { Command } from 'commander'
 import * as fs from 'fs'
 import * as path from 'path'
-import { fail, runCleanups } from './util/run'
+import { fail, printError, runCleanups, wantsJson } from './util/run'
 import { flushStdout } from './util/output'
 import { register as create } from './commands/create'
 import { register as append } from './commands/append'
@@ -39,8 +41,12 @@ export async function main (argv: string[]): Promise<number> {
     .version(version(), '-V, --version')
     .showSuggestionAfterError()
     .configureOutput({
-      // commander's own errors (unknown option, missing argument): one line, our prefix.
-      outputError: (str, write) => write('nomadcore: ' + str.replace(/^error: /, '').replace(/\n+$/, '') + '\n')
+      // commander's own errors (unknown option, missing argument): one line, our prefix, or JSON.
+      outputError: (str, write) => {
+        const message = str.replace(/^error: /, '').replace(/\n+$/, '').replace(/\s*\n\s*/g, ' ')
+        if (wantsJson(argv)) printError('USAGE', message, true)
+        else write('nomadcore: ' + message + '\n')
+      }
     })
     .addHelpText('after', `
 Try it:

@@ -4,135 +4,15 @@
  * stderr and the files on disk.
  */
 import test from 'brittle'
-import { spawn, type ChildProcess } from 'child_process'
 import * as fs from 'fs'
 import * as net from 'net'
-import * as os from 'os'
 import * as path from 'path'
 import b4a from 'b4a'
 import NoiseSecretStream from '@hyperswarm/secret-stream'
 import createTestnet from 'hyperdht/testnet'
 import { Hypercore } from '../lib/hypercore'
 import { fullRoots, leftChild } from '../lib/flat-tree'
-
-/** brittle's test object. */
-type Tst = test.Context
-
-const BIN = path.join(__dirname, '..', 'bin', 'nomadcore.js')
-
-interface Result {
-  code: number | null
-  stdout: Buffer
-  stderr: string
-}
-
-interface RunOptions {
-  input?: string | Uint8Array
-  /** Redirect stdout into this file, as `> FILE` does. */
-  stdoutFile?: string
-  cwd?: string
-  timeout?: number
-}
-
-/** Runs the CLI to completion. */
-function run (args: string[], opts: RunOptions = {}): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const out = opts.stdoutFile === undefined ? 'pipe' : fs.openSync(opts.stdoutFile, 'w')
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: opts.cwd,
-      stdio: [opts.input === undefined ? 'ignore' : 'pipe', out, 'pipe'],
-      env: { ...process.env, NOMADCORE_DEBUG: '' }
-    })
-    if (typeof out === 'number') fs.closeSync(out)
-    const stdout: Buffer[] = []
-    let stderr = ''
-    child.stdout?.on('data', (d: Buffer) => stdout.push(d))
-    child.stderr!.on('data', (d: Buffer) => { stderr += d.toString() })
-    if (opts.input !== undefined) child.stdin!.end(opts.input)
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL')
-      reject(new Error(`timed out: nomadcore ${args.join(' ')}\n${stderr}`))
-    }, opts.timeout ?? 15000)
-    child.on('error', reject)
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      resolve({ code, stdout: Buffer.concat(stdout), stderr })
-    })
-  })
-}
-
-async function ok (t: Tst, args: string[], opts: RunOptions = {}): Promise<Result> {
-  const r = await run(args, opts)
-  if (r.code !== 0) t.fail(`nomadcore ${args.join(' ')} exited ${String(r.code)}: ${r.stderr}`)
-  return r
-}
-
-async function json<T = Record<string, unknown>> (t: Tst, args: string[], opts: RunOptions = {}): Promise<T> {
-  const r = await ok(t, [...args, '--json'], opts)
-  return JSON.parse(r.stdout.toString()) as T
-}
-
-/** A long-running command (serve): resolves with the process and its first stdout line. */
-function start (args: string[]): Promise<{ child: ChildProcess, first: string, stop: () => Promise<number | null> }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let out = ''
-    let err = ''
-    const closed = new Promise<number | null>(res => child.on('close', (code) => res(code)))
-    const stop = async (): Promise<number | null> => {
-      if (child.exitCode === null) child.kill('SIGTERM')
-      return closed
-    }
-    const timer = setTimeout(() => { void stop(); reject(new Error('no output from: nomadcore ' + args.join(' ') + '\n' + err)) }, 15000)
-    child.stderr!.on('data', (d: Buffer) => { err += d.toString() })
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString()
-      const nl = out.indexOf('\n')
-      if (nl !== -1) {
-        clearTimeout(timer)
-        resolve({ child, first: out.slice(0, nl), stop })
-      }
-    })
-    child.on('close', (code) => { clearTimeout(timer); reject(new Error(`exited ${String(code)}: ${err}`)) })
-  })
-}
-
-function tmp (t: Tst): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nomadcore-cli-'))
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }), { order: Number.MAX_SAFE_INTEGER })
-  return dir
-}
-
-/** A core of `n` blocks "line 0" … made through the CLI; returns its key. */
-async function filled (t: Tst, dir: string, n: number): Promise<string> {
-  const created = await json<{ key: string }>(t, ['create', dir])
-  const lines = Array.from({ length: n }, (_, i) => `line ${i} ${'~'.repeat(i % 5)}`).join('\n') + '\n'
-  await ok(t, ['append', dir, '-'], { input: lines })
-  return created.key
-}
-
-function zeroNode (dir: string, index: number): void {
-  const fd = fs.openSync(path.join(dir, 'tree'), 'r+')
-  fs.writeSync(fd, new Uint8Array(40), 0, 40, 40 * index)
-  fs.closeSync(fd)
-}
-
-function flipByte (dir: string, at: number): void {
-  const file = path.join(dir, 'data')
-  const bytes = fs.readFileSync(file)
-  bytes[at] = bytes[at]! ^ 0xff
-  fs.writeFileSync(file, bytes)
-}
-
-/** Bad input: exactly one line on stderr, exit code ≠ 0, no stack trace, nothing on stdout. */
-function badInput (t: Tst, r: Result, pattern: RegExp, what: string): void {
-  const lines = r.stderr.split('\n').filter(l => l !== '')
-  t.ok(r.code !== 0 && r.code !== null, `${what}: non-zero exit (${String(r.code)})`)
-  t.is(lines.length, 1, `${what}: one line on stderr`)
-  t.ok(pattern.test(r.stderr), `${what}: says why (${lines[0] ?? ''})`)
-  t.absent(/\n\s+at |Error:|node:internal/.test(r.stderr), `${what}: no stack trace`)
-  t.is(r.stdout.length, 0, `${what}: nothing on stdout`)
-}
+import { run, ok, json, start, tmp, filled, zeroNode, flipByte, badInput, deadPort } from './helpers/cli'
 
 test('create, append, cat and info round trip', async t => {
   const root = tmp(t)
@@ -305,12 +185,7 @@ test('bad input: one line on stderr, non-zero exit, no stack trace, nothing crea
   const header = await json<{ key: string }>(t, ['info', dir])
   t.is(header.key, key)
   const treeBefore = fs.readFileSync(path.join(dir, 'tree'))
-  const dead = await new Promise<number>(resolve => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port
-      s.close(() => resolve(port))
-    })
-  })
+  const dead = await deadPort()
 
   const cases: Array<[string[], RegExp, string[]]> = [
     [['info', missing], /no core at .*does not exist/, [missing]],
@@ -411,8 +286,9 @@ test('serve --swarm and clone --swarm on a local DHT testnet', async t => {
   const root = tmp(t)
   const source = path.join(root, 'source')
   const key = await filled(t, source, 40)
-  const server = await start(['serve', source, '--swarm', '--bootstrap', bootstrap, '--json'])
+  const server = await start(['serve', source, '--swarm', '--bootstrap', bootstrap, '--json'], line => line.includes('"announced"'))
   t.teardown(() => server.stop())
+  t.is((JSON.parse(server.stdout().split('\n')[0]!) as { event: string }).event, 'announcing', 'says it is announcing')
   t.is((JSON.parse(server.first) as { event: string }).event, 'announced', 'announced on the DHT')
   const copy = path.join(root, 'copy')
   const cloned = await json<{ length: number, downloaded: number }>(t, ['clone', key, copy, '--swarm', '--bootstrap', bootstrap, '--timeout', '10'])

@@ -1,7 +1,8 @@
 import type { Command } from 'commander'
 import b4a from 'b4a'
-import { CliError, describeError } from '../util/errors'
-import { openExisting, closeQuietly, parseCount } from '../util/core'
+import { CliError, describeError, errorCode } from '../util/errors'
+import { parseCount } from '../util/core'
+import { openAccess } from '../util/access'
 import { report, formatBytes } from '../util/output'
 import { action, withJson } from '../util/run'
 
@@ -25,31 +26,32 @@ Examples:
     .action(action(async (dir: string, text: string | undefined, opts: Options) => {
       const blockSize = opts.blockSize === undefined ? 0 : parseCount(opts.blockSize, '--block-size', 1)
       const fromStdin = text === '-' || (text === undefined && !process.stdin.isTTY)
-      if (text === undefined && !fromStdin) throw new CliError('nothing to append: give TEXT, or pipe data in with "-"')
+      if (text === undefined && !fromStdin) throw new CliError('USAGE', 'nothing to append: give TEXT, or pipe data in with "-"')
 
-      const core = await openExisting(dir)
+      const access = await openAccess(dir, { write: true })
       try {
-        if (!core.writable) throw new CliError(`${dir} is a read-only copy (no secret key): only its writer can append`)
-        if (core.repairMode) throw new CliError(`${dir} is in repair mode (tree roots missing): run \`nomadcore repair\` first`)
-        const before = { length: core.length, byteLength: core.byteLength }
+        // An empty append checks that appending is possible at all, before any input is read.
+        const before = await access.append([])
+        let after = before
         const appendAll = async (blocks: Uint8Array[]): Promise<void> => {
           if (blocks.length === 0) return
           try {
-            await core.append(blocks)
+            after = await access.append(blocks)
           } catch (err) {
-            throw new CliError(`append failed after ${core.length - before.length} blocks: ${describeError(err, dir)}`)
+            throw new CliError(errorCode(err), `append failed after ${after.length - before.length} blocks: ${describeError(err, dir)}`)
           }
         }
         if (fromStdin) await appendStream(process.stdin, blockSize, appendAll)
         else await appendAll(split(b4a.from(text!), blockSize))
 
-        const added = core.length - before.length
-        if (added === 0 && text === undefined) throw new CliError('nothing to append: give TEXT, or pipe data in with "-"')
-        const bytes = core.byteLength - before.byteLength
-        report(opts, { dir, appended: added, appendedBytes: bytes, length: core.length, byteLength: core.byteLength },
-          [`appended ${added} block${added === 1 ? '' : 's'} (${formatBytes(bytes)}) to ${dir}: length ${core.length}, ${formatBytes(core.byteLength)}`])
+        const added = after.length - before.length
+        if (added === 0 && text === undefined) throw new CliError('USAGE', 'nothing to append: give TEXT, or pipe data in with "-"')
+        const bytes = after.byteLength - before.byteLength
+        const via = access.servedBy === null ? '' : ` (through the running serve, pid ${access.servedBy})`
+        report(opts, { dir, appended: added, appendedBytes: bytes, length: after.length, byteLength: after.byteLength, servedBy: access.servedBy },
+          [`appended ${added} block${added === 1 ? '' : 's'} (${formatBytes(bytes)}) to ${dir}${via}: length ${after.length}, ${formatBytes(after.byteLength)}`])
       } finally {
-        await closeQuietly(core)
+        await access.close()
       }
     }))
 }
@@ -67,6 +69,13 @@ async function appendStream (input: NodeJS.ReadableStream, blockSize: number, ap
   let batchBytes = 0
   let pending: Uint8Array = b4a.alloc(0)
   const push = async (block: Uint8Array): Promise<void> => {
+    // A batch stays under BATCH_BYTES unless one block alone is bigger.
+    if (batch.length > 0 && batchBytes + block.byteLength > BATCH_BYTES) {
+      const full = batch
+      batch = []
+      batchBytes = 0
+      await appendAll(full)
+    }
     batch.push(block)
     batchBytes += block.byteLength
     if (batch.length >= BATCH_BLOCKS || batchBytes >= BATCH_BYTES) {

@@ -1,6 +1,7 @@
 import type { Command } from 'commander'
 import { internals, type Hypercore } from '../../lib/hypercore'
-import { CliError, describeError } from '../util/errors'
+import { CliError, describeError, errorCode } from '../util/errors'
+import { openAlone } from '../util/access'
 import { openExisting, closeQuietly } from '../util/core'
 import { treeHealth, describeHealth, type TreeHealth } from '../util/health'
 import { report, formatMs } from '../util/output'
@@ -43,7 +44,7 @@ export async function runAudit (core: Hypercore, dir: string, bar: Progress): Pr
   try {
     result = await core.audit()
   } catch (err) {
-    throw new CliError(`audit of ${dir} failed: ${describeError(err, dir)}`)
+    throw new CliError(errorCode(err), `audit of ${dir} failed: ${describeError(err, dir)}`)
   } finally {
     if (storage !== undefined && original !== undefined) storage.readData = original
     bar.update(held.length)
@@ -81,11 +82,11 @@ fetches it back, verified.
 
 Exit status: 0 clean, 2 damage found, 1 error.`)))
     .action(action(async (dir: string, opts: Options) => {
-      const core = await openExisting(dir, { readOnly: true })
+      const core = await openAlone(dir, 'an audit', () => openExisting(dir, { readOnly: true }))
       try {
         if (core.repairMode && opts.force !== true) {
           const h = await treeHealth(core, dir)
-          throw new CliError(`${dir} is in repair mode (${describeHealth(h)}): restore its roots first with \`nomadcore repair ${dir} --connect HOST:PORT\` (it audits too) or --proof FILE; an audit now may clear intact blocks it cannot locate (--force to audit anyway)`)
+          throw new CliError('REPAIR_MODE', `${dir} is in repair mode (${describeHealth(h)}): restore its roots first with \`nomadcore repair ${dir} --connect HOST:PORT\` (it audits too) or --proof FILE; an audit now may clear intact blocks it cannot locate (--force to audit anyway)`)
         }
         const s = await runAudit(core, dir, progressBar('audit', showProgress(opts)))
         const damaged = s.corruptBlocks > 0 || s.droppedNodes > 0 || !s.health.healthy

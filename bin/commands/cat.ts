@@ -1,8 +1,9 @@
 import type { Command } from 'commander'
 import { once } from 'events'
 import b4a from 'b4a'
-import { CliError, describeError } from '../util/errors'
-import { openExisting, closeQuietly, parseCount } from '../util/core'
+import { CliError } from '../util/errors'
+import { parseCount } from '../util/core'
+import { openAccess } from '../util/access'
 import { action, withJson } from '../util/run'
 
 interface Options { json?: boolean, start?: string, end?: string, raw?: boolean }
@@ -15,38 +16,49 @@ export function register (program: Command): void {
     .option('--start <n>', 'first block (default 0)')
     .option('--end <n>', 'stop before this block (default: the length)')
     .option('--raw', 'write blocks back to back, with no newline after each (round-trips append --block-size)')
-    .description('print blocks, each followed by a newline (--raw: as stored; --json: an array of {index, text|base64})'))
+    .description('print blocks, each followed by a newline (--raw: as stored; --json: an array of {index, text|base64}); asks a running serve if there is one')
+    .addHelpText('after', `
+With --json, an error found before the first block is the only output
+({"error": {...}}); one found midway closes the array and follows it on the
+next line.`))
     .action(action(async (dir: string, opts: Options) => {
       const start = opts.start === undefined ? 0 : parseCount(opts.start, '--start')
       const endOpt = opts.end === undefined ? null : parseCount(opts.end, '--end')
-      const core = await openExisting(dir, { readOnly: true })
+      const access = await openAccess(dir)
+      const json = opts.json === true
+      let opened = false
       try {
-        const end = endOpt ?? core.length
-        if (end > core.length) throw new CliError(`--end ${end} is past the length of ${dir} (${core.length} blocks)`)
-        if (start > end) throw new CliError(`--start ${start} is after --end ${end}`)
+        const { length } = await access.status()
+        const end = endOpt ?? length
+        if (end > length) throw new CliError('USAGE', `--end ${end} is past the length of ${dir} (${length} blocks)`)
+        if (start > end) throw new CliError('USAGE', `--start ${start} is after --end ${end}`)
         const out = process.stdout
         const write = async (s: string | Uint8Array): Promise<void> => {
           if (!out.write(s)) await once(out, 'drain')
         }
-        if (opts.json === true) await write('[')
-        for (let i = start; i < end; i++) {
-          let block: Uint8Array | null
-          try {
-            block = await core.get(i, { wait: false }) as Uint8Array | null
-          } catch (err) {
-            throw new CliError(`block ${i} of ${dir} cannot be read: ${describeError(err, dir)}`)
+        for (let i = start; i < end;) {
+          const batch = await access.read(i, end)
+          for (const block of batch.blocks) {
+            if (block === null) throw new CliError('NOT_STORED', `block ${i} is not stored in ${dir} (clone it, or repair it from a peer)`)
+            if (json) {
+              await write((opened ? ',\n' : '[\n') + JSON.stringify(jsonBlock(i, block)))
+              opened = true
+            } else {
+              await write(block)
+              if (opts.raw !== true) await write('\n')
+            }
+            i++
           }
-          if (block === null) throw new CliError(`block ${i} is not stored in ${dir} (clone it, or repair it from a peer)`)
-          if (opts.json === true) {
-            await write((i === start ? '\n' : ',\n') + JSON.stringify(jsonBlock(i, block)))
-          } else {
-            await write(block)
-            if (opts.raw !== true) await write('\n')
-          }
+          if (batch.error !== null) throw batch.error
+          if (batch.blocks.length === 0) throw new CliError('INTERNAL', `no progress reading block ${i} of ${dir}`)
         }
-        if (opts.json === true) await write(end > start ? '\n]\n' : ']\n')
+        if (json) await write(opened ? '\n]\n' : '[]\n')
+      } catch (err) {
+        // The error object follows a complete array, on its own line.
+        if (json && opened) process.stdout.write('\n]\n')
+        throw err
       } finally {
-        await closeQuietly(core)
+        await access.close()
       }
     }))
 }

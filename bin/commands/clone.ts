@@ -2,12 +2,14 @@ import type { Command } from 'commander'
 import * as fs from 'fs'
 import * as path from 'path'
 import type { Hypercore } from '../../lib/hypercore'
-import { CliError, describeError, withTimeout } from '../util/errors'
-import { CORE_FILES, dirState, openCore, closeQuietly, parseKey, parseSeconds, firstMissingAncestor, hex } from '../util/core'
+import { CliError, describeError, errorCode, withTimeout } from '../util/errors'
+import { CORE_FILES, dirState, openCore, closeQuietly, parseKey, parseSeconds, firstMissingAncestor, hex, z32 } from '../util/core'
 import { peerTarget, dial, awaitPeer, describeTarget, type PeerLink, type PeerOptions } from '../util/peers'
+import { openAlone } from '../util/access'
+import { REMOTE_FILE, announcedLength, writeRemote } from '../util/remote'
 import { progressBar, showProgress, type Progress } from '../util/progress'
 import { report, formatBytes, formatMs } from '../util/output'
-import { action, withJson, withProgress, withPeerOptions, withTimeoutOption } from '../util/run'
+import { action, withJson, withProgress, withPeerOptions } from '../util/run'
 
 interface Options extends PeerOptions { json?: boolean, progress?: boolean, timeout: string }
 
@@ -19,6 +21,8 @@ export interface CloneResult {
   downloaded: number
   downloadedBytes: number
   ms: number
+  /** The longest length a peer announced (its signed length, by its word), or null with no peer left to ask. */
+  remoteLength: number | null
 }
 
 /**
@@ -61,13 +65,13 @@ export async function downloadAll (core: Hypercore, link: PeerLink | null, bar: 
   try {
     const failures: Array<Promise<never>> = []
     if (link !== null && link.target.kind === 'tcp') {
-      failures.push(link.closed.then(() => { throw new CliError(`${describeTarget(link.target)} hung up after ${held}/${length} blocks: run the same command again to resume`) }))
+      failures.push(link.closed.then(() => { throw new CliError('PEER_HUNG_UP', `${describeTarget(link.target)} hung up after ${held}/${length} blocks: run the same command again to resume`) }))
     }
     if (stallMs > 0) {
       failures.push(new Promise<never>((_resolve, reject) => {
         timer = setInterval(() => {
           bar.update(held, payload())
-          if (Date.now() - lastProgress > stallMs) reject(new CliError(`no block arrived for ${Math.round(stallMs / 1000)} s (${held}/${length} stored): run the same command again to resume`))
+          if (Date.now() - lastProgress > stallMs) reject(new CliError('TIMEOUT', `no block arrived for ${Math.round(stallMs / 1000)} s (${held}/${length} stored): run the same command again to resume`))
         }, 250)
       }))
     }
@@ -83,7 +87,7 @@ export async function downloadAll (core: Hypercore, link: PeerLink | null, bar: 
   let now = 0
   for (let i = 0; i < length; i++) if (await core.has(i)) now++
   const downloadedBytes = now === length && had === 0 ? core.byteLength : Math.max(bytes, 0)
-  return { length, byteLength: core.byteLength, had, downloaded: now - had, downloadedBytes, ms: Date.now() - started }
+  return { length, byteLength: core.byteLength, had, downloaded: now - had, downloadedBytes, ms: Date.now() - started, remoteLength: announcedLength(core)?.length ?? null }
 }
 
 function formatEta (secs: number): string {
@@ -95,12 +99,15 @@ function formatEta (secs: number): string {
 }
 
 export function register (program: Command): void {
-  withTimeoutOption(withProgress(withJson(withPeerOptions(program.command('clone')
-    .argument('<key>', 'the core\'s key (64 hex characters, as `nomadcore info` prints it)')
+  withProgress(withJson(withPeerOptions(program.command('clone')
+    .argument('<key>', 'the core\'s key: 64 hex characters or its 52-character z-base-32 id, as `nomadcore info` prints them')
     .argument('<dir>', 'directory to download into (created; an earlier partial clone is resumed)')
-    .description('download a whole core from a peer, with a progress bar; Ctrl-C and run again to resume')))),
-  15, 'give up when the peer cannot be reached, or nothing arrives, for this many seconds (0 = wait forever)')
+    .description('download a whole core from a peer, with a progress bar; Ctrl-C and run again to resume'))))
     .addHelpText('after', `
+A clone succeeds only when it holds every block of the length the peer
+announced. A peer that cannot prove its length (a core in repair mode) makes it
+fail (exit 1, code INCOMPLETE); a new directory is then removed again.
+
 Example:
   nomadcore serve ./log --port 7000        # on the source
   nomadcore clone <key> ./copy --connect 127.0.0.1:7000`)
@@ -109,7 +116,7 @@ Example:
       const target = peerTarget(opts)!
       const timeoutMs = parseSeconds(opts.timeout, '--timeout')
       const state = dirState(dir)
-      if (state === 'other') throw new CliError(`${dir} is not empty and holds no core: refusing to clone into it`)
+      if (state === 'other') throw new CliError('CORE_EXISTS', `${dir} is not empty and holds no core: refusing to clone into it`)
       const createdRoot = state === 'missing' ? firstMissingAncestor(dir) : null
 
       let core: Hypercore | null = null
@@ -119,7 +126,7 @@ Example:
       const oninterrupt = (): void => {
         if (interrupted) process.exit(130)
         interrupted = true
-        stop?.(new CliError(`interrupted at ${core?.contiguousLength ?? 0}/${core?.length ?? 0} blocks: run the same command again to resume`, 130))
+        stop?.(new CliError('INTERRUPTED', `interrupted at ${core?.contiguousLength ?? 0}/${core?.length ?? 0} blocks: run the same command again to resume`, 130))
       }
       let stop: ((err: Error) => void) | null = null
       const stopped = new Promise<never>((_resolve, reject) => { stop = reject })
@@ -128,14 +135,21 @@ Example:
       process.on('SIGTERM', oninterrupt)
       try {
         // Before creating anything: an unreachable peer leaves no directory behind.
-        if (state === 'core') core = await openCore(dir, key, { createIfMissing: false })
+        if (state === 'core') core = await openAlone(dir, 'a clone into it', () => openCore(dir, key, { createIfMissing: false }))
         link = await Promise.race([dial(target, timeoutMs), stopped])
         if (core === null) core = await openCore(dir, key, {})
         link.attach(core)
         await Promise.race([awaitPeer(core, link, timeoutMs), stopped])
         const r = await Promise.race([downloadAll(core, link, bar, timeoutMs), stopped])
+        const from = describeTarget(link.target)
+        if (r.remoteLength !== null) writeRemote(dir, { length: r.remoteLength, fork: core.fork }, from)
+        if (r.remoteLength !== null && r.length < r.remoteLength) {
+          const kept = r.length === 0 && state !== 'core' ? 'nothing kept' : `${dir} keeps ${r.length} verified blocks`
+          throw new CliError('INCOMPLETE', `clone incomplete: ${from} announced ${r.remoteLength} blocks but proved a length of only ${r.length} ` +
+            `(a peer in repair mode cannot prove its length); ${kept}: clone from a healthy peer`)
+        }
         const rate = r.downloadedBytes / 1048576 / Math.max(0.001, r.ms / 1000)
-        report(opts, { key: hex(key), dir, ...r, complete: true }, [
+        report(opts, { key: hex(key), id: z32(key), dir, ...r, complete: true }, [
           r.downloaded === 0 && r.had === r.length
             ? `${dir} already holds all ${r.length} blocks of ${hex(key)}`
             : `cloned ${r.length} blocks (${formatBytes(r.byteLength)}) into ${dir}: ${r.downloaded} downloaded in ${formatMs(r.ms)} (${rate.toFixed(2)} MiB/s)` +
@@ -147,9 +161,9 @@ Example:
         if (state !== 'core' && core !== null && core.length === 0) {
           await closeQuietly(core)
           if (createdRoot !== null) fs.rmSync(createdRoot, { recursive: true, force: true })
-          else for (const f of CORE_FILES) fs.rmSync(path.join(dir, f), { force: true })
+          else for (const f of [...CORE_FILES, REMOTE_FILE]) fs.rmSync(path.join(dir, f), { force: true })
         }
-        throw err instanceof CliError ? err : new CliError(describeError(err, dir))
+        throw err instanceof CliError ? err : new CliError(errorCode(err), describeError(err, dir))
       } finally {
         process.off('SIGINT', oninterrupt)
         process.off('SIGTERM', oninterrupt)

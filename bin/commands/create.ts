@@ -1,7 +1,7 @@
 import type { Command } from 'commander'
 import type { Hypercore } from '../../lib/hypercore'
 import { CliError } from '../util/errors'
-import { dirState, openCore, hex, closeQuietly } from '../util/core'
+import { dirState, openCore, hex, z32, closeQuietly } from '../util/core'
 import { report } from '../util/output'
 import { action, withJson } from '../util/run'
 
@@ -13,14 +13,15 @@ export function register (program: Command): void {
     .description('create a new writable core in DIR and print its key'))
     .action(action(async (dir: string, opts: Options) => {
       const state = dirState(dir)
-      if (state === 'core') throw new CliError(`${dir} already holds a core: refusing to overwrite it`)
-      if (state === 'other') throw new CliError(`${dir} is not empty: refusing to create a core among other files`)
+      if (state === 'core') throw new CliError('CORE_EXISTS', `${dir} already holds a core: refusing to overwrite it`)
+      if (state === 'other') throw new CliError('CORE_EXISTS', `${dir} is not empty: refusing to create a core among other files`)
       const core: Hypercore = await openCore(dir, null, {})
       try {
-        const out = { dir, key: hex(core.key), discoveryKey: hex(core.discoveryKey), length: core.length }
+        const out = { dir, key: hex(core.key), id: z32(core.key), discoveryKey: hex(core.discoveryKey), length: core.length }
         report(opts, out, [
           `created a core in ${dir}`,
           `key            ${out.key}`,
+          `id             ${out.id}`,
           `discovery key  ${out.discoveryKey}`
         ])
       } finally {

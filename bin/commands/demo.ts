@@ -141,7 +141,7 @@ export function register (program: Command): void {
         begin('audit the clone again')
         const clean = await runAudit(clone, cloneDir, progressBar('audit', showProgress(opts) && !json))
         for (const line of describeAudit(clean)) say(line)
-        if (clean.corruptBlocks > 0 || clean.droppedNodes > 0 || !clean.health.healthy) throw new CliError('the clone did not audit clean')
+        if (clean.corruptBlocks > 0 || clean.droppedNodes > 0 || !clean.health.healthy) throw new CliError('FAILED', 'the clone did not audit clean')
         say('clean')
         end()
 

@@ -1,6 +1,6 @@
 import type { Command } from 'commander'
 import { importStore, type ImportSummary, type CoreRef } from '../../lib/import'
-import { CliError, describeError } from '../util/errors'
+import { CliError, describeError, errorCode } from '../util/errors'
 import { progressBar, showProgress } from '../util/progress'
 import { report, formatBytes, formatMs } from '../util/output'
 import { action, withJson, withProgress } from '../util/run'
@@ -90,8 +90,8 @@ be imported (listed, with why), 130 interrupted, 1 error.`)))
           }
         })
       } catch (err) {
-        if ((err as { code?: unknown }).code === 'ELOCKED') throw new CliError(`${dst} is in use by another process (another import, or a Store opening it)`)
-        throw err instanceof CliError ? err : new CliError(describeError(err))
+        if ((err as { code?: unknown }).code === 'ELOCKED') throw new CliError('CORE_IN_USE', `${dst} is in use by another process (another import, or a Store opening it)`)
+        throw err instanceof CliError ? err : new CliError(errorCode(err), describeError(err))
       } finally {
         bar.stop()
         process.off('SIGINT', oninterrupt)

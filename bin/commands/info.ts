@@ -1,6 +1,6 @@
 import type { Command } from 'commander'
-import { openExisting, closeQuietly, hex } from '../util/core'
-import { treeHealth, describeHealth } from '../util/health'
+import { openAccess } from '../util/access'
+import { describeState } from '../util/info'
 import { report, formatBytes } from '../util/output'
 import { action, withJson } from '../util/run'
 
@@ -9,48 +9,37 @@ interface Options { json?: boolean }
 export function register (program: Command): void {
   withJson(program.command('info')
     .argument('<dir>', 'directory of a core')
-    .description('show key, lengths, fork, repair mode, blocks held and tree health (reads only)'))
+    .description('show key, lengths, fork, repair mode, blocks held and tree health (reads only; asks a running serve if there is one)')
+    .addHelpText('after', `
+The health line is one of: healthy; healthy (a partial copy); BEHIND (a peer
+announced a longer length than this copy verified); EMPTY (a copy with nothing
+verified yet); DAMAGED (repair mode, or tree nodes missing). With --json:
+"state" is healthy, partial, behind, empty or damaged, and "healthy" is true
+only for the first two.`))
     .action(action(async (dir: string, opts: Options) => {
-      const core = await openExisting(dir, { readOnly: true })
+      const access = await openAccess(dir)
       try {
-        const info = await core.info()
-        const health = await treeHealth(core, dir)
-        const writable = core.keyPair !== null
-        const out = {
-          dir,
-          key: hex(info.key),
-          discoveryKey: hex(info.discoveryKey),
-          length: info.length,
-          byteLength: info.byteLength,
-          contiguousLength: info.contiguousLength,
-          fork: info.fork,
-          writable,
-          repairMode: info.repairMode,
-          blocks: health.blocks,
-          tree: {
-            roots: health.roots.length,
-            rootsPresent: health.roots.length - health.missingRoots.length,
-            missingRoots: health.missingRoots,
-            expectedNodes: health.expectedNodes,
-            missingNodes: health.missingNodes,
-            missing: health.missing
-          },
-          healthy: health.healthy
-        }
-        report(opts, out, [
-          `key             ${out.key}`,
-          `discovery key   ${out.discoveryKey}`,
-          `length          ${out.length} blocks`,
-          `byte length     ${out.byteLength} bytes (${formatBytes(out.byteLength)})`,
-          `fork            ${out.fork}`,
-          `writable        ${writable ? 'yes (this is the writer)' : 'no (a copy)'}`,
-          `repair mode     ${out.repairMode ? 'ON: appends are refused until the tree is repaired' : 'off'}`,
-          `blocks held     ${out.blocks} of ${out.length} (contiguous ${out.contiguousLength})`,
-          `tree            ${describeHealth(health)}`,
-          `health          ${out.healthy ? 'healthy' + (out.blocks < out.length ? ` (a partial copy: ${out.blocks} of ${out.length} blocks)` : '') : 'DAMAGED: run `nomadcore repair ' + dir + ' --connect HOST:PORT` (or --proof FILE)'}`
+        const i = await access.info()
+        const remote = i.remoteLength === null ? [] : [`peer length     ${i.remoteLength} blocks (announced by ${i.remoteLengthFrom ?? 'a peer'}, not verified)`]
+        const served = i.servedBy === null ? [] : [`served by       nomadcore serve, pid ${i.servedBy} (${i.peers} peer${i.peers === 1 ? '' : 's'} connected)`]
+        const { treeSummary, ...out } = i
+        report(opts, { dir, ...out }, [
+          `key             ${i.key}`,
+          `id              ${i.id}`,
+          `discovery key   ${i.discoveryKey}`,
+          `length          ${i.length} blocks`,
+          `byte length     ${i.byteLength} bytes (${formatBytes(i.byteLength)})`,
+          `fork            ${i.fork}`,
+          `writable        ${i.writable ? 'yes (this is the writer)' : 'no (a copy)'}`,
+          `repair mode     ${i.repairMode ? 'ON: appends are refused until the tree is repaired' : 'off'}`,
+          `blocks held     ${i.blocks} of ${i.length} (contiguous ${i.contiguousLength})`,
+          ...remote,
+          ...served,
+          `tree            ${treeSummary}`,
+          `health          ${describeState(i, dir)}`
         ])
       } finally {
-        await closeQuietly(core)
+        await access.close()
       }
     }))
 }

@@ -1,9 +1,9 @@
 import type { Command } from 'commander'
 import * as fs from 'fs'
 import b4a from 'b4a'
-import { inTree } from '../../lib/flat-tree'
-import { CliError, describeError } from '../util/errors'
-import { openExisting, closeQuietly, parseCount, hex } from '../util/core'
+import { CliError, describeError, errorCode } from '../util/errors'
+import { parseCount } from '../util/core'
+import { openAccess } from '../util/access'
 import { report, note } from '../util/output'
 import { action, withJson } from '../util/run'
 
@@ -14,7 +14,7 @@ export function register (program: Command): void {
     .argument('<dir>', 'directory of a healthy core')
     .argument('<node>', 'tree node index (node i covers blocks; block b is node 2b)')
     .option('-o, --output <file>', 'write the proof to FILE instead of stdout')
-    .description('write a fully remote proof for tree node NODE (binary, to stdout): `nomadcore repair OTHER --proof FILE` restores the node')
+    .description('write a fully remote proof for tree node NODE (binary, to stdout): `nomadcore repair OTHER --proof FILE` restores the node; asks a running serve if there is one')
     .addHelpText('after', `
 The proof carries the core's discovery key and is checked against the signed
 tree, so it can travel over any channel. Hypercore 11 accepts it too.
@@ -25,26 +25,22 @@ Example:
     .action(action(async (dir: string, nodeArg: string, opts: Options) => {
       const node = parseCount(nodeArg, 'NODE')
       if (opts.output === undefined && opts.json !== true && process.stdout.isTTY === true) {
-        throw new CliError('refusing to write a binary proof to a terminal: redirect stdout to a file, or use --output FILE')
+        throw new CliError('USAGE', 'refusing to write a binary proof to a terminal: redirect stdout to a file, or use --output FILE')
       }
-      const core = await openExisting(dir, { readOnly: true })
+      const access = await openAccess(dir)
       let bytes: Uint8Array
-      const discoveryKey = hex(core.discoveryKey)
+      let discoveryKey: string
       try {
-        if (!inTree(node, core.length)) throw new CliError(`tree node ${node} is not in the tree of ${dir} (length ${core.length})`)
-        try {
-          bytes = await core.generateRemoteProofForTreeNode(node)
-        } catch (err) {
-          throw new CliError(`cannot prove tree node ${node} from ${dir}: ${describeError(err, dir)}`)
-        }
+        discoveryKey = (await access.status()).discoveryKey
+        bytes = await access.proof(node)
       } finally {
-        await closeQuietly(core)
+        await access.close()
       }
       if (opts.output !== undefined) {
         try {
           fs.writeFileSync(opts.output, bytes)
         } catch (err) {
-          throw new CliError(describeError(err))
+          throw new CliError(errorCode(err), describeError(err))
         }
         report(opts, { node, bytes: bytes.byteLength, output: opts.output, discoveryKey },
           [`wrote a proof for tree node ${node} (${bytes.byteLength} bytes) to ${opts.output}`])

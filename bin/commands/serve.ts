@@ -2,11 +2,16 @@ import type { Command } from 'commander'
 import * as net from 'net'
 import type Hyperswarm from 'hyperswarm'
 import type { Hypercore } from '../../lib/hypercore'
+import * as fs from 'fs'
 import { CliError, reason } from '../util/errors'
-import { openExisting, closeQuietly, parseCount, hex } from '../util/core'
+import { openExisting, closeQuietly, parseCount, hex, z32 } from '../util/core'
+import { openAlone, serveControl } from '../util/access'
+import type { ControlServer } from '../util/control'
+import { treeHealth, servableBlocks } from '../util/health'
 import { formatAddress, replicateSocket, createSwarm, destroySwarm, parseBootstrap, type Address } from '../util/net'
 import { formatBytes } from '../util/output'
-import { action, withJson } from '../util/run'
+import { action, atExit, runCleanups, withJson } from '../util/run'
+import { takeEarlySignal } from '../util/signals'
 
 interface Options { json?: boolean, port?: string, host?: string, swarm?: boolean, bootstrap?: string }
 
@@ -29,7 +34,7 @@ export function listenTcp (core: Hypercore, host: string, port: number, onevent:
     replicateSocket(core, socket, false)
   })
   return new Promise((resolve, reject) => {
-    server.once('error', (err) => reject(new CliError(`cannot listen on ${formatAddress({ host, port })}: ${reason(err)}`)))
+    server.once('error', (err) => reject(new CliError('FAILED', `cannot listen on ${formatAddress({ host, port })}: ${reason(err)}`)))
     server.listen(port, host, () => {
       server.removeAllListeners('error')
       server.on('error', () => {})
@@ -45,17 +50,48 @@ export function listenTcp (core: Hypercore, host: string, port: number, onevent:
   })
 }
 
-/** Resolves on the first SIGINT or SIGTERM. */
-function untilSignal (): Promise<string> {
-  return new Promise(resolve => {
-    const on = (sig: string): void => {
+/**
+ * Resolves on the first SIGINT or SIGTERM, which asks for a clean stop. A
+ * second one while stopping gives up on it: exit 130 at once.
+ */
+function untilSignal (): { stopped: Promise<string>, dispose: () => void } {
+  let first: string | null = null
+  let resolve: (sig: string) => void = () => {}
+  const stopped = new Promise<string>(res => { resolve = res })
+  const on = (sig: string): void => {
+    if (first !== null) {
+      runCleanups()
+      process.exit(130)
+    }
+    first = sig
+    resolve(sig)
+  }
+  process.on('SIGINT', on)
+  process.on('SIGTERM', on)
+  const early = takeEarlySignal()
+  if (early !== null) on(early)
+  return {
+    stopped,
+    dispose: () => {
       process.off('SIGINT', on)
       process.off('SIGTERM', on)
-      resolve(sig)
     }
-    process.on('SIGINT', on)
-    process.on('SIGTERM', on)
-  })
+  }
+}
+
+/** The lines (stderr) and fields (JSON) that say a core in repair mode serves little. */
+async function repairModeReport (core: Hypercore, dir: string): Promise<{ fields: Record<string, unknown>, lines: string[] }> {
+  const h = await treeHealth(core, dir)
+  const servable = await servableBlocks(core, dir)
+  const roots = `${h.missingRoots.length} of ${h.roots.length} tree roots missing (${h.missingRoots.join(', ')})`
+  return {
+    fields: { repairMode: true, missingRoots: h.missingRoots, blocks: h.blocks, servableBlocks: servable },
+    lines: [
+      `warning: ${dir} is in repair mode: ${roots}, so it cannot prove its length (${core.length} blocks) to any peer.`,
+      `  A new clone gets nothing from it; a peer that already holds a signed copy can fetch at most ${servable} of the ${h.blocks} blocks held here.`,
+      `  It heals itself from any healthy peer of this core that connects, or run \`nomadcore repair ${dir} --connect HOST:PORT\` (or --proof FILE).`
+    ]
+  }
 }
 
 export function register (program: Command): void {
@@ -65,55 +101,97 @@ export function register (program: Command): void {
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--swarm', 'announce the core on Hyperswarm instead of listening on TCP')
     .option('--bootstrap <host:port,...>', 'DHT bootstrap nodes for --swarm (default: the public ones)')
-    .description('replicate the core to peers until Ctrl-C (TCP + Noise, or Hyperswarm)')
+    .description('replicate the core to peers until Ctrl-C (TCP + Noise, or Hyperswarm); info, cat, proof and append keep working on it')
     .addHelpText('after', `
 Prints "serving KEY on HOST:PORT" once listening (with --json: one JSON object
-per line: listening, connection, disconnect). Peers fetch with
-  nomadcore clone KEY DIR --connect HOST:PORT`))
+per line: announcing, listening or announced, connection, disconnect, stopped).
+Peers fetch with
+  nomadcore clone KEY DIR --connect HOST:PORT
+
+While it runs, \`nomadcore info|cat|proof|append DIR\` go through it (over a
+control socket, DIR/serve.sock); an append is announced to its peers at once.
+audit and repair need the core to themselves: stop serve first.
+
+A core in repair mode is served with a warning: it cannot prove its length,
+so a new clone gets nothing from it until it is repaired.
+
+Ctrl-C (or SIGTERM) stops it cleanly, exit status 0; a second one exits at
+once with 130.`))
     .action(action(async (dir: string, opts: Options) => {
       const port = parseCount(opts.port ?? '0', '--port')
-      if (port > 65535) throw new CliError(`--port must be at most 65535, not ${port}`)
+      if (port > 65535) throw new CliError('USAGE', `--port must be at most 65535, not ${port}`)
       const host = opts.host ?? '127.0.0.1'
-      if (opts.swarm !== true && opts.bootstrap !== undefined) throw new CliError('--bootstrap only goes with --swarm')
+      if (opts.swarm !== true && opts.bootstrap !== undefined) throw new CliError('USAGE', '--bootstrap only goes with --swarm')
       const bootstrap = parseBootstrap(opts.bootstrap)
-      const emit = (ev: Record<string, unknown>, human: string): void => {
+      const emit = (ev: Record<string, unknown>, human: string | string[], toStdout = false): void => {
         if (opts.json === true) process.stdout.write(JSON.stringify(ev) + '\n')
-        else if (ev.event === 'listening' || ev.event === 'announced') process.stdout.write(human + '\n')
-        else process.stderr.write(human + '\n')
+        else (toStdout ? process.stdout : process.stderr).write((Array.isArray(human) ? human.join('\n') : human) + '\n')
       }
-
-      const core = await openExisting(dir, { readOnly: true })
+      // From here on a Ctrl-C is a clean stop, whatever step is under way.
+      const signal = untilSignal()
+      let core: Hypercore | null = null
+      let control: ControlServer | null = null
       let server: TcpServer | null = null
       let swarm: Hyperswarm | null = null
       let uploaded = 0
       let uploadedBytes = 0
-      core.on('upload', (_index, bytes) => { uploaded++; uploadedBytes += bytes })
-      const stopped = untilSignal()
+      let announcing = false
+      /** Runs a step that may take long, unless a stop comes first; true when it did. */
+      const interrupted = async (step: Promise<unknown>): Promise<boolean> => {
+        const which = await Promise.race([step.then(() => 'done'), signal.stopped.then(() => 'stop')])
+        return which === 'stop'
+      }
       try {
-        const key = hex(core.key)
-        if (opts.swarm === true) {
-          swarm = createSwarm(bootstrap)
-          swarm.on('connection', (conn) => {
-            conn.on('error', () => {})
-            emit({ event: 'connection', remote: hex(conn.remotePublicKey) }, `peer ${hex(conn.remotePublicKey).slice(0, 16)}… connected`)
-            conn.once('close', () => emit({ event: 'disconnect', remote: hex(conn.remotePublicKey) }, `peer ${hex(conn.remotePublicKey).slice(0, 16)}… left`))
-            core.replicate(conn)
-          })
-          await swarm.join(core.discoveryKey!, { server: true, client: false }).flushed()
-          emit({ event: 'announced', key, discoveryKey: hex(core.discoveryKey), length: core.length },
-            `serving ${key} on Hyperswarm (discovery key ${hex(core.discoveryKey)}), ${core.length} blocks — Ctrl-C to stop`)
+        // Writable (when this is the writer), so appends can come through the control socket.
+        const opening = openAlone(dir, 'a second serve', () => openExisting(dir))
+        opening.catch(() => {})
+        if (await interrupted(opening)) {
+          core = await opening.catch(() => null)
         } else {
-          server = await listenTcp(core, host, port, (ev) => {
-            emit(ev, ev.event === 'connection' ? `peer ${String(ev.remote)} connected` : `peer ${String(ev.remote)} left`)
-          })
-          emit({ event: 'listening', key, discoveryKey: hex(core.discoveryKey), host: server.address.host, port: server.address.port, length: core.length },
-            `serving ${key} on ${formatAddress(server.address)}, ${core.length} blocks — Ctrl-C to stop`)
+          core = await opening
+          core.on('upload', (_index: number, bytes: number) => { uploaded++; uploadedBytes += bytes })
+          control = await serveControl(core, dir)
+          const stale = control.path
+          atExit(() => { try { fs.unlinkSync(stale) } catch {} })
+          const repair = core.repairMode ? await repairModeReport(core, dir) : null
+          const key = hex(core.key)
+          const base = { key, id: z32(core.key), discoveryKey: hex(core.discoveryKey), length: core.length, repairMode: core.repairMode, control: control.path, ...(repair?.fields ?? {}) }
+          const what = repair === null ? `${core.length} blocks` : `REPAIR MODE (length ${core.length} unprovable, at most ${String(repair.fields.servableBlocks)} blocks servable)`
+          if (repair !== null && opts.json !== true) process.stderr.write(repair.lines.join('\n') + '\n')
+          if (opts.swarm === true) {
+            swarm = createSwarm(bootstrap)
+            const sw = swarm
+            sw.on('connection', (conn) => {
+              conn.on('error', () => {})
+              emit({ event: 'connection', remote: hex(conn.remotePublicKey) }, `peer ${hex(conn.remotePublicKey).slice(0, 16)}… connected`)
+              conn.once('close', () => emit({ event: 'disconnect', remote: hex(conn.remotePublicKey) }, `peer ${hex(conn.remotePublicKey).slice(0, 16)}… left`))
+              core!.replicate(conn)
+            })
+            emit({ event: 'announcing', ...base }, `announcing ${key} on Hyperswarm…`)
+            const flushed = sw.join(core.discoveryKey!, { server: true, client: false }).flushed()
+            flushed.catch(() => {})
+            announcing = true
+            if (!(await interrupted(flushed))) {
+              announcing = false
+              emit({ event: 'announced', ...base }, `serving ${key} on Hyperswarm (discovery key ${hex(core.discoveryKey)}), ${what} — Ctrl-C to stop`, true)
+            }
+          } else {
+            server = await listenTcp(core, host, port, (ev) => {
+              emit(ev, ev.event === 'connection' ? `peer ${String(ev.remote)} connected` : `peer ${String(ev.remote)} left`)
+            })
+            emit({ event: 'listening', ...base, host: server.address.host, port: server.address.port },
+              `serving ${key} on ${formatAddress(server.address)}, ${what} — Ctrl-C to stop`, true)
+          }
+          await signal.stopped
         }
-        await stopped
       } finally {
+        await control?.close()
         await server?.close()
-        await destroySwarm(swarm)
+        // Stopped while still announcing: hyperswarm would wait for its DHT bootstrap to give up; the core matters, not that.
+        const gone = destroySwarm(swarm, announcing)
+        await (announcing ? Promise.race([gone, new Promise(resolve => setTimeout(resolve, 1000).unref())]) : gone)
         await closeQuietly(core)
+        signal.dispose()
       }
       emit({ event: 'stopped', uploaded, uploadedBytes }, `stopped: served ${uploaded} blocks (${formatBytes(uploadedBytes)})`)
     }))

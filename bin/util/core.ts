@@ -5,8 +5,9 @@
 import * as fs from 'fs'
 import * as path from 'path'
 import b4a from 'b4a'
+import * as idEncoding from 'hypercore-id-encoding'
 import type { Hypercore, HypercoreOptions } from '../../lib/hypercore'
-import { CliError, describeError } from './errors'
+import { CliError, describeError, errorCode } from './errors'
 
 /** The four files a core keeps in its directory (see README, "On disk"). */
 export const CORE_FILES = ['header', 'tree', 'data', 'bitfield'] as const
@@ -20,14 +21,14 @@ export function dirState (dir: string): DirState {
     st = fs.statSync(dir)
   } catch (err) {
     if ((err as { code?: string }).code === 'ENOENT') return 'missing'
-    throw new CliError(describeError(err))
+    throw new CliError(errorCode(err), describeError(err))
   }
-  if (!st.isDirectory()) throw new CliError(`${dir} is not a directory`)
+  if (!st.isDirectory()) throw new CliError('NO_CORE', `${dir} is not a directory`)
   let names: string[]
   try {
     names = fs.readdirSync(dir)
   } catch (err) {
-    throw new CliError(describeError(err))
+    throw new CliError(errorCode(err), describeError(err))
   }
   if (names.length === 0) return 'empty'
   try {
@@ -39,8 +40,8 @@ export function dirState (dir: string): DirState {
 /** Fails unless `dir` holds a core; never creates anything. */
 export function assertCore (dir: string): void {
   const state = dirState(dir)
-  if (state === 'missing') throw new CliError(`no core at ${dir}: the directory does not exist`)
-  if (state !== 'core') throw new CliError(`no core at ${dir}: it has no header file`)
+  if (state === 'missing') throw new CliError('NO_CORE', `no core at ${dir}: the directory does not exist`)
+  if (state !== 'core') throw new CliError('NO_CORE', `no core at ${dir}: it has no header file`)
 }
 
 export interface OpenOptions {
@@ -66,7 +67,7 @@ export async function openCore (dir: string, key: Uint8Array | null, opts: Hyper
     core = key === null ? new Core(dir, opts) : new Core(dir, key, opts)
     await core.ready()
   } catch (err) {
-    throw new CliError(describeError(err, dir))
+    throw new CliError(errorCode(err), describeError(err, dir))
   }
   return core
 }
@@ -76,25 +77,37 @@ export async function closeQuietly (core: Hypercore | null | undefined): Promise
   await core.close().catch(() => {})
 }
 
-/** A core key: 64 hex characters. */
+/** A core key: 64 hex characters or 52 z-base-32 ones (Hypercore's `id`), as hypercore-id-encoding reads them. */
 export function parseKey (s: string): Uint8Array {
   const t = s.trim()
-  if (!/^[0-9a-fA-F]{64}$/.test(t)) throw new CliError(`malformed key "${shorten(s)}": expected 64 hex characters`)
-  return b4a.from(t, 'hex')
+  // hypercore-id-encoding reads hex leniently (Buffer.from stops at the first bad pair): check the form first.
+  const hexOk = /^[0-9a-fA-F]{64}$/.test(t)
+  const z32Ok = /^[ybndrfg8ejkmcpqxot1uwisza345h769]{52}$/.test(t)
+  if (hexOk || z32Ok) {
+    try {
+      return idEncoding.decode(t)
+    } catch {}
+  }
+  throw new CliError('USAGE', `malformed key "${shorten(s)}": expected 64 hex characters or a 52-character z-base-32 id`)
+}
+
+/** A key as Hypercore's `id` (z-base-32), the form `nomadcore info` prints next to the hex. */
+export function z32 (key: Uint8Array | null | undefined): string {
+  return key === null || key === undefined ? '' : idEncoding.encode(b4a.from(key as Buffer))
 }
 
 /** A non-negative integer option or argument. */
 export function parseCount (s: string, what: string, min = 0): number {
-  if (!/^\d+$/.test(s.trim())) throw new CliError(`${what} must be a whole number ≥ ${min}, not "${shorten(s)}"`)
+  if (!/^\d+$/.test(s.trim())) throw new CliError('USAGE', `${what} must be a whole number ≥ ${min}, not "${shorten(s)}"`)
   const n = Number(s.trim())
-  if (!Number.isSafeInteger(n) || n < min) throw new CliError(`${what} must be a whole number ≥ ${min}, not "${shorten(s)}"`)
+  if (!Number.isSafeInteger(n) || n < min) throw new CliError('USAGE', `${what} must be a whole number ≥ ${min}, not "${shorten(s)}"`)
   return n
 }
 
 /** Seconds as milliseconds (0 = no limit). */
 export function parseSeconds (s: string, what: string): number {
   const n = Number(s)
-  if (s.trim() === '' || !Number.isFinite(n) || n < 0) throw new CliError(`${what} must be a number of seconds ≥ 0, not "${shorten(s)}"`)
+  if (s.trim() === '' || !Number.isFinite(n) || n < 0) throw new CliError('USAGE', `${what} must be a number of seconds ≥ 0, not "${shorten(s)}"`)
   return Math.round(n * 1000)
 }
 

@@ -3,9 +3,35 @@
  * trace (set NOMADCORE_DEBUG=1 to see one).
  */
 
+/**
+ * What went wrong, as a stable code a script can branch on (with --json it is
+ * `error.code`). Errors from the library keep their own code
+ * (`STORAGE_CORRUPT`, `INVALID_PROOF`, …) and system errors theirs
+ * (`ECONNREFUSED`, `EACCES`, …); these are the CLI's own.
+ */
+export type CliCode =
+  | 'USAGE' // a malformed argument or option
+  | 'NO_CORE' // no core where one was named
+  | 'CORE_EXISTS' // a core (or other files) where a new one was to go
+  | 'CORE_IN_USE' // another process holds the core
+  | 'REPAIR_MODE' // the core's tree roots are missing
+  | 'NOT_WRITABLE' // a copy without the secret key
+  | 'NOT_STORED' // a block the core does not hold
+  | 'CONNECT_FAILED' // the peer's address does not answer
+  | 'NOT_A_PEER' // it answered, but not with a Noise handshake
+  | 'PEER_LACKS_CORE' // a Hypercore peer without this core
+  | 'PEER_HUNG_UP' // the peer went away midway
+  | 'TIMEOUT' // nothing happened for --timeout seconds
+  | 'INCOMPLETE' // fewer blocks than the peer's signed length
+  | 'INTERRUPTED' // Ctrl-C
+  | 'BAD_PROOF' // not a proof, or for another core, or does not fit
+  | 'SERVER_GONE' // the running serve went away midway
+  | 'FAILED' // a step failed for a reason given in the message
+  | 'INTERNAL' // a bug: please report it
+
 /** An error whose message is already fit to show a person. */
 export class CliError extends Error {
-  constructor (message: string, readonly exitCode = 1) {
+  constructor (readonly code: CliCode | string, message: string, readonly exitCode = 1) {
     super(message)
   }
 
@@ -54,7 +80,7 @@ export function describeError (err: unknown, dir?: string): string {
   const where = dir !== undefined ? dir : (typeof e.path === 'string' ? e.path : '')
   switch (code) {
     case 'ELOCKED':
-      return `${where || 'the core'} is in use by another process (a running \`nomadcore serve\`, \`clone\` or \`repair\`?)`
+      return `${where || 'the core'} is in use by another process (a running \`nomadcore clone\`, \`repair\` or \`audit\`?)`
     case 'STORAGE_EMPTY':
       return `no core in ${where || 'that directory'}`
     case 'STORAGE_CONFLICT':
@@ -76,6 +102,21 @@ export function describeError (err: unknown, dir?: string): string {
   return oneLine(`internal error: ${msg}`)
 }
 
+/** The code for any thrown value (see CliCode). */
+export function errorCode (err: unknown): string {
+  if (err instanceof CliError) return err.code
+  const code = typeof (err as CodedError | null)?.code === 'string' ? (err as { code: string }).code : ''
+  const msg = typeof (err as CodedError | null)?.message === 'string' ? (err as { message: string }).message : ''
+  switch (code) {
+    case '': return 'INTERNAL'
+    case 'ELOCKED': return 'CORE_IN_USE'
+    case 'STORAGE_EMPTY': return 'NO_CORE'
+    case 'SESSION_NOT_WRITABLE': return 'NOT_WRITABLE'
+    case 'ERR_ASSERTION': return /repair mode/i.test(msg) ? 'REPAIR_MODE' : 'INTERNAL'
+  }
+  return code
+}
+
 export function oneLine (s: string): string {
   return s.replace(/\s*\n\s*/g, ' ').trim()
 }
@@ -85,7 +126,7 @@ export function withTimeout<T> (promise: Promise<T>, ms: number, message: string
   if (!(ms > 0) || !Number.isFinite(ms)) return promise
   let timer: ReturnType<typeof setTimeout> | undefined
   const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new CliError(message)), ms)
+    timer = setTimeout(() => reject(new CliError('TIMEOUT', message)), ms)
   })
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }

@@ -21,7 +21,7 @@ export function parseAddress (s: string): Address {
   const m = /^\[([^\]]+)\]:(\d+)$/.exec(s.trim()) ?? /^([^:\s]+):(\d+)$/.exec(s.trim())
   const port = m === null ? NaN : Number(m[2])
   if (m === null || !Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new CliError(`malformed address "${shorten(s)}": expected HOST:PORT with a port from 1 to 65535`)
+    throw new CliError('USAGE', `malformed address "${shorten(s)}": expected HOST:PORT with a port from 1 to 65535`)
   }
   return { host: m[1]!, port }
 }
@@ -38,7 +38,7 @@ export function connectTcp (addr: Address, timeoutMs: number): Promise<net.Socke
     const fail = (why: string): void => {
       if (timer !== null) clearTimeout(timer)
       socket.destroy()
-      reject(new CliError(`cannot connect to ${formatAddress(addr)}: ${why}`))
+      reject(new CliError('CONNECT_FAILED', `cannot connect to ${formatAddress(addr)}: ${why}`))
     }
     if (timeoutMs > 0) timer = setTimeout(() => fail('no answer'), timeoutMs)
     socket.once('error', (err) => fail(reason(err)))
@@ -51,14 +51,44 @@ export function connectTcp (addr: Address, timeoutMs: number): Promise<net.Socke
   })
 }
 
-/** Replicates `core` over a TCP socket, inside a Noise secret stream. */
-export function replicateSocket (core: Hypercore, socket: net.Socket, isInitiator: boolean): NoiseSecretStream {
+/** A Noise secret stream over a TCP socket. */
+export function secretStream (socket: net.Socket, isInitiator: boolean): NoiseSecretStream {
   socket.on('error', () => {})
   socket.setNoDelay(true)
   const Noise = require('@hyperswarm/secret-stream') as typeof NoiseSecretStream
   const noise = new Noise(isInitiator, socket)
   noise.on('error', () => {})
+  return noise
+}
+
+/** Replicates `core` over a TCP socket, inside a Noise secret stream. */
+export function replicateSocket (core: Hypercore, socket: net.Socket, isInitiator: boolean): NoiseSecretStream {
+  const noise = secretStream(socket, isInitiator)
   core.replicate(noise)
+  return noise
+}
+
+/**
+ * Runs the Noise handshake as initiator on a connected socket. Whatever
+ * answers without completing it — a web server, a silent port, garbage —
+ * is no nomadcore or Hypercore peer, and is named so.
+ */
+export async function noiseHandshake (socket: net.Socket, addr: Address, timeoutMs: number): Promise<NoiseSecretStream> {
+  const noise = secretStream(socket, true)
+  const secs = Math.round(timeoutMs / 1000)
+  let opened: boolean
+  try {
+    opened = await withTimeout(noise.opened, timeoutMs, `${formatAddress(addr)} is not a nomadcore/Hypercore peer: no Noise handshake within ${secs} s`)
+  } catch (err) {
+    noise.destroy()
+    socket.destroy()
+    if (err instanceof CliError) throw new CliError('NOT_A_PEER', err.message)
+    throw err
+  }
+  if (!opened) {
+    socket.destroy()
+    throw new CliError('NOT_A_PEER', `${formatAddress(addr)} is not a nomadcore/Hypercore peer: the Noise handshake failed`)
+  }
   return noise
 }
 
@@ -66,7 +96,7 @@ export function replicateSocket (core: Hypercore, socket: net.Socket, isInitiato
  * Resolves once a peer replicates this core with us; rejects after
  * `timeoutMs` with `message`, or when `closed` settles first.
  */
-export function waitForPeer (core: Hypercore, timeoutMs: number, message: string, closed?: Promise<unknown>): Promise<void> {
+export function waitForPeer (core: Hypercore, timeoutMs: number, message: string, closed?: Promise<unknown>, code = 'PEER_LACKS_CORE'): Promise<void> {
   if (core.peers.length > 0) return Promise.resolve()
   let onadd: (() => void) | null = null
   const added = new Promise<void>(resolve => {
@@ -74,8 +104,10 @@ export function waitForPeer (core: Hypercore, timeoutMs: number, message: string
     core.once('peer-add', onadd)
   })
   const races: Array<Promise<void>> = [added]
-  if (closed !== undefined) races.push(closed.then(() => { throw new CliError(message) }))
-  return withTimeout(Promise.race(races), timeoutMs, message).finally(() => {
+  if (closed !== undefined) races.push(closed.then(() => { throw new CliError('PEER_LACKS_CORE', message) }))
+  return withTimeout(Promise.race(races), timeoutMs, message).catch((err: unknown) => {
+    throw err instanceof CliError && err.code === 'TIMEOUT' ? new CliError(code, err.message) : err
+  }).finally(() => {
     if (onadd !== null) core.off('peer-add', onadd)
   })
 }
@@ -115,7 +147,8 @@ export function parseBootstrap (s: string | undefined): Address[] | null {
   return s.split(',').filter(x => x.trim() !== '').map(parseAddress)
 }
 
-export async function destroySwarm (swarm: Hyperswarm | null): Promise<void> {
+/** `force` skips taking announcements back from the DHT (for a stop while still announcing). */
+export async function destroySwarm (swarm: Hyperswarm | null, force = false): Promise<void> {
   if (swarm === null) return
-  await swarm.destroy().catch(() => {})
+  await swarm.destroy({ force }).catch(() => {})
 }

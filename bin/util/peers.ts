@@ -8,7 +8,7 @@ import type Hyperswarm from 'hyperswarm'
 import type { Hypercore } from '../../lib/hypercore'
 import { CliError } from './errors'
 import {
-  parseAddress, parseBootstrap, formatAddress, connectTcp, replicateSocket, closedPromise,
+  parseAddress, parseBootstrap, formatAddress, connectTcp, noiseHandshake, closedPromise,
   createSwarm, destroySwarm, waitForPeer, type Address
 } from './net'
 
@@ -21,11 +21,11 @@ export interface PeerOptions {
 export type PeerTarget = { kind: 'tcp', addr: Address } | { kind: 'swarm', bootstrap: Address[] | null }
 
 export function peerTarget (opts: PeerOptions, required = true): PeerTarget | null {
-  if (opts.connect !== undefined && opts.swarm === true) throw new CliError('give either --connect HOST:PORT or --swarm, not both')
+  if (opts.connect !== undefined && opts.swarm === true) throw new CliError('USAGE', 'give either --connect HOST:PORT or --swarm, not both')
   if (opts.connect !== undefined) return { kind: 'tcp', addr: parseAddress(opts.connect) }
   if (opts.swarm === true) return { kind: 'swarm', bootstrap: parseBootstrap(opts.bootstrap) }
-  if (opts.bootstrap !== undefined) throw new CliError('--bootstrap only goes with --swarm')
-  if (required) throw new CliError('say where the peer is: --connect HOST:PORT or --swarm')
+  if (opts.bootstrap !== undefined) throw new CliError('USAGE', '--bootstrap only goes with --swarm')
+  if (required) throw new CliError('USAGE', 'say where the peer is: --connect HOST:PORT or --swarm')
   return null
 }
 
@@ -42,15 +42,19 @@ export interface PeerLink {
   close (): Promise<void>
 }
 
-/** Connects to the peer (TCP) or prepares a swarm; the core comes later. */
+/**
+ * Connects to the peer and completes the Noise handshake (TCP), or prepares
+ * a swarm; the core comes later. Each step gets `timeoutMs`.
+ */
 export async function dial (target: PeerTarget, timeoutMs: number): Promise<PeerLink> {
   if (target.kind === 'tcp') {
     const socket: net.Socket = await connectTcp(target.addr, timeoutMs)
+    const noise = await noiseHandshake(socket, target.addr, timeoutMs)
     const closed = closedPromise(socket)
     return {
       target,
       closed,
-      attach (core) { replicateSocket(core, socket, true) },
+      attach (core) { core.replicate(noise) },
       async close () {
         socket.destroy()
         await closed
@@ -82,9 +86,9 @@ export function awaitPeer (core: Hypercore, link: PeerLink, timeoutMs: number): 
   const where = describeTarget(link.target)
   const secs = Math.round(timeoutMs / 1000)
   const message = link.target.kind === 'tcp'
-    ? `${where} does not serve this core (no replication within ${secs} s)`
+    ? `${where} is a nomadcore/Hypercore peer but does not serve this core (no replication within ${secs} s)`
     : `no peer found for this core on Hyperswarm within ${secs} s`
-  const hungUp = link.closed.then(() => { throw new CliError(`${where} hung up: it does not serve this core`) })
+  const hungUp = link.closed.then(() => { throw new CliError('PEER_LACKS_CORE', `${where} hung up: it does not serve this core`) })
   hungUp.catch(() => {})
-  return waitForPeer(core, timeoutMs, message, link.target.kind === 'tcp' ? hungUp : undefined)
+  return waitForPeer(core, timeoutMs, message, link.target.kind === 'tcp' ? hungUp : undefined, link.target.kind === 'tcp' ? 'PEER_LACKS_CORE' : 'TIMEOUT')
 }
