@@ -18,6 +18,7 @@ export type ErrorCode =
   | 'BLOCK_NOT_AVAILABLE'
   | 'REQUEST_CANCELLED'
   | 'REQUEST_TIMEOUT'
+  | 'SNAPSHOT_NOT_AVAILABLE'
   | 'SESSION_NOT_WRITABLE'
   | 'SESSION_CLOSED'
   | 'WRITE_FAILED'
@@ -63,6 +64,8 @@ export const INVALID_MESSAGE = factory('INVALID_MESSAGE', 'Malformed message')
 export const BLOCK_NOT_AVAILABLE = factory('BLOCK_NOT_AVAILABLE', 'Block is not available')
 export const REQUEST_CANCELLED = factory('REQUEST_CANCELLED', 'Request was cancelled')
 export const REQUEST_TIMEOUT = factory('REQUEST_TIMEOUT', 'Request timed out')
+/** A block that was in the tree when asked for was truncated away before it came (Hypercore 11's answer). */
+export const SNAPSHOT_NOT_AVAILABLE = factory('SNAPSHOT_NOT_AVAILABLE', 'Snapshot is not available')
 export const SESSION_NOT_WRITABLE = factory('SESSION_NOT_WRITABLE', 'Session is not writable')
 export const SESSION_CLOSED = factory('SESSION_CLOSED', 'Session is closed')
 export const WRITE_FAILED = factory('WRITE_FAILED', 'Write to storage failed')

@@ -15,7 +15,7 @@ import type { Peer } from './peer'
 import { CoreStorage, type StorageFactory } from './storage'
 import { resolveEncoding, type Codec, type ValueEncoding } from './value-encoding'
 import { encodeFullyRemote, decodeFullyRemote, treeNodeProofRequest } from './fully-remote-proof'
-import { BAD_ARGUMENT, REQUEST_TIMEOUT, SESSION_CLOSED, STORAGE_EMPTY, isCoded, missingNodeOf } from './errors'
+import { BAD_ARGUMENT, REQUEST_TIMEOUT, SESSION_CLOSED, SNAPSHOT_NOT_AVAILABLE, STORAGE_EMPTY, isCoded, missingNodeOf } from './errors'
 import type { KeyPair } from './crypto'
 import type { Proof, ProofRequest } from './proof'
 import type { Manifest } from './messages'
@@ -116,6 +116,8 @@ interface Waiter {
   resolve (): void
   reject (err: Error): void
   timer: ReturnType<typeof setTimeout> | null
+  /** The block was in the tree when asked for: a truncation that removes it fails the wait. */
+  snapshot: boolean
 }
 
 type PublicEvents = Omit<CoreEvents, 'have'> & ReplicatorEvents & { ready (): void, close (): void }
@@ -203,6 +205,10 @@ export class Hypercore extends EventEmitter {
       r?.onlocalhave(args[0] as number, args[1] as number)
       return
     }
+    if (name === 'truncate') {
+      this.dropWaiters(args[0] as number)
+      r?.ontruncate(args[0] as number)
+    }
     if (name === 'append' || name === 'truncate' || name === 'repaired') {
       this.wakeWaiters()
       r?.onupgrade()
@@ -258,8 +264,11 @@ export class Hypercore extends EventEmitter {
     let healed = false
     for (;;) {
       let block: Uint8Array | null
+      const epoch = core.epoch
       try {
         block = await core.getBlock(index)
+        // Read while the core truncated or moved to another fork: it may be the old fork's.
+        if (core.epoch !== epoch) continue
       } catch (err) {
         // A tree node this read needs is gone: fetch it from a peer, then retry once.
         const missing = missingNodeOf(err)
@@ -272,7 +281,7 @@ export class Hypercore extends EventEmitter {
       if (opts.wait === false) return null
       const release = this.replicator?.want(index) ?? noop
       try {
-        await this.waitFor(index, opts.timeout ?? 0)
+        await this.waitFor(index, opts.timeout ?? 0, index < core.length)
       } finally {
         release()
       }
@@ -302,10 +311,15 @@ export class Hypercore extends EventEmitter {
     return true
   }
 
-  /** [block index, offset inside it] of byte offset `bytes`. */
-  async seek (bytes: number): Promise<[number, number]> {
+  /**
+   * [block index, offset inside it] of byte offset `bytes`. Fetches the
+   * proof it needs from peers, as Hypercore 11 does; `wait: false` resolves
+   * null instead, `timeout` rejects with REQUEST_TIMEOUT.
+   */
+  async seek (bytes: number, opts: { wait?: boolean, timeout?: number } = {}): Promise<[number, number] | null> {
     if (!Number.isSafeInteger(bytes) || bytes < 0) throw BAD_ARGUMENT('Byte offset must be a non-negative integer')
-    return (await this.live()).seek(bytes)
+    await this.live()
+    return this.replicator!.seek(bytes, opts)
   }
 
   /** Cuts the core to `newLength` blocks and moves to a new fork (default: current + 1). */
@@ -354,8 +368,9 @@ export class Hypercore extends EventEmitter {
     const core = await this.live()
     if (core.writable && opts.force !== true) return false
     const before = core.length
+    const fork = core.fork
     await this.replicator!.settled()
-    return core.length > before
+    return core.length > before || core.fork !== fork
   }
 
   // -------------------------------------------------------------------------
@@ -536,11 +551,11 @@ export class Hypercore extends EventEmitter {
 
   // -------------------------------------------------------------------------
 
-  private waitFor (index: number, timeout: number): Promise<void> {
+  private waitFor (index: number, timeout: number, snapshot: boolean): Promise<void> {
     return new Promise((resolve, reject) => {
       let set = this.waiting.get(index)
       if (set === undefined) this.waiting.set(index, set = new Set())
-      const waiter: Waiter = { resolve, reject, timer: null }
+      const waiter: Waiter = { resolve, reject, timer: null, snapshot }
       const done = (): void => {
         if (waiter.timer !== null) clearTimeout(waiter.timer)
         set!.delete(waiter)
@@ -551,6 +566,14 @@ export class Hypercore extends EventEmitter {
       if (timeout > 0) waiter.timer = setTimeout(() => waiter.reject(REQUEST_TIMEOUT()), timeout)
       set.add(waiter)
     })
+  }
+
+  /** As Hypercore 11: a wait for a block the truncation removed fails if the block existed when asked for. */
+  private dropWaiters (length: number): void {
+    for (const [index, set] of this.waiting) {
+      if (index < length) continue
+      for (const w of [...set]) if (w.snapshot) w.reject(SNAPSHOT_NOT_AVAILABLE())
+    }
   }
 
   private wakeWaiters (): void {

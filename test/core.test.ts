@@ -121,7 +121,9 @@ test('seek maps byte offsets to [block, offset] like Hypercore', async t => {
   t.alike(await core.seek(6), [2, 1])
   t.alike(await core.seek(9), [3, 0])
   t.alike(await core.seek(10), [4, 0])
-  await t.exception(core.seek(11), /BAD_ARGUMENT/)
+  // Past the end, as in Hypercore 11: null without waiting, REQUEST_TIMEOUT after waiting.
+  t.is(await core.seek(11, { wait: false }), null)
+  await t.exception(core.seek(11, { timeout: 20 }), /REQUEST_TIMEOUT/)
 })
 
 test('clear drops local blocks but keeps the tree', async t => {
