@@ -200,8 +200,10 @@ export class Peer {
       fork: core.fork,
       length: core.length,
       remoteLength: sameFork ? this.remoteLength : 0,
-      // We can prove any length up to ours, unless our roots are missing.
-      canUpgrade: sameFork && !core.repairMode && this.remoteLength <= core.length,
+      // We can prove any length up to ours, unless our roots are missing. Not
+      // before we know the remote's fork: Hypercore 11 asks for an upgrade on
+      // the strength of this flag, and one on another fork would ask in vain.
+      canUpgrade: this.remoteSynced && sameFork && !core.repairMode && this.remoteLength <= core.length,
       uploading: true,
       downloading: true,
       hasManifest: core.manifest !== null,
