@@ -131,6 +131,7 @@ export class Replicator implements PeerHost {
     })
     this.#seeks = new Seeks({
       core,
+      peers: this.peers,
       pickPeer: ok => this.pickPeer(ok),
       request: (peer, body) => this.send(peer, 'seek', -1, body)
     })
@@ -217,6 +218,7 @@ export class Replicator implements PeerHost {
   }
 
   onhave (): void {
+    this.#seeks.nudge()
     this.rescan()
     this.scheduleUpdate()
   }

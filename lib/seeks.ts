@@ -17,6 +17,7 @@ import type { RequestBody } from './fork-switch'
 /** What seeks need from the replicator. */
 export interface SeekHost {
   readonly core: Core
+  readonly peers: readonly Peer[]
   /** The least loaded peer that passes `ok`, or null. */
   pickPeer (ok: (p: Peer) => boolean): Peer | null
   /** Sends a seek request to `peer`; returns the request id. */
@@ -115,18 +116,19 @@ export class Seeks {
     let tried = this.#tried.get(missing)
     if (tried === undefined) this.#tried.set(missing, tried = new Set())
     const skip = tried
-    // Any peer on our fork at least as long as we are has our tree; prefer one holding blocks below the node.
+    // A peer on our fork at least as long as we are has our tree; one that
+    // holds a block below the node holds the nodes on its path (a sparse
+    // relay holds little else). Ask one of those for that block's path; if
+    // none is known, ask peers which blocks they hold there (as Hypercore 11
+    // does) and look again when they say.
     const ok = (p: Peer): boolean => p.remoteFork === core.fork && p.remoteLength >= core.length && !skip.has(p)
-    const peer = this.#host.pickPeer(p => ok(p) && holdsAny(p, first, last)) ?? this.#host.pickPeer(ok)
-    if (peer === null) return
-    tried.add(peer)
-    let leaf = first
-    for (let i = first; i <= last && i < first + 64; i++) {
-      if (peer.has(i)) {
-        leaf = i
-        break
-      }
+    const peer = this.#host.pickPeer(p => ok(p) && heldLeaf(p, first, last) !== -1)
+    if (peer === null) {
+      for (const p of this.#host.peers) if (ok(p) && p.remoteOpened) p.wantAround(first)
+      return
     }
+    tried.add(peer)
+    const leaf = heldLeaf(peer, first, last)
     const id = this.#host.request(peer, {
       block: null,
       hash: { index: 2 * leaf, nodes: depth(above) },
@@ -159,8 +161,9 @@ export class Seeks {
   }
 }
 
-function holdsAny (p: Peer, first: number, last: number): boolean {
-  if (p.remoteContiguous > first) return true
-  for (let i = first; i <= last && i < first + 64; i++) if (p.has(i)) return true
-  return false
+/** A block in [first, last] the peer said it has, or -1. */
+function heldLeaf (p: Peer, first: number, last: number): number {
+  if (p.remoteContiguous > first) return first
+  const i = p.remoteBitfield.firstSet(first)
+  return i !== -1 && i <= last ? i : -1
 }
