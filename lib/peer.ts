@@ -190,9 +190,11 @@ export class Peer {
    * Tells the remote our fork and length (and acks its own). A sync that
    * would say what the last one said is not sent: the channel is reliable,
    * so the remote knows it already, and two peers that answered every sync
-   * with a sync (as on different forks) would never stop.
+   * with a sync (as on different forks) would never stop. `again` sends it
+   * anyway, as a prompt to ask again for what we refused (never in reply to
+   * a sync: the remote answers only a sync that changes what it says).
    */
-  sendSync (): void {
+  sendSync (again = false): void {
     if (!this.remoteOpened) return
     const core = this.host.core
     const sameFork = core.fork === this.remoteFork
@@ -209,7 +211,7 @@ export class Peer {
       hasManifest: core.manifest !== null,
       allowPush: false
     }
-    if (this.#lastSync !== null && sameSync(this.#lastSync, msg)) return
+    if (!again && this.#lastSync !== null && sameSync(this.#lastSync, msg)) return
     this.#lastSync = msg
     this.sync.send(msg)
   }

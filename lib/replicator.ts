@@ -467,16 +467,16 @@ export class Replicator implements PeerHost {
         }
         else this.askForNode(req.index, this.nodeTries.get(req.index) ?? new Set([peer]))
       }
-      this.afterRepair()
+      this.afterRepair(ok)
       return
     }
     if (req === null) return // unsolicited, or answered after we gave up on it
 
     if (core.repairMode && data.upgrade !== null) {
       // Our roots are missing, so an upgrade cannot be checked: heal first.
-      if (fullyRemote) await core.repair(data as Proof)
-      else this.recoverFrom(peer)
-      this.afterRepair()
+      const ok = fullyRemote && await core.repair(data as Proof)
+      if (!fullyRemote) this.recoverFrom(peer)
+      this.afterRepair(ok)
       return
     }
 
@@ -565,9 +565,13 @@ export class Replicator implements PeerHost {
     this.scheduleUpdate()
   }
 
-  /** After a repair attempt: tell peers, who may have been refused blocks we can prove now. */
-  private afterRepair (): void {
-    for (const p of this.peers) p.sendSync()
+  /**
+   * After a repair: tell peers, who may have been refused blocks we can prove
+   * now (a sync makes them ask again), even if it says what the last one
+   * said. Only after one that worked: each is progress, so this cannot loop.
+   */
+  private afterRepair (repaired: boolean): void {
+    if (repaired) for (const p of this.peers) p.sendSync(true)
     this.scheduleUpdate()
   }
 

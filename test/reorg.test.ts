@@ -236,3 +236,29 @@ test('a peer on a higher fork that cannot prove it is not asked again and not bl
   t.is(r.peers.length, 2, 'still connected')
   t.is(await r.update(), false, 'update() does not hang on it')
 })
+
+test('a reorgHint message changes nothing, as in Hypercore 11 (it has no slot on the channel there)', async t => {
+  const w = await ramCore(t)
+  await w.append(blocks(8))
+  for (const impl of ['nomad', 'hc11'] as const) {
+    const r = await makeCore(t, impl, w.key)
+    const link = connect(t, w as unknown as AnyCore, r)
+    await follows(r, w as unknown as AnyCore)
+    link.destroy()
+    let blamed = 0
+    r.on('verification-error', () => blamed++)
+    const fake = new FakePeer(t, w.key!, {
+      onopen: p => {
+        p.sendSync({ fork: 0, length: 8 })
+        p.sendReorgHint({ from: 0, to: 3, ancestors: 2 })
+      }
+    })
+    r.replicate(fake.stream)
+    await fake.open()
+    await sleep(200)
+    t.is(r.fork, 0, impl + ': still on fork 0')
+    t.is(r.length, 8, impl + ': nothing truncated')
+    t.is(blamed, 0)
+    t.is(fake.closed, false, impl + ': the peer stays')
+  }
+})

@@ -24,7 +24,7 @@ export interface AnyCore {
   update (opts?: { wait?: boolean }): Promise<boolean>
   seek (bytes: number, opts?: { wait?: boolean, timeout?: number }): Promise<[number, number] | null>
   download (range?: { start?: number, end?: number, blocks?: number[] }): { done (): Promise<void> }
-  replicate (isInitiator: boolean, opts?: { keepAlive?: boolean }): unknown
+  replicate (isInitiator: boolean | object, opts?: { keepAlive?: boolean }): unknown
   on (event: string, fn: (...args: any[]) => void): unknown
   off (event: string, fn: (...args: any[]) => void): unknown
   close (): Promise<void>
