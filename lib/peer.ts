@@ -254,9 +254,9 @@ export class Peer {
 
   /** Our blocks [start, start + length) are gone (a truncation or a reorg): the remote stops asking for them. */
   announceDrop (start: number, length: number): void {
-    if (!this.remoteOpened || length <= 0) return
     // Its answers to our wants were cut at our old length: ask again.
     this.wanted.clear()
+    if (!this.remoteOpened || length <= 0) return
     this.range.send({ drop: true, start, length })
   }
 
