@@ -12,10 +12,8 @@
  */
 import { isCoded } from './errors'
 import type { Core, VerifiedFork } from './core'
-import type { Peer } from './peer'
-import type { DataMessage, RequestMessage } from './messages'
-
-export type RequestBody = Omit<RequestMessage, 'id' | 'fork' | 'priority'>
+import type { Peer, RequestBody } from './peer'
+import type { DataMessage } from './messages'
 
 /** What a fork switch needs from the replicator. */
 export interface ForkSwitchHost {

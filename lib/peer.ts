@@ -35,6 +35,9 @@ const BITFIELD_CHUNK = 2 ** 15
 const SYNC_REPLY_BURST = 8
 const SYNC_REPLIES_PER_SECOND = 4
 
+/** A request as the replicator writes it; the id, fork and priority are filled in when it is sent. */
+export type RequestBody = Omit<RequestMessage, 'id' | 'fork' | 'priority'>
+
 /** What the peer module needs from the replicator above it. */
 export interface PeerHost {
   readonly core: Core

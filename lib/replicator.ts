@@ -6,10 +6,10 @@
  * details live in `peer.ts`; verification and storage in `core.ts`.
  */
 import type Protomux from 'protomux'
-import { Peer, PROTOCOL, type PeerHost } from './peer'
+import { Peer, PROTOCOL, type PeerHost, type RequestBody } from './peer'
 import { Iterator } from './flat-tree'
 import { treeNodeProofRequest } from './fully-remote-proof'
-import { ForkSwitch, type RequestBody } from './fork-switch'
+import { ForkSwitch } from './fork-switch'
 import { Seeks, type SeekOptions } from './seeks'
 import { REQUEST_CANCELLED, isCoded, missingNodeOf } from './errors'
 import type { Core } from './core'

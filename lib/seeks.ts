@@ -11,8 +11,7 @@
 import { depth, fullRoots, leftSpan, parent, rightSpan } from './flat-tree'
 import { REQUEST_TIMEOUT, SESSION_CLOSED, missingNodeOf } from './errors'
 import type { Core } from './core'
-import type { Peer } from './peer'
-import type { RequestBody } from './fork-switch'
+import type { Peer, RequestBody } from './peer'
 
 /** What seeks need from the replicator. */
 export interface SeekHost {
