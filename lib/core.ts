@@ -17,6 +17,7 @@ import { byteOffset, generateProof, verifyFullyRemote, verifyAgainst, type Proof
 import { planRepair } from './repair'
 import { checkTail, hasOpenTail } from './crash-recovery'
 import { audit as auditTree, type AuditReport } from './audit'
+import { ForkPoint } from './fork-point'
 import * as manifests from './manifest'
 import * as m from './messages'
 import {
@@ -75,13 +76,23 @@ export interface VerifiedData {
   /** Our length and fork the check was made against. */
   baseLength: number
   baseFork: number
+  /** Our epoch (count of truncations and reorgs) the check was made against. */
+  epoch: number
+}
+
+/** A peer's fork, verified, and where it leaves our tree (see `verifyFork`). */
+export interface VerifiedFork {
+  point: ForkPoint
+  /** Our epoch when the search began: a truncation since makes it stale. */
+  epoch: number
 }
 
 interface PendingBlock {
   index: number
   value: Uint8Array
   nodes: TreeNode[]
-  done: Array<{ resolve (): void, reject (err: Error): void }>
+  epoch: number
+  done: Array<{ resolve (stored: boolean): void, reject (err: Error): void }>
 }
 
 export class Core {
@@ -103,6 +114,12 @@ export class Core {
   private lastVerified: { manifest: Manifest, treeHash: Uint8Array, length: number, fork: number, signature: Uint8Array } | null = null
   private pendingBlocks = new Map<number, PendingBlock>()
   private flushingBlocks: Promise<void> | null = null
+  /**
+   * Bumped by every truncation and reorg, under the mutex, before anything
+   * changes: work checked against an older epoch (a verified block, a fork
+   * search, a read) is stale and must not land.
+   */
+  #epoch = 0
 
   private constructor (
     readonly storage: CoreStorage,
@@ -195,6 +212,11 @@ export class Core {
     return this.tree.fork
   }
 
+  /** Count of truncations and reorgs so far: a read that spans a change of it must read again. */
+  get epoch (): number {
+    return this.#epoch
+  }
+
   get contiguousLength (): number {
     if (this.contiguous < this.tree.length && this.bitfield.get(this.contiguous)) {
       this.contiguous = Math.min(this.bitfield.firstUnset(this.contiguous), this.tree.length)
@@ -274,6 +296,7 @@ export class Core {
       const batch = new TreeBatch({ roots, length: newLength, byteLength: sumSizes(roots), fork, signature: null })
       batch.signature = this.signBatch(batch, opts)
       if (this.onbeforetruncate !== null) await this.onbeforetruncate(newLength, oldLength)
+      this.leaveTree()
 
       // The header goes first: from here on, what lies past the new length is
       // garbage to a reopen, so the clean-up below may be cut short freely.
@@ -402,12 +425,24 @@ export class Core {
     return crypto.treeHash(roots)
   }
 
-  /** A proof from the current tree; throws INVALID_OPERATION if a node it needs is missing. */
+  /**
+   * A proof from the current tree; throws INVALID_OPERATION if a node it
+   * needs is missing. Appends while proving do not disturb it (it proves the
+   * tree as it was when asked: appends only add nodes); a truncation does.
+   */
   async proof (req: ProofRequest): Promise<Proof> {
-    const { length, fork } = this.tree
-    const proof = await generateProof(this.tree, req)
-    if (this.tree.length !== length || this.tree.fork !== fork) throw INVALID_OPERATION('The tree changed while proving')
-    return proof
+    const epoch = this.#epoch
+    const tree = this.tree
+    const state = tree.state()
+    const asked = { ...state, getNode: (i: number) => inTree(i, state.length) ? tree.getNode(i) : Promise.resolve(null) }
+    try {
+      const proof = await generateProof(asked, req)
+      if (this.#epoch !== epoch) throw INVALID_OPERATION('The tree changed while proving')
+      return proof
+    } catch (err) {
+      if (this.#epoch !== epoch) throw INVALID_OPERATION('The tree changed while proving')
+      throw err
+    }
   }
 
   // -------------------------------------------------------------------------
@@ -609,6 +644,7 @@ export class Core {
     const tree = this.tree
     const baseLength = tree.length
     const baseFork = tree.fork
+    const epoch = this.#epoch
     if (data.fork !== baseFork) throw INVALID_OPERATION('Data is for fork ' + data.fork + ', we are on ' + baseFork)
     const manifest = this.manifestFor(data.manifest)
     if (manifest === null) throw INVALID_PROOF('The manifest of this core is not known yet')
@@ -621,7 +657,7 @@ export class Core {
     }
     if (this.manifest === null) await this.adoptManifest(manifest)
     const block = data.block === null ? null : { index: data.block.index, value: data.block.value }
-    return { upgrade: data.upgrade === null ? null : batch, block, nodes: batch.nodes, baseLength, baseFork }
+    return { upgrade: data.upgrade === null ? null : batch, block, nodes: batch.nodes, baseLength, baseFork, epoch }
   }
 
   /**
@@ -629,14 +665,34 @@ export class Core {
    * between in a way that makes the check stale (then nothing is stored).
    */
   async applyData (v: VerifiedData): Promise<boolean> {
+    if (v.epoch !== this.#epoch) return false
     if (v.upgrade !== null) {
       const applied = await this.applyUpgrade(v)
       if (!applied) return false
     } else if (this.tree.fork !== v.baseFork) {
       return false
     }
-    if (v.block !== null) await this.storeBlock(v.block.index, v.block.value, v.nodes)
+    if (v.block !== null) return this.storeBlock(v.block.index, v.block.value, v.nodes, v.epoch)
+    if (v.upgrade === null && v.nodes.length > 0) return this.storeNodes(v.nodes, v.epoch)
     return true
+  }
+
+  /** Keeps the nodes of a hash or seek proof (checked against our tree), so reads and seeks can use them. */
+  private async storeNodes (nodes: TreeNode[], epoch: number): Promise<boolean> {
+    await this.mutex.lock()
+    try {
+      if (epoch !== this.#epoch) return false
+      const fresh = nodes.filter(n => inTree(n.index, this.tree.length))
+      try {
+        await this.storage.putNodes(fresh)
+      } catch (err) {
+        throw wrapWrite(err)
+      }
+      for (const n of fresh) this.tree.remember(n)
+      return true
+    } finally {
+      this.mutex.unlock()
+    }
   }
 
   private async applyUpgrade (v: VerifiedData): Promise<boolean> {
@@ -644,6 +700,7 @@ export class Core {
     await this.mutex.lock()
     try {
       const tree = this.tree
+      if (v.epoch !== this.#epoch) return false
       if (tree.fork !== v.baseFork || tree.length !== v.baseLength) {
         // Someone else upgraded us meanwhile: fine if it got us at least as far.
         return tree.fork === batch.fork && tree.length >= batch.length
@@ -671,14 +728,17 @@ export class Core {
   /**
    * Queues a verified block for disk. Writes are batched: blocks and nodes of
    * many messages go out together, and the bitfield only after the data.
+   * Resolves false when the block was verified against a tree we have left
+   * since (`epoch`): then nothing of it is written.
    */
-  storeBlock (index: number, value: Uint8Array, nodes: TreeNode[]): Promise<void> {
-    if (this.bitfield.get(index)) return Promise.resolve()
+  storeBlock (index: number, value: Uint8Array, nodes: TreeNode[], epoch = this.#epoch): Promise<boolean> {
+    if (epoch !== this.#epoch) return Promise.resolve(false)
+    if (this.bitfield.get(index)) return Promise.resolve(true)
     return new Promise((resolve, reject) => {
       this.tree.stage(nodes)
       const pending = this.pendingBlocks.get(index)
       if (pending !== undefined) pending.done.push({ resolve, reject })
-      else this.pendingBlocks.set(index, { index, value, nodes, done: [{ resolve, reject }] })
+      else this.pendingBlocks.set(index, { index, value, nodes, epoch, done: [{ resolve, reject }] })
       if (this.flushingBlocks === null) this.flushingBlocks = this.flushBlocks()
     })
   }
@@ -691,17 +751,134 @@ export class Core {
   private async flushBlocks (): Promise<void> {
     try {
       while (this.pendingBlocks.size > 0) {
-        const batch = [...this.pendingBlocks.values()].sort((a, b) => a.index - b.index)
-        this.pendingBlocks = new Map()
+        // Under the mutex: a truncation or reorg never runs halfway through a
+        // batch, and a batch never runs after one it was not verified for.
+        await this.mutex.lock()
         try {
-          await this.writeBlocks(batch)
-          for (const b of batch) for (const d of b.done) d.resolve()
-        } catch (err) {
-          for (const b of batch) for (const d of b.done) d.reject(wrapWrite(err))
+          const all = [...this.pendingBlocks.values()].sort((a, b) => a.index - b.index)
+          this.pendingBlocks = new Map()
+          const batch = all.filter(b => b.epoch === this.#epoch)
+          for (const b of all) if (b.epoch !== this.#epoch) for (const d of b.done) d.resolve(false)
+          if (batch.length === 0) continue
+          try {
+            await this.writeBlocks(batch)
+            for (const b of batch) for (const d of b.done) d.resolve(true)
+          } catch (err) {
+            for (const b of batch) for (const d of b.done) d.reject(wrapWrite(err))
+          }
+        } finally {
+          this.mutex.unlock()
         }
       }
     } finally {
       this.flushingBlocks = null
+    }
+  }
+
+  /**
+   * Called under the mutex before the tree changes shape: every queued block
+   * and staged node was checked against the tree we are leaving.
+   */
+  private leaveTree (): void {
+    this.#epoch++
+    for (const b of this.pendingBlocks.values()) for (const d of b.done) d.resolve(false)
+    this.pendingBlocks = new Map()
+    this.tree.clearStaged()
+  }
+
+  // -------------------------------------------------------------------------
+  // Following a peer to a higher fork
+
+  /**
+   * Checks a peer's proof of a higher fork (a signed tree from length 0, as
+   * Hypercore 11 asks for it) and starts the search for where it leaves our
+   * tree. Throws INVALID_PROOF / INVALID_SIGNATURE for a bad proof; stores
+   * nothing but a manifest we lacked (it hashes to our key).
+   */
+  async verifyFork (data: m.DataMessage): Promise<VerifiedFork> {
+    const epoch = this.#epoch
+    if (data.fork <= this.tree.fork) throw INVALID_OPERATION('Fork ' + data.fork + ' is not above ours (' + this.tree.fork + ')')
+    if (data.upgrade === null || data.upgrade.start !== 0 || data.upgrade.length === 0) {
+      throw INVALID_PROOF('A fork proof upgrades from length 0')
+    }
+    const batch = this.verifyFullyRemote(data as Proof)
+    if (this.manifest === null && data.manifest !== null) {
+      await this.mutex.run(async () => {
+        if (this.manifest === null) await this.adoptManifest(data.manifest!)
+      })
+    }
+    const point = await ForkPoint.start(batch, this.tree.length, i => this.tree.getNode(i))
+    return { point, epoch }
+  }
+
+  /** Takes a hash proof that carries a fork search further (see `ForkPoint.update`). */
+  async continueFork (fork: VerifiedFork, data: m.DataMessage): Promise<void> {
+    if (fork.epoch !== this.#epoch) return
+    await fork.point.update(data, i => this.tree.getNode(i))
+  }
+
+  /**
+   * Moves to a verified higher fork: truncates to the common ancestor length
+   * and adopts the fork's signed tree, atomically under the mutex. Resolves
+   * false, changing nothing, when the search went stale (we truncated or
+   * moved meanwhile) or is not finished.
+   *
+   * Crash order: the bits and nodes past the ancestors go first (under the
+   * old header that reads as blocks and nodes gone missing: at worst a
+   * reopen in repair mode, never a block of the other fork), then the header
+   * of the new fork, then its nodes (a reopen before they land is in repair
+   * mode on the new fork, healed from the peers that have it).
+   */
+  async reorg (fork: VerifiedFork): Promise<boolean> {
+    await this.mutex.lock()
+    try {
+      const { point } = fork
+      const batch = point.batch
+      const tree = this.tree
+      if (fork.epoch !== this.#epoch || !point.finished || batch.fork <= tree.fork) return false
+
+      const oldLength = tree.length
+      const ancestors = Math.min(point.ancestors, oldLength, batch.length)
+      let dataEnd: number | null = null
+      try {
+        dataEnd = await byteOffset(tree, 2 * ancestors)
+      } catch {
+        // A sparse tree may not know where the block lies: the bytes past it stay, unreferenced.
+      }
+      if (this.onbeforetruncate !== null) await this.onbeforetruncate(ancestors, oldLength)
+      this.leaveTree()
+      this.bitfield.truncate(ancestors)
+      this.contiguous = Math.min(this.contiguous, ancestors)
+      try {
+        await Promise.all([
+          this.storage.writeBitfield(this.bitfield.takeDirty()),
+          this.storage.deleteNodeRange(2 * ancestors, Infinity),
+          this.storage.deleteNodes(crossingParents(ancestors, Math.max(oldLength, batch.length)))
+        ])
+        await this.writeTree(batch)
+      } catch (err) {
+        tree.forget()
+        throw wrapWrite(err)
+      }
+
+      tree.stage(batch.nodes)
+      tree.setState({ roots: batch.roots, length: batch.length, byteLength: batch.byteLength, fork: batch.fork, signature: batch.signature })
+      this.repairMode = false
+      try {
+        await Promise.all([
+          this.storage.putNodes(batch.nodes),
+          dataEnd === null ? null : this.storage.truncateData(dataEnd)
+        ])
+      } catch (err) {
+        // The header is on the new fork; without its nodes on disk a reopen repairs them from peers.
+        throw wrapWrite(err)
+      } finally {
+        tree.unstage(batch.nodes)
+      }
+      this.emit('truncate', ancestors, batch.fork)
+      return true
+    } finally {
+      this.mutex.unlock()
     }
   }
 

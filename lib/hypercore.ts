@@ -450,7 +450,7 @@ export class Hypercore extends EventEmitter {
         if (kept !== undefined) return kept
         throw SNAPSHOT_NOT_AVAILABLE(`snapshot at index ${index} not available (max compat length ${snap.compatLength})`, this.discoveryKey)
       }
-      const fork = core.fork
+      const epoch = core.epoch
       let block: Uint8Array | null
       try {
         block = await core.getBlock(index)
@@ -462,8 +462,8 @@ export class Hypercore extends EventEmitter {
         await this.#healNode(missing, opts.timeout ?? this.timeout)
         continue
       }
-      // A truncation ran while we read: what we read may be of the old fork.
-      if (core.fork !== fork) continue
+      // A truncation or reorg ran while we read: what we read may be of the old fork.
+      if (core.epoch !== epoch) continue
       if (block !== null) return block
       if (this.closing !== null) throw SESSION_CLOSED('cannot get on a closed session', this.discoveryKey)
       const wait = opts.wait ?? this.wait
@@ -514,18 +514,8 @@ export class Hypercore extends EventEmitter {
   async seek (bytes: number, opts: SeekOptions = {}): Promise<[number, number] | null> {
     if (!this.opened) await this.opening
     assertIndex(bytes, 'seek', this.discoveryKey)
-    const core = this.#core
-    const padding = this.padding
-    for (;;) {
-      try {
-        return await core.seek(bytes, padding)
-      } catch (err) {
-        if (!isCoded(err) || (missingNodeOf(err) === null && err.code !== 'BAD_ARGUMENT')) throw err
-      }
-      if (this.closing !== null) throw SESSION_CLOSED('cannot seek on a closed session', this.discoveryKey)
-      if (!(opts.wait ?? this.wait)) return null
-      await this.#shared.seekRemote(bytes, padding, opts.timeout ?? this.timeout)
-    }
+    if (this.closing !== null) throw SESSION_CLOSED('cannot seek on a closed session', this.discoveryKey)
+    return this.#shared.replicator!.seek(bytes, { wait: opts.wait ?? this.wait, timeout: opts.timeout ?? this.timeout, padding: this.padding })
   }
 
   /** Hash of the tree at `length` (default: now), the value that gets signed. Fetches the blocks it needs on a replica. */

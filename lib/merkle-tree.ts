@@ -101,6 +101,11 @@ export class MerkleTree implements NodeSource, TreeState {
     }
   }
 
+  /** Drops every staged node unwritten: they belong to a tree we just left (a truncation or a reorg). */
+  clearStaged (): void {
+    this.staged.clear()
+  }
+
   /** Forget cached nodes, all or those at the given indices. */
   forget (indices?: Iterable<number>): void {
     if (indices === undefined) {

@@ -27,6 +27,16 @@ export const WANT_BATCH = 2 ** 21
 const MIN_WANT = 32
 /** Bits per bitfield message when answering a want. */
 const BITFIELD_CHUNK = 2 ** 15
+/**
+ * Syncs sent in reply to a remote's sync: a burst, then this many a second.
+ * Replies already happen only when what we would say changed; the limit
+ * bounds a remote that keeps changing its mind.
+ */
+const SYNC_REPLY_BURST = 8
+const SYNC_REPLIES_PER_SECOND = 4
+
+/** A request as the replicator writes it; the id, fork and priority are filled in when it is sent. */
+export type RequestBody = Omit<RequestMessage, 'id' | 'fork' | 'priority'>
 
 /** What the peer module needs from the replicator above it. */
 export interface PeerHost {
@@ -59,6 +69,8 @@ export class Peer {
   remoteDownloading = true
   /** The remote has every block below this. */
   remoteContiguous = 0
+  /** The remote answers `seek` requests (its handshake says so). */
+  remoteSupportsSeeks = false
   /** Sparse knowledge of the remote's blocks, only below our own length. */
   readonly remoteBitfield = new Bitfield()
   /** Requests we sent it that are still out. */
@@ -71,6 +83,11 @@ export class Peer {
   private invalidRequests = 0
   private lastExtensionSent = ''
   private lastExtensionRecv = ''
+  /** The last sync we sent: one that would say the same again is not sent. */
+  #lastSync: SyncMessage | null = null
+  #replyTokens = SYNC_REPLY_BURST
+  #replyRefilled = Date.now()
+  #replyTimer: ReturnType<typeof setTimeout> | null = null
 
   private readonly sync: Protomux.Message<SyncMessage>
   private readonly request: Protomux.Message<RequestMessage>
@@ -146,6 +163,7 @@ export class Peer {
     }
     if (this.remoteOpened) return
     this.remoteOpened = true
+    this.remoteSupportsSeeks = m.seeks
     this.mux.cork()
     this.sendSync()
     const contig = this.host.core.contiguousLength
@@ -156,6 +174,8 @@ export class Peer {
 
   private onclose (): void {
     this.removed = true
+    if (this.#replyTimer !== null) clearTimeout(this.#replyTimer)
+    this.#replyTimer = null
     this.queue.length = 0
     this.host.onclose(this)
     this.remoteOpened = false
@@ -169,26 +189,40 @@ export class Peer {
   // -------------------------------------------------------------------------
   // What the remote knows
 
-  sendSync (): void {
+  /**
+   * Tells the remote our fork and length (and acks its own). A sync that
+   * would say what the last one said is not sent: the channel is reliable,
+   * so the remote knows it already, and two peers that answered every sync
+   * with a sync (as on different forks) would never stop. `again` sends it
+   * anyway, as a prompt to ask again for what we refused (never in reply to
+   * a sync: the remote answers only a sync that changes what it says).
+   */
+  sendSync (again = false): void {
     if (!this.remoteOpened) return
     const core = this.host.core
     const sameFork = core.fork === this.remoteFork
-    this.sync.send({
+    const msg: SyncMessage = {
       fork: core.fork,
       length: core.length,
       remoteLength: sameFork ? this.remoteLength : 0,
-      // We can prove any length up to ours, unless our roots are missing.
-      canUpgrade: sameFork && !core.repairMode && this.remoteLength <= core.length,
+      // We can prove any length up to ours, unless our roots are missing. Not
+      // before we know the remote's fork: Hypercore 11 asks for an upgrade on
+      // the strength of this flag, and one on another fork would ask in vain.
+      canUpgrade: this.remoteSynced && sameFork && !core.repairMode && this.remoteLength <= core.length,
       uploading: true,
       downloading: true,
       hasManifest: core.manifest !== null,
       allowPush: false
-    })
+    }
+    if (!again && this.#lastSync !== null && sameSync(this.#lastSync, msg)) return
+    this.#lastSync = msg
+    this.sync.send(msg)
   }
 
   private onsync (m: SyncMessage): void {
     const core = this.host.core
     const changed = m.length !== this.remoteLength || m.fork !== this.remoteFork
+    if (m.fork !== this.remoteFork) this.wanted.clear() // its blocks are another fork's now
     this.remoteSynced = true
     this.remoteFork = m.fork
     this.remoteLength = m.length
@@ -196,10 +230,37 @@ export class Peer {
     this.remoteHasManifest = m.hasManifest
     this.remoteDownloading = m.downloading
     this.lengthAcked = m.fork === core.fork ? m.remoteLength : 0
-    // Tell the remote our length when its view of it is stale, and ack a new
-    // length of its own (Hypercore only upgrades from peers that acked it).
-    if (m.fork !== core.fork || m.remoteLength !== core.length || changed) this.sendSync()
+    // Ack a new length of the remote's (Hypercore only upgrades from peers
+    // that acked it): sendSync sends only if that changes what we say.
+    this.replySync()
     this.host.onsync(this, changed)
+  }
+
+  /** sendSync in answer to the remote, at most SYNC_REPLIES_PER_SECOND after a burst. */
+  private replySync (): void {
+    const now = Date.now()
+    this.#replyTokens = Math.min(SYNC_REPLY_BURST, this.#replyTokens + (now - this.#replyRefilled) * SYNC_REPLIES_PER_SECOND / 1000)
+    this.#replyRefilled = now
+    if (this.#replyTokens >= 1) {
+      this.#replyTokens--
+      this.sendSync()
+      return
+    }
+    if (this.#replyTimer !== null) return
+    // Out of budget: one reply later says whatever is true by then.
+    this.#replyTimer = setTimeout(() => {
+      this.#replyTimer = null
+      if (!this.removed) this.replySync()
+    }, Math.ceil(1000 / SYNC_REPLIES_PER_SECOND))
+    this.#replyTimer.unref?.()
+  }
+
+  /** Our blocks [start, start + length) are gone (a truncation or a reorg): the remote stops asking for them. */
+  announceDrop (start: number, length: number): void {
+    // Its answers to our wants were cut at our old length: ask again.
+    this.wanted.clear()
+    if (!this.remoteOpened || length <= 0) return
+    this.range.send({ drop: true, start, length })
   }
 
   /** Whether the remote has block `index`, as far as it told us. */
@@ -207,12 +268,14 @@ export class Peer {
     return index < this.remoteContiguous || this.remoteBitfield.get(index)
   }
 
-  /** Announces blocks [start, start + length) we now hold, unless the remote has them. */
+  /** Announces blocks [start, start + length) we now hold. */
   announce (start: number, length: number): void {
-    if (!this.remoteOpened || this.remoteFork !== this.host.core.fork) return
+    if (!this.remoteOpened) return
     const core = this.host.core
-    // Even a peer that holds these blocks itself is told: it tracks who holds
-    // what (remoteContiguousLength, whom to send its own readers to).
+    // Every peer is told, as Hypercore 11 tells every peer: one that holds
+    // these blocks itself tracks who holds what (remoteContiguousLength, whom
+    // to send its own readers to), and one on another fork may be about to
+    // follow us.
     if (core.contiguousLength === core.length && start + length === core.length) {
       this.range.send({ drop: false, start: 0, length: core.length })
       return
@@ -389,4 +452,10 @@ export class Peer {
       return refuse(INVALID_REQUEST)
     }
   }
+}
+
+function sameSync (a: SyncMessage, b: SyncMessage): boolean {
+  return a.fork === b.fork && a.length === b.length && a.remoteLength === b.remoteLength &&
+    a.canUpgrade === b.canUpgrade && a.uploading === b.uploading && a.downloading === b.downloading &&
+    a.hasManifest === b.hasManifest && a.allowPush === b.allowPush
 }

@@ -1,16 +1,19 @@
 /**
  * Request scheduling for one core across all its peers: which blocks and
  * upgrades we want, which peer to ask, what to do with the answers, and when
- * to heal the tree from peers. Wire details live in `peer.ts`; verification
- * and storage in `core.ts`.
+ * to heal the tree from peers. Following a peer to a higher fork is in
+ * `fork-switch.ts`, seeks that wait for the network in `seeks.ts`. Wire
+ * details live in `peer.ts`; verification and storage in `core.ts`.
  */
 import type Protomux from 'protomux'
-import { Peer, PROTOCOL, type PeerHost } from './peer'
+import { Peer, PROTOCOL, type PeerHost, type RequestBody } from './peer'
 import { Iterator } from './flat-tree'
 import { treeNodeProofRequest } from './fully-remote-proof'
+import { ForkSwitch } from './fork-switch'
+import { Seeks, type SeekOptions } from './seeks'
 import { REQUEST_CANCELLED, isCoded, missingNodeOf } from './errors'
 import type { Core } from './core'
-import type { DataMessage, NoDataMessage, RequestMessage } from './messages'
+import type { DataMessage, NoDataMessage } from './messages'
 import type { Proof } from './proof'
 
 /** Requests in flight to one peer at a time. */
@@ -26,7 +29,7 @@ const HOTSWAP_MS = 1000
 /** How often inflight requests are looked over for the two limits above. */
 const SWEEP_MS = 250
 
-type RequestKind = 'block' | 'upgrade' | 'repair' | 'node'
+type RequestKind = 'block' | 'upgrade' | 'repair' | 'node' | 'fork' | 'seek'
 
 interface Request {
   id: number
@@ -35,6 +38,10 @@ interface Request {
   kind: RequestKind
   /** Block index ('block') or tree node index ('node'). */
   index: number
+  /** The fork asked about (ours, except when following a peer to its fork). */
+  fork: number
+  /** The core's epoch when asked: an answer from before a truncation is stale. */
+  epoch: number
 }
 
 interface Range {
@@ -100,7 +107,7 @@ export class Replicator implements PeerHost {
   private applyingUpgrade = 0
   private readonly wantedBlocks = new Map<number, number>()
   private readonly ranges = new Set<Range>()
-  private readonly notAvailable = new WeakMap<Peer, Set<number>>()
+  private notAvailable = new WeakMap<Peer, Set<number>>()
   private readonly upgradeFailed = new WeakMap<Peer, number>()
   private readonly settleWaiters: Array<() => void> = []
   private readonly extensions = new Map<string, ExtensionHandler>()
@@ -111,11 +118,28 @@ export class Replicator implements PeerHost {
   private destroyed = false
   private rotate = 0
   private remoteContiguous = 0
-
   private maxInflight: number
+  readonly #forks: ForkSwitch
+  readonly #seeks: Seeks
+  /** The core's length as last seen here, to tell peers what a truncation dropped. */
+  #knownLength: number
 
   constructor (readonly core: Core, private readonly emit: Emit, maxInflight = DEFAULT_MAX_INFLIGHT) {
     this.maxInflight = maxInflight
+    this.#knownLength = core.length
+    this.#forks = new ForkSwitch({
+      core,
+      peers: this.peers,
+      request: (peer, body, fork) => this.send(peer, 'fork', -1, body, fork),
+      pickPeer: ok => this.pickPeer(ok),
+      hostile: (peer, err) => this.hostile(peer, err)
+    })
+    this.#seeks = new Seeks({
+      core,
+      peers: this.peers,
+      pickPeer: ok => this.pickPeer(ok),
+      request: (peer, body) => this.send(peer, 'seek', -1, body)
+    })
   }
 
   /** Requests in flight per peer, at most (Hypercore's setInflightRange sets its upper bound). */
@@ -165,6 +189,7 @@ export class Replicator implements PeerHost {
     for (const peer of [...this.peers]) peer.close()
     for (const mux of [...this.muxes.keys()]) this.detach(mux)
     for (const range of [...this.ranges]) this.removeRange(range, REQUEST_CANCELLED('The core was closed'))
+    this.#seeks.destroy()
     this.wakeSettled()
   }
 
@@ -174,6 +199,7 @@ export class Replicator implements PeerHost {
     this.emit('peer-add', peer)
     if (this.core.repairMode) this.recoverFrom(peer)
     for (const index of this.lost) if (!this.nodeRequests.has(index)) this.askForNode(index, new Set())
+    this.#seeks.onpeers()
     this.scheduleUpdate()
   }
 
@@ -186,7 +212,7 @@ export class Replicator implements PeerHost {
     }
     this.peers.splice(i, 1)
     // Whatever it owed us goes back in the queue for the others.
-    for (const req of [...this.requests.values()]) if (req.peer === peer) this.finish(req)
+    for (const req of [...this.requests.values()]) if (req.peer === peer) this.giveUp(req)
     this.rescan()
     this.emit('peer-remove', peer)
     this.scheduleUpdate()
@@ -197,12 +223,14 @@ export class Replicator implements PeerHost {
     this.notAvailable.delete(peer)
     if (this.core.repairMode) this.recoverFrom(peer)
     for (const index of this.lost) if (!this.nodeRequests.has(index)) this.askForNode(index, new Set())
+    this.#seeks.onpeers()
     this.rescan()
     this.scheduleUpdate()
   }
 
   onhave (peer: Peer): void {
     this.updateRemoteContiguous()
+    this.#seeks.nudge()
     this.rescan()
     this.scheduleUpdate()
   }
@@ -235,8 +263,35 @@ export class Replicator implements PeerHost {
   /** Our length or fork changed (append, upgrade, truncate, repair). */
   onupgrade (): void {
     this.updateRemoteContiguous()
+    this.#knownLength = this.core.length
     for (const peer of this.peers) peer.sendSync()
+    this.#seeks.nudge()
     this.scheduleUpdate()
+  }
+
+  /**
+   * Our blocks from `length` on are gone (a local truncation, or a reorg to
+   * a peer's fork). What was asked for the tree we left is given up, peers
+   * hear which blocks we dropped (as Hypercore 11 tells them), and ranges go
+   * back to fetch the new fork's blocks. Called before `onupgrade`.
+   */
+  ontruncate (length: number): void {
+    const core = this.core
+    const dropped = this.#knownLength - length
+    this.#knownLength = core.length
+    this.#forks.onlocaltruncate()
+    for (const req of [...this.requests.values()]) {
+      if (req.kind === 'fork' || req.epoch === core.epoch) continue
+      this.giveUp(req)
+      req.peer.sendCancel(req.id)
+    }
+    this.notAvailable = new WeakMap()
+    for (const peer of this.peers) peer.announceDrop(length, dropped)
+    for (const range of this.ranges) {
+      if (range.blocks === null) range.cursor = Math.max(range.start, Math.min(range.cursor, length))
+      else range.cursor = Math.min(range.cursor, lowerBound(range.blocks, length))
+      range.scanFrom = range.cursor
+    }
   }
 
   /** Blocks [start, start + length) are now stored here. */
@@ -251,6 +306,7 @@ export class Replicator implements PeerHost {
         this.checkRanges()
       })
     }
+    this.#seeks.nudge()
     this.scheduleUpdate()
   }
 
@@ -302,8 +358,16 @@ export class Replicator implements PeerHost {
   }
 
   /**
-   * Resolves once no peer offers a longer tree than ours that we have not
-   * tried (so `update()` knows whether anything came of it).
+   * [block index, offset inside it] of byte `bytes`: from local nodes when
+   * they suffice, else with a seek proof from a peer (see `seeks.ts`).
+   */
+  seek (bytes: number, opts: SeekOptions = {}): Promise<[number, number] | null> {
+    return this.#seeks.seek(bytes, opts)
+  }
+
+  /**
+   * Resolves once no peer offers a longer tree or a higher fork than ours
+   * that we have not tried (so `update()` knows whether anything came of it).
    */
   settled (): Promise<void> {
     if (this.isSettled()) return Promise.resolve()
@@ -315,6 +379,7 @@ export class Replicator implements PeerHost {
     if (this.findingPeersCount > 0 && this.peers.length === 0) return false
     if (this.opening.size > 0 || this.anyHandshaking()) return false
     if (this.upgradeRequest !== null || this.applyingUpgrade > 0) return false
+    if (this.#forks.busy || this.#forks.available) return false
     const core = this.core
     for (const p of this.peers) {
       if (!p.remoteSynced) return false
@@ -395,9 +460,13 @@ export class Replicator implements PeerHost {
       await this.handleData(peer, data)
     } catch (err) {
       // Nothing a peer sends may take us down: drop it instead.
-      this.emit('verification-error', err as Error, peer)
-      peer.close()
+      this.hostile(peer, err as Error)
     }
+  }
+
+  private hostile (peer: Peer, err: Error): void {
+    this.emit('verification-error', err, peer)
+    peer.close()
   }
 
   private async handleData (peer: Peer, data: DataMessage): Promise<void> {
@@ -405,6 +474,19 @@ export class Replicator implements PeerHost {
     if (req !== null && req.peer !== peer) return
     if (req !== null) this.finish(req)
     const core = this.core
+
+    if (req !== null && req.kind === 'fork') {
+      await this.#forks.ondata(req.id, data)
+      this.scheduleUpdate()
+      return
+    }
+    if (data.fork !== core.fork || (req !== null && req.epoch !== core.epoch)) {
+      // Made for a tree we are not on (we moved, or the peer did): stale, not hostile.
+      if (req !== null) this.settleSide(req)
+      this.rescan()
+      this.scheduleUpdate()
+      return
+    }
 
     const fullyRemote = data.upgrade !== null && data.upgrade.start === 0
     if (req?.kind === 'repair' || req?.kind === 'node' || (data.request === 0 && fullyRemote && core.repairMode)) {
@@ -416,16 +498,16 @@ export class Replicator implements PeerHost {
         }
         else this.askForNode(req.index, this.nodeTries.get(req.index) ?? new Set([peer]))
       }
-      this.afterRepair()
+      this.afterRepair(ok)
       return
     }
     if (req === null) return // unsolicited, or answered after we gave up on it
 
     if (core.repairMode && data.upgrade !== null) {
       // Our roots are missing, so an upgrade cannot be checked: heal first.
-      if (fullyRemote) await core.repair(data as Proof)
-      else this.recoverFrom(peer)
-      this.afterRepair()
+      const ok = fullyRemote && await core.repair(data as Proof)
+      if (!fullyRemote) this.recoverFrom(peer)
+      this.afterRepair(ok)
       return
     }
 
@@ -439,7 +521,16 @@ export class Replicator implements PeerHost {
   }
 
   private async verifyAndApply (peer: Peer, req: Request, data: DataMessage): Promise<void> {
+    try {
+      await this.checkAndStore(peer, req, data)
+    } finally {
+      this.settleSide(req)
+    }
+  }
+
+  private async checkAndStore (peer: Peer, req: Request, data: DataMessage): Promise<void> {
     const core = this.core
+    const epoch = core.epoch
     let verified
     try {
       verified = await core.verifyData(data)
@@ -452,27 +543,45 @@ export class Replicator implements PeerHost {
         return
       }
       if (!isCoded(err)) throw err
-      this.emit('verification-error', err, peer)
-      peer.close()
       this.rescan()
+      // Checked against a tree we left while checking: not the peer's fault.
+      if (core.epoch !== epoch) return
+      this.hostile(peer, err)
       return
     }
     if (req.kind === 'upgrade' && verified.upgrade === null) this.upgradeFailed.set(peer, peer.remoteLength)
+    let stored
     try {
-      await core.applyData(verified)
+      stored = await core.applyData(verified)
     } catch (err) {
       // Our disk failed us, not the peer: keep it, and ask again later.
       if (!isCoded(err)) throw err
       this.rescan()
       return
     }
+    if (!stored) {
+      this.rescan()
+      return
+    }
     if (verified.block !== null) this.emit('download', verified.block.index, verified.block.value.byteLength, peer)
+  }
+
+  /** A request of the fork switch or of a seek ended: tell its owner. */
+  private settleSide (req: Request): void {
+    if (req.kind === 'seek') this.#seeks.onsettled(req.id)
+    else if (req.kind === 'fork') this.#forks.onfailed(req.id)
+  }
+
+  /** Gives up on a request (its peer left, it timed out, the tree changed). */
+  private giveUp (req: Request): void {
+    this.finish(req)
+    this.settleSide(req)
   }
 
   onnodata (peer: Peer, msg: NoDataMessage): void {
     const req = this.requests.get(msg.request)
     if (req === undefined || req.peer !== peer) return
-    this.finish(req)
+    this.giveUp(req)
     this.rescan()
     if (req.kind === 'block') {
       let set = this.notAvailable.get(peer)
@@ -487,9 +596,13 @@ export class Replicator implements PeerHost {
     this.scheduleUpdate()
   }
 
-  /** After a repair attempt: tell peers, who may have been refused blocks we can prove now. */
-  private afterRepair (): void {
-    for (const p of this.peers) p.sendSync()
+  /**
+   * After a repair: tell peers, who may have been refused blocks we can prove
+   * now (a sync makes them ask again), even if it says what the last one
+   * said. Only after one that worked: each is progress, so this cannot loop.
+   */
+  private afterRepair (repaired: boolean): void {
+    if (repaired) for (const p of this.peers) p.sendSync(true)
     this.scheduleUpdate()
   }
 
@@ -523,6 +636,7 @@ export class Replicator implements PeerHost {
   private update (): void {
     if (this.destroyed) return
     const core = this.core
+    this.#forks.next()
     if (this.upgradeRequest === null && this.applyingUpgrade === 0 && !core.repairMode) {
       const peer = this.pickPeer(p => p.remoteFork === core.fork && p.remoteLength > core.length &&
         (this.upgradeFailed.get(p) ?? -1) < p.remoteLength)
@@ -623,9 +737,9 @@ export class Replicator implements PeerHost {
     return best
   }
 
-  private send (peer: Peer, kind: RequestKind, index: number, body: Omit<RequestMessage, 'id' | 'fork' | 'priority'>): void {
+  private send (peer: Peer, kind: RequestKind, index: number, body: RequestBody, fork = this.core.fork): number {
     const id = this.nextId++
-    const req: Request = { id, peer, sent: Date.now(), kind, index }
+    const req: Request = { id, peer, sent: Date.now(), kind, index, fork, epoch: this.core.epoch }
     if (this.sweeper === null) {
       this.sweeper = setInterval(() => this.sweep(), SWEEP_MS)
       this.sweeper.unref?.()
@@ -634,7 +748,8 @@ export class Replicator implements PeerHost {
     if (kind === 'block') this.blockRequests.set(index, req)
     else if (kind === 'upgrade') this.upgradeRequest = req
     else if (kind === 'node') this.nodeRequests.set(index, req)
-    peer.sendRequest({ id, fork: this.core.fork, priority: 0, ...body })
+    peer.sendRequest({ id, fork, priority: 0, ...body })
+    return id
   }
 
   /** Gives up on requests a peer sat on: a silent peer cannot stall us. */
@@ -645,7 +760,7 @@ export class Replicator implements PeerHost {
       if (req.kind === 'block' && now - req.sent >= HOTSWAP_MS) expired = true
       if (now - req.sent < REQUEST_TIMEOUT_MS) continue
       expired = true
-      this.finish(req)
+      this.giveUp(req)
       req.peer.sendCancel(req.id)
       if (req.kind === 'upgrade') this.upgradeFailed.set(req.peer, req.peer.remoteLength)
     }
@@ -688,3 +803,15 @@ export class Replicator implements PeerHost {
 }
 
 function noop (): void {}
+
+/** The first position in sorted `list` whose value is at least `value`. */
+function lowerBound (list: number[], value: number): number {
+  let lo = 0
+  let hi = list.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if (list[mid]! < value) lo = mid + 1
+    else hi = mid
+  }
+  return lo
+}

@@ -64,8 +64,6 @@ export class SharedCore {
   closed = false
 
   readonly #sessions = new Set<SessionLink>()
-  /** Internal listeners that are not sessions (they never keep the core open). */
-  readonly #listeners = new Set<SessionLink>()
   readonly #waiting = new Map<number, Set<Waiter>>()
   readonly #pendingMuxes: Protomux[] = []
   readonly #extensions = new Map<string, ExtensionEntry>()
@@ -177,7 +175,10 @@ export class SharedCore {
       r?.onlocalhave(start, length)
       return
     }
-    if (name === 'truncate') this.#ontruncate(args[0] as number)
+    if (name === 'truncate') {
+      this.#ontruncate(args[0] as number)
+      r?.ontruncate(args[0] as number)
+    }
     if (name === 'append' || name === 'truncate' || name === 'repaired') {
       this.#wakeWaiters()
       r?.onupgrade()
@@ -187,7 +188,7 @@ export class SharedCore {
 
   #broadcast (name: string, args: unknown[]): void {
     const liveOnly = LIVE_ONLY.has(name)
-    for (const s of [...this.#sessions, ...this.#listeners]) {
+    for (const s of [...this.#sessions]) {
       if (liveOnly && s.snapshot !== null) continue
       s.emit(name, ...args)
     }
@@ -319,33 +320,6 @@ export class SharedCore {
     this.replicator?.unregisterExtension(name)
   }
 
-  /**
-   * Resolves once the tree may hold what seeking byte `bytes` needs (it grew,
-   * or nodes arrived from peers): the caller seeks again. REQUEST_TIMEOUT
-   * after `timeout` ms (0 = never).
-   */
-  seekRemote (bytes: number, padding: number, timeout: number): Promise<void> {
-    const replicator = this.replicator
-    if (replicator !== null && 'seek' in replicator && typeof (replicator as { seek?: unknown }).seek === 'function') {
-      return (replicator as unknown as { seek (b: number, p: number, t: number): Promise<void> }).seek(bytes, padding, timeout)
-    }
-    return new Promise<void>((resolve, reject) => {
-      const link: SessionLink = {
-        snapshot: null,
-        emit: (name) => {
-          if (name !== 'append' && name !== 'truncate' && name !== 'repaired') return
-          finish()
-          resolve()
-        }
-      }
-      const timer = timeout > 0 ? setTimeout(() => { finish(); reject(REQUEST_TIMEOUT()) }, timeout) : null
-      const finish = (): void => {
-        if (timer !== null) clearTimeout(timer)
-        this.#listeners.delete(link)
-      }
-      this.#listeners.add(link)
-    })
-  }
 }
 
 function noop (): void {}

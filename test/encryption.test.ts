@@ -234,7 +234,7 @@ test('without the key a nomadcore reader sees the ciphertext Hypercore 11\'s rea
   const ours = await ramCore(t, w.key)
   const theirs = await hc11(t, w.key)
   replicate(t, w, ours)
-  await ours.update()
+  await ours.update({ wait: true })
   await follow11(t, w, theirs)
   t.is(ours.encryption, null)
   for (let i = 0; i < 10; i++) {
@@ -292,7 +292,7 @@ test('setEncryptionKey after open decrypts what was ciphertext, and setEncryptio
   const ours = await ramCore(t, w.key)
   const theirs = await hc11(t, w.key)
   replicate(t, w, ours)
-  await ours.update()
+  await ours.update({ wait: true })
   await follow11(t, w, theirs)
   const cipher = await ours.get(1)
 

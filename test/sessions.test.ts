@@ -379,5 +379,80 @@ test('an exclusive session waits for the one before it to close', async t => {
   t.alike(ours, theirs)
 })
 
+function link (a: SessionLike, b: SessionLike): () => void {
+  const s1 = a.replicate(true, { keepAlive: false })
+  const s2 = b.replicate(false, { keepAlive: false })
+  s1.pipe(s2)
+  s2.pipe(s1)
+  return () => {
+    s1.destroy()
+    s2.destroy()
+  }
+}
+
+test('a reader\'s waiting gets are answered as Hypercore 11 answers them when the writer truncates', async t => {
+  const kp = keyPair()
+  const { ours, theirs } = await sideBySide(t, async env => {
+    const core = env.open(null, null, { keyPair: kp })
+    await core.append(['block #0.0', 'block #1.0', 'block #2.0'].map(text))
+    const clone = env.open(null, core.key, { valueEncoding: 'utf-8' })
+    await clone.ready()
+    const truncations: unknown[] = []
+    clone.on('truncate', (len: number, fork: number) => truncations.push([len, fork]))
+    let unlink = link(core, clone)
+    const first = await clone.get(0)
+    unlink()
+    const p2 = outcome(clone.get(1))
+    const p3 = outcome(clone.get(2))
+    await core.truncate(2)
+    await core.append(['block #2.1', 'block #3.1'].map(text))
+    unlink = link(core, clone)
+    const out = [first, await p2, await p3, await clone.get(2), clone.fork, truncations]
+    unlink()
+    return out
+  })
+  t.alike(ours, theirs)
+  t.alike((ours as unknown[])[2], { error: 'SNAPSHOT_NOT_AVAILABLE' })
+})
+
+test('a reader\'s snapshot keeps what it held through a reorg and refuses what it did not', async t => {
+  const kp = keyPair()
+  const { ours, theirs } = await sideBySide(t, async env => {
+    const core = env.open(null, null, { keyPair: kp })
+    await core.append(['block #0.0', 'block #1.0', 'block #2.0'].map(text))
+    const clone = env.open(null, core.key)
+    const unlink = link(clone, core)
+    await clone.update({ wait: true })
+    const snapshot = clone.snapshot({ valueEncoding: 'utf-8' })
+    await snapshot.ready()
+    const before = [snapshot.length, await snapshot.get(1)]
+    const moved = new Promise(resolve => clone.on('truncate', resolve))
+    await core.truncate(1)
+    await core.append(['block #1.1', 'block #2.1'].map(text))
+    await moved
+    const out = [before, clone.fork, await outcome(snapshot.get(0)), await outcome(snapshot.get(1)), await outcome(snapshot.get(2)), snapshot.length, snapshot.signedLength]
+    await snapshot.close()
+    unlink()
+    return out
+  })
+  t.alike(ours, theirs)
+})
+
+test('a snapshot taken before a local truncation keeps the blocks it held', async t => {
+  const { ours, theirs } = await sideBySide(t, async env => {
+    const core = env.open(null, null, { valueEncoding: 'utf-8' })
+    await core.append(['a', 'b', 'c', 'd'])
+    await core.clear(2)
+    const snap = core.snapshot({ valueEncoding: 'utf-8' })
+    await snap.ready()
+    await core.truncate(1)
+    await core.append(['B', 'C', 'D'])
+    const out = [await outcome(snap.get(1)), await outcome(snap.get(2, { wait: false })), await outcome(snap.get(3)), await snap.has(3), await snap.has(2), await core.get(1)]
+    await snap.close()
+    return out
+  })
+  t.alike(ours, theirs)
+})
+
 /** Kept for readers of the transcripts above: what one looks like. */
 export type Transcript = Array<SessionLike | unknown>

@@ -273,6 +273,7 @@ export interface Hypercore {
   /** A Buffer unless a valueEncoding says otherwise (then pass the decoded type as T). */
   get<T = Buffer> (index: number, opts?: GetOptions): Promise<T | null>
   has (start: number, end?: number): Promise<boolean>
+  seek (bytes: number, opts?: { wait?: boolean, timeout?: number }): Promise<[number, number] | null>
   truncate (newLength?: number, fork?: number | { fork?: number, keyPair?: KeyPairLike, signature?: Uint8Array }): Promise<void>
   treeHash (length?: number): Promise<Buffer>
   signable (length?: number, fork?: number): Promise<Buffer>

@@ -11,7 +11,7 @@ import RAM from 'random-access-memory'
 import Protomux from 'protomux'
 import NoiseSecretStream from '@hyperswarm/secret-stream'
 import { Hypercore, type HypercoreOptions } from '../../lib/hypercore'
-import { wire, type DataMessage, type HandshakeMessage, type RequestMessage, type SyncMessage, type RangeMessage, type BitfieldMessage, type WantMessage, type NoDataMessage, type ExtensionMessage, type Codec } from '../../lib/messages'
+import { wire, type DataMessage, type HandshakeMessage, type RequestMessage, type SyncMessage, type RangeMessage, type BitfieldMessage, type WantMessage, type NoDataMessage, type ExtensionMessage, type ReorgHintMessage, type Codec } from '../../lib/messages'
 import { replicateCapability, discoveryKey } from '../../lib/crypto'
 import { makeHypercore, type Teardownable } from './oracle'
 
@@ -211,7 +211,9 @@ export class FakePeer extends EventEmitter {
         { encoding: rawable(wire.unwant), onmessage: rec('unwant') },
         { encoding: rawable(wire.bitfield), onmessage: rec<BitfieldMessage>('bitfield', h.onbitfield) },
         { encoding: rawable(wire.range), onmessage: rec<RangeMessage>('range', h.onrange) },
-        { encoding: rawable(wire.extension), onmessage: rec<ExtensionMessage>('extension', h.onextension) }
+        { encoding: rawable(wire.extension), onmessage: rec<ExtensionMessage>('extension', h.onextension) },
+        // Not a message of Hypercore 11's channel (it never sends one): here to check that peers ignore it.
+        { encoding: rawable(wire.reorgHint) }
       ],
       onopen: (m: HandshakeMessage) => {
         this.remoteOpened = true
@@ -245,6 +247,7 @@ export class FakePeer extends EventEmitter {
   sendWant (m: WantMessage): void { this.msg<WantMessage>(5).send(m) }
   sendBitfield (m: BitfieldMessage): void { this.msg<BitfieldMessage>(7).send(m) }
   sendRange (m: RangeMessage): void { this.msg<RangeMessage>(8).send(m) }
+  sendReorgHint (m: ReorgHintMessage): void { this.msg<ReorgHintMessage>(10).send(m) }
 
   /**
    * Sends raw bytes as message type `type` of this channel (bypassing our
