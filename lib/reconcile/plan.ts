@@ -22,12 +22,12 @@ const EST1_MAX = 96
 /** ... and the 128-bucket one. */
 const EST2_MAX = 200_000
 
-/** Short cells per estimated difference, plus a constant: the first batch. */
-const SHORT_PER_DIFF = +(process.env.RA ?? 1.75)
-const SHORT_EXTRA = +(process.env.RB ?? 3)
-/** Long cells per estimated id to learn, plus a constant. */
-const LONG_PER_ID = +(process.env.RC ?? 1.12)
-const LONG_EXTRA = +(process.env.RE ?? 6)
+/** Relative error of the two estimates (√(2 / (buckets − 1))). */
+export const EST1_ERROR = 0.37
+export const EST2_ERROR = 0.125
+/** How many standard errors of the estimate the first batch covers. */
+const MARGIN = 0.3
+
 /** Requests for more cells before falling back to the tree walk. */
 export const MAX_REQUESTS = 6
 
@@ -81,11 +81,29 @@ export function estimate (mine: Int32Array, theirs: readonly number[], mod: numb
 /** A batch: cells [0, S) short and [0, L) long in all (what was sent before included). */
 export interface Batch { S: number, L: number }
 
-/** The first batch for `d` estimated differences, `dn` = the encoder's count minus the decoder's (≥ 0). */
-export function firstBatch (d: number, dn: number): Batch {
-  const u = Math.ceil((d + dn) / 2)
-  const S = d <= 1 ? 1 : Math.ceil(SHORT_PER_DIFF * d + SHORT_EXTRA)
-  const L = u <= 1 ? u : Math.ceil(LONG_PER_ID * u + LONG_EXTRA)
+/** Short cells that decode `d` differences 9 times in 10 (Rateless IBLT's overhead, larger for small d). */
+function shortCells (d: number): number {
+  return d <= 1 ? 1 : Math.ceil(d * (1.36 + 2.8 / Math.sqrt(d)) + 1)
+}
+
+/**
+ * Long cells that determine `u` ids 9 times in 10 (inactivation decoding;
+ * the cells' rows are sparse, and past the first few hundred some hold
+ * none of the ids, hence the 8% more).
+ */
+function longCells (u: number): number {
+  return u <= 1 ? u : Math.ceil(1.08 * u + 2 + 1.2 * Math.sqrt(u))
+}
+
+/**
+ * The first batch for `d` estimated differences with relative error
+ * `error`, `dn` = the encoder's count minus the decoder's (≥ 0): enough
+ * for the estimate plus `MARGIN` errors.
+ */
+export function firstBatch (d: number, dn: number, error: number): Batch {
+  const hi = d <= 1 ? d : Math.max(dn, d * (1 + MARGIN * error))
+  const S = shortCells(Math.ceil(hi))
+  const L = longCells(Math.ceil((hi + dn) / 2))
   return { S, L: Math.min(L, S) }
 }
 
@@ -96,13 +114,13 @@ export function firstBatch (d: number, dn: number): Batch {
  */
 export function nextBatch (prev: Batch, d: number, dn: number, stalled: { decoded: number } | { u: number }): Batch {
   if ('u' in stalled) {
-    const L = Math.max(prev.L + 4, Math.ceil(1.06 * stalled.u + 10))
+    const L = Math.max(Math.ceil(prev.L * 1.05) + 8, longCells(stalled.u) + 8)
     return { S: Math.max(prev.S, L), L }
   }
-  const dl = Math.max(d, stalled.decoded + 2, Math.ceil(prev.S / 1.6))
-  const S = Math.max(Math.ceil(prev.S * 1.5), prev.S + 4, Math.ceil(SHORT_PER_DIFF * dl + SHORT_EXTRA))
-  const u = Math.ceil((dl + dn) / 2)
-  const L = Math.min(S, Math.max(prev.L, Math.ceil(LONG_PER_ID * u + LONG_EXTRA)))
+  // Peeling stalled: there are more differences than the cells could take.
+  const dl = Math.max(d, stalled.decoded + 2, Math.ceil(prev.S / 1.5))
+  const S = Math.max(Math.ceil(prev.S * 1.3), prev.S + 4, shortCells(Math.ceil(dl * 1.15)))
+  const L = Math.min(S, Math.max(prev.L, longCells(Math.ceil((dl * 1.15 + dn) / 2))))
   return { S, L }
 }
 

@@ -32,7 +32,7 @@ import { ReconcileSet } from './set'
 import { SHORT_CELL_BYTES, LONG_BYTES, SHORT_BYTES, cellsFor, type SymbolTable } from './coded-symbols'
 import { fingerprintOf, sumHashes, type Sum64 } from './fingerprint'
 import { decode } from './peel'
-import { MAX_REQUESTS, estimate, firstBatch, nextBatch, readBatch, readEst1, readEst2, writeBatch, writeEst1, writeEst2, type Batch } from './plan'
+import { MAX_REQUESTS, EST1_ERROR, EST2_ERROR, estimate, firstBatch, nextBatch, readBatch, readEst1, readEst2, writeBatch, writeEst1, writeEst2, type Batch } from './plan'
 import { SINCE_HARD_MAX, readSince, sinceMatches, writeSince } from './since'
 import { IdStream, readChunk, writeListChunk } from './bulk'
 import { TreeWalk, listers, type WalkContext } from './walk'
@@ -122,6 +122,7 @@ export class Session implements WalkContext {
   #shortCells: Uint8Array = new Uint8Array(0)
   #longCells: Uint8Array = new Uint8Array(0)
   #requests = 0
+  #lastDecoded = -1
   #back: Uint8Array | null = null
   #backN = 0
   #backAt = 0
@@ -306,7 +307,7 @@ export class Session implements WalkContext {
         const theirs = readEst2(r)
         r.end()
         const d = estimate(this.#symbols!.est2, theirs, 256, this.#theirCount - this.#myCount)
-        return d === null ? this.#startWalk('tree') : this.#startSymbols(d)
+        return d === null ? this.#startWalk('tree') : this.#startSymbols(d, EST2_ERROR)
       }
       case 'encoded':
         // We sent cells; the decoder had nothing to say this round.
@@ -375,7 +376,7 @@ export class Session implements WalkContext {
     if (mc === tc && sameFp) return null
     if (mc === 0 || tc === 0 || (mc !== tc && listers(mc, tc) !== 0)) return this.#startWalk('bulk')
     const d = estimate(this.#symbols!.est1, this.#theirEst1!, 16, tc - mc)
-    if (d !== null) return this.#startSymbols(d)
+    if (d !== null) return this.#startSymbols(d, EST1_ERROR)
     this.#phase = 'est2'
     return this.#message(MSG_EST2, w => writeEst2(w, this.#symbols!.est2), 136)
   }
@@ -393,11 +394,11 @@ export class Session implements WalkContext {
     return Math.min(cellsFor(this.#myCount), cellsFor(this.#theirCount))
   }
 
-  #startSymbols (d: number): Writer | Uint8Array | null {
+  #startSymbols (d: number, error: number): Writer | Uint8Array | null {
     const dn = Math.abs(this.#myCount - this.#theirCount)
     this.estimate = d
     this.oneSided = dn * 5 >= d * 4
-    const batch = firstBatch(d, dn)
+    const batch = firstBatch(d, dn, error)
     if (batch.S > this.#limit) return this.#startWalk('tree')
     this.#mode = 'symbols'
     return this.#nextBatch(batch)
@@ -459,8 +460,12 @@ export class Session implements WalkContext {
       }
       return this.#fallBack()
     }
-    if (process.env.RDEBUG) console.error('DBG', res.kind, JSON.stringify(b), this.estimate, res.kind === 'short' ? res.decoded : res.kind === 'long' ? res.u : res.kind === 'fail' ? res.why : '')
     if (res.kind === 'fail' || this.#requests >= MAX_REQUESTS) return this.#fallBack()
+    if (res.kind === 'short') {
+      // More cells decoded nothing more: ids that collide in the code, which no number of cells separates.
+      if (res.decoded === this.#lastDecoded) return this.#fallBack()
+      this.#lastDecoded = res.decoded
+    }
     const d = Math.max(this.estimate, 1)
     const dn = Math.abs(this.#myCount - this.#theirCount)
     const next = nextBatch(b, d, dn, res.kind === 'short' ? { decoded: res.decoded } : { u: res.u })
