@@ -221,13 +221,12 @@ export class CodedSymbols {
 
   /** Recomputes every cell from the ids of `tree` (at least `cellsFor` its size). */
   rebuild (tree: TreeData, cells = cellsFor(tree.size)): void {
-    const tab = emptyTable(Math.max(cells, MIN_CELLS))
-    tree.forEachLeaf((buf, n) => {
-      const w = (buf.byteOffset & 3) === 0 ? words(buf) : words(buf.slice(0, n * ID_BYTES))
-      const src = (buf.byteOffset & 3) === 0 ? buf : new Uint8Array(w.buffer, w.byteOffset, n * ID_BYTES)
-      for (let i = 0; i < n; i++) apply(tab, src, i * ID_BYTES, w, i * 8, 1)
-    })
-    this.#tab = tab
+    this.rebuildFlat(tree.flat(), tree.size, cells)
+  }
+
+  /** Recomputes every cell from `n` ids back to back in `flat`. */
+  rebuildFlat (flat: Uint8Array, n: number, cells = cellsFor(n)): void {
+    this.#tab = encodeFlat(flat, n, Math.max(cells, MIN_CELLS))
     this.#shared = false
   }
 
@@ -237,14 +236,85 @@ export class CodedSymbols {
   }
 }
 
-/** A fresh table of `cells` cells coding the given ids (tests compare it with the cached one). */
-export function encodeIds (ids: readonly Uint8Array[], cells: number): SymbolTable {
+/** Cells per pass of a bulk encode: their XORs (320 KB) stay in a core's cache while every id is coded into them. */
+const BLOCK = 8192
+
+/**
+ * A table of `cells` cells coding the `n` ids back to back in `flat`. The
+ * cells are filled a block at a time, each pass coding every id into the
+ * block's cells and keeping where its walk stopped: the cells an id is
+ * coded into are spread over the whole table, and a table of 65,536 cells
+ * does not fit a core's cache, so coding id by id would miss the cache at
+ * every cell.
+ */
+export function encodeFlat (flat: Uint8Array, n: number, cells: number): SymbolTable {
   const tab = emptyTable(cells)
-  const scratch = new Uint8Array(ID_BYTES)
-  const w = words(scratch)
-  for (const id of ids) {
-    scratch.set(id)
-    apply(tab, scratch, 0, w, 0, 1)
+  if ((flat.byteOffset & 3) !== 0) flat = flat.slice(0, n * ID_BYTES)
+  const w = words(flat)
+  const { xor, cnt, est1, est2 } = tab
+  const chks = tab.chk
+  const state0 = new Int32Array(n)
+  const state1 = new Int32Array(n)
+  const next = new Float64Array(n)
+  for (let from = 0; from < cells; from += BLOCK) {
+    const to = Math.min(cells, from + BLOCK)
+    for (let i = 0; i < n; i++) {
+      let c = from === 0 ? 0 : next[i]!
+      if (c >= to) continue
+      const at = i * ID_BYTES
+      const lo = shortLo(flat, at)
+      const hi = shortHi(flat, at)
+      const chk = checksum(lo, hi)
+      let s0: number
+      let s1: number
+      if (from === 0) {
+        est1[bucket1(chk)]!++
+        est2[bucket2(chk)]!++
+        s0 = seed0(lo, hi)
+        s1 = seed1(lo, hi)
+      } else {
+        s0 = state0[i]!
+        s1 = state1[i]!
+      }
+      const o = i * 8
+      const w0 = w[o]!
+      const w1 = w[o + 1]!
+      const w2 = w[o + 2]!
+      const w3 = w[o + 3]!
+      const w4 = w[o + 4]!
+      const w5 = w[o + 5]!
+      const w6 = w[o + 6]!
+      const w7 = w[o + 7]!
+      while (c < to) {
+        const x = c << 3
+        xor[x] ^= w0
+        xor[x + 1] ^= w1
+        xor[x + 2] ^= w2
+        xor[x + 3] ^= w3
+        xor[x + 4] ^= w4
+        xor[x + 5] ^= w5
+        xor[x + 6] ^= w6
+        xor[x + 7] ^= w7
+        chks[c] ^= chk
+        cnt[c]++
+        const r = Math.imul(rotl(Math.imul(s0, 0x9e3779bb), 5), 5) >>> 0
+        s1 ^= s0
+        s0 = (rotl(s0, 26) ^ s1 ^ (s1 << 9)) | 0
+        s1 = rotl(s1, 13)
+        const gap = Math.ceil((c + 1.5) * (65536 / Math.sqrt(r + 1) - 1))
+        c += gap > 1 ? gap : 1
+      }
+      state0[i] = s0
+      state1[i] = s1
+      next[i] = c
+    }
   }
   return tab
+}
+
+/** A fresh table of `cells` cells coding the given ids (tests compare it with the cached one). */
+export function encodeIds (ids: readonly Uint8Array[], cells: number): SymbolTable {
+  const flat = new Uint8Array(ids.length * ID_BYTES)
+  ids.forEach((id, i) => flat.set(id, i * ID_BYTES))
+  return encodeFlat(flat, ids.length, cells)
 }

@@ -376,7 +376,7 @@ export class ReconcileSet<M = unknown> {
 
   #load (sorted: Uint8Array, count: number, metas: Array<M | undefined> | null): void {
     this.#tree.load(sorted, count, metas)
-    this.#symbols.rebuild(this.#tree.data)
+    this.#symbols.rebuildFlat(sorted, count)
     this.#fingerprints.reset()
     this.#version++
   }
