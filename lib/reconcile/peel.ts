@@ -26,8 +26,8 @@ import { LONG_WORDS, solveLong } from './long-solve'
 export type DecodeResult =
   /** The difference: their ids we lack, our ids they lack (each back to back). */
   | { kind: 'done', theirs: Uint8Array, nTheirs: number, mine: Uint8Array, nMine: number }
-  /** Peeling stalled: more cells needed. */
-  | { kind: 'short', decoded: number }
+  /** Peeling stalled: more cells needed; about `left` ids are still coded in them. */
+  | { kind: 'short', decoded: number, left: number }
   /** The short ids are known, their last bytes are not determined yet: more long cells needed for `u` ids. */
   | { kind: 'long', u: number, nMine: number }
   /** Inconsistent: the cells cannot be decoded (crafted collisions, or not what they claim). */
@@ -104,11 +104,8 @@ export function decode (input: DecodeInput): DecodeResult {
       if (sideOf(x) !== 0) queue.push(x)
     }
   }
-  for (let c = 0; c < S; c++) {
-    if (lo[c] !== 0 || hi[c] !== 0 || chk[c] !== 0 || (c === 0 ? cnt[c] !== 0 : (cnt[c]! & 255) !== 0)) {
-      return { kind: 'short', decoded: dLo.length }
-    }
-  }
+  const busy = (c: number): boolean => lo[c] !== 0 || hi[c] !== 0 || chk[c] !== 0 || (c === 0 ? cnt[c] !== 0 : (cnt[c]! & 255) !== 0)
+  for (let c = 0; c < S; c++) if (busy(c)) return { kind: 'short', decoded: dLo.length, left: leftIn(S, busy) }
 
   // Our ids, by their short ids; theirs are the unknowns.
   const n = dLo.length
@@ -163,6 +160,35 @@ export function decode (input: DecodeInput): DecodeResult {
     if (tree.has(theirs, at)) return { kind: 'fail', why: 'A decoded id of theirs that we have' }
   }
   return { kind: 'done', theirs, nTheirs: u, mine: mineIds.subarray(0, nMine * ID_BYTES), nMine }
+}
+
+/**
+ * About how many ids are still coded in the cells after a stall: the r for
+ * which as many of the later cells would hold two or more of r ids (an id
+ * is in cell i with probability 2 / (i + 2); a stall leaves no cell with
+ * exactly one) as do.
+ */
+function leftIn (S: number, busy: (c: number) => boolean): number {
+  const from = S >>> 2
+  let seen = 0
+  for (let c = from; c < S; c++) if (busy(c)) seen++
+  const expected = (r: number): number => {
+    let e = 0
+    for (let c = from; c < S; c++) {
+      const l = r * 2 / (c + 2)
+      e += 1 - Math.exp(-l) * (1 + l)
+    }
+    return e
+  }
+  if (seen >= S - from) return 4 * S
+  let lo = 0
+  let hi = 4 * S
+  for (let k = 0; k < 30; k++) {
+    const mid = (lo + hi) / 2
+    if (expected(mid) < seen) lo = mid
+    else hi = mid
+  }
+  return Math.ceil(lo)
 }
 
 function writeShort (buf: Uint8Array, at: number, lo: number, hi: number): void {

@@ -109,18 +109,19 @@ export function firstBatch (d: number, dn: number, error: number): Batch {
 
 /**
  * The next batch after one that did not decode: peeling stalled after
- * `decoded` ids (short), or the last bytes of `u` ids are not determined
- * yet (long).
+ * `decoded` ids with about `left` to go (short), or the last bytes of `u`
+ * ids are not determined yet (long).
  */
-export function nextBatch (prev: Batch, d: number, dn: number, stalled: { decoded: number } | { u: number }): Batch {
+export function nextBatch (prev: Batch, d: number, dn: number, stalled: { decoded: number, left: number } | { u: number }): Batch {
   if ('u' in stalled) {
     const L = Math.max(Math.ceil(prev.L * 1.05) + 8, longCells(stalled.u) + 8)
     return { S: Math.max(prev.S, L), L }
   }
   // Peeling stalled: there are more differences than the cells could take.
-  const dl = Math.max(d, stalled.decoded + 2, Math.ceil(prev.S / 1.5))
-  const S = Math.max(Math.ceil(prev.S * 1.3), prev.S + 4, shortCells(Math.ceil(dl * 1.15)))
-  const L = Math.min(S, Math.max(prev.L, longCells(Math.ceil((dl * 1.15 + dn) / 2))))
+  // The cells still busy tell about how many; never plan for fewer than the cells held.
+  const dl = Math.max(d, stalled.decoded + stalled.left, stalled.decoded + 2, Math.ceil(prev.S / 1.6))
+  const S = Math.max(Math.ceil(prev.S * 1.2), prev.S + 4, shortCells(Math.ceil(dl * 1.1)))
+  const L = Math.min(S, Math.max(prev.L, longCells(Math.ceil((dl * 1.1 + dn) / 2))))
   return { S, L }
 }
 

@@ -468,7 +468,7 @@ export class Session implements WalkContext {
     }
     const d = Math.max(this.estimate, 1)
     const dn = Math.abs(this.#myCount - this.#theirCount)
-    const next = nextBatch(b, d, dn, res.kind === 'short' ? { decoded: res.decoded } : { u: res.u })
+    const next = nextBatch(b, d, dn, res.kind === 'short' ? { decoded: res.decoded, left: res.left } : { u: res.u })
     if (next.S > this.#limit) {
       if (b.S >= this.#limit) return this.#fallBack()
       next.S = this.#limit
