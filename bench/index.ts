@@ -148,7 +148,7 @@ async function main (): Promise<void> {
     log(`  reconcile     n = ${sizes.n.toLocaleString('en-US')}, d = ${sizes.ds.join(', ')}`)
     const rows = await reconcileBench({ n: sizes.n, ds: sizes.ds, log: msg => log(`    ${msg}`) })
     const byN: ReconcileRow[] = []
-    for (const n of sizes.byN) byN.push(...(await reconcileBench({ n, ds: [D_BY_N], ops: 1000, peers: false })).filter(r => r.id === `d${D_BY_N}`))
+    for (const n of sizes.byN) byN.push(...(await reconcileBench({ n, ds: [D_BY_N], ops: 1000, peers: false, draws: 0 })).filter(r => r.id === `d${D_BY_N}`))
     byN.push(...rows.filter(r => r.id === `d${D_BY_N}` && r.contender === 'nomadcore'))
     reconcile = { rows, byN }
     log(`  reconcile done (${((Date.now() - t0) / 1000).toFixed(1)} s)`)

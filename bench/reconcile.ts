@@ -72,6 +72,8 @@ export interface ReconcileBenchOptions {
   seed?: number
   /** Run Rateless IBLT and Negentropy too (default true). */
   peers?: boolean
+  /** Draws of the d = 50 row over many draws (default 200; 0: none). */
+  draws?: number
   log?: (msg: string) => void
 }
 
@@ -268,6 +270,51 @@ export async function reconcileBench (opts: ReconcileBenchOptions = {}): Promise
     for (const id of inB) B.delete(id)
   }
 
+  // d = 50 over many draws: how often the estimate in the hello sizes the first batch well enough.
+  if ((opts.draws ?? 200) > 0) {
+    const draws = opts.draws ?? 200
+    const m = 20_000
+    const ids = makeIds(m + draws * 50, seed + 7)
+    const X = ReconcileSet.from(ids.slice(0, m))
+    const Y = ReconcileSet.from(ids.slice(0, m))
+    let first = 0
+    let firstFlights = 0
+    let both = 0
+    let flights = 0
+    let oneBatch = 0
+    let exact = true
+    for (let k = 0; k < draws; k++) {
+      const diff = ids.slice(m + k * 50, m + (k + 1) * 50)
+      const inX = diff.filter((_, i) => i % 2 === 0)
+      const inY = diff.filter((_, i) => i % 2 === 1)
+      for (const id of inX) X.insert(id)
+      for (const id of inY) Y.insert(id)
+      const res = sync(X, Y)
+      exact &&= sameSet(res.missingInA, inY) && sameSet(res.missingInB, inX)
+      first += res.firstKnows.bytes
+      firstFlights += res.firstKnows.rounds
+      both += res.bytes
+      flights += res.rounds
+      if (res.firstKnows.rounds === 2) oneBatch++
+      for (const id of inX) X.delete(id)
+      for (const id of inY) Y.delete(id)
+    }
+    const mean = (x: number): number => Math.round(x / draws)
+    rows.push(row({
+      id: 'd50-draws',
+      label: `sync, d = 50: mean of ${draws} draws (n = ${m.toLocaleString('en-US')})`,
+      n: m,
+      d: 50,
+      firstBytes: mean(first),
+      firstFlights: +(firstFlights / draws).toFixed(2),
+      bytes: mean(both),
+      flights: +(flights / draws).toFixed(2),
+      mode: `${Math.round(oneBatch * 100 / draws)}% in 2`,
+      exact
+    }))
+    log(`d=50 over ${draws} draws: first ${(first / draws / 1600).toFixed(2)}×, ${oneBatch} in 2 flights`)
+  }
+
   // One-sided: B lacks `oneSided` of A's ids and has none of its own.
   {
     const gone = base.slice(0, oneSided)
@@ -342,10 +389,10 @@ export function reconcileCells (rows: readonly ReconcileRow[]): { head: string[]
     fmt(r.n),
     fmt(r.firstBytes),
     ratio(r.firstBytes, r.d),
-    fmt(r.firstFlights),
+    r.firstFlights === null ? '' : Number.isInteger(r.firstFlights) ? fmt(r.firstFlights) : r.firstFlights.toFixed(2),
     fmt(r.bytes),
     ratio(r.bytes, r.d),
-    fmt(r.flights),
+    r.flights === null ? '' : Number.isInteger(r.flights) ? fmt(r.flights) : r.flights.toFixed(2),
     fmt(r.ms, r.ms !== null && r.ms < 10 ? 1 : 0),
     fmt(r.usPerOp, 2),
     r.mode ?? '',

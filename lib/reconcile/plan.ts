@@ -98,10 +98,13 @@ function longCells (u: number): number {
 /**
  * The first batch for `d` estimated differences with relative error
  * `error`, `dn` = the encoder's count minus the decoder's (≥ 0): enough
- * for the estimate plus `MARGIN` errors.
+ * for the estimate plus `MARGIN` errors, or for exactly `dn` when the
+ * estimate is within two errors of it.
  */
 export function firstBatch (d: number, dn: number, error: number): Batch {
-  const hi = d <= 1 ? d : Math.max(dn, d * (1 + MARGIN * error))
+  // Counts that differ by about the whole estimate: the difference is most likely all on one side, and then exactly dn.
+  const oneSided = dn > 0 && d <= dn * (1 + 2 * error)
+  const hi = d <= 1 ? d : oneSided ? dn : Math.max(dn, d * (1 + MARGIN * error))
   const S = shortCells(Math.ceil(hi))
   const L = longCells(Math.ceil((hi + dn) / 2))
   return { S, L: Math.min(L, S) }
