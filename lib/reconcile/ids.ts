@@ -113,18 +113,30 @@ export class IdBuffer {
  */
 export function sortIds (flat: Uint8Array, n: number): { sorted: Uint8Array, order: Uint32Array, count: number } {
   if (n < 4096) return sortFew(flat, n)
-  // Counting sort on the first two bytes, then each bucket by the rest.
-  const starts = new Uint32Array(65537)
-  for (let i = 0; i < n; i++) starts[((flat[i * 32]! << 8) | flat[i * 32 + 1]!) + 1]!++
-  for (let k = 0; k < 65536; k++) starts[k + 1]! += starts[k]!
-  const perm = new Uint32Array(n)
-  const fill = starts.slice(0, 65536)
-  for (let i = 0; i < n; i++) perm[fill[(flat[i * 32]! << 8) | flat[i * 32 + 1]!]!++] = i
-  const tmp = new Uint32Array(n)
-  for (let k = 0; k < 65536; k++) {
-    const s = starts[k]!
-    const e = starts[k + 1]!
-    if (e - s > 1) sortSegment(flat, perm, tmp, s, e, 2)
+  // The first 4 bytes as a number, radix sorted 16 bits at a time (stable), then runs of equal keys by the rest.
+  const key = new Uint32Array(n)
+  for (let i = 0, a = 0; i < n; i++, a += ID_BYTES) key[i] = ((flat[a]! << 24) | (flat[a + 1]! << 16) | (flat[a + 2]! << 8) | flat[a + 3]!) >>> 0
+  let perm = new Uint32Array(n)
+  let tmp = new Uint32Array(n)
+  for (let i = 0; i < n; i++) perm[i] = i
+  const counts = new Uint32Array(65537)
+  for (const shift of [0, 16]) {
+    counts.fill(0)
+    for (let i = 0; i < n; i++) counts[((key[i]! >>> shift) & 0xffff) + 1]!++
+    for (let k = 0; k < 65536; k++) counts[k + 1]! += counts[k]!
+    for (let j = 0; j < n; j++) {
+      const i = perm[j]!
+      tmp[counts[(key[i]! >>> shift) & 0xffff]!++] = i
+    }
+    const swap = perm
+    perm = tmp
+    tmp = swap
+  }
+  for (let s = 0; s < n;) {
+    let e = s + 1
+    while (e < n && key[perm[e]!] === key[perm[s]!]) e++
+    if (e - s > 1) sortSegment(flat, perm, tmp, s, e, 4)
+    s = e
   }
   if ((flat.byteOffset & 3) !== 0) flat = flat.slice()
   const flat32 = words(flat)
@@ -134,7 +146,7 @@ export function sortIds (flat: Uint8Array, n: number): { sorted: Uint8Array, ord
   let m = 0
   for (let j = 0; j < n; j++) {
     const p = perm[j]!
-    if (m > 0 && compareAt(flat, p * 32, out, (m - 1) * 32) === 0) continue
+    if (m > 0 && key[p] === key[order[m - 1]!] && compareAt(flat, p * 32, out, (m - 1) * 32) === 0) continue
     const src = p * 8
     const dst = m * 8
     for (let k = 0; k < 8; k++) out32[dst + k] = flat32[src + k]!
