@@ -89,13 +89,13 @@ type Phase = 'new' | 'hello' | 'fp' | 'est2' | 'encoded' | 'encoder' | 'decoder'
  * send, or null when both sides are done (they finish on the same round).
  * Then `missing()` holds the ids this side lacks.
  */
-export class Session implements WalkContext {
+export class Session {
   readonly set: ReconcileSet<any>
   readonly #peer: string | null
   readonly #sinceLimit: number
-  readonly recvLimit: number
+  readonly #recvLimit: number
   readonly #maxLearned: number
-  readonly maxOpen: number
+  readonly #maxOpen: number
   readonly #secret: Uint8Array | null
   readonly #nonce: Uint8Array | null
 
@@ -104,7 +104,7 @@ export class Session implements WalkContext {
   #symbols: SymbolTable | null = null
   #hasher: KeyedHash | null = null
   #index: KeyedIndex | null = null
-  peerLimit = 0
+  #peerLimit = 0
 
   #myCount = 0
   #theirCount = 0
@@ -113,8 +113,8 @@ export class Session implements WalkContext {
   #mySince: Uint8Array | null = null
   #theirSince: Uint8Array | null = null
   #theirEst1: number[] | null = null
-  estimate = -1
-  oneSided = false
+  #estimate = -1
+  #oneSided = false
 
   /** Symbols path: the cells sent so far (and before the last batch), what the decoder holds of them, requests made, the ids to send back. */
   #batch: Batch = { S: 0, L: 0 }
@@ -145,9 +145,9 @@ export class Session implements WalkContext {
     else throw BAD_ARGUMENT('A session reconciles a ReconcileSet or an array of ids')
     this.#peer = opts.peer ?? null
     this.#sinceLimit = Math.min(Math.max(0, opts.sinceLimit ?? DEFAULT_SINCE_LIMIT), SINCE_HARD_MAX)
-    this.recvLimit = Math.min(Math.max(1, opts.maxIdsPerMessage ?? DEFAULT_MAX_IDS_PER_MESSAGE), MAX_IDS_PER_MESSAGE_LIMIT)
+    this.#recvLimit = Math.min(Math.max(1, opts.maxIdsPerMessage ?? DEFAULT_MAX_IDS_PER_MESSAGE), MAX_IDS_PER_MESSAGE_LIMIT)
     this.#maxLearned = Math.max(0, opts.maxLearned ?? DEFAULT_MAX_LEARNED)
-    this.maxOpen = Math.max(16, opts.maxOpen ?? DEFAULT_MAX_OPEN)
+    this.#maxOpen = Math.max(16, opts.maxOpen ?? DEFAULT_MAX_OPEN)
     if (opts.sessionKey !== undefined && !(opts.sessionKey instanceof Uint8Array)) throw BAD_ARGUMENT('sessionKey is bytes')
     this.#secret = opts.sessionKey ?? null
     if (this.#secret === null) {
@@ -207,11 +207,11 @@ export class Session implements WalkContext {
     let flags = 0
     if (this.#secret !== null) flags |= FLAG_KEYED
     if (this.#mySince !== null) flags |= FLAG_SINCE
-    if (this.recvLimit !== DEFAULT_MAX_IDS_PER_MESSAGE) flags |= FLAG_LIMIT
+    if (this.#recvLimit !== DEFAULT_MAX_IDS_PER_MESSAGE) flags |= FLAG_LIMIT
     w.u8(MSG_HELLO | flags)
     if (this.#nonce !== null) w.fixed(this.#nonce)
     w.uint(this.#myCount)
-    if ((flags & FLAG_LIMIT) !== 0) w.uint(this.recvLimit)
+    if ((flags & FLAG_LIMIT) !== 0) w.uint(this.#recvLimit)
     if ((flags & FLAG_KEYED) !== 0) w.fp(this.#myFp[0], this.#myFp[1])
     if (this.#myCount > 0) writeEst1(w, this.#symbols.est1)
     if (this.#mySince !== null) writeSince(w, this.#mySince)
@@ -243,31 +243,31 @@ export class Session implements WalkContext {
   }
 
   // ---------------------------------------------------------------------
-  // WalkContext: what the tree walk and bulk reads need
+  // What the tree walk and the bulk reader need of the session
 
-  get tree (): TreeData {
-    return this.#tree!
-  }
+  readonly #ctx: WalkContext = ((session: Session): WalkContext => ({
+    get tree () { return session.#tree! },
+    index: () => {
+      if (session.#index === null) session.#index = new KeyedIndex(session.#tree!, session.#hasher!)
+      return session.#index
+    },
+    hashOne: (src, at, out) => session.#hasher!.one(src, at, out, 0),
+    has: (src, at) => session.#tree!.has(src, at),
+    learn: (src, at) => session.#learn(src, at),
+    keep: () => session.#keep(),
+    get recvLimit () { return session.#recvLimit },
+    get peerLimit () { return session.#peerLimit },
+    get maxOpen () { return session.#maxOpen },
+    get estimate () { return session.#estimate },
+    get oneSided () { return session.#oneSided }
+  }))(this)
 
-  index (): KeyedIndex {
-    if (this.#index === null) this.#index = new KeyedIndex(this.#tree!, this.#hasher!)
-    return this.#index
-  }
-
-  hashOne (src: Uint8Array, at: number, out: Uint32Array): void {
-    this.#hasher!.one(src, at, out, 0)
-  }
-
-  has (src: Uint8Array, at: number): boolean {
-    return this.#tree!.has(src, at)
-  }
-
-  learn (src: Uint8Array, at: number): void {
-    this.keep()
+  #learn (src: Uint8Array, at: number): void {
+    this.#keep()
     this.#learned.push(src, at)
   }
 
-  keep (): void {
+  #keep (): void {
     if (this.#stateIds >= this.#maxLearned) throw INVALID_MESSAGE('Too many ids for one session')
     this.#stateIds++
   }
@@ -353,8 +353,8 @@ export class Session implements WalkContext {
     if (((flags & FLAG_KEYED) !== 0) !== (this.#secret !== null)) throw INVALID_MESSAGE('Both sides share a session key, or neither does')
     const theirNonce = this.#secret === null ? r.fixed(NONCE_BYTES) : null
     this.#theirCount = r.uint(0xffffffff)
-    this.peerLimit = Math.min((flags & FLAG_LIMIT) !== 0 ? r.uint() : DEFAULT_MAX_IDS_PER_MESSAGE, MAX_IDS_PER_MESSAGE_LIMIT)
-    if (this.peerLimit < 1) throw INVALID_MESSAGE('Peer accepts no ids')
+    this.#peerLimit = Math.min((flags & FLAG_LIMIT) !== 0 ? r.uint() : DEFAULT_MAX_IDS_PER_MESSAGE, MAX_IDS_PER_MESSAGE_LIMIT)
+    if (this.#peerLimit < 1) throw INVALID_MESSAGE('Peer accepts no ids')
     if (theirNonce === null) r.fp(this.#theirFp)
     this.#theirEst1 = this.#theirCount > 0 ? readEst1(r) : null
     if ((flags & FLAG_SINCE) !== 0) this.#theirSince = readSince(r)
@@ -370,7 +370,7 @@ export class Session implements WalkContext {
       sinceMatches(this.#hasher!, mc, this.#myFp, this.#mySince, tc, this.#theirFp, this.#theirSince)) {
       this.#mode = 'since'
       const s = this.#theirSince
-      for (let at = 0; at < s.byteLength; at += ID_BYTES) if (!this.#tree!.has(s, at)) this.learn(s, at)
+      for (let at = 0; at < s.byteLength; at += ID_BYTES) if (!this.#tree!.has(s, at)) this.#learn(s, at)
       return null
     }
     if (mc === tc && sameFp) return null
@@ -396,8 +396,8 @@ export class Session implements WalkContext {
 
   #startSymbols (d: number, error: number): Writer | Uint8Array | null {
     const dn = Math.abs(this.#myCount - this.#theirCount)
-    this.estimate = d
-    this.oneSided = dn * 5 >= d * 4
+    this.#estimate = d
+    this.#oneSided = dn * 5 >= d * 4
     const batch = firstBatch(d, dn, error)
     if (batch.S > this.#limit) return this.#startWalk('tree')
     this.#mode = 'symbols'
@@ -450,7 +450,7 @@ export class Session implements WalkContext {
       sumHashes(this.#hasher!, res.theirs, res.nTheirs, fp, 1)
       sumHashes(this.#hasher!, res.mine, res.nMine, fp, -1)
       if (fp[0] === this.#theirFp[0] && fp[1] === this.#theirFp[1] && res.nTheirs <= this.#maxLearned) {
-        for (let i = 0; i < res.nTheirs; i++) this.learn(res.theirs, i * ID_BYTES)
+        for (let i = 0; i < res.nTheirs; i++) this.#learn(res.theirs, i * ID_BYTES)
         this.#knowsAllAfter = this.#received
         const { sorted } = sortIds(res.mine, res.nMine)
         this.#back = sorted
@@ -466,7 +466,7 @@ export class Session implements WalkContext {
       if (res.decoded === this.#lastDecoded) return this.#fallBack()
       this.#lastDecoded = res.decoded
     }
-    const d = Math.max(this.estimate, 1)
+    const d = Math.max(this.#estimate, 1)
     const dn = Math.abs(this.#myCount - this.#theirCount)
     const next = nextBatch(b, d, dn, res.kind === 'short' ? { decoded: res.decoded, left: res.left } : { u: res.u })
     if (next.S > this.#limit) {
@@ -484,7 +484,7 @@ export class Session implements WalkContext {
   /** The decoder's next chunk of the ids the encoder lacks. */
   #doneChunk (): Writer {
     this.#phase = 'returning'
-    const budget = { ids: this.peerLimit }
+    const budget = { ids: this.#peerLimit }
     const w = new Writer(16 + Math.min(this.#backN - this.#backAt, budget.ids) * ID_BYTES)
     w.u8(MSG_DONE)
     this.#backAt = writeListChunk(this.#back!, this.#backN, this.#backAt, w, budget)
@@ -500,7 +500,7 @@ export class Session implements WalkContext {
   #onDecoderSays (type: number, r: Reader): Writer | Uint8Array | null {
     if (type === MSG_DONE) {
       if (this.#backStream === null) this.#backStream = new IdStream(new Uint8Array(ID_BYTES), 0)
-      readChunk(this.#backStream, r, { ids: this.recvLimit }, false, this)
+      readChunk(this.#backStream, r, { ids: this.#recvLimit }, false, this.#ctx)
       r.end()
       if (!this.#backStream.theirDone) return new Uint8Array(0)
       return null
@@ -524,7 +524,7 @@ export class Session implements WalkContext {
     // Whatever the symbols path learned is dropped: the walk finds all of it again.
     this.#learned.n = 0
     this.#stateIds = 0
-    this.#walk = new TreeWalk(this, this.#myCount, this.#theirCount, this.#myFp[0], this.#myFp[1], this.#theirFp[0], this.#theirFp[1])
+    this.#walk = new TreeWalk(this.#ctx, this.#myCount, this.#theirCount, this.#myFp[0], this.#myFp[1], this.#theirFp[0], this.#theirFp[1])
     this.#phase = 'walk'
     return this.#walkMessage()
   }

@@ -11,20 +11,20 @@ import { ID_BYTES, nibbleAt, childPrefix } from './ids'
 import { Kids, heavyChild } from './walk-kids'
 
 export class KeyedIndex {
-  readonly tree: TreeData
+  readonly #tree: TreeData
   /** Keyed hash of every id (2 words), leaf by leaf from `base[leaf]`. */
-  readonly idH: Uint32Array
-  readonly base: Int32Array
+  readonly #idH: Uint32Array
+  readonly #base: Int32Array
   /** Keyed fingerprint of every node (2 words). */
-  readonly node: Uint32Array
+  readonly #node: Uint32Array
 
   readonly #loc = new Int32Array(3)
 
   constructor (t: TreeData, h: KeyedHash) {
-    this.tree = t
-    this.base = new Int32Array(t.top)
-    this.node = new Uint32Array(t.top * 2)
-    this.idH = new Uint32Array(t.size * 2)
+    this.#tree = t
+    this.#base = new Int32Array(t.top)
+    this.#node = new Uint32Array(t.top * 2)
+    this.#idH = new Uint32Array(t.size * 2)
     const STAGE = 8192
     const stage = new Uint32Array(STAGE * 8)
     let staged = 0
@@ -32,7 +32,7 @@ export class KeyedIndex {
     let next = 0
     const flush = (): void => {
       if (staged === 0) return
-      h.many(stage, 0, staged, this.idH, flushed * 2)
+      h.many(stage, 0, staged, this.#idH, flushed * 2)
       flushed += staged
       staged = 0
     }
@@ -43,7 +43,7 @@ export class KeyedIndex {
         return
       }
       const n = t.count[node]!
-      this.base[node] = next
+      this.#base[node] = next
       next += n
       if (n === 0) return
       const buf = t.leaves[node]!
@@ -68,59 +68,37 @@ export class KeyedIndex {
           const ch = first + v
           if (t.count[ch] === 0) continue
           sums(ch)
-          const a = this.node[ch * 2]!
+          const a = this.#node[ch * 2]!
           const s = (lo + a) >>> 0
-          hi = (hi + this.node[ch * 2 + 1]! + (s < a ? 1 : 0)) >>> 0
+          hi = (hi + this.#node[ch * 2 + 1]! + (s < a ? 1 : 0)) >>> 0
           lo = s
         }
       } else {
-        const b = this.base[node]!
+        const b = this.#base[node]!
         const n = t.count[node]!
         for (let i = 0; i < n; i++) {
-          const a = this.idH[(b + i) * 2]!
+          const a = this.#idH[(b + i) * 2]!
           const s = (lo + a) >>> 0
-          hi = (hi + this.idH[(b + i) * 2 + 1]! + (s < a ? 1 : 0)) >>> 0
+          hi = (hi + this.#idH[(b + i) * 2 + 1]! + (s < a ? 1 : 0)) >>> 0
           lo = s
         }
       }
-      this.node[node * 2] = lo
-      this.node[node * 2 + 1] = hi
+      this.#node[node * 2] = lo
+      this.#node[node * 2 + 1] = hi
     }
     sums(0)
   }
 
-  /** Our fingerprint of a prefix, into out[0..2]. */
-  fp (prefix: Uint8Array, depth: number, out: Uint32Array): void {
-    const loc = this.#loc
-    this.tree.locate(prefix, depth, loc)
-    if (loc[1] === -1) {
-      out[0] = this.node[loc[0]! * 2]!
-      out[1] = this.node[loc[0]! * 2 + 1]!
-      return
-    }
-    let lo = 0
-    let hi = 0
-    const b = this.base[loc[0]!]!
-    for (let i = loc[1]!; i < loc[2]!; i++) {
-      const a = this.idH[(b + i) * 2]!
-      const s = (lo + a) >>> 0
-      hi = (hi + this.idH[(b + i) * 2 + 1]! + (s < a ? 1 : 0)) >>> 0
-      lo = s
-    }
-    out[0] = lo
-    out[1] = hi
-  }
-
   /** The keyed hash of the id at index i of leaf `leaf`, into out[o..o+2]. */
   idHash (leaf: number, i: number, out: Uint32Array | number[], o = 0): void {
-    const j = (this.base[leaf]! + i) * 2
-    out[o] = this.idH[j]!
-    out[o + 1] = this.idH[j + 1]!
+    const j = (this.#base[leaf]! + i) * 2
+    out[o] = this.#idH[j]!
+    out[o + 1] = this.#idH[j + 1]!
   }
 
   /** Our ids under the prefix, in order, after `after` (exclusive), until `fn` returns false. */
   walk (prefix: Uint8Array, depth: number, after: Uint8Array | null, fn: IdVisitor): void {
-    this.tree.eachUnder(prefix, depth, after, fn)
+    this.#tree.eachUnder(prefix, depth, after, fn)
   }
 
   /**
@@ -129,7 +107,7 @@ export class KeyedIndex {
    * with the heavy path.
    */
   kidsAt (prefix: Uint8Array, depth: number, compress: boolean): Kids {
-    const t = this.tree
+    const t = this.#tree
     const kids = new Kids()
     kids.q = depth
     if (compress) {
@@ -156,18 +134,18 @@ export class KeyedIndex {
       const first = t.child[loc[0]!]!
       for (let v = 0; v < 16; v++) {
         kids.c[v] = t.count[first + v]!
-        kids.lo[v] = this.node[(first + v) * 2]!
-        kids.hi[v] = this.node[(first + v) * 2 + 1]!
+        kids.lo[v] = this.#node[(first + v) * 2]!
+        kids.hi[v] = this.#node[(first + v) * 2 + 1]!
       }
     } else {
       const buf = t.leaves[loc[0]!]
-      const b = this.base[loc[0]!]!
+      const b = this.#base[loc[0]!]!
       for (let i = loc[1]!; i < loc[2]!; i++) {
         const v = nibbleAt(buf!, i * ID_BYTES, depth)
         kids.c[v]!++
-        const a = this.idH[(b + i) * 2]!
+        const a = this.#idH[(b + i) * 2]!
         const s = (kids.lo[v]! + a) >>> 0
-        kids.hi[v] = kids.hi[v]! + this.idH[(b + i) * 2 + 1]! + (s < a ? 1 : 0)
+        kids.hi[v] = kids.hi[v]! + this.#idH[(b + i) * 2 + 1]! + (s < a ? 1 : 0)
         kids.lo[v] = s
       }
     }
@@ -191,8 +169,8 @@ export class KeyedIndex {
     let found: Uint8Array | null = null
     if (k === 1) {
       this.walk(prefix, depth, null, (buf, at, leaf, i) => {
-        const j = (this.base[leaf]! + i) * 2
-        if (this.idH[j] !== dlo || this.idH[j + 1] !== dhi) return true
+        const j = (this.#base[leaf]! + i) * 2
+        if (this.#idH[j] !== dlo || this.#idH[j + 1] !== dhi) return true
         found = buf.slice(at, at + ID_BYTES)
         return false
       })
@@ -204,9 +182,9 @@ export class KeyedIndex {
     const byLo = new Map<number, number>()
     const chain: number[] = []
     this.walk(prefix, depth, null, (buf, at, leaf, i) => {
-      const j = (this.base[leaf]! + i) * 2
-      const lo = this.idH[j]!
-      const hi = this.idH[j + 1]!
+      const j = (this.#base[leaf]! + i) * 2
+      const lo = this.#idH[j]!
+      const hi = this.#idH[j + 1]!
       const needLo = (dlo - lo) >>> 0
       const needHi = (dhi - hi - (dlo < lo ? 1 : 0)) >>> 0
       for (let m = byLo.get(needLo) ?? -1; m >= 0; m = chain[m]!) {
