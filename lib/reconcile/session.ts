@@ -137,7 +137,6 @@ export class Session {
   #received = 0
   #bytesSent = 0
   #bytesReceived = 0
-  readonly #h = new Uint32Array(2)
 
   constructor (set: ReconcileSet<any> | readonly Uint8Array[], opts: SessionOptions = {}) {
     if (set instanceof ReconcileSet) this.set = set
