@@ -13,7 +13,8 @@
  *   --out dir    where RESULTS.md and the plots go (default bench/)
  *
  * Besides the rows, the run does set reconciliation (bench/reconcile.ts; id
- * `reconcile` for --only; nomadcore only, no Hypercore counterpart) and draws
+ * `reconcile` for --only; nomadcore against Rateless IBLT and Negentropy,
+ * no Hypercore counterpart) and draws
  * bench/repair-cost.svg and bench/reconcile-bytes.svg next to RESULTS.md.
  *
  * Rows come in modules (bench/core.ts, ...): add a module's `Row[]` to `ROWS`,
@@ -42,7 +43,7 @@ const RECONCILE_ID = 'reconcile'
 /** Its sizes: ids per set for the table and the bytes-against-d plot, the d values, and the n values (at D_BY_N) of the bytes-against-n plot. */
 const RECONCILE = {
   full: { n: 1_000_000, ds: [1, 50, 5000], byN: [10_000, 100_000] },
-  quick: { n: 100_000, ds: [1, 50, 5000], byN: [10_000] }
+  quick: { n: 20_000, ds: [1, 50, 500], byN: [5_000] }
 }
 const D_BY_N = 50
 
@@ -89,7 +90,7 @@ async function main (): Promise<void> {
   const args = parseArgs(process.argv.slice(2))
   if (args.list) {
     for (const r of ROWS) console.log(`${r.id.padEnd(14)} ${r.label}${r.quick === false ? '  (not in --quick)' : ''}`)
-    console.log(`${RECONCILE_ID.padEnd(14)} set reconciliation, n = ${RECONCILE.full.n.toLocaleString('en-US')} (${RECONCILE.quick.n.toLocaleString('en-US')} in --quick), nomadcore only`)
+    console.log(`${RECONCILE_ID.padEnd(14)} set reconciliation, n = ${RECONCILE.full.n.toLocaleString('en-US')} (${RECONCILE.quick.n.toLocaleString('en-US')} in --quick), against Rateless IBLT and Negentropy`)
     return
   }
 
@@ -139,16 +140,16 @@ async function main (): Promise<void> {
     await env.close()
   }
 
-  // Set reconciliation: nomadcore only, in-memory, after the rows.
+  // Set reconciliation: against Rateless IBLT and Negentropy, in-memory, after the rows.
   let reconcile: { rows: ReconcileRow[], byN: ReconcileRow[] } | null = null
   if ((args.only === null || args.only.includes(RECONCILE_ID)) && (args.side === null || args.side === 'nomadcore')) {
     const sizes = args.quick ? RECONCILE.quick : RECONCILE.full
     const t0 = Date.now()
     log(`  reconcile     n = ${sizes.n.toLocaleString('en-US')}, d = ${sizes.ds.join(', ')}`)
-    const rows = reconcileBench({ n: sizes.n, ds: sizes.ds, log: msg => log(`    ${msg}`) })
+    const rows = await reconcileBench({ n: sizes.n, ds: sizes.ds, log: msg => log(`    ${msg}`) })
     const byN: ReconcileRow[] = []
-    for (const n of sizes.byN) byN.push(...reconcileBench({ n, ds: [D_BY_N], ops: 1000 }).filter(r => r.id === `reconcile-d${D_BY_N}`))
-    byN.push(...rows.filter(r => r.id === `reconcile-d${D_BY_N}`))
+    for (const n of sizes.byN) byN.push(...(await reconcileBench({ n, ds: [D_BY_N], ops: 1000, peers: false, draws: 0 })).filter(r => r.id === `d${D_BY_N}`))
+    byN.push(...rows.filter(r => r.id === `d${D_BY_N}` && r.contender === 'nomadcore'))
     reconcile = { rows, byN }
     log(`  reconcile done (${((Date.now() - t0) / 1000).toFixed(1)} s)`)
   }
@@ -168,7 +169,7 @@ async function main (): Promise<void> {
   }
   if (reconcile !== null) {
     console.log()
-    console.log('Set reconciliation (nomadcore only)')
+    console.log('Set reconciliation (nomadcore, Rateless IBLT, Negentropy)')
     console.log(formatReconcileRows([...reconcile.rows, ...reconcile.byN.filter(r => r.n !== reconcile!.rows[0]?.n)]))
   }
   console.log()
@@ -207,20 +208,26 @@ function reconcileMarkdown (rows: readonly ReconcileRow[], byN: readonly Reconci
   const n = rows[0]?.n ?? 0
   const extra = byN.filter(r => r.n !== n)
   const { head, body } = reconcileCells([...rows, ...extra])
-  const columns = head.map((h, i): { header: string, align: 'left' | 'right' } => ({ header: h, align: i === 0 || i >= head.length - 2 ? 'left' : 'right' }))
-  return `## Set reconciliation (nomadcore only)
+  const columns = head.map((h, i): { header: string, align: 'left' | 'right' } => ({ header: h, align: i <= 1 || i >= head.length - 2 ? 'left' : 'right' }))
+  return `## Set reconciliation (nomadcore, Rateless IBLT, Negentropy)
 
-Hypercore has no counterpart (it does not reconcile sets of ids), so this table has no Hypercore column
-and no ratio. bench/reconcile.ts, in memory, both sides in one process: two sets of ${n.toLocaleString('en-US')}
-random 32-byte ids that differ in d ids (half missing on each side; d = 1: one id missing on one side), reconciled by \`sync()\`.
-${extra.length > 0 ? `The last ${extra.length === 1 ? 'row is' : `${extra.length} rows are`} the same sync at d = ${D_BY_N} with smaller sets, for the bytes-against-n plot.\n` : ''}
+Hypercore has no counterpart (it does not reconcile sets of ids); the other two are Rateless IBLT
+(\`@peerbit/riblt\`) and Negentropy (\`@nostr-dev-kit/sync\`), on the same sets. bench/reconcile.ts, in memory,
+both sides in one process: two sets of ${n.toLocaleString('en-US')} random 32-byte ids that differ in d ids (half missing
+on each side; d = 1: one id missing on one side), and a one-sided pair (one set lacks some of the other's ids).
+${extra.length > 0 ? `The last ${extra.length === 1 ? 'row is' : `${extra.length} rows are`} nomadcore's sync at d = ${D_BY_N} with smaller sets, for the bytes-against-n plot.\n` : ''}
 ${markdownTable(columns, body)}
 
-*bytes*: sent by both sides; *rounds*: round trips, against the target ⌈log16 n⌉ + 2; *× floor*: bytes / (d × 32),
-the missing ids themselves; *× naive*: bytes / (n × 32), one side sending its whole list; *ms*: wall time of the
-sync (or of building the tree); *µs/op*: one insert or delete, averaged over 100,000; *mode*: tree walk, the
-since fast path (only what changed since the last sync) or bulk (a cold, empty peer); *exact*: the sync found
-exactly the symmetric difference.`
+*first knows*: bytes (both directions) and flights until one side knows the whole symmetric difference (the
+decoding side); *both know*: until both sides know the ids they lack; *× floor*: bytes / (d × 32), the
+missing ids themselves; a *flight* is one message in one direction on the critical path (nomadcore's two
+sides send at once, so each round, the hello included, is a flight; Rateless IBLT streams, so its symbols
+count as 1 flight, the stop signal and what is in flight meanwhile not counted; Rateless IBLT's bytes count
+41 per coded symbol of 32-byte ids); *CPU ms*: the sync, both sides in one process (nomadcore: on top of
+what the sets hold, i.e. their coded symbols and the fingerprint under the pair's key; the row "under a new
+key" hashes both sets afresh; the others build their encoder, decoder or storage per session, as they must),
+or the build; *µs/op*: one insert or delete, averaged over 100,000; *mode*: coded symbols, tree walk,
+since path, bulk; *exact*: the sync found exactly the symmetric difference.`
 }
 
 function markdown (info: ReturnType<typeof machineInfo>, args: Args, contenders: readonly Contender[], main: string, rest: string, results: readonly RowResult[], seconds: number): string {

@@ -8,11 +8,11 @@
  *    ever describes the local set to itself (the "since" bookkeeping, tests);
  *    it never goes on the wire and nothing a peer says is checked against it.
  *
- *  - `KeyedHash`: the per-session PRF whose sums are the fingerprints peers
- *    compare. The key is derived from a nonce each side contributes (and an
- *    optional secret the transport already shares), so nobody — neither a
- *    peer nor whoever planted ids in either set — knows it before the
- *    session starts, and no set pair can be made to collide on purpose: for
+ *  - `KeyedHash`: the PRF whose sums are the fingerprints peers compare.
+ *    The key is a secret the two sides already share (their connection's
+ *    handshake hash), or else derived from a nonce each side contributes,
+ *    so nobody who planted ids in either set knows it, and no set pair can
+ *    be made to collide on purpose: for
  *    any two different sets fixed before the key, their 64-bit sums agree
  *    with probability 2^-64. The PRF is AES-128 CBC-MAC over the two 16-byte
  *    halves of the id (a fixed-length CBC-MAC is a PRF), truncated to 64
@@ -25,6 +25,7 @@ import b4a from 'b4a'
 
 export const NONCE_BYTES = 16
 const KEY_CONTEXT = b4a.from('nomadcore/reconcile/v1')
+const SHARED_CONTEXT = b4a.from('nomadcore/reconcile/v2/shared')
 
 /** Ids hashed per native call. */
 const CHUNK = 8192
@@ -48,7 +49,19 @@ export function mixHi (w: Int32Array | Uint32Array, o: number): number {
   return fmix32((w[o + 1]! ^ Math.imul(w[o + 3]!, 0x9e3779b1) ^ Math.imul(w[o + 5]!, 0x7feb352d) ^ Math.imul(w[o + 7]!, 0x846ca68b) ^ w[o]!) >>> 0)
 }
 
-/** The session key: both nonces (in a fixed order, so both sides agree) and an optional shared secret. */
+/**
+ * The key of a session whose two sides already share a secret (e.g. the
+ * Noise handshake hash of their connection): known to both before the
+ * first message, so the fingerprint can travel in the hello, and the same
+ * for every session on the connection, so a set can keep it up to date.
+ */
+export function deriveSharedKey (secret: Uint8Array): Uint8Array {
+  const out = b4a.alloc(16)
+  sodium.crypto_generichash_batch(out, [SHARED_CONTEXT, secret])
+  return out
+}
+
+/** The key of a session without a shared secret: both nonces (in a fixed order, so both sides agree) and an optional secret. */
 export function deriveSessionKey (a: Uint8Array, b: Uint8Array, secret: Uint8Array | null): Uint8Array {
   const [lo, hi] = b4a.compare(a, b) <= 0 ? [a, b] : [b, a]
   const out = b4a.alloc(16)
