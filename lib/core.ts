@@ -13,7 +13,7 @@ import { TreeBatch, type TreeState } from './tree-batch'
 import { Mutex } from './mutex'
 import { Bitfield } from './bitfield'
 import { CoreStorage, type Header } from './storage'
-import { byteOffset, generateProof, verifyFullyRemote, verifyAgainst, type Proof, type ProofRequest } from './proof'
+import { byteOffset, generateProof, verifyFullyRemote, verifyAgainst, type NodeSource, type Proof, type ProofRequest } from './proof'
 import { planRepair } from './repair'
 import { checkTail, hasOpenTail } from './crash-recovery'
 import { audit as auditTree, type AuditReport } from './audit'
@@ -25,6 +25,14 @@ import {
 } from './errors'
 import type { TreeNode } from './tree-node'
 import type { Manifest } from './messages'
+
+/** How a block is read. */
+export interface ReadOptions {
+  /** Check the block against its verified leaf (default true). */
+  verify?: boolean
+  /** The read is for a peer: a block found rotten is fetched back from other peers. */
+  serving?: boolean
+}
 
 export interface CoreOpenOptions {
   key?: Uint8Array | null
@@ -44,6 +52,11 @@ export interface CoreEvents {
   repairing (proof: unknown): void
   repaired (proof: unknown): void
   'repair-failed' (err: Error): void
+  /**
+   * Blocks [start, start + length) are no longer served from here (cleared,
+   * or found rotten); `refetch`: fetch them back from peers (internal).
+   */
+  drop (start: number, length: number, refetch: boolean): void
 }
 
 type Emit = <K extends keyof CoreEvents>(name: K, ...args: Parameters<CoreEvents[K]>) => void
@@ -83,6 +96,12 @@ export class Core {
   private lastVerified: { manifest: Manifest, treeHash: Uint8Array, length: number, fork: number, signature: Uint8Array } | null = null
   private pendingBlocks = new Map<number, PendingBlock>()
   private flushingBlocks: Promise<void> | null = null
+  /**
+   * Held blocks that cannot be verified now (their leaf or a node above it is
+   * missing or rotten): not `has()`, not served, fetched again on `get`. Kept
+   * in memory; reads verify again anyway.
+   */
+  readonly #unverified = new Bitfield()
 
   private constructor (
     readonly storage: CoreStorage,
@@ -176,14 +195,17 @@ export class Core {
   }
 
   get contiguousLength (): number {
-    if (this.contiguous < this.tree.length && this.bitfield.get(this.contiguous)) {
-      this.contiguous = Math.min(this.bitfield.firstUnset(this.contiguous), this.tree.length)
+    if (this.contiguous < this.tree.length && this.has(this.contiguous)) {
+      const unverified = this.#unverified.firstSet(this.contiguous)
+      const unset = this.bitfield.firstUnset(this.contiguous)
+      this.contiguous = Math.min(unverified === -1 ? unset : Math.min(unset, unverified), this.tree.length)
     }
     return Math.min(this.contiguous, this.tree.length)
   }
 
+  /** Whether block `index` is held here, as far as we can tell good. */
   has (index: number): boolean {
-    return index < this.tree.length && this.bitfield.get(index)
+    return index < this.tree.length && this.bitfield.get(index) && !this.#unverified.get(index)
   }
 
   // -------------------------------------------------------------------------
@@ -222,7 +244,7 @@ export class Core {
         throw wrapWrite(err)
       }
 
-      for (const node of batch.nodes) tree.remember(node)
+      for (const node of batch.nodes) tree.trust(node)
       tree.setState(batch)
       this.emit('append')
       this.emit('have', start, batch.length - start)
@@ -243,9 +265,10 @@ export class Core {
       const oldLength = tree.length
       if (newLength > oldLength) throw BAD_ARGUMENT('Cannot truncate to ' + newLength + ', the core has ' + oldLength + ' blocks')
 
+      // Only verified roots get signed: a rotten node must never become part of a signed tree.
       const roots = await Promise.all(fullRoots(2 * newLength).map(async i => {
-        const node = await tree.getNode(i)
-        if (node === null) throw INVALID_OPERATION('Cannot truncate: tree node ' + i + ' is missing')
+        const node = await tree.verifiedNode(i)
+        if (node === null) throw INVALID_OPERATION('Cannot truncate: tree node ' + i + ' is missing or does not verify')
         return node
       }))
       const batch = new TreeBatch({ roots, length: newLength, byteLength: sumSizes(roots), fork, signature: null })
@@ -259,6 +282,7 @@ export class Core {
       this.contiguous = Math.min(this.contiguous, newLength)
 
       this.bitfield.truncate(newLength)
+      this.#unverified.truncate(newLength)
       await Promise.all([
         this.storage.writeBitfield(this.bitfield.takeDirty()),
         this.storage.deleteNodeRange(2 * newLength, 2 * oldLength),
@@ -271,7 +295,10 @@ export class Core {
     }
   }
 
-  /** Removes blocks from local storage; the tree keeps proving them. */
+  /**
+   * Removes blocks from local storage; the tree keeps proving them. Peers are
+   * told (a range drop, as Hypercore does), and `get` fetches them again.
+   */
   async clear (start: number, end: number): Promise<void> {
     await this.mutex.lock()
     try {
@@ -279,28 +306,86 @@ export class Core {
       if (start >= end) return
       // A reopen checks the last append's blocks; they must not be cleared under it.
       await this.settle()
-      const from = await byteOffset(this.tree, 2 * start)
-      const to = await byteOffset(this.tree, 2 * end)
-      this.bitfield.setRange(start, end, false)
-      if (this.contiguous > start) this.contiguous = start
-      await this.storage.writeBitfield(this.bitfield.takeDirty())
-      if (to > from) await this.storage.clearData(from, to - from)
+      await this.unhold(start, end)
+      await this.releaseData(start, end)
+      this.emit('drop', start, end - start, false)
     } finally {
       this.mutex.unlock()
     }
   }
 
+  /** Blocks [start, end) are no longer held: bits first, so no reader trusts the bytes after this. */
+  private async unhold (start: number, end: number): Promise<void> {
+    this.bitfield.setRange(start, end, false)
+    this.#unverified.setRange(start, end, false)
+    if (this.contiguous > start) this.contiguous = start
+    await this.storage.writeBitfield(this.bitfield.takeDirty())
+  }
+
+  /**
+   * Frees the bytes of blocks [start, end) where verified sizes locate them;
+   * where they do not, the bytes stay (a guess could hit a neighbour).
+   */
+  private async releaseData (start: number, end: number): Promise<void> {
+    let from: number
+    let to: number
+    try {
+      from = await this.tree.verifiedOffset(2 * start)
+      to = await this.tree.verifiedOffset(2 * end)
+    } catch (err) {
+      if (missingNodeOf(err) !== null) return
+      throw err
+    }
+    if (to > from) await this.storage.clearData(from, to - from)
+  }
+
   // -------------------------------------------------------------------------
   // Reading
 
-  /** The block's bytes, or null when it is not stored here. */
-  async getBlock (index: number): Promise<Uint8Array | null> {
-    if (!this.has(index)) return null
-    const { offset, size } = await this.locate(index)
-    return this.storage.readData(offset, size)
+  /**
+   * The block's bytes, or null when it is not held here. Verified unless
+   * `verify: false`: checked against its leaf, the leaf tied by hashes to the
+   * signed roots. Bytes that do not match are rot: the block is cleared (and,
+   * when `serving`, fetched back from peers). A block whose leaf cannot be
+   * verified (missing or rotten tree nodes) is kept but marked unverified.
+   * Either way it reads as null, so the caller fetches it like a missing one.
+   */
+  async getBlock (index: number, opts: ReadOptions = {}): Promise<Uint8Array | null> {
+    if (index >= this.tree.length || !this.bitfield.get(index)) return null
+    if (opts.verify === false) {
+      if (this.#unverified.get(index)) return null
+      const { offset, size } = await this.locate(index)
+      return this.storage.readData(offset, size)
+    }
+    const tree = this.tree
+    const leaf = tree.peekNode(2 * index) ?? await tree.verifyNode(2 * index)
+    if (leaf === null || 'missing' in leaf) {
+      // Serving, a lost node is healed from peers like one a proof needs (the
+      // caller gets MISSING_NODE); rot on the way up heals with the block.
+      if (leaf !== null && opts.serving === true) throw MISSING_NODE(leaf.missing)
+      this.markUnverified(index, opts.serving === true)
+      return null
+    }
+    const bytes = await this.readHeld(await tree.verifiedOffset(2 * index), leaf.size)
+    if (bytes !== null && matchesLeaf(leaf, bytes)) {
+      this.markVerified(index)
+      return bytes
+    }
+    await this.dropRotten(index, opts.serving === true)
+    return null
   }
 
-  /** Where block `index` lies in the data file. */
+  /** `size` bytes at `offset`, or null where the data file ends first (the bytes are lost). */
+  private async readHeld (offset: number, size: number): Promise<Uint8Array | null> {
+    try {
+      return await this.storage.readData(offset, size)
+    } catch (err) {
+      if (isCoded(err, 'STORAGE_CORRUPT')) return null
+      throw err
+    }
+  }
+
+  /** Where block `index` lies in the data file, by the sizes as stored (unverified reads). */
   private async locate (index: number): Promise<{ offset: number, size: number }> {
     const tree = this.tree
     const [leaf, offset] = await Promise.all([tree.getNode(2 * index), byteOffset(tree, 2 * index)])
@@ -310,14 +395,25 @@ export class Core {
   }
 
   /**
-   * Several blocks at once (null for those not held): runs of neighbouring
-   * blocks are read with one read each, which is what serving a peer needs.
+   * Several blocks at once (null for those not held, or not good): runs of
+   * neighbouring blocks are read with one read each, which is what serving a
+   * peer needs. Verified like `getBlock`.
    */
-  async getBlocks (indices: number[]): Promise<Array<Uint8Array | null>> {
-    const held = indices.filter(i => this.has(i))
-    const where = await Promise.all(held.map(i => this.locate(i)))
+  async getBlocks (indices: number[], opts: ReadOptions = {}): Promise<Array<Uint8Array | null>> {
+    const verify = opts.verify !== false
+    const tree = this.tree
+    const held = indices.filter(i => i < tree.length && this.bitfield.get(i) && !(verify === false && this.#unverified.get(i)))
+    const where = await Promise.all(held.map(async index => {
+      if (!verify) return { index, leaf: null, ...await this.locate(index) }
+      const leaf = tree.peekNode(2 * index) ?? await tree.verifyNode(2 * index)
+      if (leaf !== null && 'missing' in leaf && opts.serving === true) throw MISSING_NODE(leaf.missing)
+      if (leaf === null || 'missing' in leaf) return { index, leaf: null, offset: -1, size: 0 }
+      return { index, leaf, offset: await tree.verifiedOffset(2 * index), size: leaf.size }
+    }))
     const byIndex = new Map<number, Uint8Array>()
-    const order = held.map((index, k) => ({ index, ...where[k]! })).sort((a, b) => a.offset - b.offset)
+    const rotten: number[] = []
+    const order = where.filter(b => b.offset !== -1).sort((a, b) => a.offset - b.offset)
+    for (const b of where) if (b.offset === -1) this.markUnverified(b.index, opts.serving === true)
     const reads: Array<Promise<void>> = []
     for (let k = 0; k < order.length;) {
       let end = k + 1
@@ -325,13 +421,89 @@ export class Core {
       const run = order.slice(k, end)
       const start = run[0]!.offset
       const last = run[run.length - 1]!
-      reads.push(this.storage.readData(start, last.offset + last.size - start).then(bytes => {
-        for (const b of run) byIndex.set(b.index, bytes.subarray(b.offset - start, b.offset - start + b.size))
+      const read = verify ? this.storage.readDataUpTo(start, last.offset + last.size - start) : this.storage.readData(start, last.offset + last.size - start)
+      reads.push(read.then(bytes => {
+        for (const b of run) {
+          const value = bytes.subarray(b.offset - start, b.offset - start + b.size)
+          if (b.leaf === null) {
+            byIndex.set(b.index, value)
+          } else if (value.byteLength === b.size && matchesLeaf(b.leaf, value)) {
+            this.markVerified(b.index)
+            byIndex.set(b.index, value)
+          } else {
+            rotten.push(b.index)
+          }
+        }
       }))
       k = end
     }
     await Promise.all(reads)
+    for (const index of rotten) await this.dropRotten(index, opts.serving === true)
     return indices.map(i => byIndex.get(i) ?? null)
+  }
+
+  /**
+   * Checks held block `index` from disk: 'good', 'corrupt' (its bytes do not
+   * match its verified leaf), or 'unverifiable' (no verified leaf or offset).
+   */
+  private async checkHeld (index: number): Promise<'good' | 'corrupt' | 'unverifiable'> {
+    const tree = this.tree
+    const leaf = await tree.verifiedNode(2 * index)
+    if (leaf === null) return 'unverifiable'
+    let offset: number
+    try {
+      offset = await tree.verifiedOffset(2 * index)
+    } catch (err) {
+      if (missingNodeOf(err) !== null) return 'unverifiable'
+      throw err
+    }
+    const bytes = await this.readHeld(offset, leaf.size)
+    return bytes !== null && matchesLeaf(leaf, bytes) ? 'good' : 'corrupt'
+  }
+
+  /**
+   * Clears block `index`, read as not matching its leaf, once a second look
+   * under the lock agrees (it may have been stored again in between).
+   */
+  private async dropRotten (index: number, refetch: boolean): Promise<void> {
+    await this.mutex.lock()
+    try {
+      if (index >= this.tree.length || !this.bitfield.get(index)) return
+      const verdict = await this.checkHeld(index)
+      if (verdict === 'unverifiable') this.markUnverified(index)
+      if (verdict !== 'corrupt') return
+      await this.settle()
+      await this.unhold(index, index + 1)
+      this.emit('drop', index, 1, refetch)
+    } finally {
+      this.mutex.unlock()
+    }
+  }
+
+  /**
+   * A held block we cannot verify now: not `has()`, not served, fetched again
+   * on `get` (or at once with `refetch`; its proof brings the nodes it lacks).
+   */
+  private markUnverified (index: number, refetch = false): void {
+    if (!this.bitfield.get(index) || this.#unverified.get(index)) return
+    this.#unverified.set(index, true)
+    if (this.contiguous > index) this.contiguous = index
+    this.emit('drop', index, 1, refetch)
+  }
+
+  /** After the tree healed: marked blocks may verify now; reads and peers find out. */
+  private unmarkAll (): void {
+    const marked: number[] = []
+    for (let i = this.#unverified.firstSet(0); i !== -1; i = this.#unverified.firstSet(i + 1)) marked.push(i)
+    if (marked.length === 0) return
+    this.#unverified.setRange(0, this.tree.length, false)
+    for (const [start, length] of runs(marked)) this.emit('have', start, length)
+  }
+
+  private markVerified (index: number): void {
+    if (!this.#unverified.get(index)) return
+    this.#unverified.set(index, false)
+    this.emit('have', index, 1)
   }
 
   /** [block index, offset inside it] of byte `bytes`. */
@@ -365,7 +537,7 @@ export class Core {
     if (length === this.tree.length) return this.tree.hash()
     if (!Number.isSafeInteger(length) || length < 0 || length > this.tree.length) throw BAD_ARGUMENT('Length is out of bounds')
     const roots = await Promise.all(fullRoots(2 * length).map(async i => {
-      const node = await this.tree.getNode(i)
+      const node = await this.tree.verifiedNode(i)
       if (node === null) throw MISSING_NODE(i)
       return node
     }))
@@ -375,7 +547,8 @@ export class Core {
   /** A proof from the current tree; throws INVALID_OPERATION if a node it needs is missing. */
   async proof (req: ProofRequest): Promise<Proof> {
     const { length, fork } = this.tree
-    const proof = await generateProof(this.tree, req)
+    // Only verified nodes go into a proof: a peer must never get rot from us.
+    const proof = await generateProof(this.tree.verified, req)
     if (this.tree.length !== length || this.tree.fork !== fork) throw INVALID_OPERATION('The tree changed while proving')
     return proof
   }
@@ -421,9 +594,12 @@ export class Core {
       if (this.repairMode) {
         const tree = this.tree
         tree.setState({ roots: plan.roots, length: tree.length, byteLength: sumSizes(plan.roots), fork: tree.fork, signature: tree.signature })
+        // Nodes verified against the roots we had in repair mode are checked again against the signed ones.
+        tree.forget()
         this.repairMode = false
         if (tree.byteLength !== this.header.tree.byteLength) await this.writeTree(tree)
       }
+      this.unmarkAll()
       this.emit('repaired', proof)
       return true
     } catch (err) {
@@ -494,48 +670,62 @@ export class Core {
 
   /**
    * Checks every held block against its leaf and every stored node against
-   * its parent, up to the signed roots. Corrupt blocks are cleared (so they
-   * are fetched again), rotten nodes dropped; a dropped root puts the core in
-   * repair mode. Garbage on disk only ever yields coded errors.
+   * its parent, up to the signed roots. A rotten or lost node whose true value
+   * can be recomputed from below it is rewritten; one that cannot is dropped
+   * (a dropped root puts the core in repair mode). Corrupt blocks are cleared;
+   * blocks that cannot be tied to the roots are marked unverified (not served,
+   * fetched again on read). Garbage on disk only ever yields coded errors.
    */
   async audit (): Promise<AuditReport> {
     await this.mutex.lock()
     try {
       const tree = this.tree
+      const storage = this.storage
       const report = await auditTree({
         length: tree.length,
-        stored: i => this.storage.getNode(i),
+        byteLength: tree.byteLength,
+        // Out of repair mode the roots in memory are the signed ones, whatever the disk says now.
+        roots: this.repairMode ? null : tree.roots,
+        readTree: (start, end) => storage.readTreeBytes(start, end),
+        readData: (offset, size) => storage.readDataUpTo(offset, size),
         has: i => this.bitfield.get(i),
         firstHeld: i => this.bitfield.firstSet(i),
-        readBlock: async (i, offset, size) => {
-          let at: number
-          try {
-            at = offset ?? await byteOffset(tree, 2 * i)
-          } catch (err) {
-            if (missingNodeOf(err) !== null) return undefined
-            throw err
-          }
-          try {
-            return await this.storage.readData(at, size)
-          } catch {
-            return null
-          }
-        },
         signs: roots => this.signs(roots)
       })
+      const restored = report.restoredNodes.map(n => ({ index: n.index, size: n.size, hash: b4a.from(n.hash) }))
+      if (restored.length > 0) {
+        await storage.putNodes(restored)
+        tree.forget(restored.map(n => n.index))
+        for (const n of restored) tree.trust(n)
+      }
       if (report.droppedNodes.length > 0) {
-        await this.storage.deleteNodes(report.droppedNodes)
+        await storage.deleteNodes(report.droppedNodes)
         tree.forget(report.droppedNodes)
       }
       if (report.corruptBlocks.length > 0) {
+        await this.settle()
         for (const i of report.corruptBlocks) this.bitfield.set(i, false)
         this.contiguous = Math.min(this.contiguous, ...report.corruptBlocks)
-        await this.storage.writeBitfield(this.bitfield.takeDirty())
+        await storage.writeBitfield(this.bitfield.takeDirty())
       }
-      if (report.droppedRoots.length > 0 && !this.repairMode) {
+      // The marks are now exactly what this audit could not verify.
+      this.#unverified.setRange(0, tree.length, false)
+      for (const i of report.unverifiedBlocks) this.#unverified.set(i, true)
+      if (report.unverifiedBlocks.length > 0) this.contiguous = Math.min(this.contiguous, report.unverifiedBlocks[0]!)
+
+      if (report.droppedRoots.length > 0) {
         this.repairMode = true
         tree.setState({ ...tree.state(), roots: tree.roots.filter(r => !report.droppedRoots.includes(r.index)) })
+        tree.forget()
+      } else if (this.repairMode && report.roots !== null) {
+        // Every root is back, recomputed from below and checked against the signature.
+        const roots = report.roots.map(r => ({ index: r.index, size: r.size, hash: b4a.from(r.hash) }))
+        tree.setState({ ...tree.state(), roots, byteLength: sumSizes(roots) })
+        tree.forget()
+        this.repairMode = false
+        if (tree.byteLength !== this.header.tree.byteLength) await this.writeTree(tree)
       }
+      for (const [start, length] of runs([...report.corruptBlocks, ...report.unverifiedBlocks])) this.emit('drop', start, length, false)
       return report
     } catch (err) {
       if (isCoded(err)) throw err
@@ -561,7 +751,10 @@ export class Core {
     const manifest = this.manifestFor(data.manifest)
     if (manifest === null) throw INVALID_PROOF('The manifest of this core is not known yet')
 
-    const batch = await verifyAgainst(tree, data as Proof)
+    // Anchored in verified nodes only: a rotten node of ours must not make an
+    // honest peer look hostile. In repair mode nothing is checked against the
+    // signature yet, so nothing anchors: MISSING_NODE asks for the tree first.
+    const batch = await verifyAgainst(this.repairMode ? unanchored(tree) : tree.verified, data as Proof)
     if (data.upgrade !== null) {
       if (!this.verifySigned(manifest, batch.hash(), batch.length, batch.fork, batch.signature)) {
         throw INVALID_SIGNATURE('Upgrade signature does not verify')
@@ -621,7 +814,7 @@ export class Core {
    * many messages go out together, and the bitfield only after the data.
    */
   storeBlock (index: number, value: Uint8Array, nodes: TreeNode[]): Promise<void> {
-    if (this.bitfield.get(index)) return Promise.resolve()
+    if (this.has(index)) return Promise.resolve()
     return new Promise((resolve, reject) => {
       this.tree.stage(nodes)
       const pending = this.pendingBlocks.get(index)
@@ -654,29 +847,39 @@ export class Core {
   }
 
   private async writeBlocks (batch: PendingBlock[]): Promise<void> {
-    const tree = this.tree
-    const offsets = await Promise.all(batch.map(b => byteOffset(tree, 2 * b.index)))
-    const nodes: TreeNode[] = []
-    for (const b of batch) for (const n of b.nodes) nodes.push(n)
+    // Under the lock: a clear, truncate or audit never sees a block half stored.
+    await this.mutex.lock()
+    try {
+      const tree = this.tree
+      // Offsets from verified sizes (the proof's nodes are staged): a rotten size never misplaces a block.
+      const offsets = await Promise.all(batch.map(b => tree.verifiedOffset(2 * b.index)))
+      const nodes: TreeNode[] = []
+      for (const b of batch) for (const n of b.nodes) nodes.push(n)
 
-    // Adjacent blocks become one write.
-    const writes: Array<Promise<void>> = [this.storage.putNodes(nodes)]
-    let runStart = 0
-    for (let k = 1; k <= batch.length; k++) {
-      const prev = batch[k - 1]!
-      const contiguous = k < batch.length && batch[k]!.index === prev.index + 1 && offsets[k] === offsets[k - 1]! + prev.value.byteLength
-      if (contiguous) continue
-      const run = batch.slice(runStart, k)
-      const bytes = run.length === 1 ? run[0]!.value : b4a.concat(run.map(b => b.value))
-      writes.push(this.storage.writeData(offsets[runStart]!, bytes))
-      runStart = k
+      // Adjacent blocks become one write.
+      const writes: Array<Promise<void>> = [this.storage.putNodes(nodes)]
+      let runStart = 0
+      for (let k = 1; k <= batch.length; k++) {
+        const prev = batch[k - 1]!
+        const contiguous = k < batch.length && batch[k]!.index === prev.index + 1 && offsets[k] === offsets[k - 1]! + prev.value.byteLength
+        if (contiguous) continue
+        const run = batch.slice(runStart, k)
+        const bytes = run.length === 1 ? run[0]!.value : b4a.concat(run.map(b => b.value))
+        writes.push(this.storage.writeData(offsets[runStart]!, bytes))
+        runStart = k
+      }
+      await Promise.all(writes)
+
+      // Bits only once the data is on disk: a set bit always means the block is there.
+      for (const b of batch) {
+        this.bitfield.set(b.index, true)
+        this.#unverified.set(b.index, false)
+      }
+      await this.storage.writeBitfield(this.bitfield.takeDirty())
+      tree.unstage(nodes)
+    } finally {
+      this.mutex.unlock()
     }
-    await Promise.all(writes)
-
-    // Bits only once the data is on disk: a set bit always means the block is there.
-    for (const b of batch) this.bitfield.set(b.index, true)
-    await this.storage.writeBitfield(this.bitfield.takeDirty())
-    tree.unstage(nodes)
 
     let start = batch[0]!.index
     for (let k = 1; k <= batch.length; k++) {
@@ -730,6 +933,40 @@ export class Core {
 }
 
 function noop (): void {}
+
+/** The tree with no node to anchor a peer's proof in (repair mode). */
+function unanchored (tree: MerkleTree): NodeSource & { peekNode (index: number): TreeNode | undefined } {
+  return {
+    get roots () { return tree.roots },
+    get length () { return tree.length },
+    get byteLength () { return tree.byteLength },
+    get fork () { return tree.fork },
+    get signature () { return tree.signature },
+    getNode: async () => null,
+    peekNode: () => undefined
+  }
+}
+
+/** Sorted [start, length] runs of the given block indices. */
+function runs (indices: number[]): Array<[number, number]> {
+  const sorted = [...new Set(indices)].sort((a, b) => a - b)
+  const out: Array<[number, number]> = []
+  for (const i of sorted) {
+    const last = out[out.length - 1]
+    if (last !== undefined && last[0] + last[1] === i) last[1]++
+    else out.push([i, 1])
+  }
+  return out
+}
+
+const leafScratch = b4a.alloc(32)
+
+/** Whether `bytes` are the block `leaf` (a verified leaf) commits to. */
+function matchesLeaf (leaf: TreeNode, bytes: Uint8Array): boolean {
+  if (bytes.byteLength !== leaf.size) return false
+  crypto.leafHashInto(leafScratch, bytes)
+  return b4a.equals(leafScratch, leaf.hash)
+}
 
 function settled (h: Header): Header {
   return { ...h, hints: { contiguousLength: h.hints?.contiguousLength ?? 0, appendedFrom: h.tree.length } }

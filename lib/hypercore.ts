@@ -72,6 +72,11 @@ export interface HypercoreOptions {
   overwrite?: boolean
   /** Set false to fail with STORAGE_EMPTY instead of creating a core. */
   createIfMissing?: boolean
+  /**
+   * Check every block read against its leaf, tied by hashes to the signed
+   * roots (default true); false reads the stored bytes as they are.
+   */
+  verify?: boolean
 }
 
 export interface GetOptions {
@@ -80,6 +85,8 @@ export interface GetOptions {
   /** Give up waiting after this many milliseconds (0 = never). */
   timeout?: number
   valueEncoding?: ValueEncoding
+  /** Check the block against its verified leaf (default: the core's `verify`). */
+  verify?: boolean
 }
 
 export interface ReadStreamOptions {
@@ -103,6 +110,22 @@ export interface Info {
   storage: { blocks: number, treeNodes: number }
 }
 
+/** What `audit()` found. */
+export interface AuditSummary {
+  /** Held blocks checked: verified + corrupt + unverified. */
+  blocks: number
+  /** Blocks that match a leaf tied to the signed roots. */
+  verifiedBlocks: number
+  /** Blocks whose bytes were wrong: cleared (fetched again from peers). */
+  corruptBlocks: number
+  /** Blocks kept but not verifiable for a lost tree node: not read or served until they are, fetched again. */
+  unverifiedBlocks: number
+  /** Rotten tree nodes dropped (fetched again from peers). */
+  droppedNodes: number
+  /** Rotten or lost tree nodes rewritten with their true value, recomputed from below them. */
+  restoredNodes: number
+}
+
 /** What a verified fully remote proof proves. */
 export interface VerifiedTree {
   length: number
@@ -118,7 +141,7 @@ interface Waiter {
   timer: ReturnType<typeof setTimeout> | null
 }
 
-type PublicEvents = Omit<CoreEvents, 'have'> & ReplicatorEvents & { ready (): void, close (): void }
+type PublicEvents = Omit<CoreEvents, 'have' | 'drop'> & ReplicatorEvents & { ready (): void, close (): void }
 
 export declare interface Hypercore {
   on<K extends keyof PublicEvents>(event: K, listener: PublicEvents[K]): this
@@ -140,6 +163,8 @@ export class Hypercore extends EventEmitter {
   closing: Promise<void> | null = null
   readonly opening: Promise<void>
   readonly valueEncoding: Codec
+  /** Whether reads check blocks against their verified leaves unless told otherwise. */
+  readonly verify: boolean
 
   private readonly waiting = new Map<number, Set<Waiter>>()
   /** Streams handed to replicate() before the core was open. */
@@ -167,6 +192,7 @@ export class Hypercore extends EventEmitter {
     else throw BAD_ARGUMENT('Storage is a directory path or a function returning random-access storage')
 
     this.valueEncoding = resolveEncoding(opts.valueEncoding)
+    this.verify = opts.verify !== false
     this.opening = this.open({ ...opts, key: keyBytes })
     this.opening.catch(noop)
   }
@@ -201,6 +227,10 @@ export class Hypercore extends EventEmitter {
     if (name === 'have') {
       this.wakeWaiters()
       r?.onlocalhave(args[0] as number, args[1] as number)
+      return
+    }
+    if (name === 'drop') {
+      r?.onlocaldrop(args[0] as number, args[1] as number, args[2] as boolean)
       return
     }
     if (name === 'append' || name === 'truncate' || name === 'repaired') {
@@ -255,11 +285,12 @@ export class Hypercore extends EventEmitter {
     assertIndex(index)
     const core = await this.live()
     const enc = opts.valueEncoding ? resolveEncoding(opts.valueEncoding) : this.valueEncoding
+    const read = { verify: opts.verify ?? this.verify }
     let healed = false
     for (;;) {
       let block: Uint8Array | null
       try {
-        block = await core.getBlock(index)
+        block = await core.getBlock(index, read)
       } catch (err) {
         // A tree node this read needs is gone: fetch it from a peer, then retry once.
         const missing = missingNodeOf(err)
@@ -322,20 +353,32 @@ export class Hypercore extends EventEmitter {
 
   /**
    * Checks every stored block and tree node against the signed roots.
-   * Corrupt blocks are cleared and dropped nodes forgotten; with peers
-   * connected both come back from them on their own, verified like any
+   * Rotten nodes are rewritten where their true value can be recomputed,
+   * dropped where not; corrupt blocks are cleared, and blocks that cannot be
+   * verified for a lost node are not read or served until they can be. With
+   * peers connected, what is gone comes back on its own, verified like any
    * replicated data.
    */
-  async audit (): Promise<{ blocks: number, corruptBlocks: number, droppedNodes: number }> {
+  async audit (): Promise<AuditSummary> {
     const core = await this.live()
+    const wasRepairing = core.repairMode
     const report = await core.audit()
     const r = this.replicator
     if (r !== null) {
       if (report.droppedRoots.length > 0) r.recoverTreeNodeFromPeers()
+      if (wasRepairing && !core.repairMode) r.onupgrade()
       for (const n of report.droppedNodes) if (!report.droppedRoots.includes(n)) r.onmissingnode(n, true)
-      if (report.corruptBlocks.length > 0) r.download(0, 0, report.corruptBlocks)
+      const fetch = [...report.corruptBlocks, ...report.unverifiedBlocks]
+      if (fetch.length > 0) r.download(0, 0, fetch)
     }
-    return { blocks: report.blocks, corruptBlocks: report.corruptBlocks.length, droppedNodes: report.droppedNodes.length }
+    return {
+      blocks: report.blocks,
+      verifiedBlocks: report.verifiedBlocks,
+      corruptBlocks: report.corruptBlocks.length,
+      unverifiedBlocks: report.unverifiedBlocks.length,
+      droppedNodes: report.droppedNodes.length,
+      restoredNodes: report.restoredNodes.length
+    }
   }
 
   /** Drops blocks in [start, end) from local storage. */

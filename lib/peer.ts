@@ -27,6 +27,8 @@ export const WANT_BATCH = 2 ** 21
 const MIN_WANT = 32
 /** Bits per bitfield message when answering a want. */
 const BITFIELD_CHUNK = 2 ** 15
+/** How blocks for a peer are read: verified, and fetched back from others when rotten. */
+const SERVING = { verify: true, serving: true } as const
 
 /** What the peer module needs from the replicator above it. */
 export interface PeerHost {
@@ -220,9 +222,20 @@ export class Peer {
     this.range.send({ drop: false, start, length })
   }
 
+  /** Tells the remote we no longer have blocks [start, start + length) (Hypercore's range drop). */
+  announceDrop (start: number, length: number): void {
+    if (!this.remoteOpened || length === 0) return
+    this.range.send({ drop: true, start, length })
+  }
+
   private onrange (m: RangeMessage): void {
     if (m.drop) {
-      if (m.start < this.remoteContiguous) this.remoteContiguous = m.start
+      if (m.start < this.remoteContiguous) {
+        // What it still holds past the dropped range stays known.
+        const end = m.start + m.length
+        if (end < this.remoteContiguous) this.setRemote(end, this.remoteContiguous - end, true)
+        this.remoteContiguous = m.start
+      }
       this.setRemote(m.start, m.length, false)
     } else if (m.start <= this.remoteContiguous) {
       // A number, not a bitfield: it may run ahead of our length (ranges can
@@ -330,7 +343,8 @@ export class Peer {
         const wanted = batch.filter(m => m.block !== null && m.fork === this.host.core.fork).map(m => m.block!.index)
         const blocks = new Map<number, Uint8Array | null>()
         if (wanted.length > 1) {
-          const values = await this.host.core.getBlocks(wanted).catch(() => null)
+          // Verified: a block that does not match its leaf is cleared, refused and fetched back.
+          const values = await this.host.core.getBlocks(wanted, SERVING).catch(() => null)
           if (values !== null) wanted.forEach((index, k) => blocks.set(index, values[k]!))
         }
         const answers = await Promise.all(batch.map(m => this.answer(m, blocks)))
@@ -365,7 +379,7 @@ export class Peer {
     try {
       const [proof, value] = await Promise.all([
         core.proof({ block: m.block, hash: m.hash, seek: m.seek, upgrade: m.upgrade }),
-        m.block === null ? Promise.resolve(null) : prefetched.has(m.block.index) ? Promise.resolve(prefetched.get(m.block.index)!) : core.getBlock(m.block.index)
+        m.block === null ? Promise.resolve(null) : prefetched.has(m.block.index) ? Promise.resolve(prefetched.get(m.block.index)!) : core.getBlock(m.block.index, SERVING)
       ])
       if (m.block !== null && value === null) return refuse(NOT_AVAILABLE)
       return {
