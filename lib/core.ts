@@ -13,10 +13,11 @@ import { TreeBatch, type TreeState } from './tree-batch'
 import { Mutex } from './mutex'
 import { Bitfield } from './bitfield'
 import { CoreStorage, type Header } from './storage'
-import { byteOffset, generateProof, verifyFullyRemote, verifyAgainst, type NodeSource, type Proof, type ProofRequest } from './proof'
+import { generateProof, verifyFullyRemote, verifyAgainst, type NodeSource, type Proof, type ProofRequest } from './proof'
 import { planRepair } from './repair'
 import { checkTail, hasOpenTail } from './crash-recovery'
 import { audit as auditTree, type AuditReport } from './audit'
+import { BlockReader, runs, type ReadOptions } from './block-reader'
 import * as manifests from './manifest'
 import * as m from './messages'
 import {
@@ -25,14 +26,6 @@ import {
 } from './errors'
 import type { TreeNode } from './tree-node'
 import type { Manifest } from './messages'
-
-/** How a block is read. */
-export interface ReadOptions {
-  /** Check the block against its verified leaf (default true). */
-  verify?: boolean
-  /** The read is for a peer: a block found rotten is fetched back from other peers. */
-  serving?: boolean
-}
 
 export interface CoreOpenOptions {
   key?: Uint8Array | null
@@ -96,12 +89,8 @@ export class Core {
   private lastVerified: { manifest: Manifest, treeHash: Uint8Array, length: number, fork: number, signature: Uint8Array } | null = null
   private pendingBlocks = new Map<number, PendingBlock>()
   private flushingBlocks: Promise<void> | null = null
-  /**
-   * Held blocks that cannot be verified now (their leaf or a node above it is
-   * missing or rotten): not `has()`, not served, fetched again on `get`. Kept
-   * in memory; reads verify again anyway.
-   */
-  readonly #unverified = new Bitfield()
+  /** Reads blocks back, verified; keeps the marks of held blocks that cannot be verified now. */
+  readonly #reader: BlockReader
 
   private constructor (
     readonly storage: CoreStorage,
@@ -121,6 +110,17 @@ export class Core {
     this.repairMode = repairMode
     this.writable = writable
     this.contiguous = Math.min(bitfield.firstUnset(0), tree.length)
+    this.#reader = new BlockReader({
+      tree,
+      storage,
+      bitfield,
+      dropRotten: (index, refetch) => this.dropRotten(index, refetch),
+      dropped: (start, length, refetch) => {
+        if (this.contiguous > start) this.contiguous = start
+        this.emit('drop', start, length, refetch)
+      },
+      restored: (start, length) => this.emit('have', start, length)
+    })
   }
 
   static async open (storage: CoreStorage, opts: CoreOpenOptions, emit: Emit): Promise<Core> {
@@ -196,7 +196,7 @@ export class Core {
 
   get contiguousLength (): number {
     if (this.contiguous < this.tree.length && this.has(this.contiguous)) {
-      const unverified = this.#unverified.firstSet(this.contiguous)
+      const unverified = this.#reader.firstUnverified(this.contiguous)
       const unset = this.bitfield.firstUnset(this.contiguous)
       this.contiguous = Math.min(unverified === -1 ? unset : Math.min(unset, unverified), this.tree.length)
     }
@@ -205,7 +205,7 @@ export class Core {
 
   /** Whether block `index` is held here, as far as we can tell good. */
   has (index: number): boolean {
-    return index < this.tree.length && this.bitfield.get(index) && !this.#unverified.get(index)
+    return index < this.tree.length && this.bitfield.get(index) && !this.#reader.isUnverified(index)
   }
 
   // -------------------------------------------------------------------------
@@ -282,7 +282,7 @@ export class Core {
       this.contiguous = Math.min(this.contiguous, newLength)
 
       this.bitfield.truncate(newLength)
-      this.#unverified.truncate(newLength)
+      this.#reader.truncate(newLength)
       await Promise.all([
         this.storage.writeBitfield(this.bitfield.takeDirty()),
         this.storage.deleteNodeRange(2 * newLength, 2 * oldLength),
@@ -317,7 +317,7 @@ export class Core {
   /** Blocks [start, end) are no longer held: bits first, so no reader trusts the bytes after this. */
   private async unhold (start: number, end: number): Promise<void> {
     this.bitfield.setRange(start, end, false)
-    this.#unverified.setRange(start, end, false)
+    this.#reader.unmark(start, end)
     if (this.contiguous > start) this.contiguous = start
     await this.storage.writeBitfield(this.bitfield.takeDirty())
   }
@@ -343,122 +343,17 @@ export class Core {
   // Reading
 
   /**
-   * The block's bytes, or null when it is not held here. Verified unless
-   * `verify: false`: checked against its leaf, the leaf tied by hashes to the
-   * signed roots. Bytes that do not match are rot: the block is cleared (and,
-   * when `serving`, fetched back from peers). A block whose leaf cannot be
-   * verified (missing or rotten tree nodes) is kept but marked unverified.
-   * Either way it reads as null, so the caller fetches it like a missing one.
+   * The block's bytes, or null when it is not held here (or, verified, not
+   * good: rotten bytes clear it, an unverifiable leaf marks it; either way
+   * the caller fetches it like a missing block). See `BlockReader`.
    */
-  async getBlock (index: number, opts: ReadOptions = {}): Promise<Uint8Array | null> {
-    if (index >= this.tree.length || !this.bitfield.get(index)) return null
-    if (opts.verify === false) {
-      if (this.#unverified.get(index)) return null
-      const { offset, size } = await this.locate(index)
-      return this.storage.readData(offset, size)
-    }
-    const tree = this.tree
-    const leaf = tree.peekNode(2 * index) ?? await tree.verifyNode(2 * index)
-    if (leaf === null || 'missing' in leaf) {
-      // Serving, a lost node is healed from peers like one a proof needs (the
-      // caller gets MISSING_NODE); rot on the way up heals with the block.
-      if (leaf !== null && opts.serving === true) throw MISSING_NODE(leaf.missing)
-      this.markUnverified(index, opts.serving === true)
-      return null
-    }
-    const bytes = await this.readHeld(await tree.verifiedOffset(2 * index), leaf.size)
-    if (bytes !== null && matchesLeaf(leaf, bytes)) {
-      this.markVerified(index)
-      return bytes
-    }
-    await this.dropRotten(index, opts.serving === true)
-    return null
+  getBlock (index: number, opts: ReadOptions = {}): Promise<Uint8Array | null> {
+    return this.#reader.read(index, opts)
   }
 
-  /** `size` bytes at `offset`, or null where the data file ends first (the bytes are lost). */
-  private async readHeld (offset: number, size: number): Promise<Uint8Array | null> {
-    try {
-      return await this.storage.readData(offset, size)
-    } catch (err) {
-      if (isCoded(err, 'STORAGE_CORRUPT')) return null
-      throw err
-    }
-  }
-
-  /** Where block `index` lies in the data file, by the sizes as stored (unverified reads). */
-  private async locate (index: number): Promise<{ offset: number, size: number }> {
-    const tree = this.tree
-    const [leaf, offset] = await Promise.all([tree.getNode(2 * index), byteOffset(tree, 2 * index)])
-    // A lost leaf still has a size: the distance to the next block.
-    const size = leaf !== null ? leaf.size : (await byteOffset(tree, 2 * index + 2)) - offset
-    return { offset, size }
-  }
-
-  /**
-   * Several blocks at once (null for those not held, or not good): runs of
-   * neighbouring blocks are read with one read each, which is what serving a
-   * peer needs. Verified like `getBlock`.
-   */
-  async getBlocks (indices: number[], opts: ReadOptions = {}): Promise<Array<Uint8Array | null>> {
-    const verify = opts.verify !== false
-    const tree = this.tree
-    const held = indices.filter(i => i < tree.length && this.bitfield.get(i) && !(verify === false && this.#unverified.get(i)))
-    const where = await Promise.all(held.map(async index => {
-      if (!verify) return { index, leaf: null, ...await this.locate(index) }
-      const leaf = tree.peekNode(2 * index) ?? await tree.verifyNode(2 * index)
-      if (leaf !== null && 'missing' in leaf && opts.serving === true) throw MISSING_NODE(leaf.missing)
-      if (leaf === null || 'missing' in leaf) return { index, leaf: null, offset: -1, size: 0 }
-      return { index, leaf, offset: await tree.verifiedOffset(2 * index), size: leaf.size }
-    }))
-    const byIndex = new Map<number, Uint8Array>()
-    const rotten: number[] = []
-    const order = where.filter(b => b.offset !== -1).sort((a, b) => a.offset - b.offset)
-    for (const b of where) if (b.offset === -1) this.markUnverified(b.index, opts.serving === true)
-    const reads: Array<Promise<void>> = []
-    for (let k = 0; k < order.length;) {
-      let end = k + 1
-      while (end < order.length && order[end]!.offset === order[end - 1]!.offset + order[end - 1]!.size && end - k < 256) end++
-      const run = order.slice(k, end)
-      const start = run[0]!.offset
-      const last = run[run.length - 1]!
-      const read = verify ? this.storage.readDataUpTo(start, last.offset + last.size - start) : this.storage.readData(start, last.offset + last.size - start)
-      reads.push(read.then(bytes => {
-        for (const b of run) {
-          const value = bytes.subarray(b.offset - start, b.offset - start + b.size)
-          if (b.leaf === null) {
-            byIndex.set(b.index, value)
-          } else if (value.byteLength === b.size && matchesLeaf(b.leaf, value)) {
-            this.markVerified(b.index)
-            byIndex.set(b.index, value)
-          } else {
-            rotten.push(b.index)
-          }
-        }
-      }))
-      k = end
-    }
-    await Promise.all(reads)
-    for (const index of rotten) await this.dropRotten(index, opts.serving === true)
-    return indices.map(i => byIndex.get(i) ?? null)
-  }
-
-  /**
-   * Checks held block `index` from disk: 'good', 'corrupt' (its bytes do not
-   * match its verified leaf), or 'unverifiable' (no verified leaf or offset).
-   */
-  private async checkHeld (index: number): Promise<'good' | 'corrupt' | 'unverifiable'> {
-    const tree = this.tree
-    const leaf = await tree.verifiedNode(2 * index)
-    if (leaf === null) return 'unverifiable'
-    let offset: number
-    try {
-      offset = await tree.verifiedOffset(2 * index)
-    } catch (err) {
-      if (missingNodeOf(err) !== null) return 'unverifiable'
-      throw err
-    }
-    const bytes = await this.readHeld(offset, leaf.size)
-    return bytes !== null && matchesLeaf(leaf, bytes) ? 'good' : 'corrupt'
+  /** Several blocks at once, runs of neighbours read together (serving a peer); like `getBlock`. */
+  getBlocks (indices: number[], opts: ReadOptions = {}): Promise<Array<Uint8Array | null>> {
+    return this.#reader.readMany(indices, opts)
   }
 
   /**
@@ -469,8 +364,8 @@ export class Core {
     await this.mutex.lock()
     try {
       if (index >= this.tree.length || !this.bitfield.get(index)) return
-      const verdict = await this.checkHeld(index)
-      if (verdict === 'unverifiable') this.markUnverified(index)
+      const verdict = await this.#reader.check(index)
+      if (verdict === 'unverifiable') this.#reader.mark(index)
       if (verdict !== 'corrupt') return
       await this.settle()
       await this.unhold(index, index + 1)
@@ -478,32 +373,6 @@ export class Core {
     } finally {
       this.mutex.unlock()
     }
-  }
-
-  /**
-   * A held block we cannot verify now: not `has()`, not served, fetched again
-   * on `get` (or at once with `refetch`; its proof brings the nodes it lacks).
-   */
-  private markUnverified (index: number, refetch = false): void {
-    if (!this.bitfield.get(index) || this.#unverified.get(index)) return
-    this.#unverified.set(index, true)
-    if (this.contiguous > index) this.contiguous = index
-    this.emit('drop', index, 1, refetch)
-  }
-
-  /** After the tree healed: marked blocks may verify now; reads and peers find out. */
-  private unmarkAll (): void {
-    const marked: number[] = []
-    for (let i = this.#unverified.firstSet(0); i !== -1; i = this.#unverified.firstSet(i + 1)) marked.push(i)
-    if (marked.length === 0) return
-    this.#unverified.setRange(0, this.tree.length, false)
-    for (const [start, length] of runs(marked)) this.emit('have', start, length)
-  }
-
-  private markVerified (index: number): void {
-    if (!this.#unverified.get(index)) return
-    this.#unverified.set(index, false)
-    this.emit('have', index, 1)
   }
 
   /** [block index, offset inside it] of byte `bytes`. */
@@ -599,7 +468,7 @@ export class Core {
         this.repairMode = false
         if (tree.byteLength !== this.header.tree.byteLength) await this.writeTree(tree)
       }
-      this.unmarkAll()
+      this.#reader.unmarkAll(this.tree.length)
       this.emit('repaired', proof)
       return true
     } catch (err) {
@@ -709,8 +578,7 @@ export class Core {
         await storage.writeBitfield(this.bitfield.takeDirty())
       }
       // The marks are now exactly what this audit could not verify.
-      this.#unverified.setRange(0, tree.length, false)
-      for (const i of report.unverifiedBlocks) this.#unverified.set(i, true)
+      this.#reader.setMarks(report.unverifiedBlocks, tree.length)
       if (report.unverifiedBlocks.length > 0) this.contiguous = Math.min(this.contiguous, report.unverifiedBlocks[0]!)
 
       if (report.droppedRoots.length > 0) {
@@ -873,7 +741,7 @@ export class Core {
       // Bits only once the data is on disk: a set bit always means the block is there.
       for (const b of batch) {
         this.bitfield.set(b.index, true)
-        this.#unverified.set(b.index, false)
+        this.#reader.unmark(b.index, b.index + 1)
       }
       await this.storage.writeBitfield(this.bitfield.takeDirty())
       tree.unstage(nodes)
@@ -945,27 +813,6 @@ function unanchored (tree: MerkleTree): NodeSource & { peekNode (index: number):
     getNode: async () => null,
     peekNode: () => undefined
   }
-}
-
-/** Sorted [start, length] runs of the given block indices. */
-function runs (indices: number[]): Array<[number, number]> {
-  const sorted = [...new Set(indices)].sort((a, b) => a - b)
-  const out: Array<[number, number]> = []
-  for (const i of sorted) {
-    const last = out[out.length - 1]
-    if (last !== undefined && last[0] + last[1] === i) last[1]++
-    else out.push([i, 1])
-  }
-  return out
-}
-
-const leafScratch = b4a.alloc(32)
-
-/** Whether `bytes` are the block `leaf` (a verified leaf) commits to. */
-function matchesLeaf (leaf: TreeNode, bytes: Uint8Array): boolean {
-  if (bytes.byteLength !== leaf.size) return false
-  crypto.leafHashInto(leafScratch, bytes)
-  return b4a.equals(leafScratch, leaf.hash)
 }
 
 function settled (h: Header): Header {
