@@ -249,17 +249,32 @@ export class MerkleTree implements NodeSource, TreeState {
     return node
   }
 
-  /** Reads the 16-leaf subtree around a low node with one read, into the cache of stored nodes. */
+  /**
+   * Reads what climbing from `index` takes, at once, into the cache of stored
+   * nodes: the 16-leaf subtree around a low node (one read), and the
+   * siblings above it up to the first verified ancestor (reads in parallel).
+   */
   async #readAround (index: number): Promise<void> {
-    if (this.#stored.get(index) !== undefined) return
-    const ite = new Iterator(index)
-    if (ite.factor > 2 ** (WINDOW_DEPTH + 1)) return
-    const first = Math.floor(ite.leftSpan() / (WINDOW_NODES + 1)) * (WINDOW_NODES + 1)
     const indices: number[] = []
-    for (let i = first; i < first + WINDOW_NODES; i++) indices.push(i)
+    const ite = new Iterator(index)
+    if (ite.factor <= 2 ** (WINDOW_DEPTH + 1) && this.#stored.get(index) === undefined) {
+      const first = Math.floor(ite.leftSpan() / (WINDOW_NODES + 1)) * (WINDOW_NODES + 1)
+      for (let i = first; i < first + WINDOW_NODES; i++) indices.push(i)
+      while (ite.factor < 2 ** (WINDOW_DEPTH + 1)) ite.parent()
+    }
+    const head = 2 * this.length
+    for (;;) {
+      const sib = ite.sibling()
+      const up = ite.parent()
+      if (ite.contains(head)) break // past a root
+      if (this.peekNode(sib) === undefined && this.#stored.get(sib) === undefined) indices.push(sib)
+      if (this.peekNode(up) !== undefined) break
+    }
+    if (indices.length === 0) return
     const nodes = await this.#storage.getNodes(indices)
     for (const n of nodes) if (n !== null && inTree(n.index, this.length) && this.#stored.get(n.index) === undefined) this.#stored.set(n)
   }
+
 
   /** Records nodes as verified (we made them, or a peer proved them). */
   trust (node: TreeNode): void {
