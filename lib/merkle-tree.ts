@@ -153,9 +153,12 @@ export class MerkleTree implements NodeSource, TreeState {
   }
 
   /** Node `index` tied to the signed roots, or null when that cannot be done. */
-  async verifiedNode (index: number): Promise<TreeNode | null> {
-    const v = await this.verifyNode(index)
-    return v === null || 'missing' in v ? null : v
+  verifiedNode (index: number): Promise<TreeNode | null> {
+    // Not async: proofs and offsets ask for many nodes, most of them at hand.
+    if (!inTree(index, this.length)) return Promise.resolve(null)
+    const known = this.peekNode(index)
+    if (known !== undefined) return Promise.resolve(known)
+    return this.verifyNode(index).then(v => v === null || 'missing' in v ? null : v)
   }
 
   /**
