@@ -39,8 +39,8 @@ export const nomadcore: Contender = {
     const bench: BenchCore<Proof> = {
       get length () { return core.length },
       async append (blocks) { await core.append(blocks) },
-      async get (index) {
-        const value = await core.get(index, { wait: false })
+      async get (index, opts) {
+        const value = await core.get(index, { wait: false, verify: opts?.verify })
         if (!(value instanceof Uint8Array)) throw new Error(`nomadcore: block ${index} is not stored`)
         return value
       },
@@ -57,6 +57,12 @@ export const nomadcore: Contender = {
       },
       async verifyFullyRemote (proof) { await core.verifyFullyRemote(proof) },
       treeHash: length => core.treeHash(length),
+      async audit () {
+        const report = await core.audit()
+        if (report.verifiedBlocks !== report.blocks || report.droppedNodes > 0 || report.restoredNodes > 0) {
+          throw new Error(`nomadcore: audit found damage: ${JSON.stringify(report)}`)
+        }
+      },
       close: () => core.close()
     }
     return bench
@@ -90,10 +96,33 @@ export const hypercore: Contender = {
       },
       async verifyFullyRemote (proof) { await core.verifyFullyRemote(proof) },
       treeHash: length => core.treeHash(length),
+      async audit () {
+        // Hypercore 11 has no public audit(); its internal core has one (tree, blocks, bitfield).
+        const stats = await hypercoreAudit(core)
+        if (stats === null || stats.corrupt || stats.droppedTreeNodes > 0 || stats.droppedBlocks > 0 || stats.droppedBits > 0) {
+          throw new Error(`hypercore: audit found damage: ${JSON.stringify(stats)}`)
+        }
+      },
       close: () => core.close()
     }
     return bench
   }
+}
+
+/** What Hypercore 11's lib/audit.js returns (null when it deleted a core it found rootless). */
+interface HypercoreAuditStats {
+  treeNodes: number
+  blocks: number
+  bits: number
+  droppedTreeNodes: number
+  droppedBlocks: number
+  droppedBits: number
+  corrupt: boolean
+}
+
+function hypercoreAudit (core: HypercoreCore): Promise<HypercoreAuditStats | null> {
+  const inner = core.core as unknown as { audit (): Promise<HypercoreAuditStats | null> }
+  return inner.audit()
 }
 
 

@@ -96,6 +96,60 @@ export const randomGet: Row = {
   }
 }
 
+export const randomGetRaw: Row = {
+  id: 'get-raw',
+  label: 'random get, 10k-block core, verify: false',
+  unit: 'get',
+  note: 'As `get`, with `get(i, { verify: false })`: nomadcore reads the stored bytes unchecked, as Hypercore 11 always does (its column is the same call as in `get`). The difference between the two nomadcore figures is what checking each block against its verified leaf costs.',
+  async prepare (contender, env): Promise<Trial> {
+    const core = await readCore(contender, env)
+    const indices = randomInts(0x6e7, env.count(20_000), 0, core.length)
+    return {
+      ops: indices.length,
+      async run () {
+        for (const i of indices) await core.get(i, { verify: false })
+      }
+    }
+  }
+}
+
+/** A closed copy of the read core's contents, built once per contender: rows that reopen it. */
+function coldReadDir (contender: Contender, env: BenchEnv): Promise<string> {
+  const n = Math.min(10_000, env.count(100_000, 200))
+  return env.memo(contender, `cold-read-dir-${n}`, async () => {
+    const { core, dir } = await freshCore(contender, env, 'cold-read')
+    await fill(core, n)
+    await core.close()
+    return dir
+  })
+}
+
+function coldGet (id: string, verify: boolean): Row {
+  return {
+    id,
+    label: `random get, 10k-block core just reopened${verify ? '' : ', verify: false'}`,
+    unit: 'get',
+    note: verify
+      ? 'As `get`, on the same kind of core closed and reopened before each round (untimed): no tree node is in memory, so nomadcore verifies each leaf the first time, reading it with its neighbours (the 16-leaf subtree around it) and hashing up to a verified node, then caches what it verified.'
+      : 'As `get-cold`, with `verify: false` for nomadcore.',
+    async prepare (contender, env): Promise<Trial> {
+      const dir = await coldReadDir(contender, env)
+      const core = await contender.open(dir, env.keyPair)
+      const indices = randomInts(0x6e7, env.count(20_000), 0, core.length)
+      return {
+        ops: indices.length,
+        async run () {
+          for (const i of indices) await core.get(i, { verify })
+        },
+        dispose: () => core.close()
+      }
+    }
+  }
+}
+
+export const randomGetCold = coldGet('get-cold', true)
+export const randomGetColdRaw = coldGet('get-cold-raw', false)
+
 export const proofGenerate: Row = {
   id: 'proof',
   label: 'block proof + upgrade, proof()',
@@ -195,4 +249,4 @@ export const treeHashOld: Row = {
   }
 }
 
-export const coreRows: readonly Row[] = [appendOne, appendBatch, randomGet, proofGenerate, proofServe, proofVerify, treeHashHead, treeHashOld]
+export const coreRows: readonly Row[] = [appendOne, appendBatch, randomGet, randomGetRaw, randomGetCold, randomGetColdRaw, proofGenerate, proofServe, proofVerify, treeHashHead, treeHashOld]

@@ -43,8 +43,12 @@ export interface BenchProofRequest {
 export interface BenchCore<P = unknown> {
   readonly length: number
   append (blocks: Uint8Array | Uint8Array[]): Promise<void>
-  /** Block `index`, which must be stored locally. */
-  get (index: number): Promise<Uint8Array>
+  /**
+   * Block `index`, which must be stored locally. `verify: false` asks for the
+   * stored bytes unchecked (nomadcore checks each block against its verified
+   * leaf by default; Hypercore 11 never checks local reads).
+   */
+  get (index: number, opts?: { verify?: boolean }): Promise<Uint8Array>
   proof (req: BenchProofRequest): Promise<P>
   /**
    * What a peer serving a block request produces: the block proof with an
@@ -56,6 +60,8 @@ export interface BenchCore<P = unknown> {
   /** Resolves if the proof verifies against this core's key, rejects if not. */
   verifyFullyRemote (proof: P): Promise<void>
   treeHash (length?: number): Promise<Uint8Array>
+  /** Checks every stored block and tree node (nomadcore `audit()`, Hypercore 11 `core.core.audit()`); rejects unless it is clean. */
+  audit (): Promise<void>
   close (): Promise<void>
 }
 

@@ -26,6 +26,7 @@ import * as path from 'path'
 import { keyPair as generateKeyPair } from '../lib/crypto'
 import { contenders as allContenders } from './contenders'
 import { coreRows } from './core'
+import { auditRows, auditSection } from './audit'
 import { replicationRows, replicationSection } from './replication'
 import { repairCharts, repairRows, repairSection } from './repair'
 import { reconcileBench, reconcileCells, reconcileCharts, formatReconcileRows, type ReconcileRow } from './reconcile'
@@ -35,8 +36,8 @@ import {
   type Contender, type Row, type RowResult, type Section
 } from './harness'
 
-const ROWS: readonly Row[] = [...coreRows, ...replicationRows, ...repairRows]
-const SECTIONS: readonly Section[] = [replicationSection, repairSection]
+const ROWS: readonly Row[] = [...coreRows, ...auditRows, ...replicationRows, ...repairRows]
+const SECTIONS: readonly Section[] = [auditSection, replicationSection, repairSection]
 
 /** The set reconciliation benchmark's id for --only (it is not a `Row`: nothing to compare it with). */
 const RECONCILE_ID = 'reconcile'

@@ -13,11 +13,12 @@ import { TreeBatch, type TreeState } from './tree-batch'
 import { Mutex } from './mutex'
 import { Bitfield } from './bitfield'
 import { CoreStorage, type Header } from './storage'
-import { byteOffset, generateProof, verifyFullyRemote, verifyAgainst, type Proof, type ProofRequest } from './proof'
+import { generateProof, verifyFullyRemote, verifyAgainst, type NodeSource, type Proof, type ProofRequest } from './proof'
 import { planRepair } from './repair'
 import { checkTail, hasOpenTail } from './crash-recovery'
 import { audit as auditTree, type AuditReport } from './audit'
 import { ForkPoint } from './fork-point'
+import { BlockReader, runs, type ReadOptions } from './block-reader'
 import * as manifests from './manifest'
 import * as m from './messages'
 import {
@@ -60,6 +61,11 @@ export interface CoreEvents {
   repairing (proof: unknown): void
   repaired (proof: unknown): void
   'repair-failed' (err: Error): void
+  /**
+   * Blocks [start, start + length) are no longer served from here (cleared,
+   * or found rotten); `refetch`: fetch them back from peers (internal).
+   */
+  drop (start: number, length: number, refetch: boolean): void
 }
 
 type Emit = <K extends keyof CoreEvents>(name: K, ...args: Parameters<CoreEvents[K]>) => void
@@ -120,6 +126,8 @@ export class Core {
    * search, a read) is stale and must not land.
    */
   #epoch = 0
+  /** Reads blocks back, verified; keeps the marks of held blocks that cannot be verified now. */
+  readonly #reader: BlockReader
 
   private constructor (
     readonly storage: CoreStorage,
@@ -139,6 +147,17 @@ export class Core {
     this.repairMode = repairMode
     this.writable = writable
     this.contiguous = Math.min(bitfield.firstUnset(0), tree.length)
+    this.#reader = new BlockReader({
+      tree,
+      storage,
+      bitfield,
+      dropRotten: (index, refetch) => this.dropRotten(index, refetch),
+      dropped: (start, length, refetch) => {
+        if (this.contiguous > start) this.contiguous = start
+        this.emit('drop', start, length, refetch)
+      },
+      restored: (start, length) => this.emit('have', start, length)
+    })
   }
 
   static async open (storage: CoreStorage, opts: CoreOpenOptions, emit: Emit): Promise<Core> {
@@ -218,14 +237,17 @@ export class Core {
   }
 
   get contiguousLength (): number {
-    if (this.contiguous < this.tree.length && this.bitfield.get(this.contiguous)) {
-      this.contiguous = Math.min(this.bitfield.firstUnset(this.contiguous), this.tree.length)
+    if (this.contiguous < this.tree.length && this.has(this.contiguous)) {
+      const unverified = this.#reader.firstUnverified(this.contiguous)
+      const unset = this.bitfield.firstUnset(this.contiguous)
+      this.contiguous = Math.min(unverified === -1 ? unset : Math.min(unset, unverified), this.tree.length)
     }
     return Math.min(this.contiguous, this.tree.length)
   }
 
+  /** Whether block `index` is held here, as far as we can tell good. */
   has (index: number): boolean {
-    return index < this.tree.length && this.bitfield.get(index)
+    return index < this.tree.length && this.bitfield.get(index) && !this.#reader.isUnverified(index)
   }
 
   // -------------------------------------------------------------------------
@@ -267,7 +289,7 @@ export class Core {
         throw wrapWrite(err)
       }
 
-      for (const node of batch.nodes) tree.remember(node)
+      for (const node of batch.nodes) tree.trust(node)
       tree.setState(batch)
       this.emit('append')
       this.emit('have', start, batch.length - start)
@@ -288,9 +310,10 @@ export class Core {
       const oldLength = tree.length
       if (newLength > oldLength) throw BAD_ARGUMENT('Cannot truncate to ' + newLength + ', the core has ' + oldLength + ' blocks')
 
+      // Only verified roots get signed: a rotten node must never become part of a signed tree.
       const roots = await Promise.all(fullRoots(2 * newLength).map(async i => {
-        const node = await tree.getNode(i)
-        if (node === null) throw INVALID_OPERATION('Cannot truncate: tree node ' + i + ' is missing')
+        const node = await tree.verifiedNode(i)
+        if (node === null) throw INVALID_OPERATION('Cannot truncate: tree node ' + i + ' is missing or does not verify')
         return node
       }))
       const batch = new TreeBatch({ roots, length: newLength, byteLength: sumSizes(roots), fork, signature: null })
@@ -306,6 +329,7 @@ export class Core {
       this.contiguous = Math.min(this.contiguous, newLength)
 
       this.bitfield.truncate(newLength)
+      this.#reader.truncate(newLength)
       await Promise.all([
         this.storage.writeBitfield(this.bitfield.takeDirty()),
         this.storage.deleteNodeRange(2 * newLength, 2 * oldLength),
@@ -318,7 +342,11 @@ export class Core {
     }
   }
 
-  /** Removes blocks from local storage; the tree keeps proving them. Resolves with the bytes freed. */
+  /**
+   * Removes blocks from local storage; the tree keeps proving them. Peers are
+   * told (a range drop, as Hypercore does), and `get` fetches them again.
+   * Resolves with the bytes freed (0 where verified sizes cannot locate them).
+   */
   async clear (start: number, end: number): Promise<number> {
     await this.mutex.lock()
     try {
@@ -326,60 +354,75 @@ export class Core {
       if (start >= end) return 0
       // A reopen checks the last append's blocks; they must not be cleared under it.
       await this.settle()
-      const from = await byteOffset(this.tree, 2 * start)
-      const to = await byteOffset(this.tree, 2 * end)
-      this.bitfield.setRange(start, end, false)
-      if (this.contiguous > start) this.contiguous = start
-      await this.storage.writeBitfield(this.bitfield.takeDirty())
-      if (to > from) await this.storage.clearData(from, to - from)
-      return to - from
+      await this.unhold(start, end)
+      const freed = await this.releaseData(start, end)
+      this.emit('drop', start, end - start, false)
+      return freed
     } finally {
       this.mutex.unlock()
     }
   }
 
-  // -------------------------------------------------------------------------
-  // Reading
-
-  /** The block's bytes, or null when it is not stored here. */
-  async getBlock (index: number): Promise<Uint8Array | null> {
-    if (!this.has(index)) return null
-    const { offset, size } = await this.locate(index)
-    return this.storage.readData(offset, size)
-  }
-
-  /** Where block `index` lies in the data file. */
-  private async locate (index: number): Promise<{ offset: number, size: number }> {
-    const tree = this.tree
-    const [leaf, offset] = await Promise.all([tree.getNode(2 * index), byteOffset(tree, 2 * index)])
-    // A lost leaf still has a size: the distance to the next block.
-    const size = leaf !== null ? leaf.size : (await byteOffset(tree, 2 * index + 2)) - offset
-    return { offset, size }
+  /** Blocks [start, end) are no longer held: bits first, so no reader trusts the bytes after this. */
+  private async unhold (start: number, end: number): Promise<void> {
+    this.bitfield.setRange(start, end, false)
+    this.#reader.unmark(start, end)
+    if (this.contiguous > start) this.contiguous = start
+    await this.storage.writeBitfield(this.bitfield.takeDirty())
   }
 
   /**
-   * Several blocks at once (null for those not held): runs of neighbouring
-   * blocks are read with one read each, which is what serving a peer needs.
+   * Frees the bytes of blocks [start, end) where verified sizes locate them;
+   * where they do not, the bytes stay (a guess could hit a neighbour).
    */
-  async getBlocks (indices: number[]): Promise<Array<Uint8Array | null>> {
-    const held = indices.filter(i => this.has(i))
-    const where = await Promise.all(held.map(i => this.locate(i)))
-    const byIndex = new Map<number, Uint8Array>()
-    const order = held.map((index, k) => ({ index, ...where[k]! })).sort((a, b) => a.offset - b.offset)
-    const reads: Array<Promise<void>> = []
-    for (let k = 0; k < order.length;) {
-      let end = k + 1
-      while (end < order.length && order[end]!.offset === order[end - 1]!.offset + order[end - 1]!.size && end - k < 256) end++
-      const run = order.slice(k, end)
-      const start = run[0]!.offset
-      const last = run[run.length - 1]!
-      reads.push(this.storage.readData(start, last.offset + last.size - start).then(bytes => {
-        for (const b of run) byIndex.set(b.index, bytes.subarray(b.offset - start, b.offset - start + b.size))
-      }))
-      k = end
+  private async releaseData (start: number, end: number): Promise<number> {
+    let from: number
+    let to: number
+    try {
+      from = await this.tree.verifiedOffset(2 * start)
+      to = await this.tree.verifiedOffset(2 * end)
+    } catch (err) {
+      if (missingNodeOf(err) !== null) return 0
+      throw err
     }
-    await Promise.all(reads)
-    return indices.map(i => byIndex.get(i) ?? null)
+    if (to > from) await this.storage.clearData(from, to - from)
+    return Math.max(0, to - from)
+  }
+
+  // -------------------------------------------------------------------------
+  // Reading
+
+  /**
+   * The block's bytes, or null when it is not held here (or, verified, not
+   * good: rotten bytes clear it, an unverifiable leaf marks it; either way
+   * the caller fetches it like a missing block). See `BlockReader`.
+   */
+  getBlock (index: number, opts: ReadOptions = {}): Promise<Uint8Array | null> {
+    return this.#reader.read(index, opts)
+  }
+
+  /** Several blocks at once, runs of neighbours read together (serving a peer); like `getBlock`. */
+  getBlocks (indices: number[], opts: ReadOptions = {}): Promise<Array<Uint8Array | null>> {
+    return this.#reader.readMany(indices, opts)
+  }
+
+  /**
+   * Clears block `index`, read as not matching its leaf, once a second look
+   * under the lock agrees (it may have been stored again in between).
+   */
+  private async dropRotten (index: number, refetch: boolean): Promise<void> {
+    await this.mutex.lock()
+    try {
+      if (index >= this.tree.length || !this.bitfield.get(index)) return
+      const verdict = await this.#reader.check(index)
+      if (verdict === 'unverifiable') this.#reader.mark(index)
+      if (verdict !== 'corrupt') return
+      await this.settle()
+      await this.unhold(index, index + 1)
+      this.emit('drop', index, 1, refetch)
+    } finally {
+      this.mutex.unlock()
+    }
   }
 
   /**
@@ -418,7 +461,7 @@ export class Core {
     if (length === this.tree.length) return this.tree.hash()
     if (!Number.isSafeInteger(length) || length < 0 || length > this.tree.length) throw BAD_ARGUMENT('Length is out of bounds')
     const roots = await Promise.all(fullRoots(2 * length).map(async i => {
-      const node = await this.tree.getNode(i)
+      const node = await this.tree.verifiedNode(i)
       if (node === null) throw MISSING_NODE(i)
       return node
     }))
@@ -434,7 +477,10 @@ export class Core {
     const epoch = this.#epoch
     const tree = this.tree
     const state = tree.state()
-    const asked = { ...state, getNode: (i: number) => inTree(i, state.length) ? tree.getNode(i) : Promise.resolve(null) }
+    // Only verified nodes go into a proof (a peer must never get rot from
+    // us), and only those of the tree as it was when asked.
+    const verified = tree.verified
+    const asked = { ...state, getNode: (i: number) => inTree(i, state.length) ? verified.getNode(i) : Promise.resolve(null) }
     try {
       const proof = await generateProof(asked, req)
       if (this.#epoch !== epoch) throw INVALID_OPERATION('The tree changed while proving')
@@ -486,9 +532,12 @@ export class Core {
       if (this.repairMode) {
         const tree = this.tree
         tree.setState({ roots: plan.roots, length: tree.length, byteLength: sumSizes(plan.roots), fork: tree.fork, signature: tree.signature })
+        // Nodes verified against the roots we had in repair mode are checked again against the signed ones.
+        tree.forget()
         this.repairMode = false
         if (tree.byteLength !== this.header.tree.byteLength) await this.writeTree(tree)
       }
+      this.#reader.unmarkAll(this.tree.length)
       this.emit('repaired', proof)
       return true
     } catch (err) {
@@ -581,48 +630,61 @@ export class Core {
 
   /**
    * Checks every held block against its leaf and every stored node against
-   * its parent, up to the signed roots. Corrupt blocks are cleared (so they
-   * are fetched again), rotten nodes dropped; a dropped root puts the core in
-   * repair mode. Garbage on disk only ever yields coded errors.
+   * its parent, up to the signed roots. A rotten or lost node whose true value
+   * can be recomputed from below it is rewritten; one that cannot is dropped
+   * (a dropped root puts the core in repair mode). Corrupt blocks are cleared;
+   * blocks that cannot be tied to the roots are marked unverified (not served,
+   * fetched again on read). Garbage on disk only ever yields coded errors.
    */
   async audit (): Promise<AuditReport> {
     await this.mutex.lock()
     try {
       const tree = this.tree
+      const storage = this.storage
       const report = await auditTree({
         length: tree.length,
-        stored: i => this.storage.getNode(i),
+        byteLength: tree.byteLength,
+        // Out of repair mode the roots in memory are the signed ones, whatever the disk says now.
+        roots: this.repairMode ? null : tree.roots,
+        readTree: (start, end) => storage.readTreeBytes(start, end),
+        readData: (offset, size) => storage.readDataUpTo(offset, size),
         has: i => this.bitfield.get(i),
         firstHeld: i => this.bitfield.firstSet(i),
-        readBlock: async (i, offset, size) => {
-          let at: number
-          try {
-            at = offset ?? await byteOffset(tree, 2 * i)
-          } catch (err) {
-            if (missingNodeOf(err) !== null) return undefined
-            throw err
-          }
-          try {
-            return await this.storage.readData(at, size)
-          } catch {
-            return null
-          }
-        },
         signs: roots => this.signs(roots)
       })
+      const restored = report.restoredNodes.map(n => ({ index: n.index, size: n.size, hash: b4a.from(n.hash) }))
+      if (restored.length > 0) {
+        await storage.putNodes(restored)
+        tree.forget(restored.map(n => n.index))
+        for (const n of restored) tree.trust(n)
+      }
       if (report.droppedNodes.length > 0) {
-        await this.storage.deleteNodes(report.droppedNodes)
+        await storage.deleteNodes(report.droppedNodes)
         tree.forget(report.droppedNodes)
       }
       if (report.corruptBlocks.length > 0) {
+        await this.settle()
         for (const i of report.corruptBlocks) this.bitfield.set(i, false)
         this.contiguous = Math.min(this.contiguous, ...report.corruptBlocks)
-        await this.storage.writeBitfield(this.bitfield.takeDirty())
+        await storage.writeBitfield(this.bitfield.takeDirty())
       }
-      if (report.droppedRoots.length > 0 && !this.repairMode) {
+      // The marks are now exactly what this audit could not verify.
+      this.#reader.setMarks(report.unverifiedBlocks, tree.length)
+      if (report.unverifiedBlocks.length > 0) this.contiguous = Math.min(this.contiguous, report.unverifiedBlocks[0]!)
+
+      if (report.droppedRoots.length > 0) {
         this.repairMode = true
         tree.setState({ ...tree.state(), roots: tree.roots.filter(r => !report.droppedRoots.includes(r.index)) })
+        tree.forget()
+      } else if (this.repairMode && report.roots !== null) {
+        // Every root is back, recomputed from below and checked against the signature.
+        const roots = report.roots.map(r => ({ index: r.index, size: r.size, hash: b4a.from(r.hash) }))
+        tree.setState({ ...tree.state(), roots, byteLength: sumSizes(roots) })
+        tree.forget()
+        this.repairMode = false
+        if (tree.byteLength !== this.header.tree.byteLength) await this.writeTree(tree)
       }
+      for (const [start, length] of runs([...report.corruptBlocks, ...report.unverifiedBlocks])) this.emit('drop', start, length, false)
       return report
     } catch (err) {
       if (isCoded(err)) throw err
@@ -649,7 +711,10 @@ export class Core {
     const manifest = this.manifestFor(data.manifest)
     if (manifest === null) throw INVALID_PROOF('The manifest of this core is not known yet')
 
-    const batch = await verifyAgainst(tree, data as Proof)
+    // Anchored in verified nodes only: a rotten node of ours must not make an
+    // honest peer look hostile. In repair mode nothing is checked against the
+    // signature yet, so nothing anchors: MISSING_NODE asks for the tree first.
+    const batch = await verifyAgainst(this.repairMode ? unanchored(tree) : tree.verified, data as Proof)
     if (data.upgrade !== null) {
       if (!this.verifySigned(manifest, batch.hash(), batch.length, batch.fork, batch.signature)) {
         throw INVALID_SIGNATURE('Upgrade signature does not verify')
@@ -688,7 +753,8 @@ export class Core {
       } catch (err) {
         throw wrapWrite(err)
       }
-      for (const n of fresh) this.tree.remember(n)
+      // Checked against our verified tree before they got here: trusted as such.
+      for (const n of fresh) this.tree.trust(n)
       return true
     } finally {
       this.mutex.unlock()
@@ -733,7 +799,7 @@ export class Core {
    */
   storeBlock (index: number, value: Uint8Array, nodes: TreeNode[], epoch = this.#epoch): Promise<boolean> {
     if (epoch !== this.#epoch) return Promise.resolve(false)
-    if (this.bitfield.get(index)) return Promise.resolve(true)
+    if (this.has(index)) return Promise.resolve(true)
     return new Promise((resolve, reject) => {
       this.tree.stage(nodes)
       const pending = this.pendingBlocks.get(index)
@@ -841,7 +907,7 @@ export class Core {
       const ancestors = Math.min(point.ancestors, oldLength, batch.length)
       let dataEnd: number | null = null
       try {
-        dataEnd = await byteOffset(tree, 2 * ancestors)
+        dataEnd = await tree.verifiedOffset(2 * ancestors)
       } catch {
         // A sparse tree may not know where the block lies: the bytes past it stay, unreferenced.
       }
@@ -883,29 +949,39 @@ export class Core {
   }
 
   private async writeBlocks (batch: PendingBlock[]): Promise<void> {
-    const tree = this.tree
-    const offsets = await Promise.all(batch.map(b => byteOffset(tree, 2 * b.index)))
-    const nodes: TreeNode[] = []
-    for (const b of batch) for (const n of b.nodes) nodes.push(n)
+    // Under the lock: a clear, truncate or audit never sees a block half stored.
+    await this.mutex.lock()
+    try {
+      const tree = this.tree
+      // Offsets from verified sizes (the proof's nodes are staged): a rotten size never misplaces a block.
+      const offsets = await Promise.all(batch.map(b => tree.verifiedOffset(2 * b.index)))
+      const nodes: TreeNode[] = []
+      for (const b of batch) for (const n of b.nodes) nodes.push(n)
 
-    // Adjacent blocks become one write.
-    const writes: Array<Promise<void>> = [this.storage.putNodes(nodes)]
-    let runStart = 0
-    for (let k = 1; k <= batch.length; k++) {
-      const prev = batch[k - 1]!
-      const contiguous = k < batch.length && batch[k]!.index === prev.index + 1 && offsets[k] === offsets[k - 1]! + prev.value.byteLength
-      if (contiguous) continue
-      const run = batch.slice(runStart, k)
-      const bytes = run.length === 1 ? run[0]!.value : b4a.concat(run.map(b => b.value))
-      writes.push(this.storage.writeData(offsets[runStart]!, bytes))
-      runStart = k
+      // Adjacent blocks become one write.
+      const writes: Array<Promise<void>> = [this.storage.putNodes(nodes)]
+      let runStart = 0
+      for (let k = 1; k <= batch.length; k++) {
+        const prev = batch[k - 1]!
+        const contiguous = k < batch.length && batch[k]!.index === prev.index + 1 && offsets[k] === offsets[k - 1]! + prev.value.byteLength
+        if (contiguous) continue
+        const run = batch.slice(runStart, k)
+        const bytes = run.length === 1 ? run[0]!.value : b4a.concat(run.map(b => b.value))
+        writes.push(this.storage.writeData(offsets[runStart]!, bytes))
+        runStart = k
+      }
+      await Promise.all(writes)
+
+      // Bits only once the data is on disk: a set bit always means the block is there.
+      for (const b of batch) {
+        this.bitfield.set(b.index, true)
+        this.#reader.unmark(b.index, b.index + 1)
+      }
+      await this.storage.writeBitfield(this.bitfield.takeDirty())
+      tree.unstage(nodes)
+    } finally {
+      this.mutex.unlock()
     }
-    await Promise.all(writes)
-
-    // Bits only once the data is on disk: a set bit always means the block is there.
-    for (const b of batch) this.bitfield.set(b.index, true)
-    await this.storage.writeBitfield(this.bitfield.takeDirty())
-    tree.unstage(nodes)
 
     let start = batch[0]!.index
     for (let k = 1; k <= batch.length; k++) {
@@ -973,6 +1049,19 @@ export class Core {
 }
 
 function noop (): void {}
+
+/** The tree with no node to anchor a peer's proof in (repair mode). */
+function unanchored (tree: MerkleTree): NodeSource & { peekNode (index: number): TreeNode | undefined } {
+  return {
+    get roots () { return tree.roots },
+    get length () { return tree.length },
+    get byteLength () { return tree.byteLength },
+    get fork () { return tree.fork },
+    get signature () { return tree.signature },
+    getNode: async () => null,
+    peekNode: () => undefined
+  }
+}
 
 function settled (h: Header): Header {
   return { ...h, hints: { contiguousLength: h.hints?.contiguousLength ?? 0, appendedFrom: h.tree.length } }

@@ -42,7 +42,7 @@ import {
 import {
   assertIndex, isPlainOptions, parseKey,
   type AppendOptions, type DownloadHandle, type DownloadRange, type Extension, type ExtensionHandlers,
-  type GetOptions, type HypercoreOptions, type Info, type SeekOptions, type TruncateOptions, type UpdateOptions, type VerifiedTree
+  type AuditSummary, type GetOptions, type HypercoreOptions, type Info, type SeekOptions, type TruncateOptions, type UpdateOptions, type VerifiedTree
 } from './session-options'
 import type { KeyPair } from './crypto'
 import type { Proof, ProofRequest } from './proof'
@@ -50,7 +50,7 @@ import type { Manifest } from './messages'
 
 export type {
   KeyPair, Proof, ProofRequest, ValueEncoding, Manifest, StorageFactory, Peer, HypercoreOptions, GetOptions, AppendOptions,
-  TruncateOptions, UpdateOptions, SeekOptions, DownloadRange, DownloadHandle, Extension, ExtensionHandlers, Info, VerifiedTree,
+  TruncateOptions, UpdateOptions, SeekOptions, DownloadRange, DownloadHandle, Extension, ExtensionHandlers, Info, VerifiedTree, AuditSummary,
   EncryptionProvider, EncryptionCore, ReadStreamOptions, ByteStreamOptions
 }
 
@@ -60,7 +60,7 @@ export type ReplicateOptions = ProtocolStreamCreateOptions
 /** Hypercore 11 enforces nothing, but suggests blocks of at most 15 MiB (each goes over the wire whole). */
 const MAX_SUGGESTED_BLOCK_SIZE = 15 * 1024 * 1024
 
-type PublicEvents = Omit<CoreEvents, 'have'> & ReplicatorEvents & {
+type PublicEvents = Omit<CoreEvents, 'have' | 'drop'> & ReplicatorEvents & {
   ready (): void
   close (): void
 }
@@ -107,6 +107,8 @@ export class Hypercore extends EventEmitter {
   timeout: number
   /** True for a snapshot session. */
   readonly snapshotted: boolean
+  /** Whether reads check blocks against their verified leaves unless told otherwise. */
+  readonly verify: boolean
 
   readonly #shared: SharedCore
   readonly #link: SessionLink
@@ -158,6 +160,7 @@ export class Hypercore extends EventEmitter {
     this.wait = opts.wait !== false
     this.timeout = opts.timeout ?? 0
     this.snapshotted = opts.snapshot === true
+    this.verify = opts.verify ?? (parent !== null ? parent.verify : true)
     this.#encryptionOption = encryptionOption(opts)
 
     if (parent !== null) {
@@ -453,7 +456,7 @@ export class Hypercore extends EventEmitter {
       const epoch = core.epoch
       let block: Uint8Array | null
       try {
-        block = await core.getBlock(index)
+        block = await core.getBlock(index, { verify: opts.verify ?? this.verify })
       } catch (err) {
         // A tree node this read needs is gone: fetch it from a peer, then retry once.
         const missing = missingNodeOf(err)
@@ -677,16 +680,26 @@ export class Hypercore extends EventEmitter {
    * connected both come back from them on their own, verified like any
    * replicated data.
    */
-  async audit (): Promise<{ blocks: number, corruptBlocks: number, droppedNodes: number }> {
+  async audit (): Promise<AuditSummary> {
     const core = await this.#live()
+    const wasRepairing = core.repairMode
     const report = await core.audit()
     const r = this.#shared.replicator
     if (r !== null) {
       if (report.droppedRoots.length > 0) r.recoverTreeNodeFromPeers()
+      if (wasRepairing && !core.repairMode) r.onupgrade()
       for (const n of report.droppedNodes) if (!report.droppedRoots.includes(n)) r.onmissingnode(n, true)
-      if (report.corruptBlocks.length > 0) r.download(0, 0, report.corruptBlocks)
+      const fetch = [...report.corruptBlocks, ...report.unverifiedBlocks]
+      if (fetch.length > 0) r.download(0, 0, fetch)
     }
-    return { blocks: report.blocks, corruptBlocks: report.corruptBlocks.length, droppedNodes: report.droppedNodes.length }
+    return {
+      blocks: report.blocks,
+      verifiedBlocks: report.verifiedBlocks,
+      corruptBlocks: report.corruptBlocks.length,
+      unverifiedBlocks: report.unverifiedBlocks.length,
+      droppedNodes: report.droppedNodes.length,
+      restoredNodes: report.restoredNodes.length
+    }
   }
 
   // -------------------------------------------------------------------------

@@ -1,11 +1,18 @@
 /**
- * The local tree: the signed roots in memory, every other node on disk with a
- * bounded cache in front. It answers "what is node i" for the tree as signed
+ * The local tree: the signed roots in memory, every other node on disk with
+ * bounded caches in front. It answers "what is node i" for the tree as signed
  * now; nodes left on disk by a crash or a truncation are never returned.
+ *
+ * A node comes in two grades. *Stored*: what the tree file says, which rot
+ * may have changed. *Verified*: tied by hashes to the signed roots — nodes we
+ * made (appends), nodes a peer proved, and stored nodes that hash up, with
+ * their siblings, to a verified node. Whatever is handed on as data (block
+ * offsets, a leaf a block is checked against, proofs for peers) comes from
+ * verified nodes; a stored node that does not hash up is never trusted.
  */
-import { fullRoots, inTree } from './flat-tree'
-import { treeHash } from './crypto'
-import type { NodeSource } from './proof'
+import { Iterator, fullRoots, inTree, leftSpan, parent } from './flat-tree'
+import { parentNode, treeHash } from './crypto'
+import { byteOffset, type NodeSource } from './proof'
 import type { TreeState } from './tree-batch'
 import type { TreeNode } from './tree-node'
 
@@ -14,8 +21,67 @@ export interface NodeStorage {
   getNodes (indices: number[]): Promise<Array<TreeNode | null>>
 }
 
+/** Why a node could not be verified: node `missing` (it, or a sibling on its way up) is lost. */
+export interface LostNode {
+  missing: number
+}
+
+/** A view of the tree through verified nodes only. */
+export interface VerifiedSource extends NodeSource {
+  /** A verified node at hand without reading the disk, or undefined. */
+  peekNode (index: number): TreeNode | undefined
+}
+
 /** Per generation: the two together hold the whole tree of a ~100k block core. */
 const CACHE_SIZE = 1 << 17
+/**
+ * A leaf is read with its neighbours: the aligned subtree of 16 leaves around
+ * it, 31 nodes in one read. Its path to the top of that subtree and every
+ * sibling on the way are in it, and so are the leaves of the next reads.
+ */
+const WINDOW_NODES = 31
+const WINDOW_DEPTH = 4
+
+/** Two generations: a full young one becomes the old one and the old one is dropped (O(1), unlike evicting from a Map one by one). */
+class NodeCache {
+  #young = new Map<number, TreeNode>()
+  #old = new Map<number, TreeNode>()
+
+  get (index: number): TreeNode | undefined {
+    const hit = this.#young.get(index)
+    if (hit !== undefined) return hit
+    const old = this.#old.get(index)
+    if (old !== undefined) this.set(old) // still in use: keep it young
+    return old
+  }
+
+  set (node: TreeNode): void {
+    if (this.#young.size >= CACHE_SIZE) {
+      this.#old = this.#young
+      this.#young = new Map()
+    }
+    this.#young.set(node.index, node)
+  }
+
+  delete (index: number): void {
+    this.#young.delete(index)
+    this.#old.delete(index)
+  }
+
+  clear (): void {
+    this.#young.clear()
+    this.#old.clear()
+  }
+}
+
+function sameNode (a: TreeNode, b: TreeNode): boolean {
+  if (a.size !== b.size) return false
+  const x = a.hash
+  const y = b.hash
+  if (x.byteLength !== y.byteLength) return false
+  for (let i = 0; i < x.byteLength; i++) if (x[i] !== y[i]) return false
+  return true
+}
 
 export class MerkleTree implements NodeSource, TreeState {
   roots: TreeNode[]
@@ -23,21 +89,36 @@ export class MerkleTree implements NodeSource, TreeState {
   byteLength: number
   fork: number
   signature: Uint8Array | null
-  /** Two generations: a full young one becomes the old one and the old one is dropped (O(1), unlike evicting from a Map one by one). */
-  private cache = new Map<number, TreeNode>()
-  private oldCache = new Map<number, TreeNode>()
+  /** The tree through verified nodes only (offsets, proofs, checking peers' proofs). */
+  readonly verified: VerifiedSource
+  readonly #storage: NodeStorage
+  /** Nodes as the disk holds them. */
+  readonly #stored = new NodeCache()
+  /** Nodes tied to the signed roots. */
+  readonly #verified = new NodeCache()
   /** Verified nodes on their way to disk: never evicted until written. */
-  private readonly staged = new Map<number, TreeNode>()
+  readonly #staged = new Map<number, TreeNode>()
 
-  constructor (private readonly storage: NodeStorage, state: TreeState) {
+  constructor (storage: NodeStorage, state: TreeState) {
+    this.#storage = storage
     this.roots = state.roots
     this.length = state.length
     this.byteLength = state.byteLength
     this.fork = state.fork
     this.signature = state.signature
+    const tree = this
+    this.verified = {
+      get roots () { return tree.roots },
+      get length () { return tree.length },
+      get byteLength () { return tree.byteLength },
+      get fork () { return tree.fork },
+      get signature () { return tree.signature },
+      getNode: index => tree.verifiedNode(index),
+      peekNode: index => tree.peekNode(index)
+    }
   }
 
-  /** Loads the roots for `length`; `missing` lists roots the disk lacks. */
+  /** Loads the roots for `length`; `missing` lists roots the disk lacks (or holds as rot). */
   static async loadRoots (storage: NodeStorage, length: number): Promise<{ roots: TreeNode[], missing: number[] }> {
     const indices = fullRoots(2 * length)
     const nodes = await storage.getNodes(indices)
@@ -51,70 +132,186 @@ export class MerkleTree implements NodeSource, TreeState {
     return treeHash(this.roots)
   }
 
-  /** Node `index` of the current tree, or null when it is missing or outside it. */
+  /**
+   * Node `index` of the current tree, or null when it is missing or outside
+   * it: the verified node when there is one, else the stored one.
+   */
   async getNode (index: number): Promise<TreeNode | null> {
     if (!inTree(index, this.length)) return null
-    const hit = this.peekCached(index)
-    if (hit !== undefined) return hit
-    const node = await this.storage.getNode(index)
-    if (node !== null) this.remember(node)
-    return node
+    return this.peekNode(index) ?? await this.#storedNode(index)
   }
 
   /**
-   * Node `index` if it is at hand without reading the disk (staged, cached
-   * or a root); undefined when it would take a read to know.
+   * Verified node `index` if it is at hand without reading the disk (staged,
+   * cached or a root); undefined when it would take a read to know.
    */
   peekNode (index: number): TreeNode | undefined {
-    const hit = this.peekCached(index)
+    const hit = this.#staged.get(index) ?? this.#verified.get(index)
     if (hit !== undefined) return hit
     for (const r of this.roots) if (r.index === index) return r
     return undefined
   }
 
-  private peekCached (index: number): TreeNode | undefined {
-    const hit = this.staged.get(index) ?? this.cache.get(index)
-    if (hit !== undefined) return hit
-    const old = this.oldCache.get(index)
-    if (old !== undefined) this.remember(old) // still in use: keep it young
-    return old
+  /** Node `index` tied to the signed roots, or null when that cannot be done. */
+  verifiedNode (index: number): Promise<TreeNode | null> {
+    // Not async: proofs and offsets ask for many nodes, most of them at hand.
+    if (!inTree(index, this.length)) return Promise.resolve(null)
+    const known = this.peekNode(index)
+    if (known !== undefined) return Promise.resolve(known)
+    return this.verifyNode(index).then(v => v === null || 'missing' in v ? null : v)
   }
 
-  remember (node: TreeNode): void {
-    if (this.cache.size >= CACHE_SIZE) {
-      this.oldCache = this.cache
-      this.cache = new Map()
+  /**
+   * Node `index` tied to the signed roots; a `LostNode` when a node it takes
+   * is lost; null when it is rotten (it does not hash up to what we trust),
+   * or outside the tree. A stored node is hashed up with its siblings until a
+   * verified node: if they agree, every node on the way is verified (and
+   * cached as such) too.
+   */
+  async verifyNode (index: number): Promise<TreeNode | LostNode | null> {
+    if (!inTree(index, this.length)) return null
+    const known = this.peekNode(index)
+    if (known !== undefined) return known
+    const { length, fork } = this
+    await this.#readAround(index)
+    const start = await this.#storedNode(index)
+    if (start === null) return { missing: index }
+
+    const climbed: TreeNode[] = [start]
+    let node = start
+    const ite = new Iterator(index)
+    for (;;) {
+      const up = parent(ite.index)
+      // `node` sits where a root of our length is, and that root we lack.
+      if (!inTree(up, length)) return { missing: ite.index }
+      const sib = ite.sibling()
+      const sibling = this.peekNode(sib) ?? await this.#storedNode(sib)
+      if (sibling === null) return { missing: sib }
+      ite.parent()
+      node = sib > node.index ? parentNode(up, node, sibling) : parentNode(up, sibling, node)
+      climbed.push(sibling)
+      const anchor = this.peekNode(up)
+      if (anchor !== undefined) {
+        if (!sameNode(anchor, node)) return null
+        break
+      }
+      climbed.push(node)
     }
-    this.cache.set(node.index, node)
+    // A truncation meanwhile may have cut what we checked against; an append does not.
+    if (this.fork !== fork || this.length < length) return null
+    for (const n of climbed) this.#verified.set(n)
+    return start
+  }
+
+  /**
+   * Byte offset of leaf (or subtree) `index`, from verified sizes only: a
+   * rotten size never moves a block. Throws MISSING_NODE (INVALID_OPERATION)
+   * when a size it needs cannot be verified.
+   */
+  verifiedOffset (index: number): Promise<number> {
+    const quick = this.#peekOffset(index)
+    return quick !== null ? Promise.resolve(quick) : byteOffset(this.verified, index)
+  }
+
+  /** The offset from verified nodes at hand (no reads), or null. */
+  #peekOffset (index: number): number | null {
+    if (index === 2 * this.length) return this.byteLength
+    if ((index & 1) === 1) index = leftSpan(index)
+    let sum = 0
+    let start = 0
+    for (const root of fullRoots(2 * this.length)) {
+      const end = start + 2 * (root - start + 1)
+      if (index >= end) {
+        const node = this.peekNode(root)
+        if (node === undefined) return null
+        sum += node.size
+        start = end
+        continue
+      }
+      const ite = new Iterator(root)
+      while (ite.index !== index) {
+        if (index < ite.index) {
+          ite.leftChild()
+        } else {
+          const left = this.peekNode(ite.leftChild())
+          if (left === undefined) return null
+          sum += left.size
+          ite.sibling()
+        }
+      }
+      return sum
+    }
+    return null
+  }
+
+  async #storedNode (index: number): Promise<TreeNode | null> {
+    const hit = this.#stored.get(index)
+    if (hit !== undefined) return hit
+    const node = await this.#storage.getNode(index)
+    if (node !== null && inTree(index, this.length)) this.#stored.set(node)
+    return node
+  }
+
+  /**
+   * Reads what climbing from `index` takes, at once, into the cache of stored
+   * nodes: the 16-leaf subtree around a low node (one read), and the
+   * siblings above it up to the first verified ancestor (reads in parallel).
+   */
+  async #readAround (index: number): Promise<void> {
+    const indices: number[] = []
+    const ite = new Iterator(index)
+    if (ite.factor <= 2 ** (WINDOW_DEPTH + 1) && this.#stored.get(index) === undefined) {
+      const first = Math.floor(ite.leftSpan() / (WINDOW_NODES + 1)) * (WINDOW_NODES + 1)
+      for (let i = first; i < first + WINDOW_NODES; i++) indices.push(i)
+      while (ite.factor < 2 ** (WINDOW_DEPTH + 1)) ite.parent()
+    }
+    const head = 2 * this.length
+    for (;;) {
+      const sib = ite.sibling()
+      const up = ite.parent()
+      if (ite.contains(head)) break // past a root
+      if (this.peekNode(sib) === undefined && this.#stored.get(sib) === undefined) indices.push(sib)
+      if (this.peekNode(up) !== undefined) break
+    }
+    if (indices.length === 0) return
+    const nodes = await this.#storage.getNodes(indices)
+    for (const n of nodes) if (n !== null && inTree(n.index, this.length) && this.#stored.get(n.index) === undefined) this.#stored.set(n)
+  }
+
+
+  /** Records nodes as verified (we made them, or a peer proved them). */
+  trust (node: TreeNode): void {
+    this.#verified.set(node)
   }
 
   /** Holds verified nodes in memory until `unstage`, so proofs can build on them. */
   stage (nodes: readonly TreeNode[]): void {
-    for (const n of nodes) this.staged.set(n.index, n)
+    for (const n of nodes) this.#staged.set(n.index, n)
   }
 
-  /** The nodes are on disk now: they become ordinary cache entries. */
+  /** The nodes are on disk now: they become ordinary verified cache entries. */
   unstage (nodes: readonly TreeNode[]): void {
     for (const n of nodes) {
-      this.staged.delete(n.index)
-      this.remember(n)
+      this.#staged.delete(n.index)
+      this.#verified.set(n)
+      this.#stored.set(n)
     }
   }
 
   /** Drops every staged node unwritten: they belong to a tree we just left (a truncation or a reorg). */
   clearStaged (): void {
-    this.staged.clear()
+    this.#staged.clear()
   }
 
-  /** Forget cached nodes, all or those at the given indices. */
+  /** Forget cached nodes (stored and verified), all or those at the given indices. */
   forget (indices?: Iterable<number>): void {
     if (indices === undefined) {
-      this.cache.clear()
-      this.oldCache.clear()
+      this.#stored.clear()
+      this.#verified.clear()
     } else {
       for (const i of indices) {
-        this.cache.delete(i)
-        this.oldCache.delete(i)
+        this.#stored.delete(i)
+        this.#verified.delete(i)
       }
     }
   }

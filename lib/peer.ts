@@ -38,6 +38,9 @@ const SYNC_REPLIES_PER_SECOND = 4
 /** A request as the replicator writes it; the id, fork and priority are filled in when it is sent. */
 export type RequestBody = Omit<RequestMessage, 'id' | 'fork' | 'priority'>
 
+/** How blocks for a peer are read: verified, and fetched back from others when rotten. */
+const SERVING = { verify: true, serving: true } as const
+
 /** What the peer module needs from the replicator above it. */
 export interface PeerHost {
   readonly core: Core
@@ -255,7 +258,7 @@ export class Peer {
     this.#replyTimer.unref?.()
   }
 
-  /** Our blocks [start, start + length) are gone (a truncation or a reorg): the remote stops asking for them. */
+  /** Our blocks [start, start + length) are gone (cleared, rotten, or cut by a truncation or a reorg): the remote stops asking us for them (Hypercore's range drop). */
   announceDrop (start: number, length: number): void {
     // Its answers to our wants were cut at our old length: ask again.
     this.wanted.clear()
@@ -285,7 +288,12 @@ export class Peer {
 
   private onrange (m: RangeMessage): void {
     if (m.drop) {
-      if (m.start < this.remoteContiguous) this.remoteContiguous = m.start
+      if (m.start < this.remoteContiguous) {
+        // What it still holds past the dropped range stays known.
+        const end = m.start + m.length
+        if (end < this.remoteContiguous) this.setRemote(end, this.remoteContiguous - end, true)
+        this.remoteContiguous = m.start
+      }
       this.setRemote(m.start, m.length, false)
     } else if (m.start <= this.remoteContiguous) {
       // A number, not a bitfield: it may run ahead of our length (ranges can
@@ -393,7 +401,8 @@ export class Peer {
         const wanted = batch.filter(m => m.block !== null && m.fork === this.host.core.fork).map(m => m.block!.index)
         const blocks = new Map<number, Uint8Array | null>()
         if (wanted.length > 1) {
-          const values = await this.host.core.getBlocks(wanted).catch(() => null)
+          // Verified: a block that does not match its leaf is cleared, refused and fetched back.
+          const values = await this.host.core.getBlocks(wanted, SERVING).catch(() => null)
           if (values !== null) wanted.forEach((index, k) => blocks.set(index, values[k]!))
         }
         const answers = await Promise.all(batch.map(m => this.answer(m, blocks)))
@@ -428,7 +437,7 @@ export class Peer {
     try {
       const [proof, value] = await Promise.all([
         core.proof({ block: m.block, hash: m.hash, seek: m.seek, upgrade: m.upgrade }),
-        m.block === null ? Promise.resolve(null) : prefetched.has(m.block.index) ? Promise.resolve(prefetched.get(m.block.index)!) : core.getBlock(m.block.index)
+        m.block === null ? Promise.resolve(null) : prefetched.has(m.block.index) ? Promise.resolve(prefetched.get(m.block.index)!) : core.getBlock(m.block.index, SERVING)
       ])
       if (m.block !== null && value === null) return refuse(NOT_AVAILABLE)
       return {

@@ -7,7 +7,7 @@
  */
 import type Protomux from 'protomux'
 import { Peer, PROTOCOL, type PeerHost, type RequestBody } from './peer'
-import { Iterator } from './flat-tree'
+import { Iterator, parent } from './flat-tree'
 import { treeNodeProofRequest } from './fully-remote-proof'
 import { ForkSwitch } from './fork-switch'
 import { Seeks, type SeekOptions } from './seeks'
@@ -231,6 +231,8 @@ export class Replicator implements PeerHost {
   onhave (peer: Peer): void {
     this.updateRemoteContiguous()
     this.#seeks.nudge()
+    // It announced blocks: what it once answered noData for, it may have again (fetched back after rot).
+    this.notAvailable.delete(peer)
     this.rescan()
     this.scheduleUpdate()
   }
@@ -264,6 +266,8 @@ export class Replicator implements PeerHost {
   onupgrade (): void {
     this.updateRemoteContiguous()
     this.#knownLength = this.core.length
+    // Our tree changed (grew, forked or healed): what peers refused before may be asked again.
+    for (const peer of this.peers) this.notAvailable.delete(peer)
     for (const peer of this.peers) peer.sendSync()
     this.#seeks.nudge()
     this.scheduleUpdate()
@@ -308,6 +312,15 @@ export class Replicator implements PeerHost {
     }
     this.#seeks.nudge()
     this.scheduleUpdate()
+  }
+
+  /**
+   * Blocks [start, start + length) are no longer served from here (cleared,
+   * or found rotten): peers are told, and with `refetch` they are fetched again.
+   */
+  onlocaldrop (start: number, length: number, refetch: boolean): void {
+    for (const peer of this.peers) peer.announceDrop(start, length)
+    if (refetch) this.download(start, start + length, null)
   }
 
   // -------------------------------------------------------------------------
@@ -537,8 +550,10 @@ export class Replicator implements PeerHost {
     } catch (err) {
       const missing = missingNodeOf(err)
       if (missing !== null) {
-        // A node of ours is gone: that calls for a repair, not a conflict.
+        // A node of ours is gone (or, in repair mode, not yet checked): that
+        // calls for a repair, not a conflict. The block was not stored: ask again.
         this.onmissingnode(missing)
+        this.rescan()
         this.scheduleUpdate()
         return
       }
@@ -718,6 +733,8 @@ export class Replicator implements PeerHost {
     const ite = new Iterator(leaf)
     let count = 0
     while (!ite.contains(head) && tree.peekNode(ite.index) === undefined) {
+      // A root we lack (repair mode) is not asked for: a block proof never carries one.
+      if (new Iterator(parent(ite.index)).contains(head)) break
       count++
       ite.parent()
     }

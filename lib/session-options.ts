@@ -47,6 +47,11 @@ export interface HypercoreOptions extends EncryptionOptions {
   inflightRange?: [number, number] | null
   /** Whether this session keeps the core replicating (bookkeeping only: a nomadcore core always replicates while open). */
   active?: boolean
+  /**
+   * Check every block read against its leaf, tied by hashes to the signed
+   * roots (default true); false reads the stored bytes as they are.
+   */
+  verify?: boolean
   /** A weak session does not keep the core open: it closes when the last other session does. */
   weak?: boolean
   /** Wait until every earlier exclusive session of this core has closed before `ready()`. */
@@ -65,6 +70,8 @@ export interface GetOptions {
   raw?: boolean
   /** Called if this get has to wait for the network. */
   onwait?: ((index: number, session: unknown) => void) | null
+  /** Check the block against its verified leaf (default: the session's `verify`). */
+  verify?: boolean
 }
 
 export interface AppendOptions {
@@ -144,6 +151,22 @@ export interface Info {
   repairMode: boolean
   /** Blocks held locally. */
   blocks: number
+}
+
+/** What `audit()` found. */
+export interface AuditSummary {
+  /** Held blocks checked: verified + corrupt + unverified. */
+  blocks: number
+  /** Blocks that match a leaf tied to the signed roots. */
+  verifiedBlocks: number
+  /** Blocks whose bytes were wrong: cleared (fetched again from peers). */
+  corruptBlocks: number
+  /** Blocks kept but not verifiable for a lost tree node: not read or served until they are, fetched again. */
+  unverifiedBlocks: number
+  /** Rotten tree nodes dropped (fetched again from peers). */
+  droppedNodes: number
+  /** Rotten or lost tree nodes rewritten with their true value, recomputed from below them. */
+  restoredNodes: number
 }
 
 /** What a verified fully remote proof proves. */

@@ -175,6 +175,10 @@ export class SharedCore {
       r?.onlocalhave(start, length)
       return
     }
+    if (name === 'drop') {
+      r?.onlocaldrop(args[0] as number, args[1] as number, args[2] as boolean)
+      return
+    }
     if (name === 'truncate') {
       this.#ontruncate(args[0] as number)
       r?.ontruncate(args[0] as number)

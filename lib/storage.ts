@@ -365,16 +365,29 @@ function encodeNode (buf: Uint8Array, at: number, node: TreeNode): void {
   buf.set(node.hash, at + 8)
 }
 
-/** Decodes the 40 bytes at `at`; null when all zero. */
-function decodeNode (buf: Uint8Array, at: number, index: number): TreeNode | null {
+/** What 40 stored bytes hold: a node, nothing (all zero), or rot that cannot be a node. */
+export type StoredNodeState = 'node' | 'missing' | 'rotten'
+
+/**
+ * Reads the 40 bytes at `at`. A size no core can have (2^53 or more) is rot
+ * like a flipped hash bit, only easier to spot: such bytes never decode.
+ */
+export function storedNodeState (buf: Uint8Array, at: number): StoredNodeState {
   let zero = true
   for (let i = at; i < at + TREE_NODE_SIZE; i++) {
     if (buf[i] !== 0) { zero = false; break }
   }
-  if (zero) return null
-  const size = readU64(buf, at)
-  if (size === -1) throw STORAGE_CORRUPT(`Tree node ${index} has an impossible size`)
-  return { index, size, hash: buf.subarray(at + 8, at + TREE_NODE_SIZE) }
+  if (zero) return 'missing'
+  return readU64(buf, at) === -1 ? 'rotten' : 'node'
+}
+
+/**
+ * Decodes the node in the 40 bytes at `at`: null when all zero, and null when
+ * its size is impossible (rotten bytes are no node; the audit drops them).
+ */
+export function decodeNode (buf: Uint8Array, at: number, index: number): TreeNode | null {
+  if (storedNodeState(buf, at) !== 'node') return null
+  return { index, size: readU64(buf, at), hash: buf.subarray(at + 8, at + TREE_NODE_SIZE) }
 }
 
 // ---------------------------------------------------------------------------
@@ -786,6 +799,17 @@ export class CoreStorage {
     await Promise.all(writes)
   }
 
+  /**
+   * The raw bytes of nodes [start, end), in one read; shorter when the file
+   * ends first. For scans (the audit); decode with `decodeNode`.
+   */
+  async readTreeBytes (start: number, end: number): Promise<Uint8Array> {
+    if (!isUint(start) || !isUint(end) || end < start) throw BAD_ARGUMENT('Tree node range must be non-negative integers with start <= end')
+    await this._ready()
+    const size = Math.min((end - start) * TREE_NODE_SIZE, Math.max(0, (await pSize(this.tree)) - start * TREE_NODE_SIZE))
+    return readUpTo(this.tree, start * TREE_NODE_SIZE, size)
+  }
+
   /** Tree file size / 40 (whole nodes). */
   async treeNodeCount (): Promise<number> {
     await this._ready()
@@ -807,6 +831,14 @@ export class CoreStorage {
     const buf = await readUpTo(this.data, offset, size)
     if (buf.byteLength < size) throw STORAGE_CORRUPT(`Data file ends before byte ${offset + size}`)
     return buf
+  }
+
+  /** Up to `size` bytes at `offset`: fewer (maybe none) where the data file ends first. */
+  async readDataUpTo (offset: number, size: number): Promise<Uint8Array> {
+    if (!isUint(offset) || !isUint(size)) throw BAD_ARGUMENT('Data range must be non-negative integers')
+    await this._ready()
+    const fileSize = await pSize(this.data)
+    return readUpTo(this.data, offset, Math.max(0, Math.min(size, fileSize - offset)))
   }
 
   async writeData (offset: number, bytes: Uint8Array): Promise<void> {

@@ -1,7 +1,8 @@
 /**
  * Audit: every held block against its leaf, every stored node against its
- * parent, up to the signed roots; what is rotten is cleared or dropped, and
- * comes back from peers on its own.
+ * parent, up to the signed roots; a rotten node is rewritten from what lies
+ * below it where it can be, dropped where not; corrupt blocks are cleared;
+ * what is gone comes back from peers on its own.
  */
 import test from 'brittle'
 import * as fs from 'fs'
@@ -18,10 +19,12 @@ function flipDataByte (dir: string, at: number): void {
   fs.writeFileSync(file, bytes)
 }
 
+const clean = (n: number): Record<string, number> => ({ blocks: n, verifiedBlocks: n, corruptBlocks: 0, unverifiedBlocks: 0, droppedNodes: 0, restoredNodes: 0 })
+
 test('a healthy core audits clean', async t => {
   const { damaged } = await healthyAndDamaged(t, 50)
   const core = await openCore(t, damaged)
-  t.alike(await core.audit(), { blocks: 50, corruptBlocks: 0, droppedNodes: 0 })
+  t.alike(await core.audit(), clean(50))
 })
 
 test('a block with a flipped byte is found and cleared, its neighbours kept', async t => {
@@ -39,27 +42,55 @@ test('a block with a flipped byte is found and cleared, its neighbours kept', as
   t.is(text(await core.get(8)), text(blocks(1, 8)[0]))
 })
 
-test('a rotten inner node is dropped; blocks right of it are not mistaken for corrupt', async t => {
-  const { damaged } = await healthyAndDamaged(t, 32)
+test('a rotten inner node is rewritten from its children; blocks right of it are not mistaken for corrupt', async t => {
+  const { healthy, damaged } = await healthyAndDamaged(t, 32)
   rotTreeNode(damaged, 5) // covers blocks 2-3
   const core = await openCore(t, damaged)
   const report = await core.audit()
-  t.is(report.droppedNodes, 1)
+  t.is(report.restoredNodes, 1)
+  t.is(report.droppedNodes, 0)
   t.is(report.corruptBlocks, 0)
   t.absent(core.repairMode)
+  t.alike(readTreeFile(damaged), readTreeFile(healthy), 'the node is back, no peer needed')
   t.is(text(await core.get(31)), text(blocks(1, 31)[0]))
+  t.alike(await core.audit(), clean(32))
 })
 
 test('a rotten size field does not shift the blocks after it into looking corrupt', async t => {
-  const { damaged } = await healthyAndDamaged(t, 32)
+  const { healthy, damaged } = await healthyAndDamaged(t, 32)
   const file = path.join(damaged, 'tree')
   const bytes = fs.readFileSync(file)
   bytes[40 * 3]! ^= 0x04 // node 3 (blocks 0-3): its size, not its hash
   fs.writeFileSync(file, bytes)
   const core = await openCore(t, damaged)
   const report = await core.audit()
-  t.is(report.droppedNodes, 1)
+  t.is(report.restoredNodes, 1)
   t.is(report.corruptBlocks, 0, 'offsets come from trusted sizes only')
+  t.alike(readTreeFile(damaged), readTreeFile(healthy))
+})
+
+test('a leaf and its parent both rotten: the blocks that cannot be tied to the roots are unverified, not read, until a peer restores them', async t => {
+  const { healthy, damaged } = await healthyAndDamaged(t, 32)
+  rotTreeNode(damaged, 9) // blocks 4-5
+  rotTreeNode(damaged, 8) // block 4's leaf
+  const core = await openCore(t, damaged)
+  const report = await core.audit()
+  // Node 9 cannot be recomputed (its leaf is rotten too), and without it its
+  // sibling 13 cannot be tied to node 11: blocks 4-7 are unverified.
+  t.is(report.unverifiedBlocks, 4)
+  t.is(report.verifiedBlocks, 28)
+  t.is(report.corruptBlocks, 0)
+  t.ok(report.droppedNodes >= 1)
+  for (const i of [4, 5, 6, 7]) t.absent(await core.has(i), 'block ' + i + ' is not held as good')
+  t.is(await core.get(4, { wait: false, verify: false }), null, 'not even an unverified read returns it')
+  t.is(await core.get(5, { wait: false }), null)
+  t.is(text(await core.get(8)), text(blocks(1, 8)[0]))
+
+  const source = await openCore(t, healthy)
+  replicate(t, core, source)
+  t.is(text(await core.get(4, { timeout: 5000 })), text(blocks(1, 4)[0]), 'fetched again, with the nodes it lacked')
+  t.is(text(await core.get(5, { timeout: 5000 })), text(blocks(1, 5)[0]))
+  t.alike(await core.audit(), clean(32))
 })
 
 test('blocks that cannot be located for a missing node are not taken for corrupt', async t => {
@@ -72,29 +103,57 @@ test('blocks that cannot be located for a missing node are not taken for corrupt
   const core = await openCore(t, damaged)
   const report = await core.audit()
   t.is(report.corruptBlocks, 0)
+  t.is(report.restoredNodes, 2, 'both lost nodes are recomputed from their children')
   t.ok(await core.has(0, 1000), 'every block is still held')
 })
 
-test('a rotten root is dropped and the core goes into repair mode', async t => {
+test('a rotten root is rebuilt from its children, checked against the signature: the core leaves repair mode', async t => {
+  const { healthy, damaged } = await healthyAndDamaged(t, 10)
+  rotTreeNode(damaged, 17)
+  const core = await openCore(t, damaged)
+  t.ok(core.repairMode, 'open notices rotten roots')
+  const report = await core.audit()
+  t.is(report.restoredNodes, 1)
+  t.absent(core.repairMode)
+  t.alike(readTreeFile(damaged), readTreeFile(healthy))
+  await core.append(b4a.from('more'))
+  t.is(core.length, 11)
+})
+
+test('a root rotten in the open core (after its signature was checked) is rewritten from memory', async t => {
+  const { healthy, damaged } = await healthyAndDamaged(t, 10)
+  const core = await openCore(t, damaged)
+  rotTreeNode(damaged, 7)
+  const report = await core.audit()
+  t.is(report.restoredNodes, 1)
+  t.absent(core.repairMode)
+  t.alike(readTreeFile(damaged), readTreeFile(healthy))
+})
+
+test('a rotten root and rotten children: dropped, the core goes into repair mode', async t => {
   const { damaged } = await healthyAndDamaged(t, 10)
   rotTreeNode(damaged, 17)
-  // Reopening would catch it; audit must catch it in a core already open.
+  rotTreeNode(damaged, 16)
   const core = await openCore(t, damaged)
-  t.ok(core.repairMode, 'open already notices rotten roots')
+  t.ok(core.repairMode)
   const report = await core.audit()
   t.ok(report.droppedNodes >= 1)
+  t.ok(core.repairMode)
+  t.is(text(await core.get(3)), text(blocks(1, 3)[0]), 'blocks under the other root still read')
+  t.is(await core.get(8, { wait: false }), null, 'blocks under the dropped root do not')
 })
 
 test('with a peer connected, cleared blocks and dropped nodes come back on their own', async t => {
   const { healthy, damaged } = await healthyAndDamaged(t, 64)
   rotTreeNode(damaged, 9)
+  rotTreeNode(damaged, 10) // block 5's leaf: node 9 cannot be recomputed from below
   flipDataByte(damaged, 100)
   const source = await openCore(t, healthy)
   const core = await openCore(t, damaged)
   replicate(t, core, source)
   await core.update({ wait: true })
   const report = await core.audit()
-  t.is(report.droppedNodes, 1)
+  t.ok(report.droppedNodes >= 1)
   t.ok(report.corruptBlocks >= 1)
   const deadline = Date.now() + 5000
   while (Date.now() < deadline) {
@@ -102,8 +161,8 @@ test('with a peer connected, cleared blocks and dropped nodes come back on their
     await new Promise(resolve => setTimeout(resolve, 20))
   }
   t.is(core.contiguousLength, 64, 'every block is back')
-  t.alike(readTreeFile(damaged), readTreeFile(healthy), 'the dropped node is back')
-  t.alike(await core.audit(), { blocks: 64, corruptBlocks: 0, droppedNodes: 0 })
+  t.alike(readTreeFile(damaged), readTreeFile(healthy), 'the dropped nodes are back')
+  t.alike(await core.audit(), clean(64))
 })
 
 test('garbage tree and data files only ever give coded errors or a report', async t => {

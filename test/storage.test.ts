@@ -12,6 +12,7 @@ import {
   decodeHeaderSlot,
   encodeHeader,
   encodeHeaderSlot,
+  storedNodeState,
   type Header
 } from '../lib/storage'
 import sodium from 'sodium-universal'
@@ -183,7 +184,11 @@ test('storage: tree file layout is node i at 40·i, uint64 LE size, hash; zeros 
   const r = reopen()
   t.is(await r.getNode(0), null)
   t.alike(plainNode(await r.getNode(1)), plainNode({ index: 1, size: 1234, hash: bytes(32, 9) }))
-  t.is(await codeOf(r.getNode(2)), 'STORAGE_CORRUPT', 'impossible size is STORAGE_CORRUPT')
+  t.is(await r.getNode(2), null, 'an impossible size is rot: no node (the audit drops it)')
+  t.is(storedNodeState(await r.readTreeBytes(2, 3), 0), 'rotten')
+  t.is(storedNodeState(await r.readTreeBytes(0, 1), 0), 'missing')
+  t.is(storedNodeState(await r.readTreeBytes(1, 2), 0), 'node')
+  t.is((await r.readTreeBytes(1, 10)).byteLength, 2 * TREE_NODE_SIZE, 'a run stops where the file ends')
   t.is(await r.treeNodeCount(), 3)
   await r.close()
 })

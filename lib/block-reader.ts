@@ -1,0 +1,241 @@
+/**
+ * Reading blocks back from disk, verified. A block is checked against its
+ * leaf, the leaf tied by hashes to the signed roots (`MerkleTree.verifyNode`),
+ * and located by verified sizes only, so nothing rot did to the tree or the
+ * data is ever returned:
+ *
+ * - bytes that do not match their verified leaf are rot: the core clears the
+ *   block (after a second look under its lock);
+ * - a block whose leaf cannot be verified (a node on its way up is lost or
+ *   rotten) is kept but marked unverified: not `has()`, not served, fetched
+ *   again on read, until it verifies again or is stored anew.
+ *
+ * The marks live in memory; a reopened core verifies on read anyway.
+ */
+import b4a from 'b4a'
+import { Bitfield } from './bitfield'
+import { leafHashInto } from './crypto'
+import { byteOffset } from './proof'
+import { MISSING_NODE, isCoded, missingNodeOf } from './errors'
+import type { MerkleTree } from './merkle-tree'
+import type { CoreStorage } from './storage'
+import type { TreeNode } from './tree-node'
+
+/** How a block is read. */
+export interface ReadOptions {
+  /** Check the block against its verified leaf (default true). */
+  verify?: boolean
+  /** The read is for a peer: a block found rotten is fetched back from other peers. */
+  serving?: boolean
+}
+
+export type BlockVerdict = 'good' | 'corrupt' | 'unverifiable'
+
+/** What the reader needs from the core it reads for. */
+export interface BlockReaderHost {
+  readonly tree: MerkleTree
+  readonly storage: CoreStorage
+  readonly bitfield: Bitfield
+  /** Clears block `index`, read as not matching its verified leaf, if a second look agrees. */
+  dropRotten (index: number, refetch: boolean): Promise<void>
+  /** Blocks [start, start + length) are not served from here for now (`refetch`: fetch them back). */
+  dropped (start: number, length: number, refetch: boolean): void
+  /** Blocks [start, start + length) are served from here again. */
+  restored (start: number, length: number): void
+}
+
+export class BlockReader {
+  readonly #host: BlockReaderHost
+  /** Held blocks that cannot be verified now. */
+  readonly #unverified = new Bitfield()
+
+  constructor (host: BlockReaderHost) {
+    this.#host = host
+  }
+
+  isUnverified (index: number): boolean {
+    return this.#unverified.get(index)
+  }
+
+  /** First marked block at or after `index`, or -1. */
+  firstUnverified (index: number): number {
+    return this.#unverified.firstSet(index)
+  }
+
+  /**
+   * The block's bytes, or null when it is not held here (or, verified, not
+   * good: then it is marked or cleared, and the caller fetches it like a
+   * missing one). Serving, a lost node on the way up throws MISSING_NODE, so
+   * the caller heals it from peers as for a proof.
+   */
+  async read (index: number, opts: ReadOptions = {}): Promise<Uint8Array | null> {
+    const { tree, storage, bitfield } = this.#host
+    if (index >= tree.length || !bitfield.get(index)) return null
+    if (opts.verify === false) {
+      if (this.#unverified.get(index)) return null
+      const { offset, size } = await this.#locate(index)
+      return storage.readData(offset, size)
+    }
+    const leaf = await this.#leaf(index, opts)
+    if (leaf === null) return null
+    const bytes = await this.#readHeld(await tree.verifiedOffset(2 * index), leaf.size)
+    if (bytes !== null && matchesLeaf(leaf, bytes)) {
+      this.#verified(index)
+      return bytes
+    }
+    await this.#host.dropRotten(index, opts.serving === true)
+    return null
+  }
+
+  /**
+   * Several blocks (null for those not held, or not good), runs of
+   * neighbours read with one read each: what serving a peer needs.
+   */
+  async readMany (indices: number[], opts: ReadOptions = {}): Promise<Array<Uint8Array | null>> {
+    const { tree, storage, bitfield } = this.#host
+    const verify = opts.verify !== false
+    const held = indices.filter(i => i < tree.length && bitfield.get(i) && (verify || !this.#unverified.get(i)))
+    const where = await Promise.all(held.map(async index => {
+      if (!verify) return { index, leaf: null, ...await this.#locate(index) }
+      const leaf = await this.#leaf(index, opts)
+      if (leaf === null) return null
+      return { index, leaf, offset: await tree.verifiedOffset(2 * index), size: leaf.size }
+    }))
+    const order = where.filter(b => b !== null).sort((a, b) => a.offset - b.offset)
+    const byIndex = new Map<number, Uint8Array>()
+    const rotten: number[] = []
+    const reads: Array<Promise<void>> = []
+    for (let k = 0; k < order.length;) {
+      let end = k + 1
+      while (end < order.length && order[end]!.offset === order[end - 1]!.offset + order[end - 1]!.size && end - k < 256) end++
+      const run = order.slice(k, end)
+      const start = run[0]!.offset
+      const last = run[run.length - 1]!
+      const size = last.offset + last.size - start
+      reads.push((verify ? storage.readDataUpTo(start, size) : storage.readData(start, size)).then(bytes => {
+        for (const b of run) {
+          const value = bytes.subarray(b.offset - start, b.offset - start + b.size)
+          if (b.leaf === null) {
+            byIndex.set(b.index, value)
+          } else if (matchesLeaf(b.leaf, value)) {
+            this.#verified(b.index)
+            byIndex.set(b.index, value)
+          } else {
+            rotten.push(b.index)
+          }
+        }
+      }))
+      k = end
+    }
+    await Promise.all(reads)
+    for (const index of rotten) await this.#host.dropRotten(index, opts.serving === true)
+    return indices.map(i => byIndex.get(i) ?? null)
+  }
+
+  /** Checks held block `index` on disk: good, corrupt (bytes against its verified leaf), or unverifiable. */
+  async check (index: number): Promise<BlockVerdict> {
+    const { tree } = this.#host
+    const leaf = await tree.verifiedNode(2 * index)
+    if (leaf === null) return 'unverifiable'
+    let offset: number
+    try {
+      offset = await tree.verifiedOffset(2 * index)
+    } catch (err) {
+      if (missingNodeOf(err) !== null) return 'unverifiable'
+      throw err
+    }
+    const bytes = await this.#readHeld(offset, leaf.size)
+    return bytes !== null && matchesLeaf(leaf, bytes) ? 'good' : 'corrupt'
+  }
+
+  /**
+   * Marks a held block unverified: not `has()`, not served, fetched again on
+   * read (or at once with `refetch`; its proof brings the nodes it lacks).
+   */
+  mark (index: number, refetch = false): void {
+    if (!this.#host.bitfield.get(index) || this.#unverified.get(index)) return
+    this.#unverified.set(index, true)
+    this.#host.dropped(index, 1, refetch)
+  }
+
+  /** The marks become exactly `indices` (an audit's verdict), quietly. */
+  setMarks (indices: readonly number[], length: number): void {
+    this.#unverified.setRange(0, length, false)
+    for (const i of indices) this.#unverified.set(i, true)
+  }
+
+  /** Forgets marks in [start, end) quietly (the blocks were cleared or stored anew). */
+  unmark (start: number, end: number): void {
+    this.#unverified.setRange(start, end, false)
+  }
+
+  /** After the tree healed: every marked block may verify now; reads and peers find out. */
+  unmarkAll (length: number): void {
+    const marked: number[] = []
+    for (let i = this.#unverified.firstSet(0); i !== -1; i = this.#unverified.firstSet(i + 1)) marked.push(i)
+    if (marked.length === 0) return
+    this.#unverified.setRange(0, length, false)
+    for (const [start, n] of runs(marked)) this.#host.restored(start, n)
+  }
+
+  truncate (length: number): void {
+    this.#unverified.truncate(length)
+  }
+
+  /** The verified leaf of held block `index`, or null after marking it. */
+  async #leaf (index: number, opts: ReadOptions): Promise<TreeNode | null> {
+    const { tree } = this.#host
+    const leaf = tree.peekNode(2 * index) ?? await tree.verifyNode(2 * index)
+    if (leaf !== null && !('missing' in leaf)) return leaf
+    // Serving, a lost node is healed from peers like one a proof needs; rot on the way up heals with the block.
+    if (leaf !== null && opts.serving === true) throw MISSING_NODE(leaf.missing)
+    this.mark(index, opts.serving === true)
+    return null
+  }
+
+  #verified (index: number): void {
+    if (!this.#unverified.get(index)) return
+    this.#unverified.set(index, false)
+    this.#host.restored(index, 1)
+  }
+
+  /** `size` bytes at `offset`, or null where the data file ends first (the bytes are lost). */
+  async #readHeld (offset: number, size: number): Promise<Uint8Array | null> {
+    try {
+      return await this.#host.storage.readData(offset, size)
+    } catch (err) {
+      if (isCoded(err, 'STORAGE_CORRUPT')) return null
+      throw err
+    }
+  }
+
+  /** Where block `index` lies by the sizes as stored (`verify: false` reads). */
+  async #locate (index: number): Promise<{ offset: number, size: number }> {
+    const { tree } = this.#host
+    const [leaf, offset] = await Promise.all([tree.getNode(2 * index), byteOffset(tree, 2 * index)])
+    // A lost leaf still has a size: the distance to the next block.
+    const size = leaf !== null ? leaf.size : (await byteOffset(tree, 2 * index + 2)) - offset
+    return { offset, size }
+  }
+}
+
+const leafScratch = b4a.alloc(32)
+
+/** Whether `bytes` are the block `leaf` (a verified leaf) commits to. */
+function matchesLeaf (leaf: TreeNode, bytes: Uint8Array): boolean {
+  if (bytes.byteLength !== leaf.size) return false
+  leafHashInto(leafScratch, bytes)
+  return b4a.equals(leafScratch, leaf.hash)
+}
+
+/** Sorted [start, length] runs of the given block indices. */
+export function runs (indices: readonly number[]): Array<[number, number]> {
+  const sorted = [...new Set(indices)].sort((a, b) => a - b)
+  const out: Array<[number, number]> = []
+  for (const i of sorted) {
+    const last = out[out.length - 1]
+    if (last !== undefined && last[0] + last[1] === i) last[1]++
+    else out.push([i, 1])
+  }
+  return out
+}
