@@ -68,7 +68,7 @@ export class BlockReader {
    * missing one). Serving, a lost node on the way up throws MISSING_NODE, so
    * the caller heals it from peers as for a proof.
    */
-  async read (index: number, opts: ReadOptions = {}): Promise<Uint8Array | null> {
+  async read (index: number, opts: ReadOptions = {}, again = true): Promise<Uint8Array | null> {
     const { tree, storage, bitfield } = this.#host
     if (index >= tree.length || !bitfield.get(index)) return null
     if (opts.verify === false) {
@@ -84,7 +84,9 @@ export class BlockReader {
       return bytes
     }
     await this.#host.dropRotten(index, opts.serving === true)
-    return null
+    // The second look (under the lock) may have found good bytes: a write of
+    // this block raced the first one. Then it is held and verified now.
+    return again ? this.read(index, opts, false) : null
   }
 
   /**

@@ -819,6 +819,7 @@ export class Core {
       while (this.pendingBlocks.size > 0) {
         // Under the mutex: a truncation or reorg never runs halfway through a
         // batch, and a batch never runs after one it was not verified for.
+        let written: PendingBlock[] = []
         await this.mutex.lock()
         try {
           const all = [...this.pendingBlocks.values()].sort((a, b) => a.index - b.index)
@@ -828,13 +829,16 @@ export class Core {
           if (batch.length === 0) continue
           try {
             await this.writeBlocks(batch)
-            for (const b of batch) for (const d of b.done) d.resolve(true)
+            written = batch
           } catch (err) {
             for (const b of batch) for (const d of b.done) d.reject(wrapWrite(err))
           }
         } finally {
           this.mutex.unlock()
         }
+        // Told once the lock is free: readers woken by it may take the lock themselves.
+        if (written.length > 0) this.#announce(written)
+        for (const b of written) for (const d of b.done) d.resolve(true)
       }
     } finally {
       this.flushingBlocks = null
@@ -948,41 +952,39 @@ export class Core {
     }
   }
 
+  /** Writes a batch of verified blocks; the caller (flushBlocks) holds the lock, so a clear, truncate or audit never sees a block half stored. */
   private async writeBlocks (batch: PendingBlock[]): Promise<void> {
-    // Under the lock: a clear, truncate or audit never sees a block half stored.
-    await this.mutex.lock()
-    try {
-      const tree = this.tree
-      // Offsets from verified sizes (the proof's nodes are staged): a rotten size never misplaces a block.
-      const offsets = await Promise.all(batch.map(b => tree.verifiedOffset(2 * b.index)))
-      const nodes: TreeNode[] = []
-      for (const b of batch) for (const n of b.nodes) nodes.push(n)
+    const tree = this.tree
+    // Offsets from verified sizes (the proof's nodes are staged): a rotten size never misplaces a block.
+    const offsets = await Promise.all(batch.map(b => tree.verifiedOffset(2 * b.index)))
+    const nodes: TreeNode[] = []
+    for (const b of batch) for (const n of b.nodes) nodes.push(n)
 
-      // Adjacent blocks become one write.
-      const writes: Array<Promise<void>> = [this.storage.putNodes(nodes)]
-      let runStart = 0
-      for (let k = 1; k <= batch.length; k++) {
-        const prev = batch[k - 1]!
-        const contiguous = k < batch.length && batch[k]!.index === prev.index + 1 && offsets[k] === offsets[k - 1]! + prev.value.byteLength
-        if (contiguous) continue
-        const run = batch.slice(runStart, k)
-        const bytes = run.length === 1 ? run[0]!.value : b4a.concat(run.map(b => b.value))
-        writes.push(this.storage.writeData(offsets[runStart]!, bytes))
-        runStart = k
-      }
-      await Promise.all(writes)
-
-      // Bits only once the data is on disk: a set bit always means the block is there.
-      for (const b of batch) {
-        this.bitfield.set(b.index, true)
-        this.#reader.unmark(b.index, b.index + 1)
-      }
-      await this.storage.writeBitfield(this.bitfield.takeDirty())
-      tree.unstage(nodes)
-    } finally {
-      this.mutex.unlock()
+    // Adjacent blocks become one write.
+    const writes: Array<Promise<void>> = [this.storage.putNodes(nodes)]
+    let runStart = 0
+    for (let k = 1; k <= batch.length; k++) {
+      const prev = batch[k - 1]!
+      const contiguous = k < batch.length && batch[k]!.index === prev.index + 1 && offsets[k] === offsets[k - 1]! + prev.value.byteLength
+      if (contiguous) continue
+      const run = batch.slice(runStart, k)
+      const bytes = run.length === 1 ? run[0]!.value : b4a.concat(run.map(b => b.value))
+      writes.push(this.storage.writeData(offsets[runStart]!, bytes))
+      runStart = k
     }
+    await Promise.all(writes)
 
+    // Bits only once the data is on disk: a set bit always means the block is there.
+    for (const b of batch) {
+      this.bitfield.set(b.index, true)
+      this.#reader.unmark(b.index, b.index + 1)
+    }
+    await this.storage.writeBitfield(this.bitfield.takeDirty())
+    tree.unstage(nodes)
+  }
+
+  /** `have` for each run of neighbouring blocks just stored. */
+  #announce (batch: PendingBlock[]): void {
     let start = batch[0]!.index
     for (let k = 1; k <= batch.length; k++) {
       if (k < batch.length && batch[k]!.index === batch[k - 1]!.index + 1) continue

@@ -279,6 +279,8 @@ export class SharedCore {
       }
       if (timeout > 0) timer = setTimeout(() => waiter.reject(REQUEST_TIMEOUT()), timeout)
       set.add(waiter)
+      // It may have landed between the caller's read and now: no wake would come.
+      if (this.core?.has(index) === true) waiter.resolve()
     })
   }
 
