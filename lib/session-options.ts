@@ -47,8 +47,12 @@ export interface HypercoreOptions extends EncryptionOptions {
   inflightRange?: [number, number] | null
   /** Whether this session keeps the core replicating (bookkeeping only: a nomadcore core always replicates while open). */
   active?: boolean
-  /** A weak session does not keep the core open by itself (accepted for compatibility; every session counts). */
+  /** A weak session does not keep the core open: it closes when the last other session does. */
   weak?: boolean
+  /** Ready only once no other exclusive session of the core is open (Hyperdrive opens its database so). */
+  exclusive?: boolean
+  /** The internal core a Store watcher is handed (`store.watch(core => new Hypercore({ core, weak: true }))`). */
+  core?: unknown
 }
 
 export interface GetOptions {

@@ -15,6 +15,8 @@ import { Replicator, type ReplicatorEvents } from './replicator'
 import { CoreStorage } from './storage'
 import { Snapshot, type SnapshotTree } from './snapshot'
 import type { Peer } from './peer'
+import { Mutex } from './mutex'
+import { discoveryKey } from './crypto'
 import { REQUEST_CANCELLED, REQUEST_TIMEOUT, SESSION_CLOSED, SNAPSHOT_NOT_AVAILABLE, STORAGE_EMPTY } from './errors'
 
 /** What the shared core needs of a session. */
@@ -30,6 +32,10 @@ export interface SessionLink {
 export interface SharedOpenOptions extends CoreOpenOptions {
   /** The directory of a directory-backed core (checked before anything is created). */
   directory: string | null
+  /** Opening waits for this first (a Store reopening a core waits for its previous instance to close). */
+  preopen?: Promise<unknown> | null
+  /** Called once the core has closed (or failed to open). */
+  onclose?: (() => void) | null
 }
 
 interface Waiter {
@@ -68,18 +74,36 @@ export class SharedCore {
   readonly #pendingMuxes: Protomux[] = []
   readonly #extensions = new Map<string, ExtensionEntry>()
   readonly #snapshots = new Set<Snapshot>()
+  /** Weak sessions do not keep the core open: they close when the last other session does. */
+  readonly #weak = new Set<SessionLink>()
   #closing: Promise<void> | null = null
   #maxInflight: number | undefined
+  #exclusive: Mutex | null = null
+  readonly #keyHint: Uint8Array | null
+  #onclose: (() => void) | null
 
   constructor (storage: CoreStorage, opts: SharedOpenOptions) {
     this.storage = storage
     this.directory = opts.directory
+    this.#keyHint = opts.key ?? null
+    this.#onclose = opts.onclose ?? null
     this.opening = this.#open(opts)
     this.opening.catch(noop)
   }
 
+  /** The core's key: known before it opens when it was opened by key. */
+  get key (): Uint8Array | null {
+    return this.core?.key ?? this.#keyHint
+  }
+
+  get discoveryKey (): Uint8Array | null {
+    if (this.core !== null) return this.core.discoveryKey
+    return this.#keyHint === null ? null : discoveryKey(this.#keyHint)
+  }
+
   async #open (opts: SharedOpenOptions): Promise<void> {
     try {
+      if (opts.preopen) await opts.preopen.catch(noop)
       // Checked before the storage is touched, which would create the files.
       if (opts.createIfMissing === false && opts.directory !== null && !(await CoreStorage.exists(opts.directory))) {
         throw STORAGE_EMPTY()
@@ -93,6 +117,7 @@ export class SharedCore {
     } catch (err) {
       await this.storage.close().catch(noop)
       this.closed = true
+      this.#notifyClosed()
       throw err
     }
   }
@@ -104,20 +129,43 @@ export class SharedCore {
     return this.#sessions.size
   }
 
-  addSession (link: SessionLink): void {
+  addSession (link: SessionLink, weak = false): void {
     if (this.#closing !== null) throw SESSION_CLOSED('Cannot make sessions on a closing core')
     this.#sessions.add(link)
+    if (weak) this.#weak.add(link)
   }
 
   /** Drops a session and everything it asked for; the last one out closes the core. */
   async removeSession (link: SessionLink, err: Error | null): Promise<void> {
     if (!this.#sessions.delete(link)) return
+    this.#weak.delete(link)
     for (const set of [...this.#waiting.values()]) {
       for (const w of [...set]) if (w.owner === link) w.reject(err ?? REQUEST_CANCELLED())
     }
     for (const [name, ext] of [...this.#extensions]) if (ext.owner === link) this.unregisterExtension(name, link)
     if (link.snapshot !== null && --link.snapshot.refs === 0) this.#snapshots.delete(link.snapshot)
     if (this.#sessions.size === 0) await this.close()
+    else if (this.#sessions.size === this.#weak.size) await this.closeAllSessions()
+  }
+
+  /**
+   * Hears every event of the core, as a session would, without keeping it
+   * open (the Store follows the state of the cores it holds). Returns the
+   * function that stops listening.
+   */
+  listen (link: SessionLink): () => void {
+    this.#listeners.add(link)
+    return () => { this.#listeners.delete(link) }
+  }
+
+  /** Exclusive sessions open one at a time: the next waits here until the previous closes. */
+  lockExclusive (): Promise<void> {
+    if (this.#exclusive === null) this.#exclusive = new Mutex()
+    return this.#exclusive.lock()
+  }
+
+  unlockExclusive (): void {
+    this.#exclusive?.unlock()
   }
 
   /** Closes every session; the last one out closes the core. */
@@ -136,8 +184,18 @@ export class SharedCore {
     await this.opening.catch(noop)
     this.replicator?.destroy()
     for (const set of [...this.#waiting.values()]) for (const w of [...set]) w.reject(REQUEST_CANCELLED())
-    if (this.core !== null) await this.core.close()
-    this.closed = true
+    try {
+      if (this.core !== null) await this.core.close()
+    } finally {
+      this.closed = true
+      this.#notifyClosed()
+    }
+  }
+
+  #notifyClosed (): void {
+    const onclose = this.#onclose
+    this.#onclose = null
+    onclose?.()
   }
 
   get closing (): boolean {
