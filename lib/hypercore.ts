@@ -152,6 +152,8 @@ export class Hypercore extends EventEmitter {
   #onseq: HypercoreOptions['onseq']
   #active: boolean
   readonly #findingPeers: Array<() => void> = []
+  /** findingPeers() calls made before the core opened: counted by the replicator once it is there. */
+  readonly #pendingFinding: Array<() => void> = []
   readonly #downloads = new Set<DownloadHandle>()
   #marks: Bitfield | null = null
 
@@ -264,6 +266,7 @@ export class Hypercore extends EventEmitter {
     }
     try {
       await this.#sh.opening
+      for (const count of this.#pendingFinding.splice(0)) count()
       if (opts.exclusive === true && opts.writable !== false && this.closing === null) {
         // As in Hypercore 11: a second exclusive session is ready once the first has closed.
         await this.#sh.lockExclusive()
@@ -915,14 +918,10 @@ export class Hypercore extends EventEmitter {
       release?.()
     }
     this.#findingPeers.push(finish)
-    // Counted at once when the core is open, so an update() right after waits.
+    // Counted at once when the core is open, so an update() right after waits; else as it opens.
     const replicator = this.#shared?.replicator ?? null
     if (replicator !== null) release = replicator.findingPeers()
-    else {
-      void this.#bound.then(shared => shared.opening).then(() => {
-        if (!done) release = this.#sh.replicator!.findingPeers()
-      }, noop)
-    }
+    else this.#pendingFinding.push(() => { if (!done) release = this.#sh.replicator!.findingPeers() })
     return finish
   }
 

@@ -129,7 +129,15 @@ export class Replicator implements PeerHost {
 
   /** Replicates over `mux` (one channel for this core; other cores share the mux). */
   attach (mux: Protomux): void {
-    if (this.destroyed || this.muxes.has(mux)) return
+    if (this.destroyed) return
+    if (this.muxes.has(mux)) {
+      // Attached before and its channel closed since (a Store closes idle channels): open it again.
+      if (mux.stream.handshakeHash !== null && !mux.opened({ protocol: PROTOCOL, id: this.core.discoveryKey })) {
+        const peer = Peer.open(this, mux)
+        if (peer !== null) this.opening.add(peer)
+      }
+      return
+    }
     const open = (): void => {
       if (this.destroyed || !this.muxes.has(mux)) return
       const peer = Peer.open(this, mux)

@@ -103,7 +103,7 @@ export class SharedCore {
 
   async #open (opts: SharedOpenOptions): Promise<void> {
     try {
-      if (opts.preopen) await opts.preopen.catch(noop)
+      if (opts.preopen) await opts.preopen
       // Checked before the storage is touched, which would create the files.
       if (opts.createIfMissing === false && opts.directory !== null && !(await CoreStorage.exists(opts.directory))) {
         throw STORAGE_EMPTY()

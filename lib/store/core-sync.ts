@@ -1,0 +1,295 @@
+/**
+ * Per-core channels a store opens for a reason, and closes when the reason
+ * is gone, so idle cores hold no channel, no file and no memory.
+ *
+ * A core sync replicates one core over one connection:
+ *  - with a group member (its mux carries the group channel), until both
+ *    sides hold the same — same fork and length, and for full replicas every
+ *    block on both sides — or until nothing moves for a while;
+ *  - with any other peer that opened a channel for a core we hold (Corestore
+ *    style), for as long as that peer keeps the channel open.
+ *
+ * Syncs the store starts itself wait for one of a bounded number of slots;
+ * syncs a peer asks for start at once (bounded per connection), so two
+ * stores that each wait on the other can never deadlock.
+ */
+import type Protomux from 'protomux'
+import type { Hypercore } from '../hypercore'
+import { PROTOCOL, type Peer } from '../peer'
+import type { CoreRecord } from './catalog'
+import type { GroupSync } from './group-sync'
+
+/** Core syncs the store starts at once, at most (each holds a core open: about 4 files). */
+export const DEFAULT_MAX_SYNCS = 32
+/** Core syncs one connection may ask of us at once. */
+const MAX_ASKED_PER_MUX = 256
+/** How often running syncs are looked at (ms). */
+const TICK = 50
+/** A channel the remote has not opened by then is given up on (ms). */
+const OPEN_TIMEOUT = 15000
+/** A sync with a member where nothing moved for this long ends (ms); a later check retries it. */
+const STALL_TIMEOUT = 5000
+
+export interface CoreSyncHost {
+  /** Opens `record` for the store's own use and counts one use (the session is shared by all uses). */
+  use (record: CoreRecord): Hypercore
+  /** Gives one use back: the core closes once it has none and no user session. */
+  unuse (record: CoreRecord): void
+  /** The group member on `mux`, if the connection has one. */
+  memberOn (mux: Protomux): GroupSync | null
+  readonly full: boolean
+  /** A channel for a core opened on a connection (for stats). */
+  onchannel (): void
+}
+
+class CoreSync {
+  readonly record: CoreRecord
+  readonly mux: Protomux
+  readonly asked: boolean
+  session: Hypercore | null = null
+  started = 0
+  hadPeer = false
+  progress = ''
+  progressAt = 0
+  finished = false
+  /** Runs in one of the store's own slots. */
+  slot = false
+  /** The core is open and attached to the connection. */
+  attached = false
+
+  constructor (record: CoreRecord, mux: Protomux, asked: boolean) {
+    this.record = record
+    this.mux = mux
+    this.asked = asked
+  }
+}
+
+export class CoreSyncs {
+  readonly #host: CoreSyncHost
+  readonly #maxSyncs: number
+  readonly #byMux = new Map<Protomux, Map<string, CoreSync>>()
+  readonly #queue: CoreSync[] = []
+  #running = 0
+  readonly #asked = new Map<Protomux, { n: number, waiting: Array<() => void> }>()
+  readonly #active = new Set<CoreSync>()
+  #ticker: ReturnType<typeof setInterval> | null = null
+  #closed = false
+
+  constructor (host: CoreSyncHost, maxSyncs = DEFAULT_MAX_SYNCS) {
+    this.#host = host
+    this.#maxSyncs = Math.max(1, maxSyncs)
+  }
+
+  /** Core syncs running or queued. */
+  get size (): number {
+    return this.#active.size + this.#queue.length
+  }
+
+  isSyncing (record: CoreRecord, mux: Protomux): boolean {
+    return this.#byMux.get(mux)?.has(record.id) ?? false
+  }
+
+  /** Core syncs with this connection, running or queued. */
+  count (mux: Protomux): number {
+    return this.#byMux.get(mux)?.size ?? 0
+  }
+
+  /** The store wants `record` synced over `mux`: waits for a slot. */
+  start (record: CoreRecord, mux: Protomux): void {
+    const sync = this.#add(record, mux, false)
+    if (sync === null) return
+    this.#queue.push(sync)
+    this.#drain()
+  }
+
+  /**
+   * A peer on `mux` opened a channel for `record`, or one of its channels
+   * came up: hold the core open for it. Resolves once the core is attached
+   * to the connection (the pending channel is then taken up).
+   */
+  async serve (record: CoreRecord, mux: Protomux): Promise<void> {
+    if (this.isSyncing(record, mux)) {
+      const existing = this.#byMux.get(mux)!.get(record.id)!
+      if (existing.session === null && !existing.asked) {
+        // Queued for a slot of ours, but the peer asked first: start it now.
+        const i = this.#queue.indexOf(existing)
+        if (i !== -1) this.#queue.splice(i, 1)
+        this.#run(existing, false)
+      }
+      await existing.session?.ready().catch(noop)
+      return
+    }
+    await this.#slotFor(mux)
+    const sync = this.#add(record, mux, true)
+    if (sync === null) {
+      this.#freeSlotFor(mux)
+      return
+    }
+    this.#run(sync, false)
+    await sync.session?.ready().catch(noop)
+  }
+
+  #add (record: CoreRecord, mux: Protomux, asked: boolean): CoreSync | null {
+    if (this.#closed || mux.stream.destroyed) return null
+    let syncs = this.#byMux.get(mux)
+    if (syncs === undefined) {
+      this.#byMux.set(mux, syncs = new Map())
+      mux.stream.once('close', () => this.#dropMux(mux))
+    }
+    if (syncs.has(record.id)) return null
+    const sync = new CoreSync(record, mux, asked)
+    syncs.set(record.id, sync)
+    return sync
+  }
+
+  #drain (): void {
+    while (this.#running < this.#maxSyncs && this.#queue.length > 0) {
+      const sync = this.#queue.shift()!
+      if (sync.finished) continue
+      this.#run(sync, true)
+    }
+  }
+
+  #run (sync: CoreSync, slot: boolean): void {
+    if (slot) this.#running++
+    sync.started = sync.progressAt = Date.now()
+    let session: Hypercore
+    try {
+      session = this.#host.use(sync.record)
+    } catch {
+      this.#finish(sync, slot, false)
+      return
+    }
+    sync.session = session
+    this.#active.add(sync)
+    sync.slot = slot
+    session.ready().then(() => {
+      if (sync.finished) return
+      session.replicate(sync.mux)
+      sync.attached = true
+      this.#startTicker()
+    }, () => this.#finish(sync, slot, false))
+  }
+
+  #startTicker (): void {
+    if (this.#ticker !== null) return
+    this.#ticker = setInterval(() => this.#tick(), TICK)
+    this.#ticker.unref?.()
+  }
+
+  #tick (): void {
+    const now = Date.now()
+    for (const sync of [...this.#active]) {
+      const session = sync.session
+      if (session === null || !sync.attached) continue
+      const slot = sync.slot
+      if (sync.mux.stream.destroyed || session.closing !== null) {
+        this.#finish(sync, slot, false)
+        continue
+      }
+      const peer = peerOn(session, sync.mux)
+      if (peer === null) {
+        // The remote closed the channel (perhaps before we saw it open): it is done with the core.
+        if (sync.hadPeer || !sync.mux.opened({ protocol: PROTOCOL, id: sync.record.discoveryKey })) this.#finish(sync, slot, true)
+        else if (now - sync.started > OPEN_TIMEOUT) this.#finish(sync, slot, false)
+        continue
+      }
+      if (!sync.hadPeer) {
+        sync.hadPeer = true
+        this.#host.onchannel()
+      }
+      if (this.#host.memberOn(sync.mux) === null) continue // a plain peer: served while it stays
+      if (this.#agreed(session, peer)) {
+        this.#finish(sync, slot, true)
+        continue
+      }
+      const progress = [session.fork, session.length, session.contiguousLength, peer.remoteLength, peer.remoteContiguous, peer.inflight].join()
+      if (progress !== sync.progress) {
+        sync.progress = progress
+        sync.progressAt = now
+      } else if (now - sync.progressAt > STALL_TIMEOUT) {
+        this.#finish(sync, slot, false)
+      }
+    }
+    if (this.#active.size === 0 && this.#ticker !== null) {
+      clearInterval(this.#ticker)
+      this.#ticker = null
+    }
+  }
+
+  /** Both sides hold the same of the core (a closed channel: the remote decided so). */
+  #agreed (session: Hypercore, peer: Peer | null): boolean {
+    // A core in repair mode agrees with no one: its roots are still to come.
+    if (peer === null || session.repairMode) return false
+    if (!peer.remoteSynced || peer.inflight > 0) return false
+    if (peer.remoteFork !== session.fork || peer.remoteLength !== session.length) return false
+    if (!this.#host.full) return true
+    return session.contiguousLength >= session.length && peer.remoteContiguous >= session.length
+  }
+
+  #finish (sync: CoreSync, slot: boolean, agreed: boolean): void {
+    if (sync.finished) return
+    sync.finished = true
+    this.#active.delete(sync)
+    const syncs = this.#byMux.get(sync.mux)
+    if (syncs?.get(sync.record.id) === sync) syncs.delete(sync.record.id)
+    if (sync.session !== null) this.#host.unuse(sync.record)
+    if (slot) this.#running--
+    if (sync.asked) this.#freeSlotFor(sync.mux)
+    this.#host.memberOn(sync.mux)?.oncoresyncdone(sync.record, agreed)
+    this.#drain()
+  }
+
+  async #slotFor (mux: Protomux): Promise<void> {
+    let asked = this.#asked.get(mux)
+    if (asked === undefined) this.#asked.set(mux, asked = { n: 0, waiting: [] })
+    if (asked.n < MAX_ASKED_PER_MUX) {
+      asked.n++
+      return
+    }
+    await new Promise<void>(resolve => asked!.waiting.push(resolve))
+  }
+
+  #freeSlotFor (mux: Protomux): void {
+    const asked = this.#asked.get(mux)
+    if (asked === undefined) return
+    const next = asked.waiting.shift()
+    if (next !== undefined) next()
+    else asked.n--
+  }
+
+  #dropMux (mux: Protomux): void {
+    const syncs = this.#byMux.get(mux)
+    if (syncs !== undefined) {
+      for (const sync of [...syncs.values()]) {
+        const i = this.#queue.indexOf(sync)
+        if (i !== -1) {
+          this.#queue.splice(i, 1)
+          sync.finished = true
+          syncs.delete(sync.record.id)
+        } else {
+          this.#finish(sync, sync.slot, false)
+        }
+      }
+    }
+    this.#byMux.delete(mux)
+    const asked = this.#asked.get(mux)
+    if (asked !== undefined) for (const w of asked.waiting.splice(0)) w()
+    this.#asked.delete(mux)
+  }
+
+  close (): void {
+    this.#closed = true
+    for (const mux of [...this.#byMux.keys()]) this.#dropMux(mux)
+    this.#queue.length = 0
+    if (this.#ticker !== null) clearInterval(this.#ticker)
+    this.#ticker = null
+  }
+}
+
+function peerOn (session: Hypercore, mux: Protomux): Peer | null {
+  for (const peer of session.peers) if (peer.mux === mux) return peer
+  return null
+}
+
+function noop (): void {}
