@@ -12,6 +12,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import b4a from 'b4a'
 import Protomux from 'protomux'
+import c from 'compact-encoding'
 import type NoiseSecretStream from '@hyperswarm/secret-stream'
 import * as id from 'hypercore-id-encoding'
 import { protocolStream, type Replicable, type ProtocolStreamOptions } from './protocol-stream'
@@ -55,6 +56,12 @@ export type {
 export type ReplicateOptions = ProtocolStreamOptions & {
   /** Called with the discovery key of each core the remote opens a channel for. */
   ondiscoverykey?: (discoveryKey: Uint8Array) => unknown
+}
+
+/** Hypercore 11's default extension encoding: bytes with a length prefix. */
+const PREFIXED_BYTES: Codec = {
+  encode: (value: unknown) => c.encode(c.buffer, value as Uint8Array),
+  decode: (bytes: Uint8Array) => c.decode(c.buffer, bytes)
 }
 
 /** Hypercore 11 enforces nothing, but suggests blocks of at most 15 MiB (each goes over the wire whole). */
@@ -938,7 +945,8 @@ export class Hypercore extends EventEmitter {
 
   /** Messages of your own to peers of this core, over the replication channel. */
   registerExtension<T = unknown> (name: string, handlers: ExtensionHandlers<T> = {}): Extension<T> {
-    const enc = resolveEncoding(handlers.encoding ?? 'binary')
+    // Without an encoding, Hypercore 11 sends length-prefixed bytes (compact-encoding's buffer): so do we.
+    const enc = handlers.encoding !== undefined && handlers.encoding !== null ? resolveEncoding(handlers.encoding) : PREFIXED_BYTES
     let destroyed = false
     const register = (shared: SharedCore): void => {
       if (destroyed) return
