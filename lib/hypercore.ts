@@ -248,7 +248,7 @@ export class Hypercore extends EventEmitter {
   #bind (shared: SharedCore, opts: HypercoreOptions, parent: Hypercore | null): void {
     this.#shared = shared
     sharedOf.set(this, shared)
-    shared.addSession(this.#link, opts.weak === true)
+    shared.addSession(this.#link, opts.weak === true, this.#active)
     // A snapshot of an open core is taken now, not when `ready()` resolves.
     if (this.snapshotted && shared.core !== null) this.#takeSnapshot(parent)
     if (opts.inflightRange) shared.setMaxInflight(opts.inflightRange[1])
@@ -452,9 +452,14 @@ export class Hypercore extends EventEmitter {
     this.#keyPair = keyPair
   }
 
-  /** Marks the session active or not (Hypercore 11 lets idle cores stop replicating; nomadcore replicates while open). */
+  /**
+   * Marks the session active or not. As in Hypercore 11, peers hear whether
+   * any session of the core is active (the sync message's `downloading`),
+   * and may close a channel neither side wants; the core still answers peers.
+   */
   setActive (active: boolean): void {
     this.#active = active
+    this.#shared?.setActive(this.#link, active)
   }
 
   get active (): boolean { return this.#active }

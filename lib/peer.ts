@@ -31,6 +31,8 @@ const BITFIELD_CHUNK = 2 ** 15
 /** What the peer module needs from the replicator above it. */
 export interface PeerHost {
   readonly core: Core
+  /** Some session of the core wants it replicated (Hypercore 11's `downloading` sync flag). */
+  readonly downloading: boolean
   onopen (peer: Peer): void
   onclose (peer: Peer): void
   onsync (peer: Peer, changed: boolean): void
@@ -180,7 +182,7 @@ export class Peer {
       // We can prove any length up to ours, unless our roots are missing.
       canUpgrade: sameFork && !core.repairMode && this.remoteLength <= core.length,
       uploading: true,
-      downloading: true,
+      downloading: this.host.downloading,
       hasManifest: core.manifest !== null,
       allowPush: false
     })

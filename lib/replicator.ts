@@ -113,9 +113,18 @@ export class Replicator implements PeerHost {
   private remoteContiguous = 0
 
   private maxInflight: number
+  /** Some session wants the core replicated: told to peers in sync messages (idle channels may close). */
+  downloading = true
 
   constructor (readonly core: Core, private readonly emit: Emit, maxInflight = DEFAULT_MAX_INFLIGHT) {
     this.maxInflight = maxInflight
+  }
+
+  /** Whether sessions want the core replicated: peers hear it with the next sync. */
+  setDownloading (downloading: boolean): void {
+    if (this.downloading === downloading) return
+    this.downloading = downloading
+    for (const peer of this.peers) peer.sendSync()
   }
 
   /** Requests in flight per peer, at most (Hypercore's setInflightRange sets its upper bound). */
@@ -170,7 +179,8 @@ export class Replicator implements PeerHost {
     this.destroyed = true
     if (this.sweeper !== null) clearInterval(this.sweeper)
     this.sweeper = null
-    for (const peer of [...this.peers]) peer.close()
+    // Channels the remote has not answered yet close too: a later instance of the core must be able to open its own.
+    for (const peer of [...this.peers, ...this.opening]) peer.close()
     for (const mux of [...this.muxes.keys()]) this.detach(mux)
     for (const range of [...this.ranges]) this.removeRange(range, REQUEST_CANCELLED('The core was closed'))
     this.wakeSettled()

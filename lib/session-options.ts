@@ -45,7 +45,7 @@ export interface HypercoreOptions extends EncryptionOptions {
   userData?: Record<string, Uint8Array | string> | null
   /** [min, max] requests in flight per peer. */
   inflightRange?: [number, number] | null
-  /** Whether this session keeps the core replicating (bookkeeping only: a nomadcore core always replicates while open). */
+  /** Whether this session wants the core replicated (default true): peers hear it as Hypercore 11's `downloading`. */
   active?: boolean
   /** A weak session does not keep the core open: it closes when the last other session does. */
   weak?: boolean

@@ -76,6 +76,8 @@ export class SharedCore {
   readonly #snapshots = new Set<Snapshot>()
   /** Weak sessions do not keep the core open: they close when the last other session does. */
   readonly #weak = new Set<SessionLink>()
+  /** Sessions that want the core replicated (Hypercore 11's active sessions). */
+  readonly #active = new Set<SessionLink>()
   #closing: Promise<void> | null = null
   #maxInflight: number | undefined
   #exclusive: Mutex | null = null
@@ -112,6 +114,7 @@ export class SharedCore {
       core.onbeforetruncate = (newLength, oldLength) => this.#retainForSnapshots(newLength, oldLength)
       this.core = core
       this.replicator = new Replicator(core, (name, ...args) => this.#broadcast(name, args), this.#maxInflight)
+      this.replicator.downloading = this.#active.size > 0
       for (const name of this.#extensions.keys()) this.#bindExtension(name)
       for (const mux of this.#pendingMuxes.splice(0)) this.replicator.attach(mux)
     } catch (err) {
@@ -129,16 +132,25 @@ export class SharedCore {
     return this.#sessions.size
   }
 
-  addSession (link: SessionLink, weak = false): void {
+  addSession (link: SessionLink, weak = false, active = true): void {
     if (this.#closing !== null) throw SESSION_CLOSED('Cannot make sessions on a closing core')
     this.#sessions.add(link)
     if (weak) this.#weak.add(link)
+    if (active) this.setActive(link, true)
+  }
+
+  /** A session wants the core replicated, or no longer does. */
+  setActive (link: SessionLink, active: boolean): void {
+    if (active && this.#sessions.has(link)) this.#active.add(link)
+    else this.#active.delete(link)
+    this.replicator?.setDownloading(this.#active.size > 0)
   }
 
   /** Drops a session and everything it asked for; the last one out closes the core. */
   async removeSession (link: SessionLink, err: Error | null): Promise<void> {
     if (!this.#sessions.delete(link)) return
     this.#weak.delete(link)
+    if (this.#active.delete(link)) this.replicator?.setDownloading(this.#active.size > 0)
     for (const set of [...this.#waiting.values()]) {
       for (const w of [...set]) if (w.owner === link) w.reject(err ?? REQUEST_CANCELLED())
     }

@@ -7,7 +7,10 @@
  *    sides hold the same — same fork and length, and for full replicas every
  *    block on both sides — or until nothing moves for a while;
  *  - with any other peer that opened a channel for a core we hold (Corestore
- *    style), for as long as that peer keeps the channel open.
+ *    style), for as long as that peer asks.
+ * Either way, while the remote says a session of its own wants the core
+ * (Hypercore 11's `downloading`), the channel stays: a core a user holds
+ * open on one side keeps replicating live, as under Corestore.
  *
  * Syncs the store starts itself wait for one of a bounded number of slots;
  * syncs a peer asks for start at once (bounded per connection), so two
@@ -35,6 +38,8 @@ export interface CoreSyncHost {
   use (record: CoreRecord): Hypercore
   /** Gives one use back: the core closes once it has none and no user session. */
   unuse (record: CoreRecord): void
+  /** Reads an open core's state into the catalog now. */
+  refresh (record: CoreRecord): void
   /** The group member on `mux`, if the connection has one. */
   memberOn (mux: Protomux): GroupSync | null
   readonly full: boolean
@@ -54,6 +59,8 @@ class CoreSync {
   finished = false
   /** Runs in one of the store's own slots. */
   slot = false
+  /** The peer on this connection, once seen (it keeps what the remote last said after it closes). */
+  peer: Peer | null = null
   /** The core is open and attached to the connection. */
   attached = false
 
@@ -107,9 +114,10 @@ export class CoreSyncs {
    * came up: hold the core open for it. Resolves once the core is attached
    * to the connection (the pending channel is then taken up).
    */
-  async serve (record: CoreRecord, mux: Protomux): Promise<void> {
+  async serve (record: CoreRecord, mux: Protomux, peer: Peer | null = null): Promise<void> {
     if (this.isSyncing(record, mux)) {
       const existing = this.#byMux.get(mux)!.get(record.id)!
+      if (peer !== null) this.#seen(existing, peer)
       if (existing.session === null && !existing.asked) {
         // Queued for a slot of ours, but the peer asked first: start it now.
         const i = this.#queue.indexOf(existing)
@@ -126,6 +134,7 @@ export class CoreSyncs {
       return
     }
     this.#run(sync, false)
+    if (peer !== null) this.#seen(sync, peer)
     await sync.session?.ready().catch(noop)
   }
 
@@ -190,16 +199,23 @@ export class CoreSyncs {
       const peer = peerOn(session, sync.mux)
       if (peer === null) {
         // The remote closed the channel (perhaps before we saw it open): it is done with the core.
-        if (sync.hadPeer || !sync.mux.opened({ protocol: PROTOCOL, id: sync.record.discoveryKey })) this.#finish(sync, slot, true)
+        // Agreed if what the peer last said matches what we hold.
+        if (sync.hadPeer || !sync.mux.opened({ protocol: PROTOCOL, id: sync.record.discoveryKey })) this.#finish(sync, slot, sync.peer !== null && this.#agreed(session, sync.peer, true))
         else if (now - sync.started > OPEN_TIMEOUT) this.#finish(sync, slot, false)
         continue
       }
-      if (!sync.hadPeer) {
-        sync.hadPeer = true
-        this.#host.onchannel()
+      this.#seen(sync, peer)
+      // A remote that wants the core replicated (a session of its own is active) keeps it: as in Hypercore 11.
+      if (peer.remoteDownloading) {
+        sync.progressAt = now
+        continue
       }
-      if (this.#host.memberOn(sync.mux) === null) continue // a plain peer: served while it stays
-      if (this.#agreed(session, peer)) {
+      if (this.#host.memberOn(sync.mux) === null) {
+        // A plain peer that does not want it: served only for as long as it asks.
+        if (peer.remoteSynced) this.#finish(sync, slot, false)
+        continue
+      }
+      if (this.#agreed(session, peer, false)) {
         this.#finish(sync, slot, true)
         continue
       }
@@ -217,11 +233,18 @@ export class CoreSyncs {
     }
   }
 
-  /** Both sides hold the same of the core (a closed channel: the remote decided so). */
-  #agreed (session: Hypercore, peer: Peer | null): boolean {
+  /** The channel of `sync` is up: counted once, and its peer kept. */
+  #seen (sync: CoreSync, peer: Peer): void {
+    if (sync.hadPeer) return
+    sync.hadPeer = true
+    sync.peer = peer
+    this.#host.onchannel()
+  }
+
+  /** Both sides hold the same (`closed`: the channel is gone, requests in flight no longer matter). */
+  #agreed (session: Hypercore, peer: Peer, closed: boolean): boolean {
     // A core in repair mode agrees with no one: its roots are still to come.
-    if (peer === null || session.repairMode) return false
-    if (!peer.remoteSynced || peer.inflight > 0) return false
+    if (session.repairMode || !peer.remoteSynced || (!closed && peer.inflight > 0)) return false
     if (peer.remoteFork !== session.fork || peer.remoteLength !== session.length) return false
     if (!this.#host.full) return true
     return session.contiguousLength >= session.length && peer.remoteContiguous >= session.length
@@ -233,7 +256,11 @@ export class CoreSyncs {
     this.#active.delete(sync)
     const syncs = this.#byMux.get(sync.mux)
     if (syncs?.get(sync.record.id) === sync) syncs.delete(sync.record.id)
-    if (sync.session !== null) this.#host.unuse(sync.record)
+    if (sync.session !== null) {
+      // What the member is told next starts from the core's state as it is now.
+      this.#host.refresh(sync.record)
+      this.#host.unuse(sync.record)
+    }
     if (slot) this.#running--
     if (sync.asked) this.#freeSlotFor(sync.mux)
     this.#host.memberOn(sync.mux)?.oncoresyncdone(sync.record, agreed)

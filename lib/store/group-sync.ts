@@ -192,7 +192,9 @@ export class GroupSync {
   oncoresyncdone (record: CoreRecord, agreed: boolean): void {
     if (this.#closed) return
     this.#activity++
-    if (!agreed) this.onlocalchange(record)
+    // Agreed: the member holds what we hold now. Else it hears of our state (if it differs from what it said).
+    if (agreed) this.#remoteIds.set(record.id, hex(this.#host.states.idOf(record)))
+    else this.onlocalchange(record)
     this.#scheduleSettle()
   }
 

@@ -241,7 +241,7 @@ export class StoreRoot implements GroupHost, GroupSyncHost, CoreSyncHost {
     shared.listen(link)
     shared.opening.then(() => {
       this.#refresh(oc)
-      if (oc.active > 0) for (const mux of this.#muxes.keys()) shared.attach(mux)
+      if (oc.active > 0) this.#attachEverywhere(oc)
     }, noop)
     this.onopencore?.(shared)
     return oc
@@ -277,8 +277,23 @@ export class StoreRoot implements GroupHost, GroupSyncHost, CoreSyncHost {
   track (shared: SharedCore, session: Hypercore, active: boolean): void {
     const oc = this.#byShared.get(shared)
     if (oc === undefined || !active) return
-    if (++oc.active === 1 && oc.shared.core !== null) for (const mux of this.#muxes.keys()) shared.attach(mux)
+    if (++oc.active === 1 && oc.shared.core !== null) this.#attachEverywhere(oc)
     session.once('close', () => { oc.active-- })
+  }
+
+  /** A core with active sessions replicates over every connection, as under Corestore. */
+  #attachEverywhere (oc: OpenCore): void {
+    for (const mux of this.#muxes.keys()) this.#attach(oc, mux)
+  }
+
+  /**
+   * Attaches through a core sync, which holds the core open until the remote
+   * answers and for as long as it wants the core: a channel is never left
+   * half open by a session that closed right after asking.
+   */
+  #attach (oc: OpenCore, mux: Protomux): void {
+    if (this.closing !== null || mux.stream.destroyed) return
+    void this.syncs.serve(oc.record, mux).catch(noop)
   }
 
   #scheduleRefresh (oc: OpenCore): void {
@@ -315,6 +330,14 @@ export class StoreRoot implements GroupHost, GroupSyncHost, CoreSyncHost {
     return oc.internal
   }
 
+  refresh (record: CoreRecord): void {
+    const oc = this.#cores.get(record.id)
+    if (oc === undefined) return
+    if (oc.refresh !== null) clearTimeout(oc.refresh)
+    oc.refresh = null
+    this.#refresh(oc)
+  }
+
   unuse (record: CoreRecord): void {
     const oc = this.#cores.get(record.id)
     if (oc === undefined || oc.uses === 0) return
@@ -336,7 +359,7 @@ export class StoreRoot implements GroupHost, GroupSyncHost, CoreSyncHost {
   /** A peer's channel for an open core came up: hold the core for it. */
   #onpeer (oc: OpenCore, peer: Peer): void {
     if (this.closing !== null || !peer.mux || peer.mux.stream.destroyed) return
-    void this.syncs.serve(oc.record, peer.mux).catch(noop)
+    void this.syncs.serve(oc.record, peer.mux, peer).catch(noop)
   }
 
   // -------------------------------------------------------------------------
@@ -372,7 +395,7 @@ export class StoreRoot implements GroupHost, GroupSyncHost, CoreSyncHost {
     })
     void this.opening.then(() => {
       if (this.closing !== null || mux.stream.destroyed) return
-      for (const oc of this.#cores.values()) if (oc.active > 0 && oc.shared.core !== null) oc.shared.attach(mux)
+      for (const oc of this.#cores.values()) if (oc.active > 0 && oc.shared.core !== null) this.#attach(oc, mux)
       if (this.group.byteLength === 32) this.#joinGroup(mux)
     }, noop)
   }
