@@ -55,8 +55,14 @@ function identitySignable (isInitiator: boolean, handshakeHash: Uint8Array): Uin
   return b4a.concat([IDENTITY_PROOF, handshakeHash, b4a.from([isInitiator ? 1 : 0])])
 }
 
+/**
+ * What a store holds of one core. A core the remote holds already is named
+ * by the first 16 bytes of its discovery key (a reconciliation id's prefix),
+ * any other by its key.
+ */
 export interface StateRecord extends CoreState {
-  key: Uint8Array
+  key: Uint8Array | null
+  prefix: Uint8Array | null
 }
 
 interface Handshake {
@@ -90,27 +96,33 @@ const handshakeEncoding = {
 
 const recordEncoding = {
   preencode (state: c.State, r: StateRecord) {
-    c.fixed32.preencode(state, r.key)
+    state.end += 1 + (r.key !== null ? 32 : PREFIX_BYTES)
     c.uint.preencode(state, r.fork)
     c.uint.preencode(state, r.length)
     c.uint.preencode(state, r.held)
     c.uint.preencode(state, r.flags)
   },
   encode (state: c.State, r: StateRecord) {
-    c.fixed32.encode(state, r.key)
+    const name = r.key ?? r.prefix!.subarray(0, PREFIX_BYTES)
+    state.buffer![state.start++] = r.key !== null ? 1 : 0
+    state.buffer!.set(name, state.start)
+    state.start += name.byteLength
     c.uint.encode(state, r.fork)
     c.uint.encode(state, r.length)
     c.uint.encode(state, r.held)
     c.uint.encode(state, r.flags)
   },
   decode (state: c.State): StateRecord {
-    const key = c.fixed32.decode(state)
+    const kind = c.uint.decode(state)
+    if (kind > 1) throw new Error('Unknown record kind')
+    const key = kind === 1 ? c.fixed32.decode(state) : null
+    const prefix = kind === 0 ? c.fixed(PREFIX_BYTES).decode(state) : null
     const fork = c.uint.decode(state)
     const length = c.uint.decode(state)
     const held = c.uint.decode(state)
     const flags = c.uint.decode(state)
     if (held > length) throw new Error('More blocks held than the core has')
-    return { key, fork, length, held, flags }
+    return { key, prefix, fork, length, held, flags }
   }
 }
 

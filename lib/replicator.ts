@@ -99,6 +99,8 @@ export class Replicator implements PeerHost {
   /** An upgrade answer is being verified and applied: do not ask for another meanwhile. */
   private applyingUpgrade = 0
   private readonly wantedBlocks = new Map<number, number>()
+  /** Blocks whose answer is being verified. */
+  private readonly verifying = new Set<number>()
   private readonly ranges = new Set<Range>()
   private readonly notAvailable = new WeakMap<Peer, Set<number>>()
   private readonly upgradeFailed = new WeakMap<Peer, number>()
@@ -442,10 +444,14 @@ export class Replicator implements PeerHost {
     }
 
     if (data.upgrade !== null) this.applyingUpgrade++
+    // Answered but not stored yet: not asked for again meanwhile (a sync arriving with it would).
+    const block = data.block?.index ?? -1
+    if (block !== -1) this.verifying.add(block)
     try {
       await this.verifyAndApply(peer, req, data)
     } finally {
       if (data.upgrade !== null) this.applyingUpgrade--
+      if (block !== -1) this.verifying.delete(block)
     }
     this.scheduleUpdate()
   }
@@ -585,7 +591,7 @@ export class Replicator implements PeerHost {
   /** Sends a request for block `index` if it is needed and someone has it. */
   private requestBlock (index: number): 'have' | 'sent' | 'inflight' | 'busy' | 'nobody' {
     const core = this.core
-    if (core.has(index) || core.isStoring(index)) return 'have'
+    if (core.has(index) || core.isStoring(index) || this.verifying.has(index)) return 'have'
     const inflight = this.blockRequests.get(index)
     // A slow peer does not hold a block hostage: after a while, ask another too.
     if (inflight !== undefined && Date.now() - inflight.sent < HOTSWAP_MS) return 'inflight'

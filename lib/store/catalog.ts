@@ -9,8 +9,8 @@
  *  - `aliases`: which name in which namespace made which core (for
  *    `get({ name })` of a core created with a custom manifest, and for
  *    `list(namespace)`), appended as length-prefixed, CRC-checked entries.
- *  - `sync-points`: per remote store, our change sequence at the last time
- *    both stores' states were found equal.
+ *  - `sync-points`: per remote store, our change sequence (and how many
+ *    slots we had) at the last time both stores' states were found equal.
  *
  * A core open for use is marked dirty on disk before it opens and clean
  * with its final state after it closes: a store that crashed reopens the
@@ -35,6 +35,12 @@ const FLAG_DIRTY = 0x80000000
 const FLUSH_DELAY = 200
 
 export type FileFactory = (name: string) => RandomAccessStorage
+
+/** Where a store was when it last agreed with another: its change sequence and how many slots it had. */
+export interface SyncPoint {
+  seq: number
+  slots: number
+}
 
 /** One core the store holds. */
 export class CoreRecord {
@@ -72,7 +78,7 @@ export class Catalog {
   readonly #aliases = new Map<string, CoreRecord>()
   /** Namespace (hex) of each alias, for list(namespace). */
   readonly #aliasNamespace = new Map<CoreRecord, Set<string>>()
-  readonly #syncPoints = new Map<string, { slot: number, seq: number }>()
+  readonly #syncPoints = new Map<string, { slot: number, point: SyncPoint }>()
   #aliasesLength = 0
   /** The largest change sequence number given out. */
   seq = 0
@@ -122,7 +128,7 @@ export class Catalog {
       const bytes = points.subarray(at, at + SYNC_POINT_BYTES)
       if (zlib.crc32(bytes.subarray(0, 44)) !== readU32(bytes, 44)) continue
       const seq = readU64(bytes, 32)
-      this.#syncPoints.set(b4a.toString(bytes.subarray(0, 32) as Buffer, 'hex'), { slot: at / SYNC_POINT_BYTES, seq })
+      this.#syncPoints.set(b4a.toString(bytes.subarray(0, 32) as Buffer, 'hex'), { slot: at / SYNC_POINT_BYTES, point: { seq, slots: readU32(bytes, 40) } })
       // A sync point is a sequence number we gave out: never give it out again.
       if (seq > this.seq) this.seq = seq
     }
@@ -252,15 +258,20 @@ export class Catalog {
 
   #soon: Promise<void> | null = null
 
-  /** Our change sequence number at the last time our states equalled those of `remote` (hex identity). */
-  syncPoint (remote: string): number | null {
-    return this.#syncPoints.get(remote)?.seq ?? null
+  /** Where we were the last time our states equalled those of `remote` (hex identity). */
+  syncPoint (remote: string): SyncPoint | null {
+    return this.#syncPoints.get(remote)?.point ?? null
   }
 
-  setSyncPoint (remote: string, seq: number): void {
-    const point = this.#syncPoints.get(remote)
-    if (point !== undefined && point.seq === seq) return
-    this.#syncPoints.set(remote, { slot: point?.slot ?? this.#syncPoints.size, seq })
+  /** Slots given out so far: a core in a lower slot existed then. */
+  get slots (): number {
+    return this.#bySlot.length
+  }
+
+  setSyncPoint (remote: string, point: SyncPoint): void {
+    const known = this.#syncPoints.get(remote)
+    if (known !== undefined && known.point.seq === point.seq && known.point.slots === point.slots) return
+    this.#syncPoints.set(remote, { slot: known?.slot ?? this.#syncPoints.size, point })
     this.#pendingSyncPoints.add(remote)
     this.#schedule()
   }
@@ -298,12 +309,13 @@ export class Catalog {
       this.#aliasesLength += all.byteLength
     }
     for (const remote of this.#pendingSyncPoints) {
-      const point = this.#syncPoints.get(remote)!
+      const { slot, point } = this.#syncPoints.get(remote)!
       const bytes = b4a.alloc(SYNC_POINT_BYTES)
       bytes.set(b4a.from(remote, 'hex'), 0)
       writeU64(bytes, 32, point.seq)
+      writeU32(bytes, 40, point.slots)
       writeU32(bytes, 44, zlib.crc32(bytes.subarray(0, 44)))
-      writes.push(write(this.#files.syncPoints, point.slot * SYNC_POINT_BYTES, bytes))
+      writes.push(write(this.#files.syncPoints, slot * SYNC_POINT_BYTES, bytes))
     }
     this.#pendingSyncPoints.clear()
     await Promise.all(writes)

@@ -32,6 +32,14 @@ const TICK = 50
 const OPEN_TIMEOUT = 15000
 /** A sync with a member where nothing moved for this long ends (ms); a later check retries it. */
 const STALL_TIMEOUT = 5000
+/**
+ * While cores sync with a member, what their channels send goes out at most
+ * this often (ms), many cores' messages in one frame: dozens of small
+ * per-core exchanges would otherwise cost a Noise frame (about 20 bytes) each.
+ */
+const FLUSH_EVERY = 2
+/** Batching goes on this long after the last core converged (ms). */
+const BATCH_LINGER = 200
 
 export interface CoreSyncHost {
   /** Opens `record` for the store's own use and counts one use (the session is shared by all uses). */
@@ -79,6 +87,11 @@ export class CoreSyncs {
   #running = 0
   readonly #asked = new Map<Protomux, { n: number, waiting: Array<() => void> }>()
   readonly #active = new Set<CoreSync>()
+  /** Cores opening per connection: the connection is corked meanwhile. */
+  readonly #opening = new Map<Protomux, number>()
+  /** Connections whose messages are batched while cores converge with a member. */
+  readonly #batching = new Map<Protomux, ReturnType<typeof setInterval>>()
+  readonly #quietSince = new Map<Protomux, number>()
   #ticker: ReturnType<typeof setInterval> | null = null
   #closed = false
 
@@ -172,12 +185,54 @@ export class CoreSyncs {
     sync.session = session
     this.#active.add(sync)
     sync.slot = slot
+    // Channels that open together go out together: one frame on the wire instead of one each.
+    this.#cork(sync.mux)
+    if (this.#host.memberOn(sync.mux) !== null) this.#batch(sync.mux, true)
     session.ready().then(() => {
-      if (sync.finished) return
-      session.replicate(sync.mux)
-      sync.attached = true
-      this.#startTicker()
-    }, () => this.#finish(sync, slot, false))
+      if (!sync.finished) {
+        session.replicate(sync.mux)
+        sync.attached = true
+        this.#startTicker()
+      }
+      this.#uncork(sync.mux)
+    }, () => {
+      this.#uncork(sync.mux)
+      this.#finish(sync, slot, false)
+    })
+  }
+
+  #cork (mux: Protomux): void {
+    const n = this.#opening.get(mux) ?? 0
+    this.#opening.set(mux, n + 1)
+    if (n === 0) mux.cork()
+  }
+
+  #uncork (mux: Protomux): void {
+    const n = (this.#opening.get(mux) ?? 1) - 1
+    if (n > 0) {
+      this.#opening.set(mux, n)
+      return
+    }
+    this.#opening.delete(mux)
+    mux.uncork()
+  }
+
+  #batch (mux: Protomux, on: boolean): void {
+    const timer = this.#batching.get(mux)
+    if (on === (timer !== undefined)) return
+    if (on) {
+      mux.cork()
+      const flush = setInterval(() => {
+        mux.uncork()
+        mux.cork()
+      }, FLUSH_EVERY)
+      // Not unref'd: it holds messages waiting to go out.
+      this.#batching.set(mux, flush)
+      return
+    }
+    clearInterval(timer)
+    this.#batching.delete(mux)
+    mux.uncork()
   }
 
   #startTicker (): void {
@@ -188,6 +243,7 @@ export class CoreSyncs {
 
   #tick (): void {
     const now = Date.now()
+    const converging = new Set<Protomux>()
     for (const sync of [...this.#active]) {
       const session = sync.session
       if (session === null || !sync.attached) continue
@@ -219,6 +275,7 @@ export class CoreSyncs {
         this.#finish(sync, slot, true)
         continue
       }
+      converging.add(sync.mux)
       const progress = [session.fork, session.length, session.contiguousLength, peer.remoteLength, peer.remoteContiguous, peer.inflight].join()
       if (progress !== sync.progress) {
         sync.progress = progress
@@ -227,7 +284,21 @@ export class CoreSyncs {
         this.#finish(sync, slot, false)
       }
     }
-    if (this.#active.size === 0 && this.#ticker !== null) {
+    for (const sync of this.#active) if (!sync.attached && this.#host.memberOn(sync.mux) !== null) converging.add(sync.mux)
+    for (const mux of [...this.#batching.keys()]) {
+      if (converging.has(mux)) {
+        this.#quietSince.delete(mux)
+        continue
+      }
+      // A little longer: the channels of the cores just done close in the batch too.
+      const since = this.#quietSince.get(mux)
+      if (since === undefined) this.#quietSince.set(mux, now)
+      else if (now - since >= BATCH_LINGER) {
+        this.#quietSince.delete(mux)
+        this.#batch(mux, false)
+      }
+    }
+    if (this.#active.size === 0 && this.#batching.size === 0 && this.#ticker !== null) {
       clearInterval(this.#ticker)
       this.#ticker = null
     }
@@ -300,6 +371,9 @@ export class CoreSyncs {
       }
     }
     this.#byMux.delete(mux)
+    const flush = this.#batching.get(mux)
+    if (flush !== undefined) clearInterval(flush)
+    this.#batching.delete(mux)
     const asked = this.#asked.get(mux)
     if (asked !== undefined) for (const w of asked.waiting.splice(0)) w()
     this.#asked.delete(mux)
@@ -309,6 +383,7 @@ export class CoreSyncs {
     this.#closed = true
     for (const mux of [...this.#byMux.keys()]) this.#dropMux(mux)
     this.#queue.length = 0
+    for (const mux of [...this.#batching.keys()]) this.#batch(mux, false)
     if (this.#ticker !== null) clearInterval(this.#ticker)
     this.#ticker = null
   }

@@ -22,7 +22,7 @@ import { Session } from '../reconcile'
 import { discoveryKey } from '../crypto'
 import { isCoded } from '../errors'
 import { STATES_ANSWER, STATES_DELTA, STATES_LAST, STATES_LIVE, type GroupPeer, type StateRecord } from '../group'
-import { PREFIX_BYTES } from './core-state'
+import { PREFIX_BYTES, prefixOf } from './core-state'
 import type { Catalog, CoreRecord } from './catalog'
 import type { StateSet } from './state-set'
 
@@ -48,6 +48,16 @@ export interface GroupSyncHost {
   emit (event: string, ...args: unknown[]): void
 }
 
+/** What each side of a finished session found missing, and where we were when it began. */
+interface Agreement {
+  mine: number
+  theirs: number
+  /** A comparison of everything (no placeholders). */
+  full: boolean
+  snapshot: number
+  slots: number
+}
+
 export interface ReconcileStats {
   /** Messages this side sent. */
   rounds: number
@@ -62,16 +72,19 @@ export interface ReconcileStats {
 export class GroupSync {
   readonly peer: GroupPeer
   readonly #host: GroupSyncHost
-  /** Cores in our change list (hex discovery key → discovery key). */
+  /** Cores in our change list and in theirs (hex id prefix → prefix). */
   readonly #mine = new Map<string, Uint8Array>()
   readonly #theirs = new Map<string, Uint8Array>()
+  /** Our slots below this held cores the member holds too (it agreed with us then). */
+  #knownSlots = 0
   #theirDeltaDone = false
   #session: Session | null = null
   #seq = 0
   #doneSeq = 0
   #sessionFull = false
   #snapshotSeq = 0
-  readonly #missing = new Map<number, { mine: number, theirs: number, full: boolean, snapshot: number }>()
+  #snapshotSlots = 0
+  readonly #missing = new Map<number, Agreement>()
   /** The ids the member last told us for cores (hex), and the ones we last sent it. */
   readonly #remoteIds = new Map<string, string>()
   readonly #sentIds = new Map<string, string>()
@@ -105,15 +118,16 @@ export class GroupSync {
     const since = catalog.syncPoint(this.remoteId)
     const records: StateRecord[] = []
     if (since !== null) {
+      this.#knownSlots = since.slots
       for (const record of catalog.records()) {
-        if (record.seq <= since) continue
+        if (record.seq <= since.seq) continue
         if (records.length >= MAX_DELTA) {
           records.length = 0
           this.#mine.clear()
           break
         }
-        records.push(toWire(record))
-        this.#mine.set(record.id, record.discoveryKey)
+        records.push(this.#toWire(record))
+        this.#mine.set(prefixOf(record.discoveryKey), record.discoveryKey)
         this.#sentIds.set(record.id, hex(this.#host.states.idOf(record)))
       }
     }
@@ -125,12 +139,24 @@ export class GroupSync {
 
   onstates (flags: number, records: StateRecord[]): void {
     this.#activity++
+    const wants: Uint8Array[] = []
     for (const r of records) {
-      const dk = discoveryKey(r.key)
-      const id = hex(dk)
-      if ((flags & STATES_DELTA) !== 0) this.#theirs.set(id, dk)
-      this.#consider(r, dk, id)
+      let key = r.key
+      if (key === null) {
+        // A core it takes us to hold: if we do not, we ask for its key.
+        const known = this.#host.catalog.byPrefix(r.prefix!)
+        if ((flags & STATES_DELTA) !== 0) this.#theirs.set(prefixOf(r.prefix!), r.prefix!)
+        if (known === null) {
+          wants.push(r.prefix!)
+          continue
+        }
+        key = known.key
+      }
+      const dk = discoveryKey(key)
+      if ((flags & STATES_DELTA) !== 0) this.#theirs.set(prefixOf(dk), dk)
+      this.#consider(key, r, dk, hex(dk))
     }
+    if (wants.length > 0) this.peer.sendWant(wants)
     if ((flags & STATES_DELTA) !== 0 && (flags & STATES_LAST) !== 0 && !this.#theirDeltaDone) {
       this.#theirDeltaDone = true
       // Both lists are known on both sides: reconcile everything else.
@@ -140,13 +166,13 @@ export class GroupSync {
   }
 
   /** A member's record of a core: sync the core if our states differ. */
-  #consider (r: StateRecord, dk: Uint8Array, id: string): void {
+  #consider (key: Uint8Array, r: StateRecord, dk: Uint8Array, id: string): void {
     const { catalog, states } = this.#host
-    const theirs = states.idFor(r.key, dk, r)
+    const theirs = states.idFor(key, dk, r)
     this.#remoteIds.set(id, hex(theirs))
     let record = catalog.get(id)
     if (record === null) {
-      record = this.#host.learn(r.key)
+      record = this.#host.learn(key)
     } else if (b4a.equals(states.idOf(record), theirs)) {
       return
     }
@@ -171,8 +197,8 @@ export class GroupSync {
       if (this.#host.isSyncing(record, this.mux)) continue
       const id = hex(this.#host.states.idOf(record))
       if (this.#remoteIds.get(record.id) === id || this.#sentIds.get(record.id) === id) continue
+      records.push(this.#toWire(record))
       this.#sentIds.set(record.id, id)
-      records.push(toWire(record))
     }
     this.#live.clear()
     if (records.length > 0) this.peer.sendStates(STATES_LIVE, records)
@@ -183,9 +209,23 @@ export class GroupSync {
     const records: StateRecord[] = []
     for (const prefix of prefixes) {
       const record = this.#host.catalog.byPrefix(prefix)
-      if (record !== null) records.push(toWire(record))
+      if (record !== null) records.push(this.#toWire(record, true))
     }
     if (records.length > 0) this.peer.sendStates(STATES_ANSWER, records)
+  }
+
+  /** A record of ours: named by prefix when the member holds the core already (it told us, or held it at the sync point). */
+  #toWire (record: CoreRecord, full = false): StateRecord {
+    const s = record.state
+    const known = !full && (record.slot < this.#knownSlots || this.#remoteIds.has(record.id) || this.#sentIds.has(record.id))
+    return {
+      key: known ? null : record.key,
+      prefix: known ? record.discoveryKey.subarray(0, PREFIX_BYTES) : null,
+      fork: s.fork,
+      length: s.length,
+      held: Math.min(s.held, s.length),
+      flags: s.flags
+    }
   }
 
   /** A core sync with this member finished (`agreed`: both hold the same now). */
@@ -214,6 +254,7 @@ export class GroupSync {
     }
     this.#sessionFull = placeholders === 0
     this.#snapshotSeq = catalog.seq
+    this.#snapshotSlots = catalog.slots
     this.#checkedAt = this.#activity
     this.#placeholders = placeholders
     const session = this.#session = new Session(set, { sessionKey: this.peer.handshakeHash })
@@ -269,6 +310,7 @@ export class GroupSync {
     entry.mine = missing.length
     entry.full = this.#sessionFull
     entry.snapshot = this.#snapshotSeq
+    entry.slots = this.#snapshotSlots
     this.#host.emit('reconciled', this.peer, stats)
     // A difference that comes back unchanged is not retried at once.
     const difference = missing.map(hex).sort().join()
@@ -283,10 +325,10 @@ export class GroupSync {
     this.#agreeMaybe(seq)
   }
 
-  #entry (seq: number): { mine: number, theirs: number, full: boolean, snapshot: number } {
+  #entry (seq: number): Agreement {
     let entry = this.#missing.get(seq)
     if (entry === undefined) {
-      entry = { mine: -1, theirs: -1, full: false, snapshot: 0 }
+      entry = { mine: -1, theirs: -1, full: false, snapshot: 0, slots: 0 }
       this.#missing.set(seq, entry)
       // Only the last few matter.
       for (const old of this.#missing.keys()) if (old < seq - 4) this.#missing.delete(old)
@@ -298,7 +340,7 @@ export class GroupSync {
   #agreeMaybe (seq: number): void {
     const entry = this.#missing.get(seq)
     if (entry === undefined || entry.mine !== 0 || entry.theirs !== 0 || !entry.full) return
-    this.#host.catalog.setSyncPoint(this.remoteId, entry.snapshot)
+    this.#host.catalog.setSyncPoint(this.remoteId, { seq: entry.snapshot, slots: entry.slots })
     this.#host.emit('synced', this.peer)
   }
 
@@ -344,10 +386,7 @@ export class GroupSync {
   }
 }
 
-function toWire (record: CoreRecord): StateRecord {
-  const s = record.state
-  return { key: record.key, fork: s.fork, length: s.length, held: Math.min(s.held, s.length), flags: s.flags }
-}
+
 
 function hex (b: Uint8Array): string {
   return b4a.toString(b as Buffer, 'hex')

@@ -6,7 +6,7 @@
  */
 import b4a from 'b4a'
 import { ReconcileSet } from '../reconcile'
-import { placeholderId, stateId, type CoreState } from './core-state'
+import { placeholderId, prefixOf, stateId, type CoreState } from './core-state'
 import type { CoreRecord } from './catalog'
 
 export class StateSet {
@@ -58,15 +58,15 @@ export class StateSet {
   }
 
   /**
-   * A copy of the set in which each core of `discoveryKeys` (hex) has the
+   * A copy of the set in which each core of `cores` (id prefix in hex → the prefix) has the
    * same placeholder id on both sides, whether either holds it or not: the
    * cores two stores settle directly are left out of the comparison. Built
    * in one pass, O(n); the live set is not touched.
    */
   withPlaceholders (cores: Map<string, Uint8Array>): ReconcileSet {
     const ids: Uint8Array[] = []
-    for (const [record, id] of this.#ids) if (!cores.has(record.id)) ids.push(id)
-    for (const discoveryKey of cores.values()) ids.push(placeholderId(discoveryKey))
+    for (const [record, id] of this.#ids) if (!cores.has(prefixOf(record.discoveryKey))) ids.push(id)
+    for (const prefix of cores.values()) ids.push(placeholderId(prefix))
     const copy = new ReconcileSet()
     copy.insertMany(ids)
     return copy
