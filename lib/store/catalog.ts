@@ -120,7 +120,9 @@ export class Catalog {
       }
       this.#index(record)
       const at = slot * STATE_BYTES
+      // No state recorded (a store from before the state file, or a crash before it was written): look at the core.
       if (at + STATE_BYTES <= states.byteLength) decodeState(record, states.subarray(at, at + STATE_BYTES))
+      else record.dirty = true
       if (record.seq > this.seq) this.seq = record.seq
     }
     this.#loadAliases(aliases)

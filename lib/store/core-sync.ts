@@ -123,11 +123,12 @@ export class CoreSyncs {
   }
 
   /**
-   * A peer on `mux` opened a channel for `record`, or one of its channels
-   * came up: hold the core open for it. Resolves once the core is attached
-   * to the connection (the pending channel is then taken up).
+   * A peer on `mux` opened a channel for `record`, one of its channels came
+   * up, or a user session wants it replicated: hold the core open for it.
+   * Resolves once the core is attached to the connection (a pending channel
+   * is then taken up). `asked`: the remote asked, and may ask only so much at once.
    */
-  async serve (record: CoreRecord, mux: Protomux, peer: Peer | null = null): Promise<void> {
+  async serve (record: CoreRecord, mux: Protomux, peer: Peer | null = null, asked = true): Promise<void> {
     if (this.isSyncing(record, mux)) {
       const existing = this.#byMux.get(mux)!.get(record.id)!
       if (peer !== null) this.#seen(existing, peer)
@@ -140,10 +141,10 @@ export class CoreSyncs {
       await existing.session?.ready().catch(noop)
       return
     }
-    await this.#slotFor(mux)
-    const sync = this.#add(record, mux, true)
+    if (asked) await this.#slotFor(mux)
+    const sync = this.#add(record, mux, asked)
     if (sync === null) {
-      this.#freeSlotFor(mux)
+      if (asked) this.#freeSlotFor(mux)
       return
     }
     this.#run(sync, false)

@@ -293,7 +293,7 @@ export class StoreRoot implements GroupHost, GroupSyncHost, CoreSyncHost {
    */
   #attach (oc: OpenCore, mux: Protomux): void {
     if (this.closing !== null || mux.stream.destroyed) return
-    void this.syncs.serve(oc.record, mux).catch(noop)
+    void this.syncs.serve(oc.record, mux, null, false).catch(noop)
   }
 
   #scheduleRefresh (oc: OpenCore): void {
@@ -387,8 +387,8 @@ export class StoreRoot implements GroupHost, GroupSyncHost, CoreSyncHost {
     mux.stream.once('close', () => this.#muxes.delete(mux))
     // A core the remote asks for that we hold: opened on demand.
     mux.pair({ protocol: PROTOCOL }, async (discoveryKey: Uint8Array) => {
-      await this.opening
-      if (this.closing !== null) return
+      // A store that failed to open holds nothing: the channel is refused, the connection stays.
+      if (!(await this.opening.then(() => true, () => false)) || this.closing !== null) return
       const record = this.catalog.get(discoveryKey)
       if (record === null) return
       await this.syncs.serve(record, mux)
