@@ -108,7 +108,8 @@ export class Catalog {
     // A torn append leaves a partial last key: ignored. A hole (zeros) is a key whose write never landed.
     const slots = Math.floor(keys.byteLength / KEY_BYTES)
     for (let slot = 0; slot < slots; slot++) {
-      const key = b4a.from(keys.subarray(slot * KEY_BYTES, (slot + 1) * KEY_BYTES))
+      // Views of the one buffer read: no object per key beyond the view.
+      const key = keys.subarray(slot * KEY_BYTES, (slot + 1) * KEY_BYTES)
       if (isZero(key)) {
         this.#bySlot.push(null)
         continue

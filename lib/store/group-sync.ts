@@ -185,8 +185,8 @@ export class GroupSync {
     this.#activity++
     this.#live.add(record)
     if (this.#liveTimer === null) {
+      // Not unref'd: it holds news for the member.
       this.#liveTimer = setTimeout(() => this.#flushLive(), LIVE_DELAY)
-      this.#liveTimer.unref?.()
     }
   }
 
