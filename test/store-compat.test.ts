@@ -163,3 +163,36 @@ test('Hyperbee on a core of the Store, replicated to another Store', async t => 
   t.is(all.length, 20)
   t.is(all[0], 'k00')
 })
+
+test('a core the store holds but has closed opens when a peer asks for it, and closes when the peer is done', async t => {
+  const ours = openStore(t)
+  const keys: Uint8Array[] = []
+  for (const name of ['closed', 'closed too']) {
+    const core = ours.get({ name, valueEncoding: 'utf-8' })
+    await core.append(['one', 'two'])
+    keys.push(core.key!)
+    await core.close()
+  }
+  const [key, other] = keys as [Uint8Array, Uint8Array]
+  t.is(ours.stats().coresOpen, 0)
+
+  // Corestore asks: served from disk.
+  const theirs = new Corestore(freshDir(t, 'corestore')) as CorestoreLike & { get (opts: unknown): { ready (): Promise<void>, get (i: number): Promise<Buffer>, close (): Promise<void> } }
+  t.teardown(() => theirs.close(), { order: 1 })
+  link(t, theirs, ours)
+  const replica = theirs.get({ key, valueEncoding: 'utf-8' })
+  await replica.ready()
+  t.is(await replica.get(1), 'two', 'served to Corestore, on demand')
+  await replica.close()
+
+  // Another store asks, then lets go: the core closes again (Corestore lets go only after its linger).
+  const lingering = ours.stats().coresOpen
+  const store = openStore(t)
+  connect(t, store, ours)
+  const reader = store.get({ key: other, valueEncoding: 'utf-8' })
+  t.is(await reader.get(0), 'one', 'served to a store, on demand')
+  t.is(ours.stats().coresOpen, lingering + 1)
+  await reader.close()
+  await until('the store closes the core again', () => ours.stats().coresOpen === lingering, 10000)
+  t.pass('closed once the reader let go')
+})
