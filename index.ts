@@ -21,7 +21,7 @@ export type {
 export type { TreeNode } from './lib/tree-node'
 export type { EncryptionProvider, EncryptionCore, EncryptionOptions, EncryptionKeyOptions } from './lib/encryption'
 export type { ErrorCode, HypercoreError } from './lib/errors'
-export type { StoreOptions, RepairSummary } from './lib/store'
+export type { StoreOptions, StoreGetOptions, RepairSummary, StoreStats, ReconcileStats, CoreWatcher } from './lib/store'
 export type { ImportOptions, ImportProgress, ImportSummary, ImportedCore, FailedCore, CoreRef } from './lib/import'
 
 export { Hypercore, Store, errors, crypto, reconcile, importStore }

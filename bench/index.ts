@@ -14,7 +14,8 @@
  *
  * Besides the rows, the run does set reconciliation (bench/reconcile.ts; id
  * `reconcile` for --only; nomadcore against Rateless IBLT and Negentropy,
- * no Hypercore counterpart) and draws
+ * no Hypercore counterpart), the reconnects of two stores of a group
+ * (bench/store-sync.ts; id `store-sync`; nomadcore only) and draws
  * bench/repair-cost.svg and bench/reconcile-bytes.svg next to RESULTS.md.
  *
  * Rows come in modules (bench/core.ts, ...): add a module's `Row[]` to `ROWS`,
@@ -31,6 +32,7 @@ import { replicationRows, replicationSection } from './replication'
 import { repairCharts, repairRows, repairSection } from './repair'
 import { reconcileBench, reconcileCells, reconcileCharts, formatReconcileRows, type ReconcileRow } from './reconcile'
 import { svgCharts } from './plot'
+import { storeSyncBench, formatStoreSync, storeSyncCells, type StoreSyncResult } from './store-sync'
 import {
   BenchEnv, fmtOps, machineInfo, makeBenchRoot, markdownTable, roundCells, roundsOf, runRow, tableCells, textTable,
   type Contender, type Row, type RowResult, type Section
@@ -47,6 +49,10 @@ const RECONCILE = {
   quick: { n: 20_000, ds: [1, 50, 500], byN: [5_000] }
 }
 const D_BY_N = 50
+
+/** Two stores of a group reconnecting (bench/store-sync.ts): id for --only, and cores in all (half made by each store). */
+const STORE_SYNC_ID = 'store-sync'
+const STORE_SYNC = { full: 10_000, quick: 1_000 }
 
 /** Op counts of the warm-up, relative to a full run. */
 const WARMUP_SCALE = 0.03
@@ -92,12 +98,13 @@ async function main (): Promise<void> {
   if (args.list) {
     for (const r of ROWS) console.log(`${r.id.padEnd(14)} ${r.label}${r.quick === false ? '  (not in --quick)' : ''}`)
     console.log(`${RECONCILE_ID.padEnd(14)} set reconciliation, n = ${RECONCILE.full.n.toLocaleString('en-US')} (${RECONCILE.quick.n.toLocaleString('en-US')} in --quick), against Rateless IBLT and Negentropy`)
+    console.log(`${STORE_SYNC_ID.padEnd(14)} two stores of a group, ${STORE_SYNC.full.toLocaleString('en-US')} cores (${STORE_SYNC.quick.toLocaleString('en-US')} in --quick): first sync, reconnects, memory; nomadcore only`)
     return
   }
 
   let rows = ROWS
   if (args.only !== null) {
-    const unknown = args.only.filter(id => id !== RECONCILE_ID && !ROWS.some(r => r.id === id))
+    const unknown = args.only.filter(id => id !== RECONCILE_ID && id !== STORE_SYNC_ID && !ROWS.some(r => r.id === id))
     if (unknown.length > 0) throw new Error(`Unknown row ${unknown.join(', ')}; rows: ${ROWS.map(r => r.id).join(', ')}`)
     rows = ROWS.filter(r => args.only!.includes(r.id))
   } else if (args.quick) {
@@ -154,6 +161,15 @@ async function main (): Promise<void> {
     reconcile = { rows, byN }
     log(`  reconcile done (${((Date.now() - t0) / 1000).toFixed(1)} s)`)
   }
+  // Two stores of a group: nomadcore only, on disk, after the rows.
+  let storeSync: StoreSyncResult | null = null
+  if ((args.only === null || args.only.includes(STORE_SYNC_ID)) && (args.side === null || args.side === 'nomadcore')) {
+    const cores = args.quick ? STORE_SYNC.quick : STORE_SYNC.full
+    const t0 = Date.now()
+    log(`  store-sync    two stores, ${cores.toLocaleString('en-US')} cores`)
+    storeSync = await storeSyncBench({ cores, log: msg => log(`    ${msg}`) })
+    log(`  store-sync done (${((Date.now() - t0) / 1000).toFixed(1)} s)`)
+  }
   const seconds = (Date.now() - started) / 1000
 
   const { columns, rows: cells } = tableCells(results, contenders)
@@ -172,6 +188,11 @@ async function main (): Promise<void> {
     console.log()
     console.log('Set reconciliation (nomadcore, Rateless IBLT, Negentropy)')
     console.log(formatReconcileRows([...reconcile.rows, ...reconcile.byN.filter(r => r.n !== reconcile!.rows[0]?.n)]))
+  }
+  if (storeSync !== null) {
+    console.log()
+    console.log('Two stores of a group (nomadcore only)')
+    console.log(formatStoreSync(storeSync))
   }
   console.log()
   console.log(`${info.date}  node ${info.node}  ${info.cpu} × ${info.cores}  (${seconds.toFixed(1)} s)`)
@@ -195,6 +216,7 @@ async function main (): Promise<void> {
     const rest = [
       ...sections.map(({ section, columns, rows }) => `## ${section.title}\n\n${markdownTable(columns, rows)}${section.notes ? '\n\n' + section.notes : ''}`),
       ...(reconcile === null ? [] : [reconcileMarkdown(reconcile.rows, reconcile.byN)]),
+      ...(storeSync === null ? [] : [storeSyncMarkdown(storeSync)]),
       ...(plots.length === 0 ? [] : ['## Plots\n\nLog-log axes; best round of each row.\n\n' + plots.join('\n\n')]),
       '## Every timed round\n\nThe order of contenders alternates between rounds.\n\n' + markdownTable(rounds.columns, rounds.rows)
     ].join('\n\n')
@@ -229,6 +251,20 @@ what the sets hold, i.e. their coded symbols and the fingerprint under the pair'
 key" hashes both sets afresh; the others build their encoder, decoder or storage per session, as they must),
 or the build; *µs/op*: one insert or delete, averaged over 100,000; *mode*: coded symbols, tree walk,
 since path, bulk; *exact*: the sync found exactly the symmetric difference.`
+}
+
+function storeSyncMarkdown (result: StoreSyncResult): string {
+  const { head, body } = storeSyncCells(result)
+  const columns = head.map((h, i): { header: string, align: 'left' | 'right' } => ({ header: h, align: i === 0 || i === head.length - 1 ? 'left' : 'right' }))
+  return `## Two stores of a group (nomadcore only)
+
+bench/store-sync.ts: two stores in one process, on disk, full replicas, connected by an in-memory pipe. Each
+makes half of the cores (one 40-byte block each), then they sync in full; the reconnects follow. *bytes*: everything
+on the wire both ways, Noise handshake and framing included; *per-core channels*: \`hypercore/alpha\` channels
+opened, both sides together (a pair counts 2). Corestore has no counterpart (it replicates every open core on every
+connection and does not reconcile what stores hold).
+
+${markdownTable(columns, body)}`
 }
 
 function markdown (info: ReturnType<typeof machineInfo>, args: Args, contenders: readonly Contender[], main: string, rest: string, results: readonly RowResult[], seconds: number): string {

@@ -1,23 +1,46 @@
 /**
- * The group channel between two stores that share a 32-byte group key: a
- * protomux channel whose handshake proves knowledge of the key (bound to the
- * Noise session, so it cannot be replayed), then set reconciliation of the
- * core keys each side holds, and announcements of cores created since.
- * A peer without the key learns nothing: not even which group this is.
+ * The group channel between two stores that share a 32-byte group key: its
+ * wire. A protomux channel whose handshake proves knowledge of the key and
+ * the identity of the store on the other end (both bound to the Noise
+ * session, so neither can be replayed), then four messages:
+ *
+ *  - `states`: what a store holds of some cores (key, fork, length, blocks
+ *    held, flags) — its changes since the last sync with this store, new
+ *    changes as they happen, and answers to `want`;
+ *  - `reconcile`: one message of a set reconciliation session over the ids
+ *    of the cores' states (see lib/store/core-state.ts);
+ *  - `want`: the 16-byte id prefixes of cores it learned of but cannot name;
+ *  - `synced`: how many ids a finished session found missing on this side.
+ *
+ * A peer without the group key learns nothing, not even which group this is.
+ * What the messages mean to a store is lib/store/group-sync.ts's business.
  */
 import type Protomux from 'protomux'
 import c from 'compact-encoding'
 import b4a from 'b4a'
-import { keyedHash, namespace } from './crypto'
-import { INVALID_MESSAGE } from './errors'
-import { Session, type ReconcileSet } from './reconcile'
+import { keyedHash, namespace, sign, verify, type KeyPair } from './crypto'
+import type { CoreState } from './store/core-state'
 
-export const GROUP_PROTOCOL = 'nomadcore/group'
+export const GROUP_PROTOCOL = 'nomadcore/group/2'
 
-const [GROUP_ID, GROUP_INITIATOR, GROUP_RESPONDER] = namespace('nomadcore/group', 3) as [Uint8Array, Uint8Array, Uint8Array]
+const [GROUP_ID, GROUP_INITIATOR, GROUP_RESPONDER, IDENTITY_PROOF] = namespace('nomadcore/group', 4) as [Uint8Array, Uint8Array, Uint8Array, Uint8Array]
 
-/** Keys announced in one message, at most. */
-const MAX_ANNOUNCE = 1024
+/** Records in one `states` message, at most. */
+export const MAX_RECORDS = 1024
+/** Prefixes in one `want` message, at most. */
+export const MAX_WANTS = 4096
+/** Bytes of an id prefix in `want`. */
+const PREFIX_BYTES = 16
+
+/** Handshake flag: the store keeps full replicas of every core (both ends of a group must agree). */
+export const FLAG_FULL = 1
+
+/** `states` flags. */
+export const STATES_DELTA = 1
+/** The last message of a delta. */
+export const STATES_LAST = 2
+export const STATES_LIVE = 4
+export const STATES_ANSWER = 8
 
 /** The channel id of a group: reveals nothing of the key. */
 export function groupId (group: Uint8Array): Uint8Array {
@@ -28,7 +51,102 @@ function capability (isInitiator: boolean, group: Uint8Array, handshakeHash: Uin
   return keyedHash([isInitiator ? GROUP_INITIATOR : GROUP_RESPONDER, handshakeHash], group)
 }
 
+function identitySignable (isInitiator: boolean, handshakeHash: Uint8Array): Uint8Array {
+  return b4a.concat([IDENTITY_PROOF, handshakeHash, b4a.from([isInitiator ? 1 : 0])])
+}
+
+/**
+ * What a store holds of one core. A core the remote holds already is named
+ * by the first 16 bytes of its discovery key (a reconciliation id's prefix),
+ * any other by its key.
+ */
+export interface StateRecord extends CoreState {
+  key: Uint8Array | null
+  prefix: Uint8Array | null
+}
+
+interface Handshake {
+  capability: Uint8Array
+  identity: Uint8Array
+  signature: Uint8Array
+  flags: number
+}
+
+interface StatesMessage { flags: number, records: StateRecord[] }
 interface ReconcileMessage { session: number, payload: Uint8Array }
+interface SyncedMessage { session: number, missing: number }
+
+const handshakeEncoding = {
+  preencode (state: c.State, m: Handshake) {
+    c.fixed32.preencode(state, m.capability)
+    c.fixed32.preencode(state, m.identity)
+    c.fixed64.preencode(state, m.signature)
+    c.uint.preencode(state, m.flags)
+  },
+  encode (state: c.State, m: Handshake) {
+    c.fixed32.encode(state, m.capability)
+    c.fixed32.encode(state, m.identity)
+    c.fixed64.encode(state, m.signature)
+    c.uint.encode(state, m.flags)
+  },
+  decode (state: c.State): Handshake {
+    return { capability: c.fixed32.decode(state), identity: c.fixed32.decode(state), signature: c.fixed64.decode(state), flags: c.uint.decode(state) }
+  }
+}
+
+const recordEncoding = {
+  preencode (state: c.State, r: StateRecord) {
+    state.end += 1 + (r.key !== null ? 32 : PREFIX_BYTES)
+    c.uint.preencode(state, r.fork)
+    c.uint.preencode(state, r.length)
+    c.uint.preencode(state, r.held)
+    c.uint.preencode(state, r.flags)
+  },
+  encode (state: c.State, r: StateRecord) {
+    const name = r.key ?? r.prefix!.subarray(0, PREFIX_BYTES)
+    state.buffer![state.start++] = r.key !== null ? 1 : 0
+    state.buffer!.set(name, state.start)
+    state.start += name.byteLength
+    c.uint.encode(state, r.fork)
+    c.uint.encode(state, r.length)
+    c.uint.encode(state, r.held)
+    c.uint.encode(state, r.flags)
+  },
+  decode (state: c.State): StateRecord {
+    const kind = c.uint.decode(state)
+    if (kind > 1) throw new Error('Unknown record kind')
+    const key = kind === 1 ? c.fixed32.decode(state) : null
+    const prefix = kind === 0 ? c.fixed(PREFIX_BYTES).decode(state) : null
+    const fork = c.uint.decode(state)
+    const length = c.uint.decode(state)
+    const held = c.uint.decode(state)
+    const flags = c.uint.decode(state)
+    if (held > length) throw new Error('More blocks held than the core has')
+    return { key, prefix, fork, length, held, flags }
+  }
+}
+
+const recordsEncoding = c.array(recordEncoding)
+
+const statesEncoding = {
+  preencode (state: c.State, m: StatesMessage) {
+    c.uint.preencode(state, m.flags)
+    recordsEncoding.preencode(state, m.records)
+  },
+  encode (state: c.State, m: StatesMessage) {
+    c.uint.encode(state, m.flags)
+    recordsEncoding.encode(state, m.records)
+  },
+  decode (state: c.State): StatesMessage {
+    const flags = c.uint.decode(state)
+    // Checked before decoding them all: a hostile count must not allocate.
+    const n = c.uint.decode(state)
+    if (n > MAX_RECORDS) throw new Error('Too many records')
+    const records: StateRecord[] = []
+    for (let i = 0; i < n; i++) records.push(recordEncoding.decode(state))
+    return { flags, records }
+  }
+}
 
 const reconcileEncoding = {
   preencode (state: c.State, m: ReconcileMessage) {
@@ -44,138 +162,181 @@ const reconcileEncoding = {
   }
 }
 
-const announceEncoding = c.array(c.fixed32)
-const handshakeEncoding = c.fixed32
+const wantEncoding = {
+  preencode (state: c.State, m: Uint8Array[]) {
+    c.uint.preencode(state, m.length)
+    state.end += m.length * PREFIX_BYTES
+  },
+  encode (state: c.State, m: Uint8Array[]) {
+    c.uint.encode(state, m.length)
+    for (const p of m) {
+      state.buffer!.set(p.subarray(0, PREFIX_BYTES), state.start)
+      state.start += PREFIX_BYTES
+    }
+  },
+  decode (state: c.State): Uint8Array[] {
+    const n = c.uint.decode(state)
+    if (n > MAX_WANTS || state.end - state.start < n * PREFIX_BYTES) throw new Error('Bad want')
+    const out: Uint8Array[] = []
+    for (let i = 0; i < n; i++) {
+      out.push(state.buffer!.subarray(state.start, state.start + PREFIX_BYTES))
+      state.start += PREFIX_BYTES
+    }
+    return out
+  }
+}
+
+const syncedEncoding = {
+  preencode (state: c.State, m: SyncedMessage) {
+    c.uint.preencode(state, m.session)
+    c.uint.preencode(state, m.missing)
+  },
+  encode (state: c.State, m: SyncedMessage) {
+    c.uint.encode(state, m.session)
+    c.uint.encode(state, m.missing)
+  },
+  decode (state: c.State): SyncedMessage {
+    return { session: c.uint.decode(state), missing: c.uint.decode(state) }
+  }
+}
 
 /** What the group channel needs from the store. */
 export interface GroupHost {
   readonly group: Uint8Array
-  /** The core keys we hold, as a reconcilable set. */
-  keySet (): ReconcileSet
-  /** Keys the remote holds and we do not. */
-  onkeys (peer: GroupPeer, keys: Uint8Array[]): void
+  /** The store's identity, proven to the remote in the handshake. */
+  readonly identity: KeyPair
+  /** Handshake flags (FLAG_FULL); a remote with others is refused. */
+  readonly groupFlags: number
   onopen (peer: GroupPeer): void
   onclose (peer: GroupPeer): void
-  /** A reconciliation finished. */
-  onsynced (peer: GroupPeer, stats: { rounds: number, bytes: number }): void
+  onstates (peer: GroupPeer, flags: number, records: StateRecord[]): void
+  onreconcile (peer: GroupPeer, session: number, payload: Uint8Array): void
+  onwant (peer: GroupPeer, prefixes: Uint8Array[]): void
+  onsynced (peer: GroupPeer, session: number, missing: number): void
 }
 
 export class GroupPeer {
-  private session: Session | null = null
-  private sessionSeq = 0
-  private rounds = 0
-  private bytes = 0
   opened = false
-  private readonly reconcileMessage: Protomux.Message<ReconcileMessage>
-  private readonly announceMessage: Protomux.Message<Uint8Array[]>
+  /** The remote store's identity (its public key), proven in the handshake. */
+  remoteIdentity: Uint8Array | null = null
+  /** Bytes of group messages sent and received (reconciliation, states, wants). */
+  bytesSent = 0
+  bytesReceived = 0
+  readonly #host: GroupHost
+  readonly mux: Protomux
+  readonly #channel: Protomux.Channel
+  readonly #messages: Protomux.Message<any>[]
 
-  /** The remote's Noise key (stable across reconnects on Hyperswarm), for the since fast path. */
-  readonly remoteId: string | undefined
+  private constructor (host: GroupHost, mux: Protomux, channel: Protomux.Channel) {
+    this.#host = host
+    this.mux = mux
+    this.#channel = channel
+    this.#messages = channel.messages
+  }
 
-  private constructor (readonly host: GroupHost, readonly mux: Protomux, readonly channel: Protomux.Channel) {
-    this.reconcileMessage = channel.messages[0]!
-    this.announceMessage = channel.messages[1]!
-    const pk = (mux.stream as unknown as { remotePublicKey?: Uint8Array | null }).remotePublicKey
-    this.remoteId = pk ? b4a.toString(pk as Buffer, 'hex') : undefined
+  /** The remote identity as hex: the store's name for it (sync points). */
+  get remoteId (): string {
+    return this.remoteIdentity === null ? '' : b4a.toString(this.remoteIdentity as Buffer, 'hex')
+  }
+
+  /** The Noise handshake hash of the connection (keys reconciliation fingerprints). */
+  get handshakeHash (): Uint8Array {
+    return this.mux.stream.handshakeHash!
   }
 
   static open (host: GroupHost, mux: Protomux): GroupPeer | null {
     const id = groupId(host.group)
     if (mux.opened({ protocol: GROUP_PROTOCOL, id })) return null
     let peer: GroupPeer | null = null
+    const guard = <T>(fn: (m: T) => void) => (m: T): void => {
+      if (peer === null || !peer.opened) return
+      fn(m)
+    }
     const channel = mux.createChannel({
       protocol: GROUP_PROTOCOL,
       id,
       handshake: handshakeEncoding,
       messages: [
-        { encoding: reconcileEncoding, onmessage: (m: ReconcileMessage) => peer!.onreconcile(m) },
-        { encoding: announceEncoding, onmessage: (keys: Uint8Array[]) => peer!.onannounce(keys) }
+        { encoding: statesEncoding, onmessage: guard((m: StatesMessage) => { peer!.#count(m.records.length * 40); host.onstates(peer!, m.flags, m.records) }) },
+        { encoding: reconcileEncoding, onmessage: guard((m: ReconcileMessage) => { peer!.#count(m.payload.byteLength); host.onreconcile(peer!, m.session, m.payload) }) },
+        { encoding: wantEncoding, onmessage: guard((m: Uint8Array[]) => { peer!.#count(m.length * PREFIX_BYTES); host.onwant(peer!, m) }) },
+        { encoding: syncedEncoding, onmessage: guard((m: SyncedMessage) => host.onsynced(peer!, m.session, m.missing)) }
       ],
-      onopen: (cap: Uint8Array) => peer!.onopen(cap),
-      onclose: () => peer!.onclose()
+      onopen: (h: Handshake) => peer!.#onopen(h),
+      onclose: () => peer!.#onclose()
     })
     if (channel === null) return null
     peer = new GroupPeer(host, mux, channel)
-    channel.open(capability(mux.stream.isInitiator, host.group, mux.stream.handshakeHash!))
+    const isInitiator = mux.stream.isInitiator
+    const hh = mux.stream.handshakeHash!
+    channel.open({
+      capability: capability(isInitiator, host.group, hh),
+      identity: host.identity.publicKey,
+      signature: sign(identitySignable(isInitiator, hh), host.identity.secretKey),
+      flags: host.groupFlags
+    })
     return peer
   }
 
-  private onopen (cap: Uint8Array): void {
-    const expected = capability(!this.mux.stream.isInitiator, this.host.group, this.mux.stream.handshakeHash!)
-    if (!b4a.equals(cap, expected)) {
-      this.channel.close()
+  #count (bytes: number): void {
+    this.bytesReceived += bytes
+  }
+
+  #onopen (h: Handshake): void {
+    const remoteIsInitiator = !this.mux.stream.isInitiator
+    const hh = this.mux.stream.handshakeHash!
+    const expected = capability(remoteIsInitiator, this.#host.group, hh)
+    if (!b4a.equals(h.capability, expected) ||
+        !verify(identitySignable(remoteIsInitiator, hh), h.signature, h.identity) ||
+        b4a.equals(h.identity, this.#host.identity.publicKey) ||
+        h.flags !== this.#host.groupFlags) {
+      // Not of the group, not who it claims, ourselves, or a store of another replica policy.
+      this.#channel.close()
       return
     }
+    this.remoteIdentity = h.identity
     this.opened = true
-    this.host.onopen(this)
-    this.reconcile()
+    this.#host.onopen(this)
   }
 
-  private onclose (): void {
-    this.session = null
-    if (this.opened) this.host.onclose(this)
+  #onclose (): void {
+    const was = this.opened
     this.opened = false
+    if (was) this.#host.onclose(this)
   }
 
-  /** Starts a reconciliation (again); the remote joins in when it sees it. */
-  reconcile (): void {
+  sendStates (flags: number, records: StateRecord[]): void {
     if (!this.opened) return
-    this.begin(this.sessionSeq + 1)
-  }
-
-  private begin (seq: number): void {
-    this.sessionSeq = seq
-    this.rounds = 0
-    this.bytes = 0
-    // The Noise handshake hash keys the fingerprints: no outsider can aim collisions at this session.
-    this.session = new Session(this.host.keySet(), { peer: this.remoteId, sessionKey: this.mux.stream.handshakeHash! })
-    this.send(this.session.start())
-  }
-
-  private send (payload: Uint8Array): void {
-    this.bytes += payload.byteLength
-    this.reconcileMessage.send({ session: this.sessionSeq, payload })
-  }
-
-  private onreconcile (m: ReconcileMessage): void {
-    if (!this.opened) return
-    if (m.session < this.sessionSeq) return // an old session, superseded
-    if (m.session > this.sessionSeq || this.session === null) this.begin(m.session)
-    const session = this.session!
-    this.bytes += m.payload.byteLength
-    this.rounds++
-    let reply: Uint8Array | null
-    try {
-      reply = session.receive(m.payload)
-    } catch (err) {
-      // A member that speaks garbage is dropped from the group channel.
-      this.channel.close()
-      if (err instanceof Error && 'code' in err) return
-      throw INVALID_MESSAGE('Bad reconciliation message')
-    }
-    if (reply !== null) this.send(reply)
-    if (session.done) {
-      this.session = null
-      const missing = session.missing()
-      if (missing.length > 0) this.host.onkeys(this, missing)
-      // Next time, only what was added since needs sending.
-      if (this.remoteId !== undefined) this.host.keySet().markSynced(this.remoteId)
-      this.host.onsynced(this, { rounds: this.rounds, bytes: this.bytes })
+    for (let i = 0; i < records.length || i === 0; i += MAX_RECORDS) {
+      const chunk = records.slice(i, i + MAX_RECORDS)
+      const last = i + MAX_RECORDS >= records.length
+      this.bytesSent += chunk.length * 40
+      this.#messages[0]!.send({ flags: last ? flags : flags & ~STATES_LAST, records: chunk })
     }
   }
 
-  /** Tells the remote about cores created since we reconciled. */
-  announce (keys: Uint8Array[]): void {
+  sendReconcile (session: number, payload: Uint8Array): void {
     if (!this.opened) return
-    for (let i = 0; i < keys.length; i += MAX_ANNOUNCE) this.announceMessage.send(keys.slice(i, i + MAX_ANNOUNCE))
+    this.bytesSent += payload.byteLength
+    this.#messages[1]!.send({ session, payload })
   }
 
-  private onannounce (keys: Uint8Array[]): void {
-    if (!this.opened || keys.length > MAX_ANNOUNCE) return
-    this.host.onkeys(this, keys)
+  sendWant (prefixes: Uint8Array[]): void {
+    if (!this.opened) return
+    for (let i = 0; i < prefixes.length; i += MAX_WANTS) {
+      const chunk = prefixes.slice(i, i + MAX_WANTS)
+      this.bytesSent += chunk.length * PREFIX_BYTES
+      this.#messages[2]!.send(chunk)
+    }
   }
 
+  sendSynced (session: number, missing: number): void {
+    if (!this.opened) return
+    this.#messages[3]!.send({ session, missing })
+  }
+
+  /** Drops the channel (a member that spoke garbage, or the store closing). */
   close (): void {
-    this.channel.close()
+    this.#channel.close()
   }
 }

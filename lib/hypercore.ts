@@ -73,6 +73,32 @@ export declare interface Hypercore {
 
 /** A session made by `session()`: its parent's shared core, given without an option a caller could set. */
 let makingSessionOf: Hypercore | null = null
+/** A session the Store makes over a shared core it manages (or will pick once the promise resolves). */
+let makingSessionOn: { shared: SharedCore | Promise<SharedCore>, family: SessionFamily | null } | null = null
+
+/**
+ * Sessions that belong together (a Store session's cores): each session
+ * made from one of them joins too, and leaves when it closes.
+ */
+export interface SessionFamily {
+  add (session: Hypercore): void
+  delete (session: Hypercore): void
+}
+
+/**
+ * For the Store: a new session over `shared`, or over the shared core a
+ * promise resolves to (a named core whose key needs the store's primary
+ * key first). Returned at once, as Corestore's `get` does.
+ */
+export function sessionOn (shared: SharedCore | Promise<SharedCore>, opts: HypercoreOptions = {}, family: SessionFamily | null = null): Hypercore {
+  makingSessionOn = { shared, family }
+  try {
+    return new Hypercore(null, null, opts)
+  } finally {
+    makingSessionOn = null
+  }
+}
+
 /** Each session's shared core, for nomadcore's own modules (Store, CLI): not reachable from the object. */
 const sharedOf = new WeakMap<Hypercore, SharedCore>()
 
@@ -110,7 +136,10 @@ export class Hypercore extends EventEmitter {
   /** Whether reads check blocks against their verified leaves unless told otherwise. */
   readonly verify: boolean
 
-  readonly #shared: SharedCore
+  /** Null until a session the Store made over a promised core is bound to it. */
+  #shared: SharedCore | null
+  readonly #bound: Promise<SharedCore>
+  readonly #family: SessionFamily | null
   readonly #link: SessionLink
   readonly #keyHint: Uint8Array | null
   #encoding: Codec
@@ -125,6 +154,8 @@ export class Hypercore extends EventEmitter {
   #onseq: HypercoreOptions['onseq']
   #active: boolean
   readonly #findingPeers: Array<() => void> = []
+  /** findingPeers() calls made before the core was bound: counted once it is. */
+  readonly #pendingFinding: Array<() => void> = []
   readonly #downloads = new Set<DownloadHandle>()
   #marks: Marks | null = null
   #exclusive = false
@@ -148,6 +179,8 @@ export class Hypercore extends EventEmitter {
     storage ??= opts.storage ?? null
     const parent = makingSessionOf
     makingSessionOf = null
+    const on = makingSessionOn
+    makingSessionOn = null
 
     this.#keyHint = parseKey((key as Uint8Array | string | null | undefined) ?? opts.key ?? null)
     this.#encoding = resolveEncoding(opts.valueEncoding)
@@ -163,14 +196,20 @@ export class Hypercore extends EventEmitter {
     this.verify = opts.verify ?? (parent !== null ? parent.verify : true)
     this.#encryptionOption = encryptionOption(opts)
 
+    let shared: SharedCore | Promise<SharedCore>
     if (parent !== null) {
-      this.#shared = sharedOf.get(parent)!
+      shared = parent.#shared ?? parent.#bound
+      this.#family = parent.#family
+    } else if (on !== null || opts.core instanceof SharedCore) {
+      // The Store's cores, and `new Hypercore({ core })` over a core a Store watcher was handed.
+      shared = on !== null ? on.shared : opts.core as SharedCore
+      this.#family = on?.family ?? null
     } else {
       let coreStorage: CoreStorage
       if (typeof storage === 'string') coreStorage = CoreStorage.fromDirectory(storage)
       else if (typeof storage === 'function') coreStorage = new CoreStorage(storage)
       else throw BAD_ARGUMENT('Storage is a directory path or a function returning random-access storage')
-      this.#shared = new SharedCore(coreStorage, {
+      shared = new SharedCore(coreStorage, {
         directory: typeof storage === 'string' ? storage : null,
         key: this.#keyHint,
         keyPair: opts.keyPair ?? null,
@@ -179,8 +218,12 @@ export class Hypercore extends EventEmitter {
         createIfMissing: opts.createIfMissing ?? true,
         writable: opts.writable ?? true
       })
+      this.#family = null
     }
-    sharedOf.set(this, this.#shared)
+    this.#shared = shared instanceof SharedCore ? shared : null
+    this.#bound = shared instanceof SharedCore ? Promise.resolve(shared) : shared
+    this.#bound.catch(noop)
+    this.#family?.add(this)
 
     const self = this
     this.#link = {
@@ -191,25 +234,49 @@ export class Hypercore extends EventEmitter {
         this.emit(name, ...args)
       },
       close: () => this.close(),
-      weak: opts.weak === true
+      weak: opts.weak === true,
+      get active () { return self.#active }
     }
     // Registered now, so a parent closing before this session is ready leaves the core open.
-    this.#shared.addSession(this.#link)
-    // A snapshot of an open core is taken now, not when `ready()` resolves.
-    if (this.snapshotted && this.#shared.core !== null) this.#takeSnapshot(parent)
-    if (opts.inflightRange) this.#shared.setMaxInflight(opts.inflightRange[1])
+    if (this.#shared !== null) this.#bind(this.#shared, opts, parent)
 
     this.opening = this.#open(opts, parent)
     this.opening.catch(noop)
   }
 
+  #bind (shared: SharedCore, opts: HypercoreOptions, parent: Hypercore | null): void {
+    this.#shared = shared
+    sharedOf.set(this, shared)
+    shared.addSession(this.#link)
+    // A snapshot of an open core is taken now, not when `ready()` resolves.
+    if (this.snapshotted && shared.core !== null) this.#takeSnapshot(parent)
+    if (opts.inflightRange) shared.setMaxInflight(opts.inflightRange[1])
+  }
+
+  /** The shared core: bound once `opening` got past its first step. */
+  get #sh (): SharedCore {
+    if (this.#shared === null) throw SESSION_CLOSED('The core is not open yet')
+    return this.#shared
+  }
+
   async #open (opts: HypercoreOptions, parent: Hypercore | null): Promise<void> {
+    if (this.#shared === null) {
+      try {
+        this.#bind(await this.#bound, opts, parent)
+      } catch (err) {
+        this.#family?.delete(this)
+        this.closed = true
+        this.emit('close')
+        throw err
+      }
+    }
     try {
-      await this.#shared.opening
-      const core = this.#shared.core!
-      if (opts.exclusive === true && opts.writable !== false) {
+      await this.#sh.opening
+      for (const count of this.#pendingFinding.splice(0)) count()
+      const core = this.#sh.core!
+      if (opts.exclusive === true && opts.writable !== false && this.closing === null) {
         this.#exclusive = true
-        await this.#shared.lockExclusive()
+        await this.#sh.lockExclusive()
       }
       if (this.#keyPair === null) this.#keyPair = (parent !== null ? parent.#keyPair : null) ?? core.keyPair
       if (this.snapshotted && this.#snapshot === null) this.#takeSnapshot(parent)
@@ -219,8 +286,10 @@ export class Hypercore extends EventEmitter {
         for (const [k, v] of Object.entries(opts.userData)) await core.setUserData(k, typeof v === 'string' ? b4a.from(v) : v)
       }
     } catch (err) {
-      if (this.#exclusive) this.#shared.unlockExclusive()
-      await this.#shared.removeSession(this.#link, null).catch(noop)
+      if (this.#exclusive) this.#sh.unlockExclusive()
+      this.#exclusive = false
+      await this.#sh.removeSession(this.#link, null).catch(noop)
+      this.#family?.delete(this)
       this.closed = true
       this.emit('close')
       throw err
@@ -231,7 +300,7 @@ export class Hypercore extends EventEmitter {
 
   #takeSnapshot (parent: Hypercore | null): void {
     const from = parent !== null ? parent.#snapshot : null
-    this.#snapshot = from !== null ? this.#shared.adoptSnapshot(from) : this.#shared.snapshot()
+    this.#snapshot = from !== null ? this.#sh.adoptSnapshot(from) : this.#sh.snapshot()
   }
 
   /** Resolves once the core is open. */
@@ -269,7 +338,7 @@ export class Hypercore extends EventEmitter {
   }
 
   get #core (): Core {
-    const core = this.#shared.core
+    const core = this.#shared?.core ?? null
     if (core === null) throw SESSION_CLOSED('The core is not open yet', this.#keyHint === null ? null : crypto.discoveryKey(this.#keyHint))
     return core
   }
@@ -283,10 +352,10 @@ export class Hypercore extends EventEmitter {
   // -------------------------------------------------------------------------
   // Properties
 
-  get key (): Uint8Array | null { return this.#shared.core?.key ?? this.#keyHint }
+  get key (): Uint8Array | null { return this.#shared?.key ?? this.#keyHint }
   get discoveryKey (): Uint8Array | null {
     const key = this.key
-    return key === null ? null : this.#shared.core?.discoveryKey ?? crypto.discoveryKey(key)
+    return key === null ? null : this.#shared?.core?.discoveryKey ?? crypto.discoveryKey(key)
   }
 
   /** The key as 52 z32 characters. */
@@ -295,19 +364,19 @@ export class Hypercore extends EventEmitter {
     return key === null ? null : id.encode(key)
   }
 
-  get keyPair (): KeyPair | null { return this.#keyPair ?? this.#shared.core?.keyPair ?? null }
-  get manifest (): Manifest | null { return this.#shared.core?.manifest ?? null }
+  get keyPair (): KeyPair | null { return this.#keyPair ?? this.#shared?.core?.keyPair ?? null }
+  get manifest (): Manifest | null { return this.#shared?.core?.manifest ?? null }
   get valueEncoding (): Codec { return this.#encoding }
   get encryption (): EncryptionProvider | null { return this.#encryption }
 
   get length (): number {
     if (this.#snapshot !== null) return this.#snapshot.length
-    return this.#shared.core?.length ?? 0
+    return this.#shared?.core?.length ?? 0
   }
 
   /** The length the core's signature covers that this session can rely on (a snapshot's drops when the core is truncated below it). */
   get signedLength (): number {
-    const core = this.#shared.core
+    const core = this.#shared?.core ?? null
     if (core === null) return 0
     if (this.#snapshot !== null) return Math.min(this.#snapshot.compatLength, core.length)
     return core.length
@@ -315,42 +384,42 @@ export class Hypercore extends EventEmitter {
 
   /** Bytes of block data, without encryption padding. */
   get byteLength (): number {
-    const raw = this.#snapshot !== null ? this.#snapshot.byteLength : this.#shared.core?.byteLength ?? 0
+    const raw = this.#snapshot !== null ? this.#snapshot.byteLength : this.#shared?.core?.byteLength ?? 0
     return raw - this.length * this.padding
   }
 
-  get contiguousLength (): number { return this.#shared.core?.contiguousLength ?? 0 }
+  get contiguousLength (): number { return this.#shared?.core?.contiguousLength ?? 0 }
   /** As in Hypercore 11, which does not track it: always 0. */
   get contiguousByteLength (): number { return 0 }
 
   /** The most blocks any connected peer holds contiguously from the start, up to our length. */
   get remoteContiguousLength (): number {
-    return this.#shared.replicator?.remoteContiguousLength ?? 0
+    return this.#shared?.replicator?.remoteContiguousLength ?? 0
   }
 
   get fork (): number {
     if (this.#snapshot !== null) return this.#snapshot.fork
-    return this.#shared.core?.fork ?? 0
+    return this.#shared?.core?.fork ?? 0
   }
 
   get padding (): number {
-    const core = this.#shared.core
+    const core = this.#shared?.core ?? null
     if (this.#encryption === null || core === null || core.manifest === null) return 0
     return checkPadding(this.#encryption.padding(encryptionCore(core), this.length))
   }
 
   get writable (): boolean {
     if (this.#readonly || this.closing !== null || this.#snapshot !== null) return false
-    const core = this.#shared.core
+    const core = this.#shared?.core ?? null
     return core === null ? false : core.canSign(this.#keyPair ?? core.keyPair)
   }
 
   get readable (): boolean { return this.closing === null && !this.closed }
   /** True while tree roots are missing: reads that need no missing node work, commits do not. */
-  get repairMode (): boolean { return this.#shared.core?.repairMode ?? false }
-  get peers (): Peer[] { return this.#shared.replicator?.peers ?? [] }
+  get repairMode (): boolean { return this.#shared?.core?.repairMode ?? false }
+  get peers (): Peer[] { return this.#shared?.replicator?.peers ?? [] }
   /** Sessions open on this core (this one included). */
-  get sessionCount (): number { return this.#shared.sessionCount }
+  get sessionCount (): number { return this.#shared?.sessionCount ?? 0 }
   /** Hypercore 11's global block cache: nomadcore has none to share. */
   get globalCache (): null { return null }
   /** Hypercore 11's count of crash recoveries in progress: nomadcore recovers before `ready()`. */
@@ -362,14 +431,15 @@ export class Hypercore extends EventEmitter {
    */
   get core (): { readonly compat: false, readonly bitfield: { get (index: number): boolean } } | null {
     const shared = this.#shared
-    if (shared.core === null) return null
+    if (shared === null || shared.core === null) return null
     return { compat: false, bitfield: { get: (index: number) => shared.core?.has(index) ?? false } }
   }
 
   /** Hypercore 11's replicator knob that Hyperbee turns for small blocks. */
   get replicator (): { setInflightRange (min: number, max: number): void } | null {
-    if (this.#shared.replicator === null) return null
-    return { setInflightRange: (_min: number, max: number) => this.#shared.setMaxInflight(max) }
+    const shared = this.#shared
+    if (shared === null || shared.replicator === null) return null
+    return { setInflightRange: (_min: number, max: number) => shared.setMaxInflight(max) }
   }
 
   getManifest (opts: { raw?: boolean } = {}): Manifest | Uint8Array | null {
@@ -382,9 +452,14 @@ export class Hypercore extends EventEmitter {
     this.#keyPair = keyPair
   }
 
-  /** Marks the session active or not (Hypercore 11 lets idle cores stop replicating; nomadcore replicates while open). */
+  /**
+   * Marks the session active or not. As in Hypercore 11, peers hear whether
+   * any session of the core is active (the sync message's `downloading`),
+   * and may close a channel neither side wants; the core still answers peers.
+   */
   setActive (active: boolean): void {
     this.#active = active
+    this.#shared?.setActive(this.#link, active)
   }
 
   get active (): boolean { return this.#active }
@@ -473,7 +548,7 @@ export class Hypercore extends EventEmitter {
       if (!wait) return null
       opts.onwait?.(index, this)
       this.#onwait?.(index, this)
-      await this.#shared.waitForBlock(index, this.#link, index < this.length, opts.timeout ?? this.timeout)
+      await this.#sh.waitForBlock(index, this.#link, index < this.length, opts.timeout ?? this.timeout)
     }
   }
 
@@ -488,7 +563,7 @@ export class Hypercore extends EventEmitter {
       const timer = timeout > 0 ? setTimeout(done, timeout) : null
       this.on('repaired', done)
       this.on('repair-failed', done)
-      this.#shared.replicator!.onmissingnode(index)
+      this.#sh.replicator!.onmissingnode(index)
     })
   }
 
@@ -518,7 +593,7 @@ export class Hypercore extends EventEmitter {
     if (!this.opened) await this.opening
     assertIndex(bytes, 'seek', this.discoveryKey)
     if (this.closing !== null) throw SESSION_CLOSED('cannot seek on a closed session', this.discoveryKey)
-    return this.#shared.replicator!.seek(bytes, { wait: opts.wait ?? this.wait, timeout: opts.timeout ?? this.timeout, padding: this.padding })
+    return this.#sh.replicator!.seek(bytes, { wait: opts.wait ?? this.wait, timeout: opts.timeout ?? this.timeout, padding: this.padding })
   }
 
   /** Hash of the tree at `length` (default: now), the value that gets signed. Fetches the blocks it needs on a replica. */
@@ -562,7 +637,7 @@ export class Hypercore extends EventEmitter {
   }
 
   async #storageUse (): Promise<Info['storage']> {
-    const dir = this.#shared.directory
+    const dir = this.#sh.directory
     if (dir === null) return null
     const used = async (name: string): Promise<number> => {
       try {
@@ -668,9 +743,9 @@ export class Hypercore extends EventEmitter {
   /** Closes every session of this core and deletes its files. */
   async purge (): Promise<void> {
     if (!this.opened) await this.opening.catch(noop)
-    await this.#shared.closeAllSessions()
-    await this.#shared.storage.unlink().catch(noop)
-    const dir = this.#shared.directory
+    await this.#sh.closeAllSessions()
+    await this.#sh.storage.unlink().catch(noop)
+    const dir = this.#sh.directory
     if (dir !== null) await fs.promises.rm(dir, { recursive: true, force: true }).catch(noop)
   }
 
@@ -684,7 +759,7 @@ export class Hypercore extends EventEmitter {
     const core = await this.#live()
     const wasRepairing = core.repairMode
     const report = await core.audit()
-    const r = this.#shared.replicator
+    const r = this.#sh.replicator
     if (r !== null) {
       if (report.droppedRoots.length > 0) r.recoverTreeNodeFromPeers()
       if (wasRepairing && !core.repairMode) r.onupgrade()
@@ -758,12 +833,17 @@ export class Hypercore extends EventEmitter {
    */
   replicate (isInitiator: Replicable, opts: ReplicateOptions = {}): NoiseSecretStream | Protomux['stream'] | Protomux {
     if (Protomux.isProtomux(isInitiator)) {
-      this.#shared.attach(isInitiator)
+      this.#attach(isInitiator)
       return isInitiator
     }
     const stream = Hypercore.createProtocolStream(isInitiator, opts)
-    this.#shared.attach(Hypercore.getProtocolMuxer(stream))
+    this.#attach(Hypercore.getProtocolMuxer(stream))
     return stream
+  }
+
+  #attach (mux: Protomux): void {
+    if (this.#shared !== null) this.#sh.attach(mux)
+    else void this.#bound.then(shared => shared.attach(mux), noop)
   }
 
   /**
@@ -777,7 +857,7 @@ export class Hypercore extends EventEmitter {
     if (this.closing !== null || this.#snapshot !== null) return false
     const core = this.#core
     if (this.writable && opts.force !== true) return false
-    const replicator = this.#shared.replicator!
+    const replicator = this.#sh.replicator!
     const wait = opts.wait ?? replicator.isFindingPeers()
     if (!wait) return false
     const before = { length: core.length, fork: core.fork }
@@ -792,7 +872,7 @@ export class Hypercore extends EventEmitter {
   download (range: DownloadRange = {}): DownloadHandle {
     const handle = downloadHandle(this.opening, () => {
       if (this.closing !== null) return null
-      const r = this.#shared.replicator!
+      const r = this.#sh.replicator!
       if (range.blocks) return r.download(0, 0, range.blocks)
       const end = range.end === undefined || range.end === -1 ? Infinity : range.end
       return r.download(range.start ?? 0, end, null)
@@ -813,13 +893,10 @@ export class Hypercore extends EventEmitter {
       release?.()
     }
     this.#findingPeers.push(finish)
-    // Counted at once when the core is open, so an update() right after waits.
-    if (this.#shared.replicator !== null) release = this.#shared.replicator.findingPeers()
-    else {
-      void this.#shared.opening.then(() => {
-        if (!done) release = this.#shared.replicator!.findingPeers()
-      }, noop)
-    }
+    // Counted at once when the core is open, so an update() right after waits; else as it opens.
+    const replicator = this.#shared?.replicator ?? null
+    if (replicator !== null) release = replicator.findingPeers()
+    else this.#pendingFinding.push(() => { if (!done) release = this.#sh.replicator!.findingPeers() })
     return finish
   }
 
@@ -829,7 +906,7 @@ export class Hypercore extends EventEmitter {
    * root or an inner node).
    */
   recoverTreeNodeFromPeers (treeIndex?: number): void {
-    const r = this.#shared.replicator
+    const r = this.#sh.replicator
     if (treeIndex === undefined) r?.recoverTreeNodeFromPeers()
     else r?.onmissingnode(treeIndex, true)
   }
@@ -840,9 +917,18 @@ export class Hypercore extends EventEmitter {
   }
 
   get #extensionHost (): ExtensionHost {
+    const destroyed = new Set<string>()
     return {
-      register: (name, onmessage) => this.#shared.registerExtension(name, this.#link, onmessage),
-      unregister: (name) => this.#shared.unregisterExtension(name, this.#link),
+      register: (name, onmessage) => {
+        destroyed.delete(name)
+        // Hyperbee registers its extension in its constructor, before a Store's named core is bound.
+        if (this.#shared !== null) this.#sh.registerExtension(name, this.#link, onmessage)
+        else void this.#bound.then(shared => { if (!destroyed.has(name)) shared.registerExtension(name, this.#link, onmessage) }, noop)
+      },
+      unregister: (name) => {
+        destroyed.add(name)
+        this.#shared?.unregisterExtension(name, this.#link)
+      },
       peers: () => this.peers
     }
   }
@@ -900,7 +986,7 @@ export class Hypercore extends EventEmitter {
   /** How many tree nodes a proof of block `index` must carry for us (those we lack up to a node we hold). */
   async missingNodes (index: number): Promise<number> {
     if (!this.opened) await this.opening
-    return this.#shared.replicator!.missingNodeCount(2 * index)
+    return this.#sh.replicator!.missingNodeCount(2 * index)
   }
 
   // -------------------------------------------------------------------------
@@ -919,9 +1005,11 @@ export class Hypercore extends EventEmitter {
     }
     for (const release of [...this.#findingPeers]) release()
     for (const d of [...this.#downloads]) d.destroy()
-    if (this.#exclusive) this.#shared.unlockExclusive()
+    if (this.#exclusive) this.#sh.unlockExclusive()
+    this.#exclusive = false
     this.opened = false
-    await this.#shared.removeSession(this.#link, error ?? REQUEST_CANCELLED())
+    await this.#sh.removeSession(this.#link, error ?? REQUEST_CANCELLED())
+    this.#family?.delete(this)
     this.closed = true
     this.emit('close')
   }

@@ -44,6 +44,8 @@ const SERVING = { verify: true, serving: true } as const
 /** What the peer module needs from the replicator above it. */
 export interface PeerHost {
   readonly core: Core
+  /** Some session of the core wants it replicated (Hypercore 11's `downloading` sync flag). */
+  readonly downloading: boolean
   onopen (peer: Peer): void
   onclose (peer: Peer): void
   onsync (peer: Peer, changed: boolean): void
@@ -213,7 +215,7 @@ export class Peer {
       // the strength of this flag, and one on another fork would ask in vain.
       canUpgrade: this.remoteSynced && sameFork && !core.repairMode && this.remoteLength <= core.length,
       uploading: true,
-      downloading: true,
+      downloading: this.host.downloading,
       hasManifest: core.manifest !== null,
       allowPush: false
     }

@@ -106,6 +106,8 @@ export class Replicator implements PeerHost {
   /** An upgrade answer is being verified and applied: do not ask for another meanwhile. */
   private applyingUpgrade = 0
   private readonly wantedBlocks = new Map<number, number>()
+  /** Blocks whose answer is being verified. */
+  private readonly verifying = new Set<number>()
   private readonly ranges = new Set<Range>()
   private notAvailable = new WeakMap<Peer, Set<number>>()
   private readonly upgradeFailed = new WeakMap<Peer, number>()
@@ -123,6 +125,8 @@ export class Replicator implements PeerHost {
   readonly #seeks: Seeks
   /** The core's length as last seen here, to tell peers what a truncation dropped. */
   #knownLength: number
+  /** Some session wants the core replicated: told to peers in sync messages (idle channels may close). */
+  downloading = true
 
   constructor (readonly core: Core, private readonly emit: Emit, maxInflight = DEFAULT_MAX_INFLIGHT) {
     this.maxInflight = maxInflight
@@ -142,6 +146,13 @@ export class Replicator implements PeerHost {
     })
   }
 
+  /** Whether sessions want the core replicated: peers hear it with the next sync. */
+  setDownloading (downloading: boolean): void {
+    if (this.downloading === downloading) return
+    this.downloading = downloading
+    for (const peer of this.peers) peer.sendSync()
+  }
+
   /** Requests in flight per peer, at most (Hypercore's setInflightRange sets its upper bound). */
   setMaxInflight (n: number): void {
     if (Number.isSafeInteger(n) && n > 0) this.maxInflight = n
@@ -153,7 +164,15 @@ export class Replicator implements PeerHost {
 
   /** Replicates over `mux` (one channel for this core; other cores share the mux). */
   attach (mux: Protomux): void {
-    if (this.destroyed || this.muxes.has(mux)) return
+    if (this.destroyed) return
+    if (this.muxes.has(mux)) {
+      // Attached before and its channel closed since (a Store closes idle channels): open it again.
+      if (mux.stream.handshakeHash !== null && !mux.opened({ protocol: PROTOCOL, id: this.core.discoveryKey })) {
+        const peer = Peer.open(this, mux)
+        if (peer !== null) this.opening.add(peer)
+      }
+      return
+    }
     const open = (): void => {
       if (this.destroyed || !this.muxes.has(mux)) return
       const peer = Peer.open(this, mux)
@@ -186,7 +205,8 @@ export class Replicator implements PeerHost {
     this.destroyed = true
     if (this.sweeper !== null) clearInterval(this.sweeper)
     this.sweeper = null
-    for (const peer of [...this.peers]) peer.close()
+    // Channels the remote has not answered yet close too: a later instance of the core must be able to open its own.
+    for (const peer of [...this.peers, ...this.opening]) peer.close()
     for (const mux of [...this.muxes.keys()]) this.detach(mux)
     for (const range of [...this.ranges]) this.removeRange(range, REQUEST_CANCELLED('The core was closed'))
     this.#seeks.destroy()
@@ -525,10 +545,14 @@ export class Replicator implements PeerHost {
     }
 
     if (data.upgrade !== null) this.applyingUpgrade++
+    // Answered but not stored yet: not asked for again meanwhile (a sync arriving with it would).
+    const block = data.block?.index ?? -1
+    if (block !== -1) this.verifying.add(block)
     try {
       await this.verifyAndApply(peer, req, data)
     } finally {
       if (data.upgrade !== null) this.applyingUpgrade--
+      if (block !== -1) this.verifying.delete(block)
     }
     this.scheduleUpdate()
   }
@@ -702,7 +726,7 @@ export class Replicator implements PeerHost {
   /** Sends a request for block `index` if it is needed and someone has it. */
   private requestBlock (index: number): 'have' | 'sent' | 'inflight' | 'busy' | 'nobody' {
     const core = this.core
-    if (core.has(index) || core.isStoring(index)) return 'have'
+    if (core.has(index) || core.isStoring(index) || this.verifying.has(index)) return 'have'
     const inflight = this.blockRequests.get(index)
     // A slow peer does not hold a block hostage: after a while, ask another too.
     if (inflight !== undefined && Date.now() - inflight.sent < HOTSWAP_MS) return 'inflight'

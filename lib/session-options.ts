@@ -45,7 +45,7 @@ export interface HypercoreOptions extends EncryptionOptions {
   userData?: Record<string, Uint8Array | string> | null
   /** [min, max] requests in flight per peer. */
   inflightRange?: [number, number] | null
-  /** Whether this session keeps the core replicating (bookkeeping only: a nomadcore core always replicates while open). */
+  /** Whether this session wants the core replicated (default true): peers hear it as Hypercore 11's `downloading`. */
   active?: boolean
   /**
    * Check every block read against its leaf, tied by hashes to the signed
@@ -54,8 +54,10 @@ export interface HypercoreOptions extends EncryptionOptions {
   verify?: boolean
   /** A weak session does not keep the core open: it closes when the last other session does. */
   weak?: boolean
-  /** Wait until every earlier exclusive session of this core has closed before `ready()`. */
+  /** Ready only once no earlier exclusive session of the core is open (Hyperdrive opens its database so). */
   exclusive?: boolean
+  /** The internal core a Store watcher is handed (`store.watch(core => new Hypercore({ core, weak: true }))`). */
+  core?: unknown
 }
 
 export interface GetOptions {

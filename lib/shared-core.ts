@@ -15,6 +15,7 @@ import { Replicator, type ReplicatorEvents } from './replicator'
 import { CoreStorage } from './storage'
 import { Snapshot, type SnapshotTree } from './snapshot'
 import type { Peer } from './peer'
+import { discoveryKey } from './crypto'
 import { REQUEST_CANCELLED, REQUEST_TIMEOUT, SESSION_CLOSED, SNAPSHOT_NOT_AVAILABLE, STORAGE_EMPTY } from './errors'
 
 /** What the shared core needs of a session. */
@@ -27,11 +28,17 @@ export interface SessionLink {
   close? (): Promise<void>
   /** A weak session does not keep the core open: it closes with the last strong one. */
   readonly weak?: boolean
+  /** Whether the session wants the core replicated (Hypercore 11's active sessions). */
+  readonly active?: boolean
 }
 
 export interface SharedOpenOptions extends CoreOpenOptions {
   /** The directory of a directory-backed core (checked before anything is created). */
   directory: string | null
+  /** Opening waits for this first (a Store reopening a core waits for its previous instance to close). */
+  preopen?: Promise<unknown> | null
+  /** Called once the core has closed (or failed to open). */
+  onclose?: (() => void) | null
 }
 
 interface Waiter {
@@ -64,6 +71,12 @@ export class SharedCore {
   closed = false
 
   readonly #sessions = new Set<SessionLink>()
+  /** Listeners that hear every event without keeping the core open (the Store follows its cores' state). */
+  readonly #listeners = new Set<SessionLink>()
+  /** Sessions that want the core replicated. */
+  readonly #active = new Set<SessionLink>()
+  readonly #keyHint: Uint8Array | null
+  #onclose: (() => void) | null
   readonly #waiting = new Map<number, Set<Waiter>>()
   readonly #pendingMuxes: Protomux[] = []
   readonly #extensions = new Map<string, ExtensionEntry>()
@@ -77,12 +90,25 @@ export class SharedCore {
   constructor (storage: CoreStorage, opts: SharedOpenOptions) {
     this.storage = storage
     this.directory = opts.directory
+    this.#keyHint = opts.key ?? null
+    this.#onclose = opts.onclose ?? null
     this.opening = this.#open(opts)
     this.opening.catch(noop)
   }
 
+  /** The core's key: known before it opens when it was opened by key. */
+  get key (): Uint8Array | null {
+    return this.core?.key ?? this.#keyHint
+  }
+
+  get discoveryKey (): Uint8Array | null {
+    if (this.core !== null) return this.core.discoveryKey
+    return this.#keyHint === null ? null : discoveryKey(this.#keyHint)
+  }
+
   async #open (opts: SharedOpenOptions): Promise<void> {
     try {
+      if (opts.preopen) await opts.preopen
       // Checked before the storage is touched, which would create the files.
       if (opts.createIfMissing === false && opts.directory !== null && !(await CoreStorage.exists(opts.directory))) {
         throw STORAGE_EMPTY()
@@ -91,11 +117,13 @@ export class SharedCore {
       core.onbeforetruncate = (newLength, oldLength) => this.#retainForSnapshots(newLength, oldLength)
       this.core = core
       this.replicator = new Replicator(core, (name, ...args) => this.#broadcast(name, args), this.#maxInflight)
+      this.replicator.setDownloading(this.#active.size > 0)
       for (const name of this.#extensions.keys()) this.#bindExtension(name)
       for (const mux of this.#pendingMuxes.splice(0)) this.replicator.attach(mux)
     } catch (err) {
       await this.storage.close().catch(noop)
       this.closed = true
+      this.#notifyClosed()
       throw err
     }
   }
@@ -110,11 +138,29 @@ export class SharedCore {
   addSession (link: SessionLink): void {
     if (this.#closing !== null) throw SESSION_CLOSED('Cannot make sessions on a closing core')
     this.#sessions.add(link)
+    if (link.active !== false) this.setActive(link, true)
+  }
+
+  /** A session wants the core replicated, or no longer does: peers hear whether any does (sync's `downloading`). */
+  setActive (link: SessionLink, active: boolean): void {
+    if (active && this.#sessions.has(link)) this.#active.add(link)
+    else this.#active.delete(link)
+    this.replicator?.setDownloading(this.#active.size > 0)
+  }
+
+  /**
+   * Hears every event of the core, as a session would, without keeping it
+   * open. Returns the function that stops listening.
+   */
+  listen (link: SessionLink): () => void {
+    this.#listeners.add(link)
+    return () => { this.#listeners.delete(link) }
   }
 
   /** Drops a session and everything it asked for; the last one out closes the core. */
   async removeSession (link: SessionLink, err: Error | null): Promise<void> {
     if (!this.#sessions.delete(link)) return
+    if (this.#active.delete(link)) this.replicator?.setDownloading(this.#active.size > 0)
     for (const set of [...this.#waiting.values()]) {
       for (const w of [...set]) if (w.owner === link) w.reject(err ?? REQUEST_CANCELLED())
     }
@@ -155,8 +201,18 @@ export class SharedCore {
     await this.opening.catch(noop)
     this.replicator?.destroy()
     for (const set of [...this.#waiting.values()]) for (const w of [...set]) w.reject(REQUEST_CANCELLED())
-    if (this.core !== null) await this.core.close()
-    this.closed = true
+    try {
+      if (this.core !== null) await this.core.close()
+    } finally {
+      this.closed = true
+      this.#notifyClosed()
+    }
+  }
+
+  #notifyClosed (): void {
+    const onclose = this.#onclose
+    this.#onclose = null
+    onclose?.()
   }
 
   get closing (): boolean {
@@ -192,7 +248,7 @@ export class SharedCore {
 
   #broadcast (name: string, args: unknown[]): void {
     const liveOnly = LIVE_ONLY.has(name)
-    for (const s of [...this.#sessions]) {
+    for (const s of [...this.#sessions, ...this.#listeners]) {
       if (liveOnly && s.snapshot !== null) continue
       s.emit(name, ...args)
     }

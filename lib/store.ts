@@ -1,53 +1,76 @@
 /**
- * Many cores under one directory, reconciled with other stores of the same
- * group. Each core keeps the core log's layout in `cores/<discovery key>/`;
- * `keys` lists the core keys held and `primary-key` seeds the key pairs of
- * named cores. Over one replication stream the store replicates every core
- * it holds, reconciles the set of core keys with group members (bandwidth
- * growing with the difference), opens and downloads what it lacked, and
- * audits and repairs its cores — when a peer joins and on a timer.
+ * Many cores under one directory, as Corestore 7 holds them: `get` returns
+ * a session at once (every call a new one; the core closes with its last
+ * session), named cores get Corestore's key pairs from the primary key and
+ * namespace, `namespace()` and `session()` make views that share everything,
+ * and `replicate()` carries every core over one stream.
+ *
+ * Stores sharing a group key also keep each other informed of the cores
+ * they hold and of their states, and replicate exactly the cores whose
+ * states differ (lib/store/group-sync.ts): a reconnect costs what changed
+ * while apart, not what is held. Cores are sparse unless the store is made
+ * with `replicas: 'full'`.
+ *
+ * Each core lives in `cores/<discovery key>/` with the core log's layout;
+ * the catalog of cores held is described in lib/store/catalog.ts.
  */
 import { EventEmitter } from 'node:events'
-import * as path from 'path'
+import { Readable } from 'node:stream'
 import b4a from 'b4a'
-import RandomAccessFile from 'random-access-file'
 import type Protomux from 'protomux'
 import type NoiseSecretStream from '@hyperswarm/secret-stream'
-import { Hypercore, type HypercoreOptions } from './hypercore'
+import { Hypercore, sessionOn, type HypercoreOptions, type SessionFamily } from './hypercore'
+import type { SharedCore } from './shared-core'
 import { protocolStream, type Replicable, type ProtocolStreamOptions } from './protocol-stream'
-import { GroupPeer, GROUP_PROTOCOL, groupId, type GroupHost } from './group'
-import { ReconcileSet } from './reconcile'
-import { PROTOCOL } from './peer'
+import { parseKey } from './session-options'
 import * as crypto from './crypto'
-import { defaultManifest, manifestHash } from './manifest'
-import { BAD_ARGUMENT, SESSION_CLOSED } from './errors'
-import type { RandomAccessStorage } from 'random-access-storage'
-import type { StorageFactory } from './storage'
+import { ASSERTION, BAD_ARGUMENT, SESSION_CLOSED, STORAGE_EMPTY } from './errors'
+import { StoreRoot, type OpenOptions, type Storage, type StoreStats } from './store/root'
+import { DEFAULT_NAMESPACE, childNamespace, createKeyPair } from './store/key-derivation'
+import type { ManifestInput } from './manifest'
+import type { ReconcileStats } from './store/group-sync'
 
-const [NAME_NS] = crypto.namespace('nomadcore/store', 1) as [Uint8Array]
+export type { StoreStats, ReconcileStats }
+
 const HOUR = 60 * 60 * 1000
-/** Files kept open at once across all cores of a store (the rest are reopened on use). */
-const MAX_OPEN_FILES = 2048
 
 export interface StoreOptions {
-  /** 32-byte key shared by the stores that reconcile their sets of cores. */
+  /** Seed of named cores' key pairs; Corestore's rule: needs `unsafe: true`. Kept on first use; made at random when absent. */
+  primaryKey?: Uint8Array | null
+  /** Acknowledges that passing a primary key is unsafe (as Corestore requires). */
+  unsafe?: boolean
+  /** Set false for a store whose cores are opened read-only by default. */
+  writable?: boolean
+  readOnly?: boolean
+  /** Set false: cores are not replicated to peers unless a peer asks for them. */
+  active?: boolean
+  /** Manifest version of new named cores (default 1, as Corestore's). */
+  manifestVersion?: number
+  /** 32-byte key shared by the stores that keep each other's cores. */
   group?: Uint8Array | null
-  /** How often to audit every core and repair it from a random peer (ms; default one hour). */
+  /** `'full'`: keep every block of every core held (the group's full-replica policy). Default `'sparse'`, as Corestore. */
+  replicas?: 'full' | 'sparse'
+  /** How often to audit every core (ms; default one hour, 0 = never). */
   repairInterval?: number
-  /** Seed of named cores' key pairs; made and kept on first use when absent. */
-  primaryKey?: Uint8Array
-  /** Keep every block of every core (default true): a store is a full replica. Set false for sparse cores. */
-  download?: boolean
+  /** Files open at once, opens in flight included (default 512). */
+  maxOpenFiles?: number
+  /** Cores the store replicates with group members at once (default 32). */
+  maxSyncs?: number
+  /** Namespace of this view (32 bytes; usually made with `namespace()`). */
+  namespace?: Uint8Array
 }
 
-export interface GetOptions extends HypercoreOptions {
-  /** A core's public key (bytes or hex). */
-  key?: Uint8Array | string | null
-  /** A writable core of ours, its key pair derived from the primary key and this name. */
+/** `store.get()` options: Hypercore's, plus how to find the core. */
+export interface StoreGetOptions extends HypercoreOptions {
+  /** A writable core of ours: its key pair derived from the primary key, this store's namespace and the name. */
   name?: string
+  /** A core held here, by discovery key. */
+  discoveryKey?: Uint8Array | string
+  /** Options that resolve later (merged in before the core opens). */
+  preload?: Promise<StoreGetOptions> | null
 }
 
-/** Totals of one audit-and-repair pass over the store. */
+/** Totals of one audit pass over the store. */
 export interface RepairSummary {
   cores: number
   blocks: number
@@ -56,291 +79,331 @@ export interface RepairSummary {
   repairMode: number
 }
 
-type Storage = string | StorageFactory
+/** A watcher of cores opening: gets the core, on which `new Hypercore({ core, weak: true })` makes a session. */
+export type CoreWatcher = (core: SharedCore) => void
 
-export class Store extends EventEmitter implements GroupHost {
-  readonly group: Uint8Array
-  readonly opening: Promise<void>
-  primaryKey: Uint8Array | null = null
+/** Set while `session()` makes a view of a store. */
+let makingViewOf: Store | null = null
+
+export class Store extends EventEmitter {
+  /** This view's namespace. */
+  readonly ns: Uint8Array
+  readonly manifestVersion: number
+  readonly readOnly: boolean
+  readonly active: boolean
   closed = false
+  watchers: Set<CoreWatcher> | null = null
 
-  private readonly cores = new Map<string, Hypercore>()
-  private readonly known = new Map<string, Uint8Array>()
-  private readonly keys = new ReconcileSet()
-  private readonly muxes = new Set<Protomux>()
-  private readonly groupPeers = new Set<GroupPeer>()
-  private keysFile: RandomAccessStorage | null = null
-  private keysLength = 0
-  private timer: ReturnType<typeof setInterval> | null = null
-  private readonly pool = RandomAccessFile.createPool(MAX_OPEN_FILES)
+  readonly #root: StoreRoot
+  /** The store made with `new Store` (null for that one). */
+  readonly #parent: Store | null
+  /** Views made from the store (only the first store keeps them). */
+  readonly #views = new Set<Store>()
+  readonly #watching: Set<Store>
+  readonly #sessions = new Set<Hypercore>()
+  readonly #family: SessionFamily
+  readonly #finding = { count: 0, pending: [] as Array<() => void> }
+  #closing: Promise<void> | null = null
+  #timer: ReturnType<typeof setInterval> | null = null
 
-  constructor (private readonly storage: Storage, private readonly opts: StoreOptions = {}) {
+  /**
+   * @param storage a directory, or a function from file name to
+   *   random-access storage (every file of every core goes through it)
+   */
+  constructor (storage: Storage | null, opts: StoreOptions = {}) {
     super()
-    if (opts.group !== undefined && opts.group !== null && !(opts.group instanceof Uint8Array && opts.group.byteLength === 32)) {
-      throw BAD_ARGUMENT('A group key is 32 bytes')
+    const parent = makingViewOf
+    makingViewOf = null
+    this.#family = { add: s => this.#sessions.add(s), delete: s => this.#sessions.delete(s) }
+    if (parent !== null) {
+      const top = parent.#parent ?? parent
+      this.#parent = top
+      this.#root = top.#root
+      this.#watching = top.#watching
+      this.ns = opts.namespace ?? parent.ns
+      this.manifestVersion = opts.manifestVersion ?? parent.manifestVersion
+      this.readOnly = opts.writable === false || opts.readOnly === true || (opts.writable === undefined && parent.readOnly)
+      this.active = opts.active ?? parent.active
+      top.#views.add(this)
+      return
     }
-    this.group = opts.group ?? b4a.alloc(0)
-    this.opening = this.open()
-    this.opening.catch(noop)
-  }
-
-  private file (name: string): RandomAccessStorage {
-    if (typeof this.storage === 'function') return this.storage(name)
-    return new RandomAccessFile(path.join(this.storage, name), { lock: name === 'primary-key' })
-  }
-
-  private async open (): Promise<void> {
-    this.keysFile = this.file('keys')
-    const primary = this.file('primary-key')
-    let pk = await readAll(primary)
-    if (pk.byteLength !== 32) {
-      pk = this.opts.primaryKey ?? crypto.randomBytes(32)
-      await write(primary, 0, pk)
+    if (typeof storage !== 'string' && typeof storage !== 'function') throw BAD_ARGUMENT('Storage is a directory path or a function returning random-access storage')
+    if (opts.primaryKey !== undefined && opts.primaryKey !== null) {
+      if (opts.unsafe !== true) throw ASSERTION('Passing the primary key is unsafe unless you know what you are doing. Set unsafe: true to acknowledge that')
+      if (!(opts.primaryKey instanceof Uint8Array) || opts.primaryKey.byteLength !== 32) throw BAD_ARGUMENT('A primary key is 32 bytes')
     }
-    this.primaryKey = pk
-    await close(primary).catch(noop)
-
-    // A torn append of the key list leaves a partial last key: ignored.
-    const list = await readAll(this.keysFile)
-    this.keysLength = list.byteLength - (list.byteLength % 32)
-    for (let at = 0; at < this.keysLength; at += 32) this.remember(b4a.from(list.subarray(at, at + 32)))
-
-    const interval = this.opts.repairInterval ?? HOUR
+    const group = opts.group ?? null
+    if (group !== null && !(group instanceof Uint8Array && group.byteLength === 32)) throw BAD_ARGUMENT('A group key is 32 bytes')
+    if (opts.replicas !== undefined && opts.replicas !== 'full' && opts.replicas !== 'sparse') throw BAD_ARGUMENT("replicas is 'full' or 'sparse'")
+    this.#parent = null
+    this.#watching = new Set()
+    this.ns = opts.namespace ?? DEFAULT_NAMESPACE
+    this.manifestVersion = opts.manifestVersion ?? 1
+    this.readOnly = opts.writable === false || opts.readOnly === true
+    this.active = opts.active !== false
+    this.#root = new StoreRoot(storage, {
+      primaryKey: opts.primaryKey ?? null,
+      group,
+      full: opts.replicas === 'full',
+      readOnly: this.readOnly,
+      maxOpenFiles: opts.maxOpenFiles,
+      maxSyncs: opts.maxSyncs,
+      emit: (event, ...args) => this.emit(event, ...args)
+    })
+    this.#root.onopencore = shared => {
+      for (const store of this.#watching) for (const fn of store.watchers ?? []) fn(shared)
+    }
+    const interval = opts.repairInterval ?? HOUR
     if (interval > 0) {
-      this.timer = setInterval(() => { void this.repair().catch(noop) }, interval)
-      this.timer.unref?.()
+      this.#timer = setInterval(() => { void this.repair().catch(noop) }, interval)
+      this.#timer.unref?.()
     }
   }
 
   ready (): Promise<void> {
-    return this.opening
+    return this.#root.opening
   }
 
-  private remember (key: Uint8Array): boolean {
-    const id = b4a.toString(key as Buffer, 'hex')
-    if (this.known.has(id)) return false
-    this.known.set(id, key)
-    this.keys.add(key)
-    return true
+  get opened (): boolean {
+    return this.#root.opened
   }
 
-  private coreStorage (key: Uint8Array): StorageFactory {
-    const dir = path.join('cores', b4a.toString(crypto.discoveryKey(key) as Buffer, 'hex'))
-    if (typeof this.storage === 'function') {
-      const factory = this.storage
-      return name => factory(dir + '/' + name)
-    }
-    const root = path.join(this.storage, dir)
-    return name => new RandomAccessFile(path.join(root, name), { pool: this.pool })
+  get closing (): boolean {
+    return this.#closing !== null
   }
 
-  /** The key pair of the named core: derived, never stored. */
-  keyPairFor (name: string): crypto.KeyPair {
-    if (this.primaryKey === null) throw SESSION_CLOSED('The store is not open yet')
-    return crypto.keyPair(crypto.hash([NAME_NS, this.primaryKey, b4a.from(name)]))
+  /** The primary key (null until the store is ready). */
+  get primaryKey (): Uint8Array | null {
+    return this.#root.primaryKey
   }
+
+  /** The group key, or null. */
+  get group (): Uint8Array | null {
+    return this.#root.group.byteLength === 32 ? this.#root.group : null
+  }
+
+  /** The store's identity: what group members know it by. */
+  get identity (): Uint8Array | null {
+    return this.#root.opened ? this.#root.identity.publicKey : null
+  }
+
+  #assertOpen (): void {
+    if (this.#closing !== null || this.#root.closing !== null) throw SESSION_CLOSED('The store is closed')
+  }
+
+  // -------------------------------------------------------------------------
+  // Cores
 
   /**
-   * Opens a core of the store: `{ key }` for any core, `{ name }` for a
-   * writable one of ours. The same key gives the same instance.
+   * A new session on a core: `get(key)`, `get({ key })`, `get({ name })`
+   * (writable, its key pair derived as Corestore derives it),
+   * `get({ keyPair })`, `get({ manifest })` or `get({ discoveryKey })`.
+   * Returned at once; `await core.ready()` before reading its properties.
    */
-  async get (opts: GetOptions): Promise<Hypercore> {
-    await this.opening
-    if (this.closed) throw SESSION_CLOSED('The store is closed')
-    let key: Uint8Array
-    let keyPair: crypto.KeyPair | null = null
-    if (typeof opts.name === 'string') {
-      keyPair = this.keyPairFor(opts.name)
-      key = manifestHash(defaultManifest(keyPair.publicKey))
-    } else if (opts.key !== undefined && opts.key !== null) {
-      key = typeof opts.key === 'string' ? b4a.from(opts.key, 'hex') : opts.key
-      if (key.byteLength !== 32) throw BAD_ARGUMENT('A key is 32 bytes')
+  get (opts: StoreGetOptions | Uint8Array | string): Hypercore {
+    this.#assertOpen()
+    if (opts instanceof Uint8Array || typeof opts === 'string') opts = { key: opts }
+    if (opts === null || typeof opts !== 'object') throw BAD_ARGUMENT('get() takes a key or options')
+    const root = this.#root
+    const { name, discoveryKey, preload, manifest, overwrite, createIfMissing, storage: _s, core: _c, ...session } = opts
+    if (session.writable === undefined && this.readOnly) session.writable = false
+    const active = session.active !== false && this.active
+
+    let shared: SharedCore | Promise<SharedCore>
+    if (name !== undefined || preload || (discoveryKey !== undefined && (opts.key === undefined || opts.key === null) && !manifest)) {
+      // A name needs the primary key, a discovery key the catalog: both are on disk.
+      shared = this.#resolve(opts)
     } else {
-      throw BAD_ARGUMENT('get() takes { key } or { name }')
+      const key = this.#keyOf(opts)
+      session.key = key
+      const open: OpenOptions = { keyPair: opts.keyPair ?? null, manifest: manifest ?? null, overwrite, createIfMissing }
+      shared = root.opened ? root.core(key, open) : root.opening.then(() => root.core(key, open))
     }
-    const id = b4a.toString(key as Buffer, 'hex')
-    const open = this.cores.get(id)
-    if (open !== undefined) {
-      await open.ready()
-      return open
-    }
-    const { name: _name, key: _key, ...rest } = opts
-    const core = new Hypercore(this.coreStorage(key), key, { ...rest, keyPair: keyPair ?? rest.keyPair ?? null })
-    this.cores.set(id, core)
-    try {
-      await core.ready()
-    } catch (err) {
-      this.cores.delete(id)
-      throw err
-    }
-    for (const mux of this.muxes) core.replicate(mux)
-    // A full replica follows every core it holds, new blocks included.
-    if (!core.writable && this.opts.download !== false) core.download()
-    if (this.remember(key)) {
-      await this.persistKey(key)
-      for (const peer of this.groupPeers) peer.announce([key])
-    }
-    return core
+    const made = sessionOn(shared, session, this.#family)
+    if (shared instanceof Promise) void shared.then(s => root.track(s, made, active), noop)
+    else root.track(shared, made, active)
+    if (this.#finding.count > 0) this.#finding.pending.push(made.findingPeers())
+    return made
   }
 
-  private async persistKey (key: Uint8Array): Promise<void> {
-    const at = this.keysLength
-    this.keysLength += 32
-    await write(this.keysFile!, at, key)
+  /** The key `opts` names: a key, or the key of a manifest or key pair. */
+  #keyOf (opts: StoreGetOptions): Uint8Array {
+    const key = parseKey(opts.key)
+    if (key !== null) return key
+    if (opts.manifest) return Hypercore.key(opts.manifest)
+    if (opts.keyPair) return Hypercore.key(this.#manifestFor(opts.keyPair.publicKey))
+    throw BAD_ARGUMENT('Could not derive a key from get() options: give a key, name, keyPair, manifest or discoveryKey')
   }
 
-  /** The keys of every core the store holds. */
-  async list (): Promise<Uint8Array[]> {
-    await this.opening
-    return [...this.known.values()]
+  #manifestFor (publicKey: Uint8Array): ManifestInput {
+    return { version: this.manifestVersion, signers: [{ publicKey }] } as ManifestInput
+  }
+
+  async #resolve (opts: StoreGetOptions): Promise<SharedCore> {
+    if (opts.preload) opts = { ...opts, ...(await opts.preload), preload: null }
+    const root = this.#root
+    await root.opening
+    this.#assertOpen()
+    const open: OpenOptions = { keyPair: opts.keyPair ?? null, manifest: opts.manifest ?? null, overwrite: opts.overwrite, createIfMissing: opts.createIfMissing }
+    if (opts.name !== undefined && opts.name !== null) {
+      const name = b4a.from(opts.name)
+      open.keyPair = createKeyPair(root.primaryKey!, this.ns, name)
+      const known = root.catalog.alias(this.ns, name)
+      let key: Uint8Array
+      if (known !== null && !opts.manifest) {
+        // Created before, perhaps with another manifest: the same core again.
+        key = known.key
+      } else {
+        open.manifest ??= this.#manifestFor(open.keyPair.publicKey)
+        key = parseKey(opts.key) ?? Hypercore.key(open.manifest)
+      }
+      const shared = root.core(key, open)
+      const record = root.catalog.get(crypto.discoveryKey(key))
+      if (record !== null) root.catalog.setAlias(record, this.ns, name)
+      return shared
+    }
+    if (opts.discoveryKey !== undefined && (opts.key === undefined || opts.key === null) && !opts.manifest) {
+      const dk = typeof opts.discoveryKey === 'string' ? parseKey(opts.discoveryKey)! : opts.discoveryKey
+      const record = root.catalog.get(dk)
+      if (record === null) throw STORAGE_EMPTY('No Hypercore is stored here')
+      return root.core(record.key, open)
+    }
+    return root.core(this.#keyOf(opts), open)
+  }
+
+  /** Corestore's `createKeyPair(name, [ns])`: the key pair named cores of `ns` get. */
+  async createKeyPair (name: string, ns: Uint8Array = this.ns): Promise<crypto.KeyPair> {
+    await this.#root.opening
+    return createKeyPair(this.#root.primaryKey!, ns, name)
   }
 
   /**
-   * Replicates every core over one stream (a boolean makes a new Noise
-   * stream to pipe; a secret stream or a protomux is shared). With a group
-   * key, also reconciles which cores each side holds.
+   * The discovery keys of every core held, or of those made by name in
+   * namespace `namespace` (a view's `ns`), as a readable stream.
+   */
+  list (namespace?: Uint8Array | null): Readable {
+    const root = this.#root
+    const ns = namespace ? b4a.toString(namespace as Buffer, 'hex') : null
+    return Readable.from((async function * () {
+      await root.opening
+      for (const record of [...root.catalog.records()]) {
+        if (ns === null || root.catalog.inNamespace(record, ns)) yield record.discoveryKey
+      }
+    })())
+  }
+
+  // -------------------------------------------------------------------------
+  // Views
+
+  /** A view of the store: closing it closes the sessions made from it, nothing else. */
+  session (opts: StoreOptions = {}): Store {
+    this.#assertOpen()
+    makingViewOf = this
+    try {
+      return new Store(null, opts)
+    } finally {
+      makingViewOf = null
+    }
+  }
+
+  /** A view whose named cores live in namespace `name` under this one's. */
+  namespace (name: string | Uint8Array, opts: StoreOptions = {}): Store {
+    return this.session({ ...opts, namespace: childNamespace(this.ns, name) })
+  }
+
+  /** Calls `fn` with every core the store opens from now on. */
+  watch (fn: CoreWatcher): void {
+    if (this.watchers === null) {
+      this.watchers = new Set()
+      this.#watching.add(this)
+    }
+    this.watchers.add(fn)
+  }
+
+  unwatch (fn: CoreWatcher): void {
+    if (this.watchers === null) return
+    this.watchers.delete(fn)
+    if (this.watchers.size === 0) {
+      this.watchers = null
+      this.#watching.delete(this)
+    }
+  }
+
+  /** While looking for peers: sessions of this view wait in `update()` until the returned function is called. */
+  findingPeers (): () => void {
+    const finding = this.#finding
+    if (++finding.count === 1) for (const s of this.#sessions) finding.pending.push(s.findingPeers())
+    let done = false
+    return () => {
+      if (done) return
+      done = true
+      if (--finding.count === 0) for (const release of finding.pending.splice(0)) release()
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Replication
+
+  /**
+   * Replicates every core over one stream: a boolean makes a new Noise
+   * stream to pipe; a secret stream (a Hyperswarm connection) or a protomux
+   * is shared. Cores with active sessions replicate at once, others when the
+   * remote asks for them; with a group key, members reconcile what they hold.
    */
   replicate (isInitiator: Replicable, opts: ProtocolStreamOptions = {}): NoiseSecretStream | Protomux['stream'] {
+    this.#assertOpen()
     const { mux, stream } = protocolStream(isInitiator, opts)
-    if (this.muxes.has(mux)) return stream
-    this.muxes.add(mux)
-    mux.stream.on('close', () => this.muxes.delete(mux))
-    void this.opening.then(() => this.attach(mux), noop)
+    this.#root.replicate(mux, stream as unknown as { destroy (): void }, typeof isInitiator !== 'boolean')
     return stream
   }
 
-  private attach (mux: Protomux): void {
-    if (this.closed) return
-    for (const core of this.cores.values()) core.replicate(mux)
-    // A core the remote asks for that we hold but have not opened: open it now.
-    mux.pair({ protocol: PROTOCOL }, async (discoveryKey: Uint8Array) => {
-      const key = this.keyFor(discoveryKey)
-      if (key === null || this.closed) return
-      const core = await this.get({ key }).catch(() => null)
-      core?.replicate(mux)
-    })
-    if (this.group.byteLength === 32) {
-      const open = (): void => {
-        if (this.closed) return
-        const peer = GroupPeer.open(this, mux)
-        if (peer !== null) this.groupPeers.add(peer)
-      }
-      // Whichever side opens first, the other takes the channel up.
-      mux.pair({ protocol: GROUP_PROTOCOL, id: groupId(this.group) }, open)
-      if (mux.stream.handshakeHash !== null) open()
-      else mux.stream.opened.then(ok => { if (ok) open() }, noop)
-    }
-  }
-
-  private keyFor (discoveryKey: Uint8Array): Uint8Array | null {
-    for (const key of this.known.values()) if (b4a.equals(crypto.discoveryKey(key), discoveryKey)) return key
-    return null
-  }
-
-  // -------------------------------------------------------------------------
-  // Group reconciliation (GroupHost)
-
-  keySet (): ReconcileSet {
-    return this.keys
-  }
-
-  onopen (peer: GroupPeer): void {
-    this.emit('peer-add', peer)
-  }
-
-  onclose (peer: GroupPeer): void {
-    this.groupPeers.delete(peer)
-    this.emit('peer-remove', peer)
-  }
-
-  onkeys (peer: GroupPeer, keys: Uint8Array[]): void {
-    for (const key of keys) {
-      if (this.known.has(b4a.toString(key as Buffer, 'hex'))) continue
-      // A core that fails to open now is tried again on the next reconciliation or repair.
-      void this.get({ key }).then(core => this.emit('core', core), err => this.emit('core-error', err, key))
-    }
-  }
-
-  onsynced (peer: GroupPeer, stats: { rounds: number, bytes: number }): void {
-    this.emit('reconciled', peer, stats)
-    // Reactive repair: a member joined and we know what we both hold.
-    void this.repairFromPeers().catch(noop)
-  }
-
-  // -------------------------------------------------------------------------
-  // Repair
-
-  /** Heals cores in repair mode from connected peers (missing blocks follow from the live downloads). */
-  async repairFromPeers (): Promise<void> {
-    for (const core of await this.openAll()) {
-      if (core.repairMode) core.recoverTreeNodeFromPeers()
-    }
-  }
-
   /**
-   * One audit-and-repair pass: reconcile the set of cores with a group member
-   * picked at random, audit every core (corrupt blocks cleared, rotten nodes
-   * dropped), and fetch what is missing from connected peers. Emits
-   * `repair-start` (with the member) and `repair` with the totals.
+   * One audit pass: a reconciliation with a group member picked at random,
+   * then every core audited (corrupt blocks cleared, rotten nodes dropped);
+   * what changed, members send back. Emits `repair-start` and `repair`.
    */
   async repair (): Promise<RepairSummary> {
-    const summary: RepairSummary = { cores: 0, blocks: 0, corruptBlocks: 0, droppedNodes: 0, repairMode: 0 }
-    // Anti-entropy with one member picked at random: what did either of us miss?
-    const members = [...this.groupPeers].filter(p => p.opened)
-    const member = members[Math.floor(Math.random() * members.length)]
+    const root = this.#root
+    await root.opening
+    const members = root.members()
+    const member = members[Math.floor(Math.random() * members.length)] ?? null
     member?.reconcile()
-    this.emit('repair-start', member ?? null)
-    for (const core of await this.openAll()) {
-      const report = await core.audit().catch(() => null)
-      summary.cores++
-      if (report !== null) {
-        summary.blocks += report.blocks
-        summary.corruptBlocks += report.corruptBlocks
-        summary.droppedNodes += report.droppedNodes
-      }
-      if (core.repairMode) summary.repairMode++
-    }
-    await this.repairFromPeers()
+    this.emit('repair-start', member?.peer ?? null)
+    const summary = await root.audit()
     this.emit('repair', summary)
     return summary
   }
 
-  private async openAll (): Promise<Hypercore[]> {
-    await this.opening
-    const out: Hypercore[] = []
-    for (const key of this.known.values()) {
-      const core = await this.get({ key }).catch(() => null)
-      if (core !== null) out.push(core)
-    }
-    return out
+  /** Counters: cores held and open, channels opened, files open. */
+  stats (): StoreStats {
+    return this.#root.stats()
   }
 
-  async close (): Promise<void> {
-    if (this.closed) return
+  // -------------------------------------------------------------------------
+
+  /** Closes this view's sessions; the store itself (and every view) when called on the store. */
+  close (): Promise<void> {
+    if (this.#closing === null) this.#closing = this.#close()
+    return this.#closing
+  }
+
+  async #close (): Promise<void> {
     this.closed = true
-    if (this.timer !== null) clearInterval(this.timer)
-    await this.opening.catch(noop)
-    for (const peer of this.groupPeers) peer.close()
-    await Promise.all([...this.cores.values()].map(c => c.close().catch(noop)))
-    if (this.keysFile !== null) await close(this.keysFile).catch(noop)
+    if (this.#timer !== null) clearInterval(this.#timer)
+    for (const release of this.#finding.pending.splice(0)) release()
+    this.#finding.count = 0
+    if (this.watchers !== null) this.#watching.delete(this)
+    this.watchers = null
+    const closing = [...this.#sessions].map(s => s.close().catch(noop))
+    if (this.#parent !== null) {
+      await Promise.all(closing)
+      this.#parent.#views.delete(this)
+      return
+    }
+    for (const view of this.#views) closing.push(view.close())
+    await Promise.all(closing)
+    await this.#root.close()
   }
 }
 
 function noop (): void {}
-
-function readAll (s: RandomAccessStorage): Promise<Uint8Array> {
-  return new Promise((resolve, reject) => {
-    s.stat((err, st) => {
-      if (err || !st || st.size === 0) return resolve(new Uint8Array(0))
-      s.read(0, st.size, (err2, buf) => err2 ? reject(err2) : resolve(buf!))
-    })
-  })
-}
-
-function write (s: RandomAccessStorage, offset: number, data: Uint8Array): Promise<void> {
-  return new Promise((resolve, reject) => s.write(offset, data, err => err ? reject(err) : resolve()))
-}
-
-function close (s: RandomAccessStorage): Promise<void> {
-  return new Promise((resolve, reject) => s.close(err => err ? reject(err) : resolve()))
-}

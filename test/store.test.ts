@@ -1,220 +1,311 @@
 /**
- * Stores: many cores under one directory, replicated over one stream, and
- * reconciled with the members of their group.
+ * Store as a Corestore 7 drop-in: sessions, close order, namespaces, key
+ * derivation (checked against corestore@7.12.5), list, watch, findingPeers,
+ * exclusive sessions, and what the store keeps on disk.
  */
 import test from 'brittle'
 import * as fs from 'fs'
 import * as path from 'path'
 import b4a from 'b4a'
-import { Store } from '../lib/store'
+import { Store, openStore, listed, hex } from './helpers/store'
 import { freshDir } from './helpers/core'
-import { pipePair, type Pipeable } from './helpers/replication'
-import { discoveryKey } from '../lib/crypto'
-import type { Teardownable } from './helpers/oracle'
+import { Hypercore } from '../lib/hypercore'
+import { discoveryKey, keyPair } from '../lib/crypto'
+import { createKeyPair, DEFAULT_NAMESPACE } from '../lib/store/key-derivation'
+import { FilePool } from '../lib/store/file-pool'
 
-const hex = (b: Uint8Array): string => b4a.toString(b as Buffer, 'hex')
-
-function openStore (t: Teardownable, dir: string, group: Uint8Array | null = null): Store {
-  const store = new Store(dir, { group, repairInterval: 0 })
-  t.teardown(() => store.close())
-  return store
+interface CorestoreLike {
+  get (opts: unknown): { ready (): Promise<void>, close (): Promise<void>, key: Uint8Array, append (b: unknown): Promise<unknown> }
+  namespace (name: string): CorestoreLike
+  createKeyPair (name: string, ns?: Uint8Array): Promise<{ publicKey: Uint8Array, secretKey: Uint8Array }>
+  list (ns?: Uint8Array): AsyncIterable<Uint8Array>
+  ns: Uint8Array
+  close (): Promise<void>
 }
+const Corestore = require('corestore') as new (dir: string, opts?: unknown) => CorestoreLike
 
-function connect (t: Teardownable, a: Store, b: Store): () => void {
-  const link = pipePair(t, a.replicate(true, { keepAlive: false }) as unknown as Pipeable, b.replicate(false, { keepAlive: false }) as unknown as Pipeable)
-  return () => link.destroy()
-}
+test('get returns a session at once; every get is a new session on one core', async t => {
+  const store = openStore(t)
+  const a = store.get({ name: 'notes' })
+  const b = store.get({ name: 'notes' })
+  t.ok(a instanceof Hypercore, 'a Hypercore session, not a promise')
+  t.not(a, b)
+  await Promise.all([a.ready(), b.ready()])
+  t.alike(a.key, b.key)
+  t.ok(a.writable && b.writable)
+  t.is(a.sessionCount, 2, 'two sessions on one shared core')
+  t.is(a.manifest!.signers.length, 1)
+  t.unlike(a.key, a.manifest!.signers[0]!.publicKey, 'the key is the manifest hash')
+  await a.close()
+  await b.close()
+})
 
-async function until (what: string, cond: () => boolean | Promise<boolean>, ms = 20000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error('timed out waiting for ' + what)
-    await new Promise(resolve => setTimeout(resolve, 25))
+test('closing one session never affects another, and a later get of a closed core works', async t => {
+  const store = openStore(t)
+  const a = store.get({ name: 'log', valueEncoding: 'utf-8' })
+  const b = store.get({ name: 'log', valueEncoding: 'utf-8' })
+  await a.append(['one', 'two'])
+  await a.close()
+  t.is(await b.get(1), 'two', 'the other session still reads')
+  await b.append('three')
+  await b.close()
+  t.is(store.stats().coresOpen, 0, 'the core closed with its last session')
+  const c = store.get({ name: 'log', valueEncoding: 'utf-8' })
+  await c.ready()
+  t.is(c.length, 3)
+  t.is(await c.get(2), 'three')
+  // Closing and reopening at once: the new session waits for the old core to close.
+  const closing = c.close()
+  const d = store.get({ name: 'log' })
+  await closing
+  await d.ready()
+  t.is(d.length, 3)
+  await d.append('four')
+  await d.close()
+})
+
+test('named cores get the keys Corestore 7 gives them, in the root namespace and in namespaces', async t => {
+  const primaryKey = b4a.alloc(32, 0x5a)
+  const ours = openStore(t, { primaryKey, unsafe: true })
+  const theirs = new Corestore(freshDir(t, 'corestore'), { primaryKey, unsafe: true })
+  t.teardown(() => theirs.close())
+  for (const [s, c] of [[ours, theirs], [ours.namespace('app'), theirs.namespace('app')], [ours.namespace('app').namespace('sub'), theirs.namespace('app').namespace('sub')]] as const) {
+    for (const name of ['db', 'blobs', 'a name with spaces']) {
+      const x = s.get({ name })
+      const y = c.get({ name })
+      await Promise.all([x.ready(), y.ready()])
+      t.alike(x.key, y.key, `${name} in namespace ${hex(s.ns).slice(0, 8)}`)
+      await Promise.all([x.close(), y.close()])
+    }
+    t.alike(s.ns, c.ns, 'same namespace bytes')
+    const [kx, ky] = await Promise.all([s.createKeyPair('kp'), c.createKeyPair('kp')])
+    t.alike(kx.publicKey, ky.publicKey)
+    t.alike(kx.secretKey, ky.secretKey)
   }
-}
+  t.alike(createKeyPair(primaryKey, DEFAULT_NAMESPACE, 'db').publicKey, (await theirs.createKeyPair('db')).publicKey)
+})
 
-test('a named core is writable and keeps its key across reopens; list() remembers every core', async t => {
-  const dir = freshDir(t, 'store')
-  const store = new Store(dir, { repairInterval: 0 })
-  const core = await store.get({ name: 'notes' })
-  t.ok(core.writable)
-  await core.append(b4a.from('hello'))
-  const other = await store.get({ key: b4a.alloc(32, 9) })
-  t.absent(other.writable)
+test('a primary key needs unsafe: true; the store keeps it; another one is refused', async t => {
+  const dir = freshDir(t, 'pk')
+  const primaryKey = b4a.alloc(32, 1)
+  t.exception(() => new Store(dir, { primaryKey }), /unsafe/)
+  const store = new Store(dir, { primaryKey, unsafe: true, repairInterval: 0 })
+  await store.ready()
+  t.alike(store.primaryKey, primaryKey)
+  const core = store.get({ name: 'test' })
+  await core.ready()
   const key = core.key!
-  t.ok(fs.existsSync(path.join(dir, 'cores', hex(discoveryKey(key)), 'tree')), 'core files under cores/<discovery key>/')
   await store.close()
 
-  const again = openStore(t, dir)
-  const same = await again.get({ name: 'notes' })
+  const again = new Store(dir, { repairInterval: 0 })
+  await again.ready()
+  t.alike(again.primaryKey, primaryKey, 'read back from disk')
+  const same = again.get({ name: 'test' })
+  await same.ready()
+  t.alike(same.key, key)
+  await again.close()
+
+  const other = new Store(dir, { primaryKey: b4a.alloc(32, 2), unsafe: true, repairInterval: 0 })
+  await t.exception(other.ready(), /STORAGE_CONFLICT|Another store/)
+  await other.close()
+})
+
+test('a named core made with another manifest is the same core when opened by name again', async t => {
+  const dir = freshDir(t, 'alias')
+  const store = new Store(dir, { repairInterval: 0 })
+  const kp = await store.createKeyPair('old')
+  const core = store.get({ name: 'old', manifest: { version: 0, signers: [{ publicKey: kp.publicKey }] } })
+  await core.ready()
+  const key = core.key!
+  await core.append('x')
+  await store.close()
+  const again = new Store(dir, { repairInterval: 0 })
+  const same = again.get({ name: 'old' })
+  await same.ready()
   t.alike(same.key, key)
   t.is(same.length, 1)
-  t.is((await again.list()).length, 2)
+  t.ok(same.writable)
+  await again.close()
 })
 
-test('two stores replicate all their cores over one stream', async t => {
-  const a = openStore(t, freshDir(t, 'a'))
-  const b = openStore(t, freshDir(t, 'b'))
-  const cores = await Promise.all([1, 2, 3].map(async i => {
-    const c = await a.get({ name: 'c' + i })
-    await c.append([b4a.from('x' + i), b4a.from('y' + i)])
-    return c
-  }))
-  connect(t, a, b)
-  for (const c of cores) {
-    const replica = await b.get({ key: c.key! })
-    await until('replica update', async () => (await replica.update({ wait: true })) || replica.length === 2)
-    t.is(b4a.toString(await replica.get(1) as Buffer), b4a.toString(await c.get(1) as Buffer))
+test('a key given to get is there at once; by discovery key, a held core opens and an unknown one fails', async t => {
+  const store = openStore(t)
+  const zero = b4a.alloc(32)
+  const a = store.get({ key: zero })
+  t.alike(a.key, zero, 'before ready')
+  const held = store.get(keyPair().publicKey)
+  await held.ready()
+  const byDk = store.get({ discoveryKey: held.discoveryKey! })
+  await byDk.ready()
+  t.alike(byDk.key, held.key)
+  const unknown = store.get({ discoveryKey: b4a.alloc(32, 3) })
+  await t.exception(unknown.ready(), /STORAGE_EMPTY/)
+  const absent = store.get({ key: b4a.alloc(32, 4), createIfMissing: false })
+  await t.exception(absent.ready(), /STORAGE_EMPTY/)
+  t.exception(() => store.get({}), /BAD_ARGUMENT/)
+  await Promise.all([a.close(), held.close(), byDk.close()])
+})
+
+test('list() streams the discovery keys of every core, or of those named in one namespace, as Corestore does', async t => {
+  const store = openStore(t)
+  const corestore = new Corestore(freshDir(t, 'corestore'))
+  t.teardown(() => corestore.close())
+  const ns = store.namespace('test')
+  const csNs = corestore.namespace('test')
+  const all: string[] = []
+  const inNs: string[] = []
+  for (let i = 0; i < 6; i++) {
+    const s = i < 3 ? store : ns
+    const core = s.get({ name: 'core' + i })
+    await core.ready()
+    all.push(hex(core.discoveryKey!))
+    if (i >= 3) inNs.push(hex(core.discoveryKey!))
+    await core.close()
+    const c = (i < 3 ? corestore : csNs).get({ name: 'core' + i })
+    await c.ready()
+    await c.close()
   }
+  t.alike((await listed(store)).map(hex).sort(), all.sort())
+  t.alike((await listed(store, ns.ns)).map(hex).sort(), inNs.sort())
+  const theirs: string[] = []
+  for await (const dk of corestore.list(csNs.ns)) theirs.push(hex(dk))
+  t.is(theirs.length, inNs.length, 'Corestore lists the namespace alike')
 })
 
-test('stores of one group learn each other’s cores; a store of another group learns nothing', async t => {
-  const group = b4a.alloc(32, 1)
-  const a = openStore(t, freshDir(t, 'a'), group)
-  const b = openStore(t, freshDir(t, 'b'), group)
-  const outsider = openStore(t, freshDir(t, 'x'), b4a.alloc(32, 2))
-  for (let i = 0; i < 10; i++) await (await a.get({ name: 'a' + i })).append(b4a.from('a' + i))
-  for (let i = 0; i < 4; i++) await (await b.get({ name: 'b' + i })).append(b4a.from('b' + i))
-  let outsiderLearned = 0
-  outsider.on('core', () => outsiderLearned++)
-  connect(t, a, b)
-  connect(t, a, outsider)
-  await until('b learns a’s cores', async () => (await b.list()).length === 14)
-  await until('a learns b’s cores', async () => (await a.list()).length === 14)
-  await new Promise(resolve => setTimeout(resolve, 200))
-  t.is(outsiderLearned, 0)
-  t.is((await outsider.list()).length, 0)
+test('closing a store session closes what was made from it, sessions of those included, and nothing else', async t => {
+  const store = openStore(t)
+  const keep = store.get({ name: 'keep' })
+  const view = store.session()
+  const a = view.get({ name: 'test' })
+  const b = a.session()
+  await Promise.all([keep.ready(), a.ready(), b.ready()])
+  let closed = 0
+  a.on('close', () => closed++)
+  b.on('close', () => closed++)
+  await view.close()
+  t.is(closed, 2, 'the session and the session made from it')
+  t.absent(keep.closed)
+  await keep.append('still writable')
+  t.exception(() => view.get({ name: 'x' }), /SESSION_CLOSED/)
+  const again = store.get({ name: 'test' })
+  await again.ready()
+  t.ok(again.writable, 'the store itself is open')
+  await again.close()
+  await keep.close()
 })
 
-test('a core created after connecting is announced to the group at once', async t => {
-  const group = b4a.alloc(32, 3)
-  const a = openStore(t, freshDir(t, 'a'), group)
-  const b = openStore(t, freshDir(t, 'b'), group)
-  connect(t, a, b)
-  await new Promise(resolve => setTimeout(resolve, 100))
-  const fresh = await a.get({ name: 'late' })
-  await fresh.append(b4a.from('late block'))
-  await until('b learns the late core', async () => (await b.list()).some(k => b4a.equals(k, fresh.key!)))
-  const replica = await b.get({ key: fresh.key! })
-  await until('b downloads it', () => replica.contiguousLength === 1)
-})
-
-test('reconciling stores that differ by two cores sends far less than their key lists', async t => {
-  const group = b4a.alloc(32, 5)
-  const a = openStore(t, freshDir(t, 'a'), group)
-  const b = openStore(t, freshDir(t, 'b'), group)
-  for (let i = 0; i < 200; i++) await a.get({ name: 'c' + i })
-  const first = connect(t, a, b)
-  await until('b learns 200 cores', async () => (await b.list()).length === 200)
-  first()
-  await a.get({ name: 'extra-1' })
-  await a.get({ name: 'extra-2' })
-  const stats: Array<{ rounds: number, bytes: number }> = []
-  b.on('reconciled', (_peer: unknown, s: { rounds: number, bytes: number }) => stats.push(s))
-  connect(t, a, b)
-  await until('b learns the 2 new cores', async () => (await b.list()).length === 202)
-  t.ok(stats.length >= 1)
-  t.ok(stats[0]!.bytes < 202 * 32 / 4, `reconciled with ${stats[0]!.bytes} bytes; the key list alone is ${202 * 32}`)
-})
-
-test('the periodic repair audits every core on its timer', async t => {
-  const store = new Store(freshDir(t, 'timer'), { repairInterval: 50 })
+test('a session made before the store is ready works', async t => {
+  const store = new Store(freshDir(t, 'early'), { repairInterval: 0 })
   t.teardown(() => store.close())
-  const core = await store.get({ name: 'x' })
-  await core.append(b4a.from('a block'))
-  // The store's timer is unref'd (it never keeps a process alive): hold the loop open meanwhile.
-  const keepAlive = setTimeout(() => {}, 10000)
-  const [summary] = await new Promise<[{ cores: number, blocks: number }]>(resolve => store.once('repair', (s: { cores: number, blocks: number }) => resolve([s])))
-  clearTimeout(keepAlive)
-  t.is(summary.cores, 1)
-  t.is(summary.blocks, 1)
+  const a = store.get({ name: 'test' })
+  const b = a.session()
+  await a.ready()
+  await b.ready()
+  t.alike(a.key, b.key)
+  await a.close()
+  t.ok(b.writable)
+  await b.close()
 })
 
-/** Flips one byte somewhere in a file of a core of `dir`. */
-function rot (dir: string, core: Uint8Array, file: 'data' | 'tree', at: number): void {
-  const p = path.join(dir, 'cores', hex(discoveryKey(core)), file)
-  const bytes = fs.readFileSync(p)
-  if (bytes.length === 0) return
-  bytes[at % bytes.length]! ^= 0x5a
-  fs.writeFileSync(p, bytes)
-}
-
-test('three stores with hundreds of cores go offline, diverge and rot, reconnect, and converge', { timeout: 120000 }, async t => {
-  const group = b4a.alloc(32, 42)
-  const dirs = [freshDir(t, 's0'), freshDir(t, 's1'), freshDir(t, 's2')]
-  const PER_STORE = 100
-  let stores = dirs.map(d => new Store(d, { group, repairInterval: 0 }))
-
-  // Phase 1: each store writes its own cores, then all three meet and converge.
-  for (const [i, s] of stores.entries()) {
-    for (let k = 0; k < PER_STORE; k++) {
-      const core = await s.get({ name: 'core-' + k })
-      await core.append(Array.from({ length: 1 + (k % 5) }, (_, j) => b4a.from(`store ${i} core ${k} block ${j}`)))
-    }
+test('watch hears cores open; a weak session on one closes with the core', async t => {
+  const store = openStore(t)
+  const seen: Uint8Array[] = []
+  const closes: Array<Promise<void>> = []
+  const fn = (core: unknown): void => {
+    const weak = new Hypercore({ core, weak: true })
+    closes.push(new Promise(resolve => weak.once('close', () => resolve())))
+    void weak.ready().then(() => seen.push(weak.key!))
   }
-  let links = [connect(t, stores[0]!, stores[1]!), connect(t, stores[1]!, stores[2]!), connect(t, stores[0]!, stores[2]!)]
-  await until('first convergence', async () => {
-    for (const s of stores) if ((await s.list()).length !== 3 * PER_STORE) return false
-    return true
-  }, 60000)
-  for (const l of links) l()
-  await Promise.all(stores.map(s => s.close()))
+  store.watch(fn)
+  const core = store.get({ name: 'hello' })
+  await core.ready()
+  await new Promise(resolve => setImmediate(resolve))
+  t.is(seen.length, 1)
+  t.alike(seen[0], core.key)
+  await core.close()
+  await Promise.all(closes)
+  t.pass('the weak session closed with the core')
+  store.unwatch(fn)
+  const other = store.get({ name: 'other' })
+  await other.ready()
+  t.is(seen.length, 1, 'unwatched')
+  await other.close()
+})
 
-  // Phase 2, offline: new cores, new blocks, and bit rot in data and tree files.
-  stores = dirs.map(d => new Store(d, { group, repairInterval: 0 }))
-  const written: Array<Map<string, number>> = []
-  for (const [i, s] of stores.entries()) {
-    const mine = new Map<string, number>()
-    for (let k = 0; k < PER_STORE + 20; k++) {
-      const core = await s.get({ name: 'core-' + k })
-      if (k >= PER_STORE || k % 7 === 0) await core.append(b4a.from(`store ${i} core ${k} offline block`))
-      mine.set(hex(core.key!), core.length)
-    }
-    written.push(mine)
-  }
-  await Promise.all(stores.map(s => s.close()))
-  let rotted = 0
-  for (const [i, dir] of dirs.entries()) {
-    const other = written[(i + 1) % 3]!
-    let n = 0
-    for (const keyHex of other.keys()) {
-      if (n++ % 9 !== 0) continue
-      const key = b4a.from(keyHex, 'hex')
-      if (!fs.existsSync(path.join(dir, 'cores', hex(discoveryKey(key))))) continue
-      rot(dir, key, n % 2 === 0 ? 'data' : 'tree', 7 * n + 3)
-      rotted++
-    }
-  }
-  t.ok(rotted > 10, rotted + ' core files rotted')
+test('findingPeers makes update() wait until it is done', async t => {
+  const store = openStore(t)
+  const done = store.findingPeers()
+  const core = store.get({ key: b4a.alloc(32) })
+  let waited = false
+  setTimeout(() => {
+    waited = true
+    done()
+  }, 200)
+  await core.update()
+  t.ok(waited)
+  await core.close()
+})
 
-  // Phase 3: back online. Each store audits itself, reconciles, downloads and repairs.
-  stores = dirs.map(d => new Store(d, { group, repairInterval: 0 }))
-  t.teardown(() => Promise.all(stores.map(s => s.close())))
-  const summaries = await Promise.all(stores.map(s => s.repair()))
-  t.ok(summaries.reduce((n, s) => n + s.corruptBlocks + s.droppedNodes + s.repairMode, 0) > 0, 'audits found the rot')
-  links = [connect(t, stores[0]!, stores[1]!), connect(t, stores[1]!, stores[2]!), connect(t, stores[0]!, stores[2]!)]
+test('an exclusive session is ready only once the previous exclusive session closed', async t => {
+  const store = openStore(t)
+  const a = store.get({ name: 'db', exclusive: true })
+  await a.ready()
+  const b = store.get({ name: 'db', exclusive: true })
+  let ready = false
+  const opening = b.ready().then(() => { ready = true })
+  await new Promise(resolve => setTimeout(resolve, 50))
+  t.absent(ready)
+  await a.close()
+  await opening
+  t.ok(ready)
+  const reader = store.get({ name: 'db', exclusive: true, writable: false })
+  await reader.ready()
+  t.pass('a read-only session is not exclusive')
+  await Promise.all([b.close(), reader.close()])
+})
 
-  const expected = new Map<string, number>()
-  for (const m of written) for (const [k, len] of m) expected.set(k, Math.max(expected.get(k) ?? 0, len))
-  t.is(expected.size, 3 * (PER_STORE + 20))
+test('a read-only store opens cores read-only; a closed store refuses get', async t => {
+  const dir = freshDir(t, 'ro')
+  const store = new Store(dir, { repairInterval: 0 })
+  const core = store.get({ name: 'x' })
+  await core.append('a')
+  await store.close()
+  t.exception(() => store.get({ name: 'x' }), /SESSION_CLOSED/)
+  t.ok(core.closed, 'closing the store closed its sessions')
+  const ro = new Store(dir, { writable: false, repairInterval: 0 })
+  const again = ro.get({ name: 'x' })
+  await again.ready()
+  t.absent(again.writable)
+  t.is(again.length, 1)
+  await ro.close()
+})
 
-  await until('every store holds every core, every block', async () => {
-    for (const s of stores) {
-      const keys = await s.list()
-      if (keys.length !== expected.size) return false
-      for (const key of keys) {
-        const core = await s.get({ key })
-        if (core.repairMode || core.length < expected.get(hex(key))! || core.contiguousLength < core.length) return false
-      }
-    }
-    return true
-  }, 90000)
+test('each core lives in cores/<discovery key>/; the catalog survives a reopen', async t => {
+  const dir = freshDir(t, 'layout')
+  const store = new Store(dir, { repairInterval: 0 })
+  const core = store.get({ name: 'notes' })
+  await core.append(['a', 'b'])
+  const key = core.key!
+  await core.close()
+  t.ok(fs.existsSync(path.join(dir, 'cores', hex(discoveryKey(key)), 'tree')))
+  await store.close()
+  const again = openStore(t, { dir })
+  t.alike((await listed(again)).map(hex), [hex(discoveryKey(key))])
+})
 
-  // Nothing lost, nothing unverified: every core audits clean in every store.
-  for (const s of stores) {
-    const summary = await s.repair()
-    t.is(summary.cores, expected.size)
-    t.is(summary.corruptBlocks + summary.droppedNodes + summary.repairMode, 0)
-  }
-  for (const l of links) l()
+test('the file pool bounds files open, opens in flight included', async t => {
+  const dir = freshDir(t, 'pool')
+  const pool = new FilePool(8)
+  const files = Array.from({ length: 40 }, (_, i) => pool.file(path.join(dir, 'f' + i)))
+  await Promise.all(files.map((f, i) => new Promise<void>((resolve, reject) => {
+    (f as unknown as { write (o: number, d: Uint8Array, cb: (err: Error | null) => void): void }).write(0, b4a.from('file ' + i), err => err ? reject(err) : resolve())
+  })))
+  t.ok(pool.peak <= 8, `at most 8 open at once (peak ${pool.peak})`)
+  const read = await Promise.all(files.map(f => new Promise<string>((resolve, reject) => {
+    (f as unknown as { read (o: number, n: number, cb: (err: Error | null, d?: Uint8Array) => void): void }).read(0, 6, (err, d) => err ? reject(err) : resolve(b4a.toString(d as Buffer)))
+  })))
+  t.alike(read.slice(0, 3), ['file 0', 'file 1', 'file 2'], 'suspended files reopen on use')
+  t.ok(pool.peak <= 8)
+  await Promise.all(files.map(f => new Promise(resolve => (f as unknown as { close (cb: () => void): void }).close(() => resolve(null)))))
+  t.is(pool.size, 0)
 })
