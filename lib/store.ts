@@ -29,6 +29,7 @@ import { StoreRoot, type OpenOptions, type Storage, type StoreStats } from './st
 import { DEFAULT_NAMESPACE, childNamespace, createKeyPair } from './store/key-derivation'
 import type { ManifestInput } from './manifest'
 import type { ReconcileStats } from './store/group-sync'
+import { importStore, type ImportOptions, type ImportSummary } from './import'
 
 export type { StoreStats, ReconcileStats }
 
@@ -86,6 +87,15 @@ export type CoreWatcher = (core: SharedCore) => void
 let makingViewOf: Store | null = null
 
 export class Store extends EventEmitter {
+  /**
+   * Brings a Hypercore 11 / Corestore 7 storage directory over into a Store
+   * directory at `dst` (see `importStore`): every core verified before it
+   * counts, the source never written, resumable. Open `dst` as a Store after.
+   */
+  static import (src: string, dst: string, opts: ImportOptions = {}): Promise<ImportSummary> {
+    return importStore(src, dst, opts)
+  }
+
   /** This view's namespace. */
   readonly ns: Uint8Array
   readonly manifestVersion: number

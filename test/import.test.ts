@@ -12,6 +12,7 @@ import * as path from 'path'
 import b4a from 'b4a'
 import { importStore, type ImportSummary, type ImportedCore } from '../lib/import'
 import { Hypercore } from '../lib/hypercore'
+import { Store } from '../lib/store'
 import { CoreStorage } from '../lib/storage'
 import * as crypto from '../lib/crypto'
 import { fullRoots, inTree, parent as parentOf, sibling } from '../lib/flat-tree'
@@ -658,4 +659,33 @@ test('nomadcore import: a JSON summary, then nothing new; a damaged core makes e
   t.is(refused.code, 1)
   t.is(refused.stderr.trim().split('\n').length, 1, 'one line on stderr')
   t.ok(/not a Hypercore 11 \/ Corestore 7 storage directory/.test(refused.stderr), refused.stderr)
+})
+
+test('Store.import, then the Store opens every imported core, and names give the keys Corestore gave them', async t => {
+  const built = await sharedSource()
+  const dst = dstDir(t)
+  const summary = await Store.import(built.dir, dst)
+  t.is(summary.failed.length, 0)
+  const store = new Store(dst)
+  t.teardown(() => store.close())
+  await store.ready()
+  for (const e of built.cores) {
+    const core = store.get({ key: e.key })
+    await core.ready()
+    t.is(core.length, e.length, e.label + ': length')
+    t.is(core.fork, e.fork, e.label + ': fork')
+    if (e.held.length > 0) {
+      const i = e.held[e.held.length - 1]!
+      t.alike(await core.get(i, { wait: false }), e.blocks.get(i), e.label + ': a held block')
+    }
+    await core.close()
+  }
+  // The Corestore primary key came along: a named core is the same core by name.
+  const notes = store.get({ name: 'notes' })
+  await notes.ready()
+  t.is(hex(notes.key!), hex(built.cores.find(e => e.label === 'notes')!.key), 'get({ name }) finds the imported named core')
+  t.ok(notes.writable, 'and it is writable')
+  const inner = store.namespace('app').get({ name: 'inner' })
+  await inner.ready()
+  t.is(hex(inner.key!), hex(built.cores.find(e => e.label === 'inner')!.key), 'in a namespace too')
 })
