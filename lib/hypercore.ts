@@ -27,18 +27,15 @@ import { createExtension, type ExtensionHost } from './extension'
 import { keyOf, protocolMuxer, createProtocolStream, type KeyOptions, type ProtocolStreamCreateOptions } from './statics'
 import { resolveEncoding, type Codec, type ValueEncoding } from './value-encoding'
 import { createReadStream, createByteStream, createWriteStream, type ReadStreamOptions, type ByteStreamOptions } from './streams'
-import { encodeFullyRemote, decodeFullyRemote, treeNodeProofRequest } from './fully-remote-proof'
 import * as crypto from './crypto'
 import * as manifests from './manifest'
 import * as m from './messages'
 import {
-  DefaultEncryption, assertProvider, checkPadding, encryptionCore, encryptionOption, padBlock, resolveEncryption,
+  DefaultEncryption, assertProvider, encryptionCore, encryptionOption, resolveEncryption,
   type EncryptionCore, type EncryptionKeyOptions, type EncryptionProvider
 } from './encryption'
-import {
-  BAD_ARGUMENT, DECODING_ERROR, REQUEST_CANCELLED, SESSION_CLOSED, SESSION_NOT_WRITABLE, SNAPSHOT_NOT_AVAILABLE, ASSERTION,
-  isCoded, missingNodeOf
-} from './errors'
+import { BlockCodec } from './block-codec'
+import { BAD_ARGUMENT, REQUEST_CANCELLED, SESSION_CLOSED, SESSION_NOT_WRITABLE, ASSERTION, missingNodeOf } from './errors'
 import {
   assertIndex, isPlainOptions, parseKey,
   type AppendOptions, type DownloadHandle, type DownloadRange, type Extension, type ExtensionHandlers,
@@ -142,12 +139,10 @@ export class Hypercore extends EventEmitter {
   readonly #family: SessionFamily | null
   readonly #link: SessionLink
   readonly #keyHint: Uint8Array | null
-  #encoding: Codec
-  #encodeBatch: ((values: unknown[]) => Uint8Array[]) | null
+  readonly #codec: BlockCodec
   readonly #readonly: boolean
   #keyPair: KeyPair | null
   #snapshot: Snapshot | null = null
-  #encryption: EncryptionProvider | null = null
   /** What the options asked for; a key becomes a provider once the core's key is known. */
   readonly #encryptionOption: EncryptionKeyOptions | EncryptionProvider | null
   #onwait: HypercoreOptions['onwait']
@@ -183,8 +178,7 @@ export class Hypercore extends EventEmitter {
     makingSessionOn = null
 
     this.#keyHint = parseKey((key as Uint8Array | string | null | undefined) ?? opts.key ?? null)
-    this.#encoding = resolveEncoding(opts.valueEncoding)
-    this.#encodeBatch = opts.encodeBatch ?? null
+    this.#codec = new BlockCodec(opts.valueEncoding, opts.encodeBatch ?? null)
     this.#readonly = opts.writable === false
     this.#keyPair = opts.keyPair ?? null
     this.#onwait = opts.onwait ?? null
@@ -280,8 +274,8 @@ export class Hypercore extends EventEmitter {
       }
       if (this.#keyPair === null) this.#keyPair = (parent !== null ? parent.#keyPair : null) ?? core.keyPair
       if (this.snapshotted && this.#snapshot === null) this.#takeSnapshot(parent)
-      if (parent !== null && parent.#encryption !== null) this.#encryption = parent.#encryption
-      if (this.#encryptionOption !== null) this.#encryption = resolveEncryption(this.#encryptionOption, encryptionCore(core))
+      if (parent !== null && parent.#codec.encryption !== null) this.#codec.encryption = parent.#codec.encryption
+      if (this.#encryptionOption !== null) this.#codec.encryption = resolveEncryption(this.#encryptionOption, encryptionCore(core))
       if (opts.userData) {
         for (const [k, v] of Object.entries(opts.userData)) await core.setUserData(k, typeof v === 'string' ? b4a.from(v) : v)
       }
@@ -366,8 +360,8 @@ export class Hypercore extends EventEmitter {
 
   get keyPair (): KeyPair | null { return this.#keyPair ?? this.#shared?.core?.keyPair ?? null }
   get manifest (): Manifest | null { return this.#shared?.core?.manifest ?? null }
-  get valueEncoding (): Codec { return this.#encoding }
-  get encryption (): EncryptionProvider | null { return this.#encryption }
+  get valueEncoding (): Codec { return this.#codec.encoding }
+  get encryption (): EncryptionProvider | null { return this.#codec.encryption }
 
   get length (): number {
     if (this.#snapshot !== null) return this.#snapshot.length
@@ -403,9 +397,7 @@ export class Hypercore extends EventEmitter {
   }
 
   get padding (): number {
-    const core = this.#shared?.core ?? null
-    if (this.#encryption === null || core === null || core.manifest === null) return 0
-    return checkPadding(this.#encryption.padding(encryptionCore(core), this.length))
+    return this.#codec.padding(this.#shared?.core ?? null, this.length)
   }
 
   get writable (): boolean {
@@ -468,19 +460,14 @@ export class Hypercore extends EventEmitter {
   async setEncryption (encryption: EncryptionProvider | null): Promise<void> {
     if (!this.opened) await this.opening
     assertProvider(encryption)
-    this.#encryption = encryption
+    this.#codec.encryption = encryption
   }
 
   /** `setEncryption` with Hypercore 11's default scheme for `key` (null stops encrypting). */
   async setEncryptionKey (key: Uint8Array | null, opts: { block?: boolean } = {}): Promise<void> {
     if (!this.opened) await this.opening
     if (key !== null && !(key instanceof Uint8Array)) throw BAD_ARGUMENT('An encryption key is a byte array')
-    this.#encryption = resolveEncryption({ key, block: opts.block === true }, encryptionCore(this.#core))
-  }
-
-  /** The core as an encryption provider sees it (Hypercore 11 passes its internal core). */
-  #coreView (): EncryptionCore {
-    return encryptionCore(this.#core)
+    this.#codec.encryption = resolveEncryption({ key, block: opts.block === true }, encryptionCore(this.#core))
   }
 
   // -------------------------------------------------------------------------
@@ -494,76 +481,29 @@ export class Hypercore extends EventEmitter {
     if (!this.opened) await this.opening
     assertIndex(index, 'block index', this.discoveryKey)
     if (this.closing !== null) throw SESSION_CLOSED('cannot get on a closed session', this.discoveryKey)
-    const enc = opts.valueEncoding ? resolveEncoding(opts.valueEncoding) : this.#encoding
+    const enc = opts.valueEncoding ? resolveEncoding(opts.valueEncoding) : this.#codec.encoding
     this.#onseq?.(index, this)
     this.#marks?.mark(index)
 
-    let block = await this.#read(index, opts)
+    const block = await this.#read(index, opts)
     if (block === null) return null
     if (opts.raw === true) return block
-    if (this.#encryption !== null && opts.decrypt !== false) {
-      block = b4a.from(block) // decrypted in place: never touch bytes another reader may hold
-      await this.#encryption.decrypt(index, block, this.#coreView())
-    }
-    return this.#decode(enc, block, index)
-  }
-
-  #decode (enc: Codec, block: Uint8Array, index: number): unknown {
-    if (this.#encryption !== null) block = block.subarray(checkPadding(this.#encryption.padding(this.#coreView(), index)))
-    try {
-      return enc.decode(block)
-    } catch (err) {
-      throw DECODING_ERROR(err instanceof Error ? err.message : String(err), this.discoveryKey)
-    }
+    return this.#codec.decode(this.#core, index, block, enc, opts, this.discoveryKey)
   }
 
   /** The stored bytes of block `index` as this session sees them, waiting for them if asked to. */
-  async #read (index: number, opts: GetOptions): Promise<Uint8Array | null> {
-    const core = this.#core
-    const snap = this.#snapshot
-    let healed = false
-    for (;;) {
-      if (snap !== null && index >= snap.compatLength) {
-        const kept = snap.retained(index)
-        if (kept !== undefined) return kept
-        throw SNAPSHOT_NOT_AVAILABLE(`snapshot at index ${index} not available (max compat length ${snap.compatLength})`, this.discoveryKey)
+  #read (index: number, opts: GetOptions): Promise<Uint8Array | null> {
+    return this.#sh.readBlock(index, {
+      link: this.#link,
+      verify: opts.verify ?? this.verify,
+      wait: opts.wait ?? this.wait,
+      timeout: opts.timeout ?? this.timeout,
+      inside: index < this.length,
+      closed: () => this.closing !== null,
+      onwait: () => {
+        opts.onwait?.(index, this)
+        this.#onwait?.(index, this)
       }
-      const epoch = core.epoch
-      let block: Uint8Array | null
-      try {
-        block = await core.getBlock(index, { verify: opts.verify ?? this.verify })
-      } catch (err) {
-        // A tree node this read needs is gone: fetch it from a peer, then retry once.
-        const missing = missingNodeOf(err)
-        if (missing === null || healed || this.peers.length === 0) throw err
-        healed = true
-        await this.#healNode(missing, opts.timeout ?? this.timeout)
-        continue
-      }
-      // A truncation or reorg ran while we read: what we read may be of the old fork.
-      if (core.epoch !== epoch) continue
-      if (block !== null) return block
-      if (this.closing !== null) throw SESSION_CLOSED('cannot get on a closed session', this.discoveryKey)
-      const wait = opts.wait ?? this.wait
-      if (!wait) return null
-      opts.onwait?.(index, this)
-      this.#onwait?.(index, this)
-      await this.#sh.waitForBlock(index, this.#link, index < this.length, opts.timeout ?? this.timeout)
-    }
-  }
-
-  #healNode (index: number, timeout: number): Promise<void> {
-    return new Promise(resolve => {
-      const done = (): void => {
-        this.off('repaired', done)
-        this.off('repair-failed', done)
-        if (timer !== null) clearTimeout(timer)
-        resolve()
-      }
-      const timer = timeout > 0 ? setTimeout(done, timeout) : null
-      this.on('repaired', done)
-      this.on('repair-failed', done)
-      this.#sh.replicator!.onmissingnode(index)
     })
   }
 
@@ -681,26 +621,12 @@ export class Hypercore extends EventEmitter {
       throw SESSION_NOT_WRITABLE('cannot append to a readonly core', this.discoveryKey)
     }
     const list = Array.isArray(blocks) ? blocks : [blocks]
-    const buffers = this.#encodeBatch !== null ? this.#encodeBatch(list) : list.map(v => this.#encode(v))
+    const buffers = this.#codec.encode(list, this.padding)
     for (const b of buffers) {
       if (b.byteLength > MAX_SUGGESTED_BLOCK_SIZE) throw BAD_ARGUMENT('Appended block exceeds the maximum suggested block size', this.discoveryKey)
     }
-    const encryption = this.#encryption
-    const preappend = encryption === null
-      ? undefined
-      : async (bufs: Uint8Array[], start: number, fork: number) => {
-        for (let i = 0; i < bufs.length; i++) await encryption.encrypt(start + i, bufs[i]!, fork, this.#coreView())
-      }
     // As in Hypercore 11, the byte length returned counts the encryption padding.
-    return core.append(buffers, { keyPair, signature, maxLength: opts.maxLength, preappend })
-  }
-
-  /** Encodes one value, with room for the encryption padding in front. */
-  #encode (value: unknown): Uint8Array {
-    const padding = this.padding
-    const bytes = value instanceof Uint8Array ? value : this.#encoding.encode(value)
-    // A fresh buffer when padded: in-place encryption never touches the caller's bytes.
-    return padding === 0 ? bytes : padBlock(bytes, padding)
+    return core.append(buffers, { keyPair, signature, maxLength: opts.maxLength, preappend: this.#codec.encrypter(core) })
   }
 
   /** Cuts the core to `newLength` blocks and moves to a new fork (default: current + 1). */
@@ -756,25 +682,8 @@ export class Hypercore extends EventEmitter {
    * replicated data.
    */
   async audit (): Promise<AuditSummary> {
-    const core = await this.#live()
-    const wasRepairing = core.repairMode
-    const report = await core.audit()
-    const r = this.#sh.replicator
-    if (r !== null) {
-      if (report.droppedRoots.length > 0) r.recoverTreeNodeFromPeers()
-      if (wasRepairing && !core.repairMode) r.onupgrade()
-      for (const n of report.droppedNodes) if (!report.droppedRoots.includes(n)) r.onmissingnode(n, true)
-      const fetch = [...report.corruptBlocks, ...report.unverifiedBlocks]
-      if (fetch.length > 0) r.download(0, 0, fetch)
-    }
-    return {
-      blocks: report.blocks,
-      verifiedBlocks: report.verifiedBlocks,
-      corruptBlocks: report.corruptBlocks.length,
-      unverifiedBlocks: report.unverifiedBlocks.length,
-      droppedNodes: report.droppedNodes.length,
-      restoredNodes: report.restoredNodes.length
-    }
+    await this.#live()
+    return this.#sh.audit()
   }
 
   // -------------------------------------------------------------------------
@@ -938,13 +847,8 @@ export class Hypercore extends EventEmitter {
 
   /** A proof in Hypercore's shape for a block, tree node, byte offset and/or upgrade; `block.value` is filled in. */
   async proof (req: ProofRequest): Promise<Proof> {
-    const core = await this.#live()
-    const proof = await core.proof(req)
-    if (proof.block !== null && req.block) {
-      const value = await core.getBlock(req.block.index)
-      if (value !== null) (proof.block as { value?: Uint8Array }).value = value
-    }
-    return proof
+    await this.#live()
+    return this.#sh.proof(req)
   }
 
   /** Verifies a proof that upgrades from length 0 against this core's key. */
@@ -958,10 +862,8 @@ export class Hypercore extends EventEmitter {
    * and a proof it can check with nothing but the key. Works with Hypercore 11.
    */
   async generateRemoteProofForTreeNode (treeIndex: number): Promise<Uint8Array> {
-    const core = await this.#live()
-    const proof = await core.proof(treeNodeProofRequest(treeIndex, core.length))
-    proof.manifest = core.manifest
-    return encodeFullyRemote(core.discoveryKey, proof)
+    await this.#live()
+    return this.#sh.remoteProofForTreeNode(treeIndex)
   }
 
   /**
@@ -971,16 +873,8 @@ export class Hypercore extends EventEmitter {
    * Leaves repair mode, without a reopen, once every root is back.
    */
   async recoverFromRemoteProof (bytes: Uint8Array): Promise<boolean> {
-    const core = await this.#live()
-    let decoded
-    try {
-      decoded = decodeFullyRemote(bytes)
-    } catch (err) {
-      if (isCoded(err)) return false
-      throw err
-    }
-    if (!b4a.equals(decoded.discoveryKey, core.discoveryKey)) return false
-    return core.repair(decoded.proof as Proof)
+    await this.#live()
+    return this.#sh.recoverFromRemoteProof(bytes)
   }
 
   /** How many tree nodes a proof of block `index` must carry for us (those we lack up to a node we hold). */

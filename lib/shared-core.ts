@@ -11,12 +11,16 @@
  */
 import type Protomux from 'protomux'
 import { Core, type CoreEvents, type CoreOpenOptions } from './core'
-import { Replicator, type ReplicatorEvents } from './replicator'
+import { Replicator } from './replicator'
 import { CoreStorage } from './storage'
 import { Snapshot, type SnapshotTree } from './snapshot'
 import type { Peer } from './peer'
 import { discoveryKey } from './crypto'
-import { REQUEST_CANCELLED, REQUEST_TIMEOUT, SESSION_CLOSED, SNAPSHOT_NOT_AVAILABLE, STORAGE_EMPTY } from './errors'
+import b4a from 'b4a'
+import { encodeFullyRemote, decodeFullyRemote, treeNodeProofRequest } from './fully-remote-proof'
+import type { Proof, ProofRequest } from './proof'
+import type { AuditSummary } from './session-options'
+import { isCoded, missingNodeOf, REQUEST_CANCELLED, REQUEST_TIMEOUT, SESSION_CLOSED, SNAPSHOT_NOT_AVAILABLE, STORAGE_EMPTY } from './errors'
 
 /** What the shared core needs of a session. */
 export interface SessionLink {
@@ -48,6 +52,20 @@ interface Waiter {
   inside: boolean
   resolve (): void
   reject (err: Error): void
+}
+
+/** One session's read: what it may wait for and how. */
+export interface BlockRequest {
+  link: SessionLink
+  verify: boolean
+  wait: boolean
+  timeout: number
+  /** The block was inside the session's length when asked for. */
+  inside: boolean
+  /** Whether the session is closing (then a read that finds nothing rejects). */
+  closed (): boolean
+  /** Called when the read starts to wait for the network. */
+  onwait (): void
 }
 
 interface ExtensionEntry {
@@ -346,6 +364,119 @@ export class SharedCore {
     for (const [index, set] of [...this.#waiting]) {
       if (!core.has(index)) continue
       for (const w of [...set]) w.resolve()
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Reading
+
+  /**
+   * Block `index` as a session sees it: through its snapshot, read again if
+   * a truncation ran meanwhile, a lost tree node fetched once from peers,
+   * and (if it may wait) waited for until it is here.
+   */
+  async readBlock (index: number, req: BlockRequest): Promise<Uint8Array | null> {
+    const core = this.core!
+    const snap = req.link.snapshot
+    let healed = false
+    for (;;) {
+      if (snap !== null && index >= snap.compatLength) {
+        const kept = snap.retained(index)
+        if (kept !== undefined) return kept
+        throw SNAPSHOT_NOT_AVAILABLE(`snapshot at index ${index} not available (max compat length ${snap.compatLength})`, core.discoveryKey)
+      }
+      const epoch = core.epoch
+      let block: Uint8Array | null
+      try {
+        block = await core.getBlock(index, { verify: req.verify })
+      } catch (err) {
+        const missing = missingNodeOf(err)
+        if (missing === null || healed || this.replicator === null || this.replicator.peers.length === 0) throw err
+        healed = true
+        await this.#healNode(missing, req.timeout)
+        continue
+      }
+      // A truncation or reorg ran while we read: what we read may be of the old fork.
+      if (core.epoch !== epoch) continue
+      if (block !== null) return block
+      if (req.closed()) throw SESSION_CLOSED('cannot get on a closed session', core.discoveryKey)
+      if (!req.wait) return null
+      req.onwait()
+      await this.waitForBlock(index, req.link, req.inside, req.timeout)
+    }
+  }
+
+  /** Resolves once a repair of node `index` from peers succeeded or failed (or `timeout` ms passed). */
+  #healNode (index: number, timeout: number): Promise<void> {
+    return new Promise(resolve => {
+      let stop: () => void = noop
+      const done = (): void => {
+        stop()
+        if (timer !== null) clearTimeout(timer)
+        resolve()
+      }
+      const timer = timeout > 0 ? setTimeout(done, timeout) : null
+      stop = this.listen({ snapshot: null, emit: (name) => { if (name === 'repaired' || name === 'repair-failed') done() } })
+      this.replicator!.onmissingnode(index)
+    })
+  }
+
+  // -------------------------------------------------------------------------
+  // Proofs, repair and audit
+
+  /** A proof in Hypercore's shape, with `block.value` filled in as Hypercore 11 does. */
+  async proof (req: ProofRequest): Promise<Proof> {
+    const core = this.core!
+    const proof = await core.proof(req)
+    if (proof.block !== null && req.block) {
+      const value = await core.getBlock(req.block.index)
+      if (value !== null) (proof.block as { value?: Uint8Array }).value = value
+    }
+    return proof
+  }
+
+  /** Our discovery key and a proof of tree node `index` that a peer can check with nothing but the key. */
+  async remoteProofForTreeNode (index: number): Promise<Uint8Array> {
+    const core = this.core!
+    const proof = await core.proof(treeNodeProofRequest(index, core.length))
+    proof.manifest = core.manifest
+    return encodeFullyRemote(core.discoveryKey, proof)
+  }
+
+  /** Restores tree nodes from a fully remote proof; false when it is not ours or does not hold. */
+  async recoverFromRemoteProof (bytes: Uint8Array): Promise<boolean> {
+    const core = this.core!
+    let decoded
+    try {
+      decoded = decodeFullyRemote(bytes)
+    } catch (err) {
+      if (isCoded(err)) return false
+      throw err
+    }
+    if (!b4a.equals(decoded.discoveryKey, core.discoveryKey)) return false
+    return core.repair(decoded.proof as Proof)
+  }
+
+  /** Audits the core; what it dropped or cleared is asked of peers at once. */
+  async audit (): Promise<AuditSummary> {
+    const core = this.core!
+    const wasRepairing = core.repairMode
+    const report = await core.audit()
+    const r = this.replicator
+    if (r !== null) {
+      if (report.droppedRoots.length > 0) r.recoverTreeNodeFromPeers()
+      if (wasRepairing && !core.repairMode) r.onupgrade()
+      for (const n of report.droppedNodes) if (!report.droppedRoots.includes(n)) r.onmissingnode(n, true)
+      const fetch = [...report.corruptBlocks, ...report.unverifiedBlocks]
+      if (fetch.length > 0) r.download(0, 0, fetch)
+    }
+    return {
+      blocks: report.blocks,
+      verifiedBlocks: report.verifiedBlocks,
+      corruptBlocks: report.corruptBlocks.length,
+      unverifiedBlocks: report.unverifiedBlocks.length,
+      droppedNodes: report.droppedNodes.length,
+      restoredNodes: report.restoredNodes.length
     }
   }
 
