@@ -509,6 +509,33 @@ export class Core {
   }
 
   /**
+   * Looks at a fully remote proof a peer sent unasked, as Hypercore 11 does:
+   * 'conflict' when it is signed by our signers for a length we hold on our
+   * fork, yet proves another tree than ours (the signer signed two trees);
+   * 'invalid' when its signature does not verify; 'none' otherwise.
+   */
+  async checkConflict (proof: Proof): Promise<'conflict' | 'invalid' | 'none'> {
+    const tree = this.tree
+    if (proof.upgrade === null || proof.fork !== tree.fork || proof.upgrade.length > tree.length) return 'none'
+    if (this.manifest === null || this.repairMode) return 'none'
+    let batch: TreeBatch
+    try {
+      batch = this.verifyFullyRemote(proof)
+    } catch (err) {
+      if (isCoded(err)) return 'invalid'
+      throw err
+    }
+    let ours: Uint8Array
+    try {
+      ours = await this.treeHash(batch.length)
+    } catch (err) {
+      if (isCoded(err)) return 'none' // we cannot tell our own tree at that length: nothing to compare
+      throw err
+    }
+    return b4a.equals(ours, batch.hash()) ? 'none' : 'conflict'
+  }
+
+  /**
    * Restores tree nodes from a verified proof. Atomic: on any failure the
    * tree file is left as it was. Leaves repair mode once every root is back.
    * Resolves true when the proof's nodes are now part of our tree.

@@ -227,7 +227,7 @@ export class Hypercore extends EventEmitter {
         if ((name === 'upload' || name === 'download') && typeof args[1] === 'number') args = [args[0], args[1] - this.padding, ...args.slice(2)]
         this.emit(name, ...args)
       },
-      close: () => this.close(),
+      close: (err) => this.close({ error: err ?? null }),
       weak: opts.weak === true,
       get active () { return self.#active }
     }

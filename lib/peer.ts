@@ -417,6 +417,11 @@ export class Peer {
     }
   }
 
+  /** A data message nobody asked for (request 0): a proof of our tree, as Hypercore 11 sends on a conflict. */
+  sendUnsolicited (msg: DataMessage): void {
+    if (this.remoteOpened) this.data.send(msg)
+  }
+
   private sendAnswer (a: DataMessage | NoDataMessage): void {
     if ('fork' in a) {
       this.data.send(a)

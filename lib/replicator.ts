@@ -79,6 +79,8 @@ export interface ReplicatorEvents {
   upload (index: number, byteLength: number, peer: Peer): void
   download (index: number, byteLength: number, peer: Peer): void
   'verification-error' (err: Error, peer: Peer): void
+  /** A signer signed two trees at `length` on `fork` (the proof is the other one): the core closes. */
+  conflict (length: number, fork: number, proof: DataMessage): void
   /** A peer now holds more blocks contiguously from the start than any before it. */
   'remote-contiguous-length' (length: number): void
 }
@@ -522,6 +524,12 @@ export class Replicator implements PeerHost {
     }
 
     const fullyRemote = data.upgrade !== null && data.upgrade.start === 0
+    // As Hypercore 11: a fully remote proof sent unasked may show the signer signed two trees.
+    if (data.request === 0 && fullyRemote && !core.repairMode) {
+      const verdict = await core.checkConflict(data as Proof)
+      if (verdict === 'conflict') await this.onconflict(data)
+      if (verdict !== 'none') return
+    }
     if (req?.kind === 'repair' || req?.kind === 'node' || (data.request === 0 && fullyRemote && core.repairMode)) {
       const ok = fullyRemote && await core.repair(data as Proof)
       if (req?.kind === 'node') {
@@ -633,6 +641,24 @@ export class Replicator implements PeerHost {
       this.askForNode(req.index, this.nodeTries.get(req.index) ?? new Set([peer]))
     }
     this.scheduleUpdate()
+  }
+
+  /**
+   * Two signed trees at one length and fork: every peer gets our proof (so
+   * it finds out too), the sessions hear `conflict`, and the channels close.
+   */
+  private async onconflict (theirs: DataMessage): Promise<void> {
+    const length = theirs.upgrade!.length
+    for (const peer of [...this.peers]) {
+      try {
+        const proof = await this.core.proof({ block: null, hash: null, seek: null, upgrade: { start: 0, length } })
+        peer.sendUnsolicited({ request: 0, fork: proof.fork, block: null, hash: null, seek: null, upgrade: proof.upgrade, manifest: this.core.manifest })
+      } catch {
+        // Our own proof could not be built: the peer still hears of the conflict when we close.
+      }
+      peer.close()
+    }
+    this.emit('conflict', length, theirs.fork, theirs)
   }
 
   /**

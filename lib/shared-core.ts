@@ -28,8 +28,8 @@ export interface SessionLink {
   readonly snapshot: Snapshot | null
   /** Delivers an event to the session's listeners. */
   emit (name: string, ...args: unknown[]): void
-  /** Closes the session (purge closes every session of the core). */
-  close? (): Promise<void>
+  /** Closes the session (purge and a conflict close every session of the core). */
+  close? (err?: Error | null): Promise<void>
   /** A weak session does not keep the core open: it closes with the last strong one. */
   readonly weak?: boolean
   /** Whether the session wants the core replicated (Hypercore 11's active sessions). */
@@ -203,9 +203,9 @@ export class SharedCore {
     else this.#exclusiveHeld = false
   }
 
-  /** Closes every session; the last one out closes the core. */
-  async closeAllSessions (): Promise<void> {
-    await Promise.all([...this.#sessions].map(s => s.close?.()))
+  /** Closes every session (with `err` for their pending reads); the last one out closes the core. */
+  async closeAllSessions (err: Error | null = null): Promise<void> {
+    await Promise.all([...this.#sessions].map(s => s.close?.(err)))
     await this.close()
   }
 
@@ -265,6 +265,11 @@ export class SharedCore {
   }
 
   #broadcast (name: string, args: unknown[]): void {
+    if (name === 'conflict') {
+      // As Hypercore 11: every session hears it, then closes with the error.
+      const err = new Error('Two conflicting signatures exist for length ' + String(args[0]))
+      queueMicrotask(() => { void this.closeAllSessions(err).catch(noop) })
+    }
     const liveOnly = LIVE_ONLY.has(name)
     for (const s of [...this.#sessions, ...this.#listeners]) {
       if (liveOnly && s.snapshot !== null) continue

@@ -136,3 +136,44 @@ async function tmpDir (t: { teardown (fn: () => unknown, o?: { order?: number })
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }), { order: Number.MAX_SAFE_INTEGER })
   return dir
 }
+
+test('a reader that is shown a second signed tree at its length emits conflict and closes, as Hypercore 11 does', async t => {
+  const kp = keyPair()
+  const { ours, theirs } = await sideBySide(t, async env => {
+    // Two cores signed by one key pair with different blocks at the same fork and length: an equivocating writer.
+    const a = env.open(null, null, { keyPair: kp })
+    await a.append(['a', 'b', 'c'].map(text))
+    const reader = env.open(null, a.key)
+    await reader.ready()
+    const heard: unknown[] = []
+    reader.on('conflict', (length: number, fork: number) => heard.push(['conflict', length, fork]))
+    const closed = new Promise(resolve => reader.on('close', resolve))
+    let s1 = a.replicate(true, { keepAlive: false })
+    let s2 = reader.replicate(false, { keepAlive: false })
+    s1.pipe(s2)
+    s2.pipe(s1)
+    await reader.update({ wait: true })
+    await reader.download({ start: 0, end: 3 }).done()
+    s1.destroy()
+    s2.destroy()
+
+    // The other tree lives in a Hypercore 11 core: it asks the reader for its tree and finds the conflict itself.
+    const other = new HC11(env.dir(), null, { keyPair: kp }) as unknown as SessionLike & { recoverTreeNodeFromPeers (): void }
+    t.teardown(() => other.close())
+    await other.append(['x', 'y', 'z'].map(text))
+    const otherHeard = new Promise(resolve => other.on('conflict', (length: number) => resolve(length)))
+    s1 = other.replicate(true, { keepAlive: false })
+    s2 = reader.replicate(false, { keepAlive: false })
+    s1.on('error', () => {})
+    s2.on('error', () => {})
+    s1.pipe(s2)
+    s2.pipe(s1)
+    await until(() => reader.peers.length === 1, 3000, 'connected')
+    other.recoverTreeNodeFromPeers()
+    const otherLength = await otherHeard
+    await closed
+    return [otherLength, heard, reader.closed, await outcome(reader.get(0))]
+  })
+  t.alike(ours, theirs)
+  t.alike((ours as unknown[])[1], [['conflict', 3, 0]])
+})

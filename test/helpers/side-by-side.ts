@@ -23,6 +23,7 @@ export interface SessionLike {
   readonly remoteContiguousLength: number
   readonly contiguousLength: number
   readonly writable: boolean
+  readonly peers: unknown[]
   readonly readable: boolean
   readonly closed: boolean
   readonly opened: boolean
