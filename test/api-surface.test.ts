@@ -177,3 +177,24 @@ test('a reader that is shown a second signed tree at its length emits conflict a
   t.alike(ours, theirs)
   t.alike((ours as unknown[])[1], [['conflict', 3, 0]])
 })
+
+test('treeHash(length) on a replica that lacks that length\'s roots fetches what it needs, as Hypercore 11 does', async t => {
+  const kp = keyPair()
+  const { ours, theirs } = await sideBySide(t, async env => {
+    const w = env.open(null, null, { keyPair: kp })
+    await w.append(['a', 'bb', 'ccc', 'dddd', 'eeeee'].map(text))
+    const r = env.open(null, w.key)
+    await r.ready()
+    const s1 = w.replicate(true, { keepAlive: false })
+    const s2 = r.replicate(false, { keepAlive: false })
+    s1.pipe(s2)
+    s2.pipe(s1)
+    await r.update({ wait: true })
+    const out = await Promise.all([1, 2, 3, 5].map(async n => hex(await r.treeHash(n)) === hex(await w.treeHash(n))))
+    s1.destroy()
+    s2.destroy()
+    return out
+  })
+  t.alike(ours, theirs)
+  t.alike(ours, [true, true, true, true])
+})
