@@ -5,7 +5,7 @@
  */
 import test from 'brittle'
 import b4a from 'b4a'
-import { sideBySide, outcome, HC11, type SessionLike } from './helpers/side-by-side'
+import { sideBySide, outcome, link, HC11, type SessionLike } from './helpers/side-by-side'
 import { Hypercore } from '../lib/hypercore'
 import { keyPair } from '../lib/crypto'
 import { until } from './helpers/replication'
@@ -90,10 +90,7 @@ test('a reader emits manifest and remote-contiguous-length as Hypercore 11 does'
     r.on('manifest', () => heard.push('manifest'))
     r.on('remote-contiguous-length', (len: number) => heard.push(['remote-contiguous-length', len]))
     const before = (r as unknown as HasManifest).getManifest()
-    const s1 = w.replicate(true, { keepAlive: false })
-    const s2 = r.replicate(false, { keepAlive: false })
-    s1.pipe(s2)
-    s2.pipe(s1)
+    const unlink = link(w, r)
     await r.update({ wait: true })
     await until(() => heard.length >= 2, 3000, 'both events')
     await r.download({ start: 0, end: 3 }).done()
@@ -104,8 +101,7 @@ test('a reader emits manifest and remote-contiguous-length as Hypercore 11 does'
       hex(raw) === hex((w as unknown as HasManifest).getManifest({ raw: true }) as Uint8Array),
       Object.keys((r as unknown as HasManifest).getManifest() as object)
     ]
-    s1.destroy()
-    s2.destroy()
+    unlink()
     return out
   })
   t.alike(ours, theirs)
@@ -148,26 +144,17 @@ test('a reader that is shown a second signed tree at its length emits conflict a
     const heard: unknown[] = []
     reader.on('conflict', (length: number, fork: number) => heard.push(['conflict', length, fork]))
     const closed = new Promise(resolve => reader.on('close', resolve))
-    let s1 = a.replicate(true, { keepAlive: false })
-    let s2 = reader.replicate(false, { keepAlive: false })
-    s1.pipe(s2)
-    s2.pipe(s1)
+    const unlink = link(a, reader)
     await reader.update({ wait: true })
     await reader.download({ start: 0, end: 3 }).done()
-    s1.destroy()
-    s2.destroy()
+    unlink()
 
     // The other tree lives in a Hypercore 11 core: it asks the reader for its tree and finds the conflict itself.
     const other = new HC11(env.dir(), null, { keyPair: kp }) as unknown as SessionLike & { recoverTreeNodeFromPeers (): void }
     t.teardown(() => other.close())
     await other.append(['x', 'y', 'z'].map(text))
     const otherHeard = new Promise(resolve => other.on('conflict', (length: number) => resolve(length)))
-    s1 = other.replicate(true, { keepAlive: false })
-    s2 = reader.replicate(false, { keepAlive: false })
-    s1.on('error', () => {})
-    s2.on('error', () => {})
-    s1.pipe(s2)
-    s2.pipe(s1)
+    t.teardown(link(other, reader))
     await until(() => reader.peers.length === 1, 3000, 'connected')
     other.recoverTreeNodeFromPeers()
     const otherLength = await otherHeard
@@ -185,14 +172,10 @@ test('treeHash(length) on a replica that lacks that length\'s roots fetches what
     await w.append(['a', 'bb', 'ccc', 'dddd', 'eeeee'].map(text))
     const r = env.open(null, w.key)
     await r.ready()
-    const s1 = w.replicate(true, { keepAlive: false })
-    const s2 = r.replicate(false, { keepAlive: false })
-    s1.pipe(s2)
-    s2.pipe(s1)
+    const unlink = link(w, r)
     await r.update({ wait: true })
     const out = await Promise.all([1, 2, 3, 5].map(async n => hex(await r.treeHash(n)) === hex(await w.treeHash(n))))
-    s1.destroy()
-    s2.destroy()
+    unlink()
     return out
   })
   t.alike(ours, theirs)

@@ -4,7 +4,7 @@
  */
 import test from 'brittle'
 import b4a from 'b4a'
-import { sideBySide, outcome, drain, show, type SessionLike } from './helpers/side-by-side'
+import { sideBySide, outcome, drain, show, link, type SessionLike } from './helpers/side-by-side'
 import { keyPair } from '../lib/crypto'
 
 const text = (s: string): Uint8Array => b4a.from(s)
@@ -378,17 +378,6 @@ test('an exclusive session waits for the one before it to close', async t => {
   })
   t.alike(ours, theirs)
 })
-
-function link (a: SessionLike, b: SessionLike): () => void {
-  const s1 = a.replicate(true, { keepAlive: false })
-  const s2 = b.replicate(false, { keepAlive: false })
-  s1.pipe(s2)
-  s2.pipe(s1)
-  return () => {
-    s1.destroy()
-    s2.destroy()
-  }
-}
 
 test('a reader\'s waiting gets are answered as Hypercore 11 answers them when the writer truncates', async t => {
   const kp = keyPair()

@@ -1,5 +1,5 @@
 import type { Command } from 'commander'
-import type { Hypercore } from '../../lib/hypercore'
+import type { Hypercore, AuditSummary as CoreAudit } from '../../lib/hypercore'
 import { CliError, describeError, errorCode } from '../util/errors'
 import { openAlone } from '../util/access'
 import { openExisting, closeQuietly } from '../util/core'
@@ -10,13 +10,8 @@ import { action, withJson, withProgress } from '../util/run'
 
 interface Options { json?: boolean, progress?: boolean, force?: boolean }
 
-export interface AuditSummary {
-  blocks: number
-  verifiedBlocks: number
-  corruptBlocks: number
-  unverifiedBlocks: number
-  droppedNodes: number
-  restoredNodes: number
+/** The core's audit report, and what the command saw around it. */
+export interface AuditSummary extends CoreAudit {
   /** Blocks that were held before the audit and are not now (cleared as corrupt). */
   cleared: number[]
   repairMode: boolean

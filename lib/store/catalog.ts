@@ -23,6 +23,7 @@ import * as zlib from 'node:zlib'
 import type { RandomAccessStorage } from 'random-access-storage'
 import { discoveryKey, writeU64 } from '../crypto'
 import { EMPTY_STATE, PREFIX_BYTES, prefixOf, sameState, type CoreState } from './core-state'
+import { readAll, write, closeFile } from './file-io'
 
 const KEY_BYTES = 32
 const STATE_BYTES = 40
@@ -385,23 +386,6 @@ function readU64 (b: Uint8Array, at: number): number {
 function isZero (b: Uint8Array): boolean {
   for (let i = 0; i < b.byteLength; i++) if (b[i] !== 0) return false
   return true
-}
-
-function readAll (s: RandomAccessStorage): Promise<Uint8Array> {
-  return new Promise((resolve, reject) => {
-    s.stat((err, st) => {
-      if (err || !st || st.size === 0) return resolve(new Uint8Array(0))
-      s.read(0, st.size, (err2, buf) => err2 ? reject(err2) : resolve(buf!))
-    })
-  })
-}
-
-function write (s: RandomAccessStorage, offset: number, data: Uint8Array): Promise<void> {
-  return new Promise((resolve, reject) => s.write(offset, data, err => err ? reject(err) : resolve()))
-}
-
-function closeFile (s: RandomAccessStorage): Promise<void> {
-  return new Promise((resolve, reject) => s.close(err => err ? reject(err) : resolve()))
 }
 
 function noop (): void {}

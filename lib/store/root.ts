@@ -29,6 +29,7 @@ import { FilePool, DEFAULT_MAX_OPEN_FILES } from './file-pool'
 import { CoreSyncs, DEFAULT_MAX_SYNCS, type CoreSyncHost } from './core-sync'
 import { GroupSync, type GroupSyncHost } from './group-sync'
 import type { ManifestInput } from '../manifest'
+import { readAll, write, closeFile } from './file-io'
 
 const [IDENTITY_NS] = crypto.namespace('nomadcore/store', 1) as [Uint8Array]
 /** Events after which a core's state may have changed. */
@@ -518,23 +519,6 @@ async function eachBounded<T> (items: T[], n: number, fn: (item: T) => Promise<v
     while (next < items.length) await fn(items[next++]!)
   }
   await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker))
-}
-
-function readAll (s: RandomAccessStorage): Promise<Uint8Array> {
-  return new Promise((resolve, reject) => {
-    s.stat((err, st) => {
-      if (err || !st || st.size === 0) return resolve(new Uint8Array(0))
-      s.read(0, st.size, (err2, buf) => err2 ? reject(err2) : resolve(buf!))
-    })
-  })
-}
-
-function write (s: RandomAccessStorage, offset: number, data: Uint8Array): Promise<void> {
-  return new Promise((resolve, reject) => s.write(offset, data, err => err ? reject(err) : resolve()))
-}
-
-function closeFile (s: RandomAccessStorage): Promise<void> {
-  return new Promise((resolve, reject) => s.close(err => err ? reject(err) : resolve()))
 }
 
 function noop (): void {}

@@ -116,3 +116,17 @@ export async function drain (stream: AsyncIterable<unknown>): Promise<unknown[]>
   for await (const v of stream) out.push(show(v))
   return out
 }
+
+/** Replicates two sessions over a fresh stream pair; the returned function cuts them apart. */
+export function link (a: SessionLike, b: SessionLike): () => void {
+  const s1 = a.replicate(true, { keepAlive: false })
+  const s2 = b.replicate(false, { keepAlive: false })
+  s1.on('error', () => {})
+  s2.on('error', () => {})
+  s1.pipe(s2)
+  s2.pipe(s1)
+  return () => {
+    s1.destroy()
+    s2.destroy()
+  }
+}
