@@ -41,14 +41,15 @@ async function main (): Promise<void> {
     damaged.on('repairing', () => console.log('   … repairing'))
     damaged.on('repaired', () => console.log('   … repaired'))
     await damaged.ready()
-    console.log('4. reopened: repairMode =', damaged.repairMode, '; blocks still read:', await damaged.get(0), '…', await damaged.get(999))
+    console.log('4. reopened: repairMode =', damaged.repairMode, '; block 999 still reads, verified:', await damaged.get(999))
+    console.log('   block 0 lies under the lost root, so it cannot be verified and reads as missing:', await damaged.get(0, { wait: false }))
     await damaged.append('refused').catch((err: Error & { code: string }) => console.log('   append refused:', err.code, '-', err.message))
 
     const proof = await peer.generateRemoteProofForTreeNode(lost)
     console.log('5. the peer sends a fully remote proof for node', lost + ':', proof.byteLength, 'bytes')
     const ok = await damaged.recoverFromRemoteProof(proof)
     console.log('   recoverFromRemoteProof ->', ok, '; repairMode =', damaged.repairMode)
-    console.log('   tree hash', hex(await damaged.treeHash()), '(peer:', hex(await peer.treeHash()) + ')')
+    console.log('   tree hash', hex(await damaged.treeHash()), '(peer:', hex(await peer.treeHash()) + '); block 0 reads again:', await damaged.get(0))
 
     await damaged.append('written after the repair, no restart needed')
     console.log('6. appended again: length', damaged.length, '->', await damaged.get(damaged.length - 1))
