@@ -97,12 +97,25 @@ export class BlockReader {
     const { tree, storage, bitfield } = this.#host
     const verify = opts.verify !== false
     const held = indices.filter(i => i < tree.length && bitfield.get(i) && (verify || !this.#unverified.get(i)))
-    const where = await Promise.all(held.map(async index => {
-      if (!verify) return { index, leaf: null, ...await this.#locate(index) }
-      const leaf = await this.#leaf(index, opts)
-      if (leaf === null) return null
-      return { index, leaf, offset: await tree.verifiedOffset(2 * index), size: leaf.size }
-    }))
+    let where: Array<Located | null>
+    if (!verify) {
+      where = await Promise.all(held.map(async index => ({ index, leaf: null, ...await this.#locate(index) })))
+    } else {
+      // One after the other: the first leaf of a 16-leaf window reads it, the others find it cached.
+      held.sort((a, b) => a - b)
+      where = []
+      let prev: Located | null = null
+      for (const index of held) {
+        const leaf = await this.#leaf(index, opts)
+        if (leaf === null) {
+          prev = null
+          continue
+        }
+        // A block right after another starts where that one ends (both sizes verified).
+        const offset: number = prev !== null && prev.index === index - 1 ? prev.offset + prev.size : await tree.verifiedOffset(2 * index)
+        where.push(prev = { index, leaf, offset, size: leaf.size })
+      }
+    }
     const order = where.filter(b => b !== null).sort((a, b) => a.offset - b.offset)
     const byIndex = new Map<number, Uint8Array>()
     const rotten: number[] = []
@@ -187,7 +200,8 @@ export class BlockReader {
   /** The verified leaf of held block `index`, or null after marking it. */
   async #leaf (index: number, opts: ReadOptions): Promise<TreeNode | null> {
     const { tree } = this.#host
-    const leaf = tree.peekNode(2 * index) ?? await tree.verifyNode(2 * index)
+    const now = tree.verifyNodeNow(2 * index)
+    const leaf = now !== undefined ? now : await tree.verifyNode(2 * index)
     if (leaf !== null && !('missing' in leaf)) return leaf
     // Serving, a lost node is healed from peers like one a proof needs; rot on the way up heals with the block.
     if (leaf !== null && opts.serving === true) throw MISSING_NODE(leaf.missing)
@@ -219,6 +233,14 @@ export class BlockReader {
     const size = leaf !== null ? leaf.size : (await byteOffset(tree, 2 * index + 2)) - offset
     return { offset, size }
   }
+}
+
+/** Where a held block lies: its verified leaf (null: unchecked) and place in the data file. */
+interface Located {
+  index: number
+  leaf: TreeNode | null
+  offset: number
+  size: number
 }
 
 const leafScratch = b4a.alloc(32)

@@ -50,7 +50,8 @@ export interface PeerHost {
   onclose (peer: Peer): void
   onsync (peer: Peer, changed: boolean): void
   onhave (peer: Peer): void
-  ondata (peer: Peer, data: DataMessage): Promise<void>
+  /** Returns nothing: protomux would hold the connection corked until a returned promise settled. */
+  ondata (peer: Peer, data: DataMessage): void
   onnodata (peer: Peer, msg: NoDataMessage): void
   onextension (peer: Peer, name: string, message: Uint8Array): void
   onupload (peer: Peer, index: number, byteLength: number): void
@@ -399,15 +400,24 @@ export class Peer {
     try {
       while (this.queue.length > 0 && !this.removed && this.mux.drained) {
         const batch = this.queue.splice(0, 64)
+        const core = this.host.core
         // Neighbouring blocks are read from disk together.
-        const wanted = batch.filter(m => m.block !== null && m.fork === this.host.core.fork).map(m => m.block!.index)
+        const wanted = batch.filter(m => m.block !== null && m.fork === core.fork).map(m => m.block!.index)
         const blocks = new Map<number, Uint8Array | null>()
-        if (wanted.length > 1) {
+        if (wanted.length > 0) {
           // Verified: a block that does not match its leaf is cleared, refused and fetched back.
-          const values = await this.host.core.getBlocks(wanted, SERVING).catch(() => null)
+          const values = await core.getBlocks(wanted, SERVING).catch(() => null)
           if (values !== null) wanted.forEach((index, k) => blocks.set(index, values[k]!))
         }
-        const answers = await Promise.all(batch.map(m => this.answer(m, blocks)))
+        // Most answers are made at once from nodes at hand; the rest wait for reads.
+        let waiting = false
+        const made = batch.map(m => {
+          const now = this.answerNow(m, blocks)
+          if (now !== null) return now
+          waiting = true
+          return this.answer(m, blocks)
+        })
+        const answers = waiting ? await Promise.all(made) : made as Array<DataMessage | NoDataMessage | null>
         this.mux.cork()
         for (const a of answers) if (a !== null) this.sendAnswer(a)
         this.mux.uncork()
@@ -424,6 +434,26 @@ export class Peer {
     } else {
       this.noData.send(a)
     }
+  }
+
+  /**
+   * The data message answering a plain block request, made without waiting
+   * from the block read ahead and verified nodes at hand; null when it takes
+   * more (then `answer`).
+   */
+  private answerNow (m: RequestMessage, prefetched: Map<number, Uint8Array | null>): DataMessage | null {
+    const core = this.host.core
+    if (m.block === null || m.fork !== core.fork || m.manifest) return null
+    const value = prefetched.get(m.block.index)
+    if (value === undefined || value === null) return null
+    let proof
+    try {
+      proof = core.proofNow(m)
+    } catch {
+      return null // `answer` says what is wrong with it
+    }
+    if (proof === null) return null
+    return { request: m.id, fork: proof.fork, block: { index: m.block.index, value, nodes: proof.block!.nodes }, hash: null, seek: null, upgrade: null, manifest: null }
   }
 
   /** The data message answering `m`, or a noData saying why not. */

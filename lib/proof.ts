@@ -211,6 +211,30 @@ export async function generateProof (src: NodeSource, req: ProofRequest): Promis
   return proof
 }
 
+/**
+ * `generateProof` of a plain block request (no hash, seek or upgrade) from
+ * nodes at hand, without waiting: null when a node it takes is not at hand
+ * or the request is not that simple (then `generateProof`). The same nodes
+ * in the same order as `generateProof` would give.
+ */
+export function blockProofNow (src: TreeState & { peekNode (index: number): TreeNode | undefined }, req: ProofRequest): Proof | null {
+  const block = req.block
+  if (!block || req.hash || req.seek || req.upgrade) return null
+  const head = 2 * src.length
+  const target = 2 * block.index
+  if (target >= head) return null
+  const root = rootAbove(target, block.nodes, head)
+  const nodes: TreeNode[] = []
+  const ite = new Iterator(target)
+  while (ite.index !== root) {
+    const node = src.peekNode(ite.sibling())
+    if (node === undefined) return null
+    nodes.push(node)
+    ite.parent()
+  }
+  return { fork: src.fork, block: { index: block.index, value: null, nodes }, hash: null, seek: null, upgrade: null, manifest: null }
+}
+
 // ---------------------------------------------------------------------------
 // Seeking by byte offset
 
@@ -371,7 +395,13 @@ class NodeQueue {
  * reaches and returns that node (null when the proof has no such part).
  * Every node taken from or derived by the proof is pushed to `out`.
  */
-export function verifyTree (proof: Pick<Proof, 'block' | 'hash' | 'seek'>, out: TreeNode[], known?: (index: number) => TreeNode | undefined): TreeNode | null {
+/**
+ * Whether we trust `node` already: true when we hold that very node, false
+ * when we trust another one at its index, undefined when we hold none there.
+ */
+export type NodeMatcher = (node: TreeNode) => boolean | undefined
+
+export function verifyTree (proof: Pick<Proof, 'block' | 'hash' | 'seek'>, out: TreeNode[], known?: NodeMatcher): TreeNode | null {
   const { block, hash, seek } = proof
   const untrusted = block
     ? { index: 2 * block.index, value: block.value, nodes: block.nodes }
@@ -415,10 +445,10 @@ export function verifyTree (proof: Pick<Proof, 'block' | 'hash' | 'seek'>, out: 
 }
 
 /** True when we hold `node` already; throws when we hold a different one. */
-function anchored (node: TreeNode, known: (index: number) => TreeNode | undefined): boolean {
-  const local = known(node.index)
-  if (local === undefined) return false
-  if (local.size !== node.size || !b4a.equals(local.hash, node.hash)) throw INVALID_PROOF('Proof does not match node ' + node.index)
+function anchored (node: TreeNode, known: NodeMatcher): boolean {
+  const same = known(node)
+  if (same === undefined) return false
+  if (!same) throw INVALID_PROOF('Proof does not match node ' + node.index)
   return true
 }
 
@@ -513,7 +543,13 @@ export async function verifyAgainst (local: NodeSource & { peekNode?: (index: nu
   const batch = new TreeBatch(local)
   const nodes: TreeNode[] = []
   // Without an upgrade or seek, the path can stop at the first node we hold.
-  const known = proof.upgrade === null && proof.seek === null && local.peekNode !== undefined ? local.peekNode.bind(local) : undefined
+  const peek = proof.upgrade === null && proof.seek === null ? local.peekNode : undefined
+  const known: NodeMatcher | undefined = peek === undefined
+    ? undefined
+    : node => {
+      const held = peek(node.index)
+      return held === undefined ? undefined : held.size === node.size && b4a.equals(held.hash, node.hash)
+    }
   let top = verifyTree(proof, nodes, known)
   if (proof.upgrade && verifyUpgrade(proof, top, batch)) top = null
   if (top !== null) {

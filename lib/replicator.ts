@@ -6,15 +6,17 @@
  * details live in `peer.ts`; verification and storage in `core.ts`.
  */
 import type Protomux from 'protomux'
+import b4a from 'b4a'
 import { Peer, PROTOCOL, type PeerHost, type RequestBody } from './peer'
 import { Iterator, parent } from './flat-tree'
 import { treeNodeProofRequest } from './fully-remote-proof'
 import { ForkSwitch } from './fork-switch'
 import { Seeks, type SeekOptions } from './seeks'
 import { REQUEST_CANCELLED, isCoded, missingNodeOf } from './errors'
-import type { Core } from './core'
+import type { Core, VerifiedData } from './core'
 import type { DataMessage, NoDataMessage } from './messages'
 import type { Proof } from './proof'
+import type { TreeNode } from './tree-node'
 
 /** Requests in flight to one peer at a time. */
 const DEFAULT_MAX_INFLIGHT = 512
@@ -26,8 +28,6 @@ const MAX_NOT_AVAILABLE = 4096
 const REQUEST_TIMEOUT_MS = 20000
 /** A block request unanswered this long is also asked of another peer, if one has it. */
 const HOTSWAP_MS = 1000
-/** How often inflight requests are looked over for the two limits above. */
-const SWEEP_MS = 250
 
 type RequestKind = 'block' | 'upgrade' | 'repair' | 'node' | 'fork' | 'seek'
 
@@ -42,6 +42,85 @@ interface Request {
   fork: number
   /** The core's epoch when asked: an answer from before a truncation is stale. */
   epoch: number
+  /** Neighbours in the list of requests in flight, oldest first (see `Deadlines`). */
+  older: Request | null
+  newer: Request | null
+}
+
+/**
+ * The requests in flight, oldest first, as a linked list: sent in time
+ * order, so the oldest is always at the head. One timer for the whole core
+ * looks at the head only: each request is looked at once when a block
+ * request passes HOTSWAP_MS (a cursor walks past it) and once when it times
+ * out, never on every tick, however many are in flight.
+ */
+class Deadlines {
+  head: Request | null = null
+  tail: Request | null = null
+  /** The oldest request not yet past HOTSWAP_MS. */
+  #swapCursor: Request | null = null
+  #timer: ReturnType<typeof setTimeout> | null = null
+  #due = Infinity
+
+  constructor (private readonly onexpired: (timedOut: Request[], hotswap: boolean) => void) {}
+
+  add (req: Request): void {
+    req.older = this.tail
+    req.newer = null
+    if (this.tail !== null) this.tail.newer = req
+    else this.head = req
+    this.tail = req
+    if (this.#swapCursor === null) this.#swapCursor = req
+    this.#arm(req.sent + HOTSWAP_MS)
+  }
+
+  remove (req: Request): void {
+    if (this.#swapCursor === req) this.#swapCursor = req.newer
+    if (req.older !== null) req.older.newer = req.newer
+    else if (this.head === req) this.head = req.newer
+    if (req.newer !== null) req.newer.older = req.older
+    else if (this.tail === req) this.tail = req.older
+    req.older = req.newer = null
+    if (this.head === null) this.#disarm()
+  }
+
+  destroy (): void {
+    this.#disarm()
+    this.head = this.tail = this.#swapCursor = null
+  }
+
+  #arm (at: number): void {
+    if (this.#timer !== null && this.#due <= at) return
+    this.#disarm()
+    this.#due = at
+    this.#timer = setTimeout(() => this.#fire(), Math.max(0, at - Date.now()))
+    this.#timer.unref?.()
+  }
+
+  #disarm (): void {
+    if (this.#timer !== null) clearTimeout(this.#timer)
+    this.#timer = null
+    this.#due = Infinity
+  }
+
+  #fire (): void {
+    this.#timer = null
+    this.#due = Infinity
+    const now = Date.now()
+    let hotswap = false
+    while (this.#swapCursor !== null && now - this.#swapCursor.sent >= HOTSWAP_MS) {
+      if (this.#swapCursor.kind === 'block') hotswap = true
+      this.#swapCursor = this.#swapCursor.newer
+    }
+    const timedOut: Request[] = []
+    for (let r = this.head; r !== null && now - r.sent >= REQUEST_TIMEOUT_MS; r = r.newer) timedOut.push(r)
+    this.onexpired(timedOut, hotswap)
+    const next = Math.min(
+      this.#swapCursor === null ? Infinity : this.#swapCursor.sent + HOTSWAP_MS,
+      this.head === null ? Infinity : this.head.sent + REQUEST_TIMEOUT_MS
+    )
+    if (next !== Infinity) this.#arm(next)
+  }
 }
 
 interface Range {
@@ -115,7 +194,7 @@ export class Replicator implements PeerHost {
   private readonly extensions = new Map<string, ExtensionHandler>()
   private findingPeersCount = 0
   private rangeCheckQueued = false
-  private sweeper: ReturnType<typeof setInterval> | null = null
+  readonly #deadlines = new Deadlines((timedOut, hotswap) => this.expired(timedOut, hotswap))
   private updateQueued = false
   private destroyed = false
   private rotate = 0
@@ -203,8 +282,7 @@ export class Replicator implements PeerHost {
   destroy (): void {
     if (this.destroyed) return
     this.destroyed = true
-    if (this.sweeper !== null) clearInterval(this.sweeper)
-    this.sweeper = null
+    this.#deadlines.destroy()
     // Channels the remote has not answered yet close too: a later instance of the core must be able to open its own.
     for (const peer of [...this.peers, ...this.opening]) peer.close()
     for (const mux of [...this.muxes.keys()]) this.detach(mux)
@@ -488,13 +566,51 @@ export class Replicator implements PeerHost {
   // -------------------------------------------------------------------------
   // Answers
 
-  async ondata (peer: Peer, data: DataMessage): Promise<void> {
-    try {
-      await this.handleData(peer, data)
-    } catch (err) {
+  /**
+   * A data message. The common one, a block on our tree whose proof ends in
+   * a node at hand, is checked at once and queued for disk with no promise
+   * of its own; anything else takes `handleData`.
+   */
+  ondata (peer: Peer, data: DataMessage): void {
+    const req = data.request !== 0 ? this.requests.get(data.request) ?? null : null
+    if (req !== null && req.kind === 'block' && req.peer === peer && req.epoch === this.core.epoch) {
+      let verified
+      try {
+        verified = this.core.verifyBlockNow(data)
+      } catch (err) {
+        this.finish(req)
+        if (!isCoded(err)) throw err
+        this.rescan()
+        this.hostile(peer, err)
+        return
+      }
+      if (verified !== null) {
+        this.finish(req)
+        this.storeVerified(peer, verified)
+        return
+      }
+    }
+    // Long-lived parts (roots, signature, manifest) must not pin the receive buffer.
+    unslabProof(data)
+    this.handleData(peer, data).catch(err => {
       // Nothing a peer sends may take us down: drop it instead.
       this.hostile(peer, err as Error)
-    }
+    })
+  }
+
+  /** Queues a verified block for disk; `download` when it is there. */
+  private storeVerified (peer: Peer, verified: VerifiedData): void {
+    const index = verified.block!.index
+    const byteLength = verified.block!.value.byteLength
+    // Answered but not stored yet: not asked for again meanwhile.
+    this.verifying.add(index)
+    this.core.queueBlock(index, verified.block!.value, verified.nodes, verified.epoch, (err, stored) => {
+      this.verifying.delete(index)
+      // A failed write is our disk's fault, not the peer's: ask again later.
+      if (err !== null || !stored) this.rescan()
+      else this.emit('download', index, byteLength, peer)
+      this.scheduleUpdate()
+    })
   }
 
   private hostile (peer: Peer, err: Error): void {
@@ -674,6 +790,21 @@ export class Replicator implements PeerHost {
 
   private update (): void {
     if (this.destroyed) return
+    // Every request of this pass leaves in one frame per connection.
+    const corked: Protomux[] = []
+    for (const p of this.peers) {
+      if (corked.includes(p.mux)) continue
+      p.mux.cork()
+      corked.push(p.mux)
+    }
+    try {
+      this.schedule()
+    } finally {
+      for (const mux of corked) mux.uncork()
+    }
+  }
+
+  private schedule (): void {
     const core = this.core
     this.#forks.next()
     if (this.upgradeRequest === null && this.applyingUpgrade === 0 && !core.repairMode) {
@@ -756,7 +887,7 @@ export class Replicator implements PeerHost {
     const head = 2 * tree.length
     const ite = new Iterator(leaf)
     let count = 0
-    while (!ite.contains(head) && tree.peekNode(ite.index) === undefined) {
+    while (!ite.contains(head) && !tree.hasVerified(ite.index)) {
       // A root we lack (repair mode) is not asked for: a block proof never carries one.
       if (new Iterator(parent(ite.index)).contains(head)) break
       count++
@@ -780,11 +911,8 @@ export class Replicator implements PeerHost {
 
   private send (peer: Peer, kind: RequestKind, index: number, body: RequestBody, fork = this.core.fork): number {
     const id = this.nextId++
-    const req: Request = { id, peer, sent: Date.now(), kind, index, fork, epoch: this.core.epoch }
-    if (this.sweeper === null) {
-      this.sweeper = setInterval(() => this.sweep(), SWEEP_MS)
-      this.sweeper.unref?.()
-    }
+    const req: Request = { id, peer, sent: Date.now(), kind, index, fork, epoch: this.core.epoch, older: null, newer: null }
+    this.#deadlines.add(req)
     this.requests.set(id, req)
     if (kind === 'block') this.blockRequests.set(index, req)
     else if (kind === 'upgrade') this.upgradeRequest = req
@@ -793,23 +921,17 @@ export class Replicator implements PeerHost {
     return id
   }
 
-  /** Gives up on requests a peer sat on: a silent peer cannot stall us. */
-  private sweep (): void {
-    const now = Date.now()
-    let expired = false
-    for (const req of [...this.requests.values()]) {
-      if (req.kind === 'block' && now - req.sent >= HOTSWAP_MS) expired = true
-      if (now - req.sent < REQUEST_TIMEOUT_MS) continue
-      expired = true
+  /**
+   * Gives up on requests a peer sat on (a silent peer cannot stall us), and
+   * after HOTSWAP_MS lets another peer be asked for a block too.
+   */
+  private expired (timedOut: Request[], hotswap: boolean): void {
+    for (const req of timedOut) {
       this.giveUp(req)
       req.peer.sendCancel(req.id)
       if (req.kind === 'upgrade') this.upgradeFailed.set(req.peer, req.peer.remoteLength)
     }
-    if (this.requests.size === 0 && this.sweeper !== null) {
-      clearInterval(this.sweeper)
-      this.sweeper = null
-    }
-    if (expired) {
+    if (timedOut.length > 0 || hotswap) {
       this.rescan()
       this.scheduleUpdate()
     }
@@ -817,6 +939,7 @@ export class Replicator implements PeerHost {
 
   private finish (req: Request): void {
     if (!this.requests.delete(req.id)) return
+    this.#deadlines.remove(req)
     req.peer.inflight--
     if (req.kind === 'block' && this.blockRequests.get(req.index) === req) this.blockRequests.delete(req.index)
     else if (req.kind === 'upgrade') this.upgradeRequest = null
@@ -855,4 +978,34 @@ function lowerBound (list: number[], value: number): number {
     else hi = mid
   }
   return lo
+}
+
+/**
+ * Copies what a data message leaves behind for long (upgrade roots, the
+ * signature, every node hash, which the tree may keep as roots) out of the
+ * receive buffer, in one allocation, so they do not pin the buffer they
+ * arrived in. Block bytes are written to disk and let go; they stay views.
+ */
+function unslabProof (data: DataMessage): void {
+  const lists: TreeNode[][] = []
+  if (data.block !== null) lists.push(data.block.nodes)
+  if (data.hash !== null) lists.push(data.hash.nodes)
+  if (data.seek !== null) lists.push(data.seek.nodes)
+  if (data.upgrade !== null) lists.push(data.upgrade.nodes, data.upgrade.additionalNodes)
+  let size = data.upgrade?.signature?.byteLength ?? 0
+  for (const list of lists) size += 32 * list.length
+  if (size === 0) return
+  const copy = b4a.allocUnsafeSlow(size)
+  let at = 0
+  for (const list of lists) {
+    for (const node of list) {
+      copy.set(node.hash, at)
+      node.hash = copy.subarray(at, at += 32)
+    }
+  }
+  const signature = data.upgrade?.signature ?? null
+  if (signature !== null) {
+    copy.set(signature, at)
+    data.upgrade!.signature = copy.subarray(at, at + signature.byteLength)
+  }
 }
