@@ -19,7 +19,7 @@ import { byteOffset } from './proof'
 import { MISSING_NODE, isCoded, missingNodeOf } from './errors'
 import type { MerkleTree } from './merkle-tree'
 import type { CoreStorage } from './storage'
-import type { TreeNode } from './tree-node'
+import { equalHashes, type TreeNode } from './tree-node'
 
 /** How a block is read. */
 export interface ReadOptions {
@@ -249,7 +249,7 @@ const leafScratch = b4a.alloc(32)
 function matchesLeaf (leaf: TreeNode, bytes: Uint8Array): boolean {
   if (bytes.byteLength !== leaf.size) return false
   leafHashInto(leafScratch, bytes)
-  return b4a.equals(leafScratch, leaf.hash)
+  return equalHashes(leafScratch, leaf.hash)
 }
 
 /** Sorted [start, length] runs of the given block indices. */

@@ -14,7 +14,7 @@ import { Iterator, fullRoots, inTree, leftSpan, parent } from './flat-tree'
 import { parentNode, treeHash } from './crypto'
 import { byteOffset, type NodeSource } from './proof'
 import type { TreeState } from './tree-batch'
-import type { TreeNode } from './tree-node'
+import { sameNode, type TreeNode } from './tree-node'
 import { NodeCache, STORED, VERIFIED, slotsFor } from './node-cache'
 
 export interface NodeStorage {
@@ -40,15 +40,6 @@ export interface VerifiedSource extends NodeSource {
  */
 const WINDOW_NODES = 31
 const WINDOW_DEPTH = 4
-
-function sameNode (a: TreeNode, b: TreeNode): boolean {
-  if (a.size !== b.size) return false
-  const x = a.hash
-  const y = b.hash
-  if (x.byteLength !== y.byteLength) return false
-  for (let i = 0; i < x.byteLength; i++) if (x[i] !== y[i]) return false
-  return true
-}
 
 export class MerkleTree implements NodeSource, TreeState {
   roots: TreeNode[]
@@ -232,9 +223,9 @@ export class MerkleTree implements NodeSource, TreeState {
       ite.parent()
       node = sib > node.index ? parentNode(up, node, sibling) : parentNode(up, sibling, node)
       climbed.push(sibling)
-      const anchor = this.peekNode(up)
-      if (anchor !== undefined) {
-        if (!sameNode(anchor, node)) return null
+      const anchored = this.matchesVerified(node)
+      if (anchored !== undefined) {
+        if (!anchored) return null
         break
       }
       climbed.push(node)

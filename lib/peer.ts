@@ -81,6 +81,14 @@ export class Peer {
   readonly remoteBitfield = new Bitfield()
   /** Requests we sent it that are still out. */
   inflight = 0
+  /**
+   * The replicator's notes for sizing block proofs: the block it last asked
+   * this peer for, and how often a proof sized on the strength of that
+   * answer arriving first came short (see Replicator.proofNodes).
+   */
+  lastBlockAsked = -1
+  shortProofs = 0
+  sizedProofs = 0
   /** Want batches already asked for. */
   private readonly wanted = new Set<number>()
 

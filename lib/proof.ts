@@ -9,7 +9,7 @@ import { Iterator, fullRoots, leftSpan, countLeaves } from './flat-tree'
 import { leafNode, parentNode } from './crypto'
 import { TreeBatch, type TreeState } from './tree-batch'
 import { INVALID_OPERATION, INVALID_PROOF, BAD_ARGUMENT, MISSING_NODE } from './errors'
-import type { TreeNode } from './tree-node'
+import { sameNode, type TreeNode } from './tree-node'
 import type { Manifest } from './messages'
 
 export interface ProofRequest {
@@ -548,7 +548,7 @@ export async function verifyAgainst (local: NodeSource & { peekNode?: (index: nu
     ? undefined
     : node => {
       const held = peek(node.index)
-      return held === undefined ? undefined : held.size === node.size && b4a.equals(held.hash, node.hash)
+      return held === undefined ? undefined : sameNode(held, node)
     }
   let top = verifyTree(proof, nodes, known)
   if (proof.upgrade && verifyUpgrade(proof, top, batch)) top = null

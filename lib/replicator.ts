@@ -42,6 +42,8 @@ interface Request {
   fork: number
   /** The core's epoch when asked: an answer from before a truncation is stale. */
   epoch: number
+  /** A block request whose proof was sized to what earlier answers of its peer will bring (see `proofNodes`). */
+  sized: boolean
   /** Neighbours in the list of requests in flight, oldest first (see `Deadlines`). */
   older: Request | null
   newer: Request | null
@@ -187,6 +189,8 @@ export class Replicator implements PeerHost {
   private readonly wantedBlocks = new Map<number, number>()
   /** Blocks whose answer is being verified. */
   private readonly verifying = new Set<number>()
+  /** Blocks whose sized proof came short: asked for again with every node we lack. */
+  private readonly fullProofs = new Set<number>()
   private readonly ranges = new Set<Range>()
   private notAvailable = new WeakMap<Peer, Set<number>>()
   private readonly upgradeFailed = new WeakMap<Peer, number>()
@@ -584,8 +588,17 @@ export class Replicator implements PeerHost {
         this.hostile(peer, err)
         return
       }
-      if (verified !== null) {
+      if (req.sized) {
+        peer.sizedProofs++
+        if (verified === 'unanchored') {
+          this.finish(req)
+          this.shortProof(peer, req)
+          return
+        }
+      }
+      if (verified !== null && verified !== 'unanchored') {
         this.finish(req)
+        this.fullProofs.delete(req.index)
         this.storeVerified(peer, verified)
         return
       }
@@ -874,11 +887,52 @@ export class Replicator implements PeerHost {
       }
       return holders > 0 ? 'busy' : 'nobody'
     }
-    this.send(peer, 'block', index, {
-      block: { index, nodes: this.missingNodeCount(2 * index) },
+    const missing = this.missingNodeCount(2 * index)
+    const nodes = this.proofNodes(peer, index, missing)
+    const id = this.send(peer, 'block', index, {
+      block: { index, nodes },
       hash: null, seek: null, upgrade: null, manifest: false
     })
+    if (nodes < missing) this.requests.get(id)!.sized = true
+    peer.lastBlockAsked = index
     return 'sent'
+  }
+
+  /**
+   * How many nodes to ask `peer` for with block `index`, `missing` being
+   * what we lack now. A peer answers in order, and each answer brings the
+   * nodes on its block's way up: by the time this block's answer comes, the
+   * answer for the block last asked of the same peer has made their common
+   * ancestor known (a verified leaf's ancestors are verified). So the proof
+   * need only reach it: a download block after block needs about two nodes
+   * a block instead of the nine or ten we lack while hundreds are in flight.
+   * An answer that comes short anyway (the earlier one failed, the peer
+   * answered out of order) is asked again in full (`shortProof`); a peer
+   * whose answers come short often is asked in full from then on.
+   */
+  private proofNodes (peer: Peer, index: number, missing: number): number {
+    const last = peer.lastBlockAsked
+    if (last === -1 || last === index || this.fullProofs.has(index)) return missing
+    if (peer.shortProofs > 16 && peer.shortProofs * 8 > peer.sizedProofs) return missing
+    // Levels up to the common ancestor of the two leaves.
+    let a = last
+    let b = index
+    let levels = 0
+    while (a !== b && levels < missing) {
+      a = Math.floor(a / 2)
+      b = Math.floor(b / 2)
+      levels++
+    }
+    return Math.min(levels, missing)
+  }
+
+  /** A sized proof came short: ask for the block again, with every node we lack. */
+  private shortProof (peer: Peer, req: Request): void {
+    peer.shortProofs++
+    if (this.fullProofs.size >= MAX_NOT_AVAILABLE) this.fullProofs.clear()
+    this.fullProofs.add(req.index)
+    this.rescan()
+    this.scheduleUpdate()
   }
 
   /** How many nodes from leaf `leaf` up we lack (what a block proof must include). */
@@ -911,7 +965,7 @@ export class Replicator implements PeerHost {
 
   private send (peer: Peer, kind: RequestKind, index: number, body: RequestBody, fork = this.core.fork): number {
     const id = this.nextId++
-    const req: Request = { id, peer, sent: Date.now(), kind, index, fork, epoch: this.core.epoch, older: null, newer: null }
+    const req: Request = { id, peer, sent: Date.now(), kind, index, fork, epoch: this.core.epoch, sized: false, older: null, newer: null }
     this.#deadlines.add(req)
     this.requests.set(id, req)
     if (kind === 'block') this.blockRequests.set(index, req)

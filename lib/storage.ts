@@ -25,7 +25,7 @@ import fs from 'fs'
 import b4a from 'b4a'
 import c from 'compact-encoding'
 import sodium from 'sodium-universal'
-import RandomAccessFile from 'random-access-file'
+import { SyncFile } from './sync-file'
 import type { RandomAccessStorage } from 'random-access-storage'
 import { Bitfield, type DirtyRange } from './bitfield'
 import { BAD_ARGUMENT, SESSION_CLOSED, STORAGE_CORRUPT, isCoded } from './errors'
@@ -522,7 +522,8 @@ export class CoreStorage {
   /** Files under `dir` (random-access-file), the header file locked unless `lock: false`. */
   static fromDirectory (dir: string, opts: FromDirectoryOptions = {}): CoreStorage {
     const lock = opts.lock !== false
-    return new CoreStorage((name) => new RandomAccessFile(path.join(dir, name), { lock: lock && name === 'header' }))
+    // Synchronous reads and writes: see sync-file.ts for why and what it costs.
+    return new CoreStorage((name) => new SyncFile(path.join(dir, name), { lock: lock && name === 'header' }) as unknown as RandomAccessStorage)
   }
 
   /** True if `dir` holds a core with a non-empty header file. */
