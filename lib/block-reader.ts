@@ -181,7 +181,8 @@ export class BlockReader {
 
   /** Forgets marks in [start, end) quietly (the blocks were cleared or stored anew). */
   unmark (start: number, end: number): void {
-    this.#unverified.setRange(start, end, false)
+    const first = this.#unverified.firstSet(start)
+    if (first !== -1 && first < end) this.#unverified.setRange(start, end, false)
   }
 
   /** After the tree healed: every marked block may verify now; reads and peers find out. */

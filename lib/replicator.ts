@@ -509,7 +509,7 @@ export class Replicator implements PeerHost {
   }
 
   private wakeSettled (): void {
-    if (!this.isSettled()) return
+    if (this.settleWaiters.length === 0 || !this.isSettled()) return
     for (const w of this.settleWaiters.splice(0)) w()
   }
 
@@ -876,7 +876,7 @@ export class Replicator implements PeerHost {
     if (inflight !== undefined && Date.now() - inflight.sent < HOTSWAP_MS) return 'inflight'
     if (index >= core.length) return 'nobody' // after the upgrade
     const na = (p: Peer): boolean => this.notAvailable.get(p)?.has(index) === true
-    const peer = this.pickPeer(p => p.remoteFork === core.fork && p.has(index) && !na(p) && p !== inflight?.peer)
+    const peer = this.pickHolder(index, inflight?.peer ?? null)
     if (peer === null && inflight !== undefined) return 'inflight'
     if (peer === null) {
       let holders = 0
@@ -887,43 +887,62 @@ export class Replicator implements PeerHost {
       }
       return holders > 0 ? 'busy' : 'nobody'
     }
-    const missing = this.missingNodeCount(2 * index)
-    const nodes = this.proofNodes(peer, index, missing)
+    const sized = this.sizedProofNodes(peer, index)
+    const missing = this.missingNodeCount(2 * index, sized + 1)
+    const nodes = Math.min(missing, sized)
     const id = this.send(peer, 'block', index, {
       block: { index, nodes },
       hash: null, seek: null, upgrade: null, manifest: false
     })
+    // Sized short of what we lack: an answer that does not reach a node we hold means ask again in full.
     if (nodes < missing) this.requests.get(id)!.sized = true
     peer.lastBlockAsked = index
     return 'sent'
   }
 
+  /** pickPeer for block `index`: an open peer on our fork that has it, did not refuse it, and is not `not`. */
+  private pickHolder (index: number, not: Peer | null): Peer | null {
+    const fork = this.core.fork
+    let best: Peer | null = null
+    const n = this.peers.length
+    for (let k = 0; k < n; k++) {
+      const p = this.peers[(this.rotate + k) % n]!
+      if (!p.remoteOpened || p.removed || p.inflight >= this.maxInflight || p === not) continue
+      if (p.remoteFork !== fork || !p.has(index)) continue
+      if (best !== null && p.inflight >= best.inflight) continue
+      if (this.notAvailable.get(p)?.has(index) === true) continue
+      best = p
+    }
+    this.rotate++
+    return best
+  }
+
   /**
-   * How many nodes to ask `peer` for with block `index`, `missing` being
-   * what we lack now. A peer answers in order, and each answer brings the
+   * At most how many nodes to ask `peer` for with block `index` (we ask for
+   * fewer when we lack fewer). A peer answers in order, and each answer brings the
    * nodes on its block's way up: by the time this block's answer comes, the
    * answer for the block last asked of the same peer has made their common
    * ancestor known (a verified leaf's ancestors are verified). So the proof
    * need only reach it: a download block after block needs about two nodes
    * a block instead of the nine or ten we lack while hundreds are in flight.
-   * An answer that comes short anyway (the earlier one failed, the peer
+   * Infinity when no earlier answer is to be counted on. An answer that comes short anyway (the earlier one failed, the peer
    * answered out of order) is asked again in full (`shortProof`); a peer
    * whose answers come short often is asked in full from then on.
    */
-  private proofNodes (peer: Peer, index: number, missing: number): number {
+  private sizedProofNodes (peer: Peer, index: number): number {
     const last = peer.lastBlockAsked
-    if (last === -1 || last === index || this.fullProofs.has(index)) return missing
-    if (peer.shortProofs > 16 && peer.shortProofs * 8 > peer.sizedProofs) return missing
+    if (last === -1 || last === index || (this.fullProofs.size > 0 && this.fullProofs.has(index))) return Infinity
+    if (peer.shortProofs > 16 && peer.shortProofs * 8 > peer.sizedProofs) return Infinity
     // Levels up to the common ancestor of the two leaves.
     let a = last
     let b = index
     let levels = 0
-    while (a !== b && levels < missing) {
+    while (a !== b) {
       a = Math.floor(a / 2)
       b = Math.floor(b / 2)
       levels++
     }
-    return Math.min(levels, missing)
+    return levels
   }
 
   /** A sized proof came short: ask for the block again, with every node we lack. */
@@ -935,17 +954,17 @@ export class Replicator implements PeerHost {
     this.scheduleUpdate()
   }
 
-  /** How many nodes from leaf `leaf` up we lack (what a block proof must include). */
-  missingNodeCount (leaf: number): number {
+  /** How many nodes from leaf `leaf` up we lack (what a block proof must include), at most `limit`. */
+  missingNodeCount (leaf: number, limit = Infinity): number {
     const tree = this.core.tree
     const head = 2 * tree.length
     const ite = new Iterator(leaf)
     let count = 0
-    while (!ite.contains(head) && !tree.hasVerified(ite.index)) {
+    while (count < limit && !ite.contains(head) && !tree.hasVerified(ite.index)) {
       // A root we lack (repair mode) is not asked for: a block proof never carries one.
-      if (new Iterator(parent(ite.index)).contains(head)) break
-      count++
       ite.parent()
+      if (ite.contains(head)) break
+      count++
     }
     return count
   }
