@@ -159,6 +159,10 @@ export interface PeerCore {
    * blocks [0, n); resolves when every one of them is stored here.
    */
   downloadAll (n: number): Promise<void>
+  /** Learns the peer's length (waits for it). */
+  update (): Promise<void>
+  /** Block `index`, from a peer if it is not here. */
+  get (index: number): Promise<Uint8Array>
   generateRemoteProofForTreeNode (index: number): Promise<Uint8Array>
   /** Node `index` as it is in storage (no cache), null when missing. */
   storedTreeNode (index: number): Promise<StoredNode | null>
@@ -210,6 +214,12 @@ const nomadPeer: PeerDriver = {
         // Our download() waits for the upgrade itself: no update() round trip first.
         await core.download({ start: 0, end: n }).done()
       },
+      async update () { await core.update({ wait: true }) },
+      async get (index) {
+        const value: unknown = await core.get(index)
+        if (!(value instanceof Uint8Array)) throw new Error(`nomadcore: no block ${index}`)
+        return value
+      },
       generateRemoteProofForTreeNode: i => core.generateRemoteProofForTreeNode(i),
       async storedTreeNode (i) {
         const node = await internals(core).core!.storage.getNode(i)
@@ -255,6 +265,12 @@ const hypercorePeer: PeerDriver = {
       async downloadAll (n) {
         await core.update({ wait: true })
         await core.download({ start: 0, end: n }).done()
+      },
+      async update () { await core.update({ wait: true }) },
+      async get (index) {
+        const value = await core.get(index)
+        if (value === null) throw new Error(`hypercore: no block ${index}`)
+        return value
       },
       generateRemoteProofForTreeNode: i => core.generateRemoteProofForTreeNode(i),
       async storedTreeNode (i) {

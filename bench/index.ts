@@ -11,6 +11,7 @@
  *   --write      write bench/RESULTS.md even for a partial or quick run
  *   --no-write   never write bench/RESULTS.md
  *   --out dir    where RESULTS.md and the plots go (default bench/)
+ *   --no-limits  skip measuring the machine's limits (for profiling a replication row alone)
  *
  * Besides the rows, the run does set reconciliation (bench/reconcile.ts; id
  * `reconcile` for --only; nomadcore against Rateless IBLT and Negentropy,
@@ -28,7 +29,8 @@ import { keyPair as generateKeyPair } from '../lib/crypto'
 import { contenders as allContenders } from './contenders'
 import { coreRows } from './core'
 import { auditRows, auditSection } from './audit'
-import { replicationRows, replicationSection } from './replication'
+import { replicationRows, replicationSection, useLimits } from './replication'
+import { measureLimits } from './limits'
 import { repairCharts, repairRows, repairSection } from './repair'
 import { reconcileBench, reconcileCells, reconcileCharts, formatReconcileRows, type ReconcileRow } from './reconcile'
 import { svgCharts } from './plot'
@@ -65,10 +67,11 @@ interface Args {
   list: boolean
   write: boolean | null
   out: string | null
+  limits: boolean
 }
 
 function parseArgs (argv: readonly string[]): Args {
-  const args: Args = { quick: false, rounds: 3, only: null, side: null, list: false, write: null, out: null }
+  const args: Args = { quick: false, rounds: 3, only: null, side: null, list: false, write: null, out: null, limits: true }
   for (let k = 0; k < argv.length; k++) {
     const a = argv[k]!
     const value = (): string => {
@@ -84,6 +87,7 @@ function parseArgs (argv: readonly string[]): Args {
     else if (a === '--write') args.write = true
     else if (a === '--no-write') args.write = false
     else if (a === '--out') args.out = value()
+    else if (a === '--no-limits') args.limits = false
     else throw new Error(`Unknown argument ${a}`)
   }
   return args
@@ -133,6 +137,13 @@ async function main (): Promise<void> {
     await warm.close()
   }
   log(`warm-up done in ${((Date.now() - started) / 1000).toFixed(1)} s`)
+
+  // The machine's limits, in this run, when replication rows run: their rows are shown as a fraction of them.
+  if (args.limits && rows.some(r => replicationRows.includes(r))) {
+    const limits = await measureLimits(scale)
+    useLimits(limits)
+    log(`  limits        secret stream ${fmtOps(limits.streamMessages)} msgs of 1 KiB/s (${fmtOps(limits.streamMessagesUncorked)} uncorked), BLAKE2b ${fmtOps(limits.blake2b)} leaves of 1 KiB/s`)
+  }
 
   const env = new BenchEnv(scale, keyPair, makeBenchRoot())
   const results: RowResult[] = []

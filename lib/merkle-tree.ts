@@ -15,7 +15,7 @@ import { parentNode, treeHash } from './crypto'
 import { byteOffset, type NodeSource } from './proof'
 import type { TreeState } from './tree-batch'
 import { sameNode, type TreeNode } from './tree-node'
-import { NodeCache, STORED, VERIFIED, slotsFor } from './node-cache'
+import { NodeCache, STORED, VERIFIED } from './node-cache'
 
 export interface NodeStorage {
   getNode (index: number): Promise<TreeNode | null>
@@ -64,7 +64,7 @@ export class MerkleTree implements NodeSource, TreeState {
     this.byteLength = state.byteLength
     this.fork = state.fork
     this.signature = state.signature
-    this.#cache = new NodeCache(slotsFor(state.length))
+    this.#cache = new NodeCache(state.length)
     const tree = this
     this.verified = {
       get roots () { return tree.roots },
@@ -361,7 +361,7 @@ export class MerkleTree implements NodeSource, TreeState {
     this.byteLength = state.byteLength
     this.fork = state.fork
     this.signature = state.signature
-    this.#cache.resize(slotsFor(state.length))
+    this.#cache.fit(state.length)
   }
 
   state (): TreeState {

@@ -7,7 +7,11 @@
  * Direct-mapped: node i lives in slot i mod the slot count, and a node
  * landing on a taken slot replaces what was there. Nodes near each other in
  * the tree (what a read, a proof or a download touches together) take
- * neighbouring slots, so they do not push each other out.
+ * neighbouring slots, so they do not push each other out. Nodes of 16
+ * blocks or more (one in 16) have a table of their own: the many low nodes
+ * that reads and downloads stream through never push out the few high ones
+ * every climb ends on, so a random read reads its 16-leaf window and stops
+ * there, instead of reading a sibling for every level up to a root.
  *
  * Each entry has a grade: STORED (as the tree file holds it, which rot may
  * have changed) or VERIFIED (tied by hashes to the signed roots). A lookup
@@ -31,7 +35,59 @@ export function slotsFor (length: number): number {
   return slots
 }
 
+/** Nodes of depth 4 or more (16 blocks or more) end in four one-bits. */
+function isHigh (index: number): boolean {
+  return (index & 15) === 15
+}
+
 export class NodeCache {
+  readonly #low: Table
+  readonly #high: Table
+
+  /** Sized for a tree of `length` blocks (see `fit`). */
+  constructor (length = 0) {
+    this.#low = new Table(slotsFor(length), 1)
+    this.#high = new Table(slotsFor(length / 8), 16)
+  }
+
+  /** Resizes for a tree of `length` blocks: low nodes about one slot a block, high ones two slots each. */
+  fit (length: number): void {
+    this.#low.resize(slotsFor(length))
+    this.#high.resize(slotsFor(length / 8))
+  }
+
+  has (index: number, grade: Grade): boolean {
+    return (isHigh(index) ? this.#high : this.#low).has(index, grade)
+  }
+
+  size (index: number, grade: Grade): number {
+    return (isHigh(index) ? this.#high : this.#low).size(index, grade)
+  }
+
+  get (index: number, grade: Grade): TreeNode | undefined {
+    return (isHigh(index) ? this.#high : this.#low).get(index, grade)
+  }
+
+  matches (node: TreeNode, grade: Grade): boolean | undefined {
+    return (isHigh(node.index) ? this.#high : this.#low).matches(node, grade)
+  }
+
+  set (node: TreeNode, grade: Grade): void {
+    (isHigh(node.index) ? this.#high : this.#low).set(node, grade)
+  }
+
+  delete (index: number): void {
+    (isHigh(index) ? this.#high : this.#low).delete(index)
+  }
+
+  clear (): void {
+    this.#low.clear()
+    this.#high.clear()
+  }
+}
+
+/** One direct-mapped table: node i in slot floor(i / spread) mod the slot count. */
+class Table {
   #mask = 0
   /** index + 1 of the node in each slot; 0 = empty. */
   #keys = new Float64Array(0)
@@ -39,7 +95,8 @@ export class NodeCache {
   #grades = new Uint8Array(0)
   #hashes = new Uint8Array(0)
 
-  constructor (slots = MIN_SLOTS) {
+  /** `spread`: the distance between indices the table holds (16 for high nodes: one index in 16 is one). */
+  constructor (slots: number, private readonly spread: number) {
     this.resize(slots)
   }
 
@@ -58,7 +115,7 @@ export class NodeCache {
     this.#hashes = new Uint8Array(32 * slots)
     for (let s = 0; s < keys.length; s++) {
       if (keys[s] === 0) continue
-      const to = (keys[s]! - 1) & this.#mask
+      const to = this.#slotOf(keys[s]! - 1)
       this.#keys[to] = keys[s]!
       this.#sizes[to] = sizes[s]!
       this.#grades[to] = grades[s]!
@@ -66,8 +123,13 @@ export class NodeCache {
     }
   }
 
+  #slotOf (index: number): number {
+    // `&` keeps the low 32 bits of an index past 2^32, which is all the mask looks at.
+    return (this.spread === 1 ? index : Math.floor(index / this.spread)) & this.#mask
+  }
+
   #slot (index: number, grade: Grade): number {
-    const s = index & this.#mask
+    const s = this.#slotOf(index)
     return this.#keys[s] === index + 1 && this.#grades[s]! >= grade ? s : -1
   }
 
@@ -95,13 +157,16 @@ export class NodeCache {
     if (this.#sizes[s] !== node.size) return false
     const h = this.#hashes
     const x = node.hash
-    const at = 32 * s
-    for (let k = 0; k < 32; k++) if (h[at + k] !== x[k]) return false
+    if (x.byteLength !== 32) return false
+    // Unrolled: see equalHashes in tree-node.ts.
+    for (let k = 0, at = 32 * s; k < 32; k += 4, at += 4) {
+      if (h[at] !== x[k] || h[at + 1] !== x[k + 1] || h[at + 2] !== x[k + 2] || h[at + 3] !== x[k + 3]) return false
+    }
     return true
   }
 
   set (node: TreeNode, grade: Grade): void {
-    const s = node.index & this.#mask
+    const s = this.#slotOf(node.index)
     // Reading a node back from disk does not make a verified one unverified.
     if (grade === STORED && this.#keys[s] === node.index + 1 && this.#grades[s] === VERIFIED) return
     this.#keys[s] = node.index + 1
@@ -111,7 +176,7 @@ export class NodeCache {
   }
 
   delete (index: number): void {
-    const s = index & this.#mask
+    const s = this.#slotOf(index)
     if (this.#keys[s] === index + 1) this.#keys[s] = 0
   }
 

@@ -187,6 +187,12 @@ export class Replicator implements PeerHost {
   /** An upgrade answer is being verified and applied: do not ask for another meanwhile. */
   private applyingUpgrade = 0
   private readonly wantedBlocks = new Map<number, number>()
+  /**
+   * Wanted blocks not asked for yet (or to be looked at again): a pass looks
+   * at these only, not at every block waited for (hundreds, with many `get`s
+   * in flight). A rescan puts every wanted block back.
+   */
+  readonly #unasked = new Set<number>()
   /** Blocks whose answer is being verified. */
   private readonly verifying = new Set<number>()
   /** Blocks whose sized proof came short: asked for again with every node we lack. */
@@ -431,14 +437,19 @@ export class Replicator implements PeerHost {
   /** Registers interest in one block; returns the release. */
   want (index: number): () => void {
     this.wantedBlocks.set(index, (this.wantedBlocks.get(index) ?? 0) + 1)
+    this.#unasked.add(index)
     this.scheduleUpdate()
     let released = false
     return () => {
       if (released) return
       released = true
       const n = (this.wantedBlocks.get(index) ?? 1) - 1
-      if (n <= 0) this.wantedBlocks.delete(index)
-      else this.wantedBlocks.set(index, n)
+      if (n <= 0) {
+        this.wantedBlocks.delete(index)
+        this.#unasked.delete(index)
+      } else {
+        this.wantedBlocks.set(index, n)
+      }
     }
   }
 
@@ -577,7 +588,7 @@ export class Replicator implements PeerHost {
    */
   ondata (peer: Peer, data: DataMessage): void {
     const req = data.request !== 0 ? this.requests.get(data.request) ?? null : null
-    if (req !== null && req.kind === 'block' && req.peer === peer && req.epoch === this.core.epoch) {
+    if (req !== null && req.kind === 'block' && req.peer === peer && req.epoch === this.core.epoch && data.block?.index === req.index) {
       let verified
       try {
         verified = this.core.verifyBlockNow(data)
@@ -831,7 +842,11 @@ export class Replicator implements PeerHost {
         })
       }
     }
-    for (const index of this.wantedBlocks.keys()) this.requestBlock(index)
+    for (const index of this.#unasked) {
+      const r = this.requestBlock(index)
+      // Asked, or here: looked at again only after a rescan (a failure, a hotswap, a new peer).
+      if (r !== 'busy' && r !== 'nobody') this.#unasked.delete(index)
+    }
     for (const range of this.ranges) this.fillRange(range)
     this.wakeSettled()
   }
@@ -862,8 +877,9 @@ export class Replicator implements PeerHost {
     }
   }
 
-  /** A request failed or a peer left: the next pass rescans every range from its cursor. */
+  /** A request failed or a peer left: the next pass rescans every range from its cursor, and every wanted block. */
   private rescan (): void {
+    for (const index of this.wantedBlocks.keys()) this.#unasked.add(index)
     for (const range of this.ranges) range.scanFrom = range.cursor
   }
 
@@ -1014,7 +1030,11 @@ export class Replicator implements PeerHost {
     if (!this.requests.delete(req.id)) return
     this.#deadlines.remove(req)
     req.peer.inflight--
-    if (req.kind === 'block' && this.blockRequests.get(req.index) === req) this.blockRequests.delete(req.index)
+    if (req.kind === 'block') {
+      if (this.blockRequests.get(req.index) === req) this.blockRequests.delete(req.index)
+      // Answered or not, a wanted block is looked at again: it may not be here yet.
+      if (this.wantedBlocks.has(req.index)) this.#unasked.add(req.index)
+    }
     else if (req.kind === 'upgrade') this.upgradeRequest = null
     else if (req.kind === 'node') this.nodeRequests.delete(req.index)
     this.wakeSettled()

@@ -580,7 +580,8 @@ export class CoreStorage {
    * been written to but neither slot is valid.
    */
   async readHeader (): Promise<Header | null> {
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
     while (this._headerWriting !== null) await this._headerWriting
 
     const { bytes, slot0, slot1 } = await this._readSlots()
@@ -664,7 +665,8 @@ export class CoreStorage {
   }
 
   private async _writeSlot (slot: Uint8Array): Promise<void> {
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
     if (this._slotSeq === null) await this._readSlots()
     const seqs = this._slotSeq as [number, number]
     const target = seqs[0] <= seqs[1] ? 0 : 1
@@ -694,7 +696,8 @@ export class CoreStorage {
   /** Node `index`, null when past the end of the file or all zero. */
   async getNode (index: number): Promise<TreeNode | null> {
     if (!isUint(index)) throw BAD_ARGUMENT('Tree node index must be a non-negative integer')
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
     const buf = await readUpTo(this.tree, index * TREE_NODE_SIZE, TREE_NODE_SIZE)
     if (buf.byteLength < TREE_NODE_SIZE) return null
     return decodeNode(buf, 0, index)
@@ -705,7 +708,8 @@ export class CoreStorage {
     const out = new Array<TreeNode | null>(indices.length).fill(null)
     if (indices.length === 0) return out
     for (const i of indices) if (!isUint(i)) throw BAD_ARGUMENT('Tree node index must be a non-negative integer')
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
 
     const order = indices.map((_, k) => k).sort((a, b) => indices[a] - indices[b])
     const reads: Array<Promise<void>> = []
@@ -737,7 +741,8 @@ export class CoreStorage {
       if (k > 0 && nodes[k].index <= nodes[k - 1].index) sorted = false
     }
     const list = sorted ? nodes : nodes.slice().sort((a, b) => a.index - b.index)
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
 
     const writes: Array<Promise<void>> = []
     let k = 0
@@ -759,7 +764,8 @@ export class CoreStorage {
   async deleteNodes (indices: number[]): Promise<void> {
     if (indices.length === 0) return
     for (const i of indices) if (!isUint(i)) throw BAD_ARGUMENT('Tree node index must be a non-negative integer')
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
     const count = Math.ceil((await pSize(this.tree)) / TREE_NODE_SIZE)
     const list = indices.filter((i) => i < count).sort((a, b) => a - b)
     const writes: Array<Promise<void>> = []
@@ -779,7 +785,8 @@ export class CoreStorage {
     if (!isUint(start) || !(end === Infinity || isUint(end)) || end < start) {
       throw BAD_ARGUMENT('Tree node range must be non-negative integers with start <= end')
     }
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
     const size = await pSize(this.tree)
     if (start * TREE_NODE_SIZE >= size || start === end) return
     if (end === Infinity || end * TREE_NODE_SIZE >= size) {
@@ -806,14 +813,16 @@ export class CoreStorage {
    */
   async readTreeBytes (start: number, end: number): Promise<Uint8Array> {
     if (!isUint(start) || !isUint(end) || end < start) throw BAD_ARGUMENT('Tree node range must be non-negative integers with start <= end')
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
     const size = Math.min((end - start) * TREE_NODE_SIZE, Math.max(0, (await pSize(this.tree)) - start * TREE_NODE_SIZE))
     return readUpTo(this.tree, start * TREE_NODE_SIZE, size)
   }
 
   /** Tree file size / 40 (whole nodes). */
   async treeNodeCount (): Promise<number> {
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
     return Math.floor((await pSize(this.tree)) / TREE_NODE_SIZE)
   }
 
@@ -823,7 +832,8 @@ export class CoreStorage {
   async readData (offset: number, size: number): Promise<Uint8Array> {
     if (!isUint(offset) || !isUint(size)) throw BAD_ARGUMENT('Data range must be non-negative integers')
     if (size === 0) return EMPTY
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
     // A size from a rotten tree node can be absurd: never try to allocate
     // more than the file holds (random-access-file would never call back).
     if (size > LARGE_READ && offset + size > await pSize(this.data)) {
@@ -837,7 +847,10 @@ export class CoreStorage {
   /** Up to `size` bytes at `offset`: fewer (maybe none) where the data file ends first. */
   async readDataUpTo (offset: number, size: number): Promise<Uint8Array> {
     if (!isUint(offset) || !isUint(size)) throw BAD_ARGUMENT('Data range must be non-negative integers')
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
+    // A short read finds out the file size itself; only an absurd size is checked against it first.
+    if (size <= LARGE_READ) return readUpTo(this.data, offset, size)
     const fileSize = await pSize(this.data)
     return readUpTo(this.data, offset, Math.max(0, Math.min(size, fileSize - offset)))
   }
@@ -845,7 +858,8 @@ export class CoreStorage {
   async writeData (offset: number, bytes: Uint8Array): Promise<void> {
     if (!isUint(offset) || !isBytes(bytes)) throw BAD_ARGUMENT('writeData needs an offset and bytes')
     if (bytes.byteLength === 0) return
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
     await pWrite(this.data, offset, bytes)
   }
 
@@ -857,7 +871,8 @@ export class CoreStorage {
   async clearData (offset: number, size: number): Promise<void> {
     if (!isUint(offset) || !isUint(size)) throw BAD_ARGUMENT('Data range must be non-negative integers')
     if (size === 0) return
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
     // Nothing past the end of the file to clear (and no absurd ranges from rotten sizes).
     const end = Math.min(offset + size, await pSize(this.data))
     if (end > offset) await pDel(this.data, offset, end - offset)
@@ -865,13 +880,15 @@ export class CoreStorage {
 
   async truncateData (byteLength: number): Promise<void> {
     if (!isUint(byteLength)) throw BAD_ARGUMENT('Data length must be a non-negative integer')
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
     await pTruncate(this.data, byteLength)
   }
 
   /** Size of the data file in bytes. */
   async dataByteLength (): Promise<number> {
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
     return pSize(this.data)
   }
 
@@ -879,7 +896,8 @@ export class CoreStorage {
 
   /** The stored bitfield, empty when there is none. */
   async readBitfield (): Promise<Bitfield> {
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
     const size = await pSize(this.bitfield)
     return Bitfield.fromBytes(await readUpTo(this.bitfield, 0, size))
   }
@@ -887,14 +905,16 @@ export class CoreStorage {
   /** Writes the ranges from Bitfield.takeDirty(), in parallel. */
   async writeBitfield (ranges: DirtyRange[]): Promise<void> {
     if (ranges.length === 0) return
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
     await Promise.all(ranges.map((r) => pWrite(this.bitfield, r.offset, r.bytes)))
   }
 
   /** Truncates the bitfield file to `byteLength` bytes. */
   async truncateBitfield (byteLength: number): Promise<void> {
     if (!isUint(byteLength)) throw BAD_ARGUMENT('Bitfield length must be a non-negative integer')
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
     await pTruncate(this.bitfield, byteLength)
   }
 
