@@ -106,13 +106,21 @@ export class BlockReader {
       where = []
       let prev: Located | null = null
       for (const index of held) {
-        const leaf = await this.#leaf(index, opts)
+        // Without waiting when the leaf is verified from what is in memory (most of a run).
+        const now = tree.verifyNodeNow(2 * index)
+        const leaf = now !== undefined && now !== null && !('missing' in now) ? now : await this.#leaf(index, opts)
         if (leaf === null) {
           prev = null
           continue
         }
         // A block right after another starts where that one ends (both sizes verified).
-        const offset: number = prev !== null && prev.index === index - 1 ? prev.offset + prev.size : await tree.verifiedOffset(2 * index)
+        let offset: number
+        if (prev !== null && prev.index === index - 1) {
+          offset = prev.offset + prev.size
+        } else {
+          offset = tree.peekOffset(2 * index)
+          if (offset === -1) offset = await tree.verifiedOffset(2 * index)
+        }
         where.push(prev = { index, leaf, offset, size: leaf.size })
       }
     }

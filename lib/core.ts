@@ -757,10 +757,10 @@ export class Core {
     if (data.block === null || data.upgrade !== null || data.hash !== null || data.seek !== null) return null
     if (this.repairMode || this.manifest === null || data.fork !== tree.fork) return null
     const nodes: TreeNode[] = []
-    const top = verifyTree(data as Proof, nodes, tree.matcher)
+    const result = { anchored: false }
     // The path must end in a node we trust: one verifyTree compared (it throws on a mismatch).
-    if (top === null) return null
-    if (tree.matchesVerified(top) !== true) return 'unanchored'
+    verifyTree(data as Proof, nodes, tree.matcher, result)
+    if (!result.anchored) return 'unanchored'
     return { upgrade: null, block: data.block, nodes, baseLength: tree.length, baseFork: tree.fork, epoch: this.#epoch }
   }
 
@@ -1046,9 +1046,13 @@ export class Core {
     await Promise.all(writes)
 
     // Bits only once the data is on disk: a set bit always means the block is there.
-    for (const b of batch) {
-      this.bitfield.set(b.index, true)
-      this.#reader.unmark(b.index, b.index + 1)
+    let start = batch[0]!.index
+    for (let k = 1; k <= batch.length; k++) {
+      if (k < batch.length && batch[k]!.index === batch[k - 1]!.index + 1) continue
+      const end = batch[k - 1]!.index + 1
+      this.bitfield.setRange(start, end, true)
+      this.#reader.unmark(start, end)
+      if (k < batch.length) start = batch[k]!.index
     }
     await this.storage.writeBitfield(this.bitfield.takeDirty())
     tree.unstage(nodes)

@@ -407,7 +407,7 @@ export class Peer {
     this.serving = true
     try {
       while (this.queue.length > 0 && !this.removed && this.mux.drained) {
-        const batch = this.queue.splice(0, 64)
+        const batch = this.queue.splice(0, 128)
         const core = this.host.core
         // Neighbouring blocks are read from disk together.
         const wanted = batch.filter(m => m.block !== null && m.fork === core.fork).map(m => m.block!.index)

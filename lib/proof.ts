@@ -401,7 +401,7 @@ class NodeQueue {
  */
 export type NodeMatcher = (node: TreeNode) => boolean | undefined
 
-export function verifyTree (proof: Pick<Proof, 'block' | 'hash' | 'seek'>, out: TreeNode[], known?: NodeMatcher): TreeNode | null {
+export function verifyTree (proof: Pick<Proof, 'block' | 'hash' | 'seek'>, out: TreeNode[], known?: NodeMatcher, result?: { anchored: boolean }): TreeNode | null {
   const { block, hash, seek } = proof
   const untrusted = block
     ? { index: 2 * block.index, value: block.value, nodes: block.nodes }
@@ -430,13 +430,18 @@ export function verifyTree (proof: Pick<Proof, 'block' | 'hash' | 'seek'>, out: 
   root = untrusted.value ? leafNode(ite.index, untrusted.value) : q.shift(ite.index)
   // With `known` (trusted local nodes at hand), stop at the first node we
   // already hold: it anchors the proof, and the rest of the path is ours.
-  if (known !== undefined && anchored(root, known)) return root
+  // `result.anchored` says whether it did.
+  if (known !== undefined && anchored(root, known)) {
+    if (result !== undefined) result.anchored = true
+    return root
+  }
   out.push(root)
   while (q.length > 0) {
     const node = q.shift(ite.sibling())
     root = parentNode(ite.parent(), root, node)
     if (known !== undefined && anchored(root, known)) {
       out.push(node)
+      if (result !== undefined) result.anchored = true
       return root
     }
     out.push(node, root)

@@ -1006,7 +1006,7 @@ export class Replicator implements PeerHost {
     if (kind === 'block') this.blockRequests.set(index, req)
     else if (kind === 'upgrade') this.upgradeRequest = req
     else if (kind === 'node') this.nodeRequests.set(index, req)
-    peer.sendRequest({ id, fork, priority: 0, ...body })
+    peer.sendRequest({ id, fork, block: body.block, hash: body.hash, seek: body.seek, upgrade: body.upgrade, manifest: body.manifest, priority: 0 })
     return id
   }
 
