@@ -31,6 +31,7 @@ import { coreRows } from './core'
 import { auditRows, auditSection } from './audit'
 import { replicationRows, replicationSection, useLimits } from './replication'
 import { measureLimits } from './limits'
+import { cloneRows, cloneSection } from './clone'
 import { repairCharts, repairRows, repairSection } from './repair'
 import { reconcileBench, reconcileCells, reconcileCharts, formatReconcileRows, type ReconcileRow } from './reconcile'
 import { svgCharts } from './plot'
@@ -40,8 +41,8 @@ import {
   type Contender, type Row, type RowResult, type Section
 } from './harness'
 
-const ROWS: readonly Row[] = [...coreRows, ...auditRows, ...replicationRows, ...repairRows]
-const SECTIONS: readonly Section[] = [auditSection, replicationSection, repairSection]
+const ROWS: readonly Row[] = [...coreRows, ...auditRows, ...replicationRows, ...cloneRows, ...repairRows]
+const SECTIONS: readonly Section[] = [auditSection, replicationSection, cloneSection, repairSection]
 
 /** The set reconciliation benchmark's id for --only (it is not a `Row`: nothing to compare it with). */
 const RECONCILE_ID = 'reconcile'
@@ -152,7 +153,7 @@ async function main (): Promise<void> {
       const t0 = Date.now()
       const result = await runRow(row, contenders, env, { rounds: args.rounds })
       results.push(result)
-      const parts = contenders.map(c => `${c.name} ${result.results.get(c.name)!.rounds.map(fmtOps).join(' / ')}`)
+      const parts = contenders.filter(c => result.results.has(c.name)).map(c => `${c.name} ${result.results.get(c.name)!.rounds.map(fmtOps).join(' / ')}`)
       log(`  ${row.id.padEnd(13)} ${parts.join('   ')} ops/s   (${((Date.now() - t0) / 1000).toFixed(1)} s)`)
     }
   } finally {
