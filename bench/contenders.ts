@@ -57,6 +57,7 @@ export const nomadcore: Contender = {
       },
       async verifyFullyRemote (proof) { await core.verifyFullyRemote(proof) },
       treeHash: length => core.treeHash(length),
+      readStream: () => countStream(core.createReadStream()),
       async audit () {
         const report = await core.audit()
         if (report.verifiedBlocks !== report.blocks || report.droppedNodes > 0 || report.restoredNodes > 0) {
@@ -96,6 +97,7 @@ export const hypercore: Contender = {
       },
       async verifyFullyRemote (proof) { await core.verifyFullyRemote(proof) },
       treeHash: length => core.treeHash(length),
+      readStream: () => countStream(core.createReadStream()),
       async audit () {
         // Hypercore 11 has no public audit(); its internal core has one (tree, blocks, bitfield).
         const stats = await hypercoreAudit(core)
@@ -107,6 +109,13 @@ export const hypercore: Contender = {
     }
     return bench
   }
+}
+
+/** Consumes a read stream of blocks; the count. */
+async function countStream (stream: AsyncIterable<unknown>): Promise<number> {
+  let n = 0
+  for await (const block of stream) if (block !== null) n++
+  return n
 }
 
 /** What Hypercore 11's lib/audit.js returns (null when it deleted a core it found rootless). */

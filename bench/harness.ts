@@ -60,6 +60,8 @@ export interface BenchCore<P = unknown> {
   /** Resolves if the proof verifies against this core's key, rejects if not. */
   verifyFullyRemote (proof: P): Promise<void>
   treeHash (length?: number): Promise<Uint8Array>
+  /** Reads every block with `createReadStream()`, in order; resolves with the count. */
+  readStream (): Promise<number>
   /** Checks every stored block and tree node (nomadcore `audit()`, Hypercore 11 `core.core.audit()`); rejects unless it is clean. */
   audit (): Promise<void>
   close (): Promise<void>

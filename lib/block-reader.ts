@@ -71,6 +71,8 @@ export class BlockReader {
   async read (index: number, opts: ReadOptions = {}, again = true): Promise<Uint8Array | null> {
     const { tree, storage, bitfield } = this.#host
     if (index >= tree.length || !bitfield.get(index)) return null
+    const now = this.#readNow(index, opts)
+    if (now !== null) return now
     if (opts.verify === false) {
       if (this.#unverified.get(index)) return null
       const { offset, size } = await this.#locate(index)
@@ -87,6 +89,23 @@ export class BlockReader {
     // The second look (under the lock) may have found good bytes: a write of
     // this block raced the first one. Then it is held and verified now.
     return again ? this.read(index, opts, false) : null
+  }
+
+  /**
+   * The common read, from what is in memory and one synchronous read of the
+   * data file: the leaf verified at hand, the offset from verified sizes at
+   * hand, the bytes matching the leaf. Null when any of that is not so
+   * (then `read` goes the long way, which also deals with rot).
+   */
+  #readNow (index: number, opts: ReadOptions): Uint8Array | null {
+    if (opts.verify === false || this.#unverified.get(index)) return null
+    const { tree, storage } = this.#host
+    const leaf = tree.verifyNodeNow(2 * index)
+    if (leaf === undefined || leaf === null || 'missing' in leaf) return null
+    const offset = tree.peekOffset(2 * index)
+    if (offset === -1) return null
+    const bytes = storage.readDataNow(offset, leaf.size)
+    return bytes !== null && matchesLeaf(leaf, bytes) ? bytes : null
   }
 
   /**

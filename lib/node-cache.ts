@@ -28,10 +28,10 @@ export type Grade = typeof STORED | typeof VERIFIED
 const MIN_SLOTS = 1024
 const MAX_SLOTS = 1 << 16
 
-/** Slots for a tree of `length` blocks: about one per block (half its nodes), within bounds. */
-export function slotsFor (length: number): number {
+/** At least `count` slots (a power of two), within bounds. */
+export function slotsFor (count: number): number {
   let slots = MIN_SLOTS
-  while (slots < length && slots < MAX_SLOTS) slots *= 2
+  while (slots < count && slots < MAX_SLOTS) slots *= 2
   return slots
 }
 
@@ -46,13 +46,13 @@ export class NodeCache {
 
   /** Sized for a tree of `length` blocks (see `fit`). */
   constructor (length = 0) {
-    this.#low = new Table(slotsFor(length), 1)
+    this.#low = new Table(slotsFor(2 * length), 1)
     this.#high = new Table(slotsFor(length / 8), 16)
   }
 
-  /** Resizes for a tree of `length` blocks: low nodes about one slot a block, high ones two slots each. */
+  /** Resizes for a tree of `length` blocks: a slot for every low node, two for every high one (up to the bound). */
   fit (length: number): void {
-    this.#low.resize(slotsFor(length))
+    this.#low.resize(slotsFor(2 * length))
     this.#high.resize(slotsFor(length / 8))
   }
 

@@ -828,6 +828,16 @@ export class CoreStorage {
 
   // -------------------------------------------------------------------- data
 
+  /**
+   * `readData` without waiting, when the data file can be read at once (see
+   * SyncFile.readNow); null when it takes `readData`.
+   */
+  readDataNow (offset: number, size: number): Uint8Array | null {
+    const data = this.data as unknown as { readNow?: (offset: number, size: number) => Uint8Array | null }
+    if (data.readNow === undefined || !this._opened || this._closing !== null || size > LARGE_READ) return null
+    return size === 0 ? EMPTY : data.readNow(offset, size)
+  }
+
   /** `size` bytes at `offset`; STORAGE_CORRUPT if the data file ends before them. */
   async readData (offset: number, size: number): Promise<Uint8Array> {
     if (!isUint(offset) || !isUint(size)) throw BAD_ARGUMENT('Data range must be non-negative integers')
