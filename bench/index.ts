@@ -32,6 +32,7 @@ import { auditRows, auditSection } from './audit'
 import { replicationRows, replicationSection, useLimits } from './replication'
 import { measureLimits } from './limits'
 import { cloneRows, cloneSection } from './clone'
+import { manyReaderRows, manyReadersSection } from './many-readers'
 import { repairCharts, repairRows, repairSection } from './repair'
 import { reconcileBench, reconcileCells, reconcileCharts, formatReconcileRows, type ReconcileRow } from './reconcile'
 import { svgCharts } from './plot'
@@ -41,8 +42,8 @@ import {
   type Contender, type Row, type RowResult, type Section
 } from './harness'
 
-const ROWS: readonly Row[] = [...coreRows, ...auditRows, ...replicationRows, ...cloneRows, ...repairRows]
-const SECTIONS: readonly Section[] = [auditSection, replicationSection, cloneSection, repairSection]
+const ROWS: readonly Row[] = [...coreRows, ...auditRows, ...replicationRows, ...cloneRows, ...manyReaderRows, ...repairRows]
+const SECTIONS: readonly Section[] = [auditSection, replicationSection, cloneSection, manyReadersSection, repairSection]
 
 /** The set reconciliation benchmark's id for --only (it is not a `Row`: nothing to compare it with). */
 const RECONCILE_ID = 'reconcile'
