@@ -87,8 +87,10 @@ export class Peer {
    * answer arriving first came short (see Replicator.proofNodes).
    */
   lastBlockAsked = -1
-  shortProofs = 0
+  /** Sized proofs asked for, answered, and answered short. */
+  sizedAsked = 0
   sizedProofs = 0
+  shortProofs = 0
   /** Want batches already asked for. */
   private readonly wanted = new Set<number>()
 

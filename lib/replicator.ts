@@ -911,7 +911,10 @@ export class Replicator implements PeerHost {
       hash: null, seek: null, upgrade: null, manifest: false
     })
     // Sized short of what we lack: an answer that does not reach a node we hold means ask again in full.
-    if (nodes < missing) this.requests.get(id)!.sized = true
+    if (nodes < missing) {
+      this.requests.get(id)!.sized = true
+      peer.sizedAsked++
+    }
     peer.lastBlockAsked = index
     return 'sent'
   }
@@ -949,6 +952,8 @@ export class Replicator implements PeerHost {
     const last = peer.lastBlockAsked
     if (last === -1 || last === index || (this.fullProofs.size > 0 && this.fullProofs.has(index))) return Infinity
     if (peer.shortProofs > 16 && peer.shortProofs * 8 > peer.sizedProofs) return Infinity
+    // On trial until 64 answers came: a peer that answers out of order (Hypercore 11 may) costs few re-asks.
+    if (peer.sizedProofs < 64 && peer.sizedAsked - peer.sizedProofs >= 32) return Infinity
     // Levels up to the common ancestor of the two leaves.
     let a = last
     let b = index
