@@ -94,12 +94,19 @@ export class BlockReader {
   /**
    * The common read, from what is in memory and one synchronous read of the
    * data file: the leaf verified at hand, the offset from verified sizes at
-   * hand, the bytes matching the leaf. Null when any of that is not so
-   * (then `read` goes the long way, which also deals with rot).
+   * hand, the bytes matching the leaf (with `verify: false`, the leaf's size
+   * as stored and no check). Null when any of that is not so (then `read`
+   * goes the long way, which also deals with rot).
    */
   #readNow (index: number, opts: ReadOptions): Uint8Array | null {
-    if (opts.verify === false || this.#unverified.get(index)) return null
+    if (this.#unverified.get(index)) return null
     const { tree, storage } = this.#host
+    if (opts.verify === false) {
+      // Unchecked: the size as stored, the offset from sizes at hand (verified ones, the same unless rotten).
+      const size = tree.storedSize(2 * index)
+      const offset = size === -1 ? -1 : tree.peekOffset(2 * index)
+      return offset === -1 ? null : storage.readDataNow(offset, size)
+    }
     const leaf = tree.verifyNodeNow(2 * index)
     if (leaf === undefined || leaf === null || 'missing' in leaf) return null
     const offset = tree.peekOffset(2 * index)

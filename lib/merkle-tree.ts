@@ -148,6 +148,12 @@ export class MerkleTree implements NodeSource, TreeState {
     return -1
   }
 
+  /** Size of node `index` as stored (or verified) if it is at hand, else -1: for `verify: false` reads. */
+  storedSize (index: number): number {
+    const size = this.verifiedSize(index)
+    return size !== -1 ? size : this.#cache.size(index, STORED)
+  }
+
   /** Node `index` tied to the signed roots, or null when that cannot be done. */
   verifiedNode (index: number): Promise<TreeNode | null> {
     // Not async: proofs and offsets ask for many nodes, most of them at hand.
