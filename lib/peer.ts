@@ -181,7 +181,10 @@ export class Peer {
     this.remoteOpened = true
     this.remoteSupportsSeeks = m.seeks
     this.mux.cork()
-    this.sendSync()
+    // The initiator speaks first; the responder answers its sync with one
+    // that already acks its length and may offer upgrades (one sync saved
+    // per channel: most of what a reconnect of many cores costs is per channel).
+    if (this.stream.isInitiator) this.sendSync()
     const contig = this.host.core.contiguousLength
     if (contig > 0) this.range.send({ drop: false, start: 0, length: contig })
     this.mux.uncork()
@@ -213,7 +216,7 @@ export class Peer {
    * anyway, as a prompt to ask again for what we refused (never in reply to
    * a sync: the remote answers only a sync that changes what it says).
    */
-  sendSync (again = false): void {
+  sendSync (again = false, reply = false): void {
     if (!this.remoteOpened) return
     const core = this.host.core
     const sameFork = core.fork === this.remoteFork
@@ -230,7 +233,13 @@ export class Peer {
       hasManifest: core.manifest !== null,
       allowPush: false
     }
-    if (!again && this.#lastSync !== null && sameSync(this.#lastSync, msg)) return
+    const last = this.#lastSync
+    if (!again && last !== null && sameSync(last, msg)) return
+    // A reply that would only ack the remote's new length, to a remote not
+    // behind us, is left out: an ack matters to a peer that may upgrade from
+    // us (Hypercore 11 does so eagerly when we ack its length), and the next
+    // sync carries it anyway. One sync less per core that caught up.
+    if (reply && last !== null && this.remoteLength >= core.length && sameSync(last, { ...msg, remoteLength: last.remoteLength })) return
     this.#lastSync = msg
     this.sync.send(msg)
   }
@@ -259,7 +268,7 @@ export class Peer {
     this.#replyRefilled = now
     if (this.#replyTokens >= 1) {
       this.#replyTokens--
-      this.sendSync()
+      this.sendSync(false, true)
       return
     }
     if (this.#replyTimer !== null) return

@@ -36,7 +36,7 @@ interface Request {
   peer: Peer
   sent: number
   kind: RequestKind
-  /** Block index ('block') or tree node index ('node'). */
+  /** Block index ('block'; for 'upgrade', the block asked for with it, or -1) or tree node index ('node'). */
   index: number
   /** The fork asked about (ours, except when following a peer to its fork). */
   fork: number
@@ -197,6 +197,8 @@ export class Replicator implements PeerHost {
   private readonly verifying = new Set<number>()
   /** Blocks whose sized proof came short: asked for again with every node we lack. */
   private readonly fullProofs = new Set<number>()
+  /** Peers that refused an upgrade asked for with a block (see `blockWithUpgrade`). */
+  readonly #plainUpgrades = new WeakSet<Peer>()
   private readonly ranges = new Set<Range>()
   private notAvailable = new WeakMap<Peer, Set<number>>()
   private readonly upgradeFailed = new WeakMap<Peer, number>()
@@ -768,7 +770,9 @@ export class Replicator implements PeerHost {
       if (set.size >= MAX_NOT_AVAILABLE) set.clear()
       set.add(req.index)
     } else if (req.kind === 'upgrade') {
-      this.upgradeFailed.set(peer, peer.remoteLength)
+      // Refused with a block attached: ask that peer for upgrades alone from now on.
+      if (req.index !== -1) this.#plainUpgrades.add(peer)
+      else this.upgradeFailed.set(peer, peer.remoteLength)
     } else if (req.kind === 'node') {
       this.askForNode(req.index, this.nodeTries.get(req.index) ?? new Set([peer]))
     }
@@ -835,8 +839,10 @@ export class Replicator implements PeerHost {
       const peer = this.pickPeer(p => p.remoteFork === core.fork && p.remoteLength > core.length &&
         (this.upgradeFailed.get(p) ?? -1) < p.remoteLength)
       if (peer !== null) {
-        this.send(peer, 'upgrade', -1, {
-          block: null, hash: null, seek: null,
+        const block = this.blockWithUpgrade(peer)
+        this.send(peer, 'upgrade', block, {
+          block: block === -1 ? null : { index: block, nodes: 0 },
+          hash: null, seek: null,
           upgrade: { start: core.length, length: peer.remoteLength - core.length },
           manifest: core.manifest === null
         })
@@ -875,6 +881,30 @@ export class Replicator implements PeerHost {
       i++
       if (!pending) range.scanFrom = i
     }
+  }
+
+  /**
+   * The first new block we will want once an upgrade from `peer` lands, to
+   * ask for with the upgrade in one request (as Hypercore 11 can): one
+   * message each way instead of two, and the block's proof shares the
+   * upgrade's nodes. -1 when none is wanted, the peer may not hold it, or it
+   * refused such a request before (then upgrades are asked for alone).
+   */
+  private blockWithUpgrade (peer: Peer): number {
+    const length = this.core.length
+    if (this.#plainUpgrades.has(peer) || peer.remoteContiguous <= length) return -1
+    for (const range of this.ranges) {
+      if (range.blocks === null && range.end > length) return length
+      if (range.blocks !== null) {
+        const next = range.blocks[lowerBound(range.blocks, length)]
+        if (next !== undefined && next < peer.remoteContiguous) return next
+      }
+    }
+    let first = -1
+    for (const index of this.wantedBlocks.keys()) {
+      if (index >= length && index < peer.remoteContiguous && (first === -1 || index < first)) first = index
+    }
+    return first
   }
 
   /** A request failed or a peer left: the next pass rescans every range from its cursor, and every wanted block. */
