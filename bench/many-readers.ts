@@ -122,9 +122,11 @@ export const manyReadersSection: Section = {
       const x = m.metrics[m.bestRound] ?? {}
       const readers = x.readers ?? 1
       const perReader = ((x.rssPeakMiB ?? 0) - (x.rssStartMiB ?? 0)) / readers
+      // One reader's growth is lost in what the process had already (earlier rounds freed memory it reuses).
+      const memory = readers > 1 ? [perReader.toFixed(2), (x.heldMiB ?? 0).toFixed(2), (perReader - (x.heldMiB ?? 0)).toFixed(2)] : ['-', (x.heldMiB ?? 0).toFixed(2), '-']
       return [
         String(readers), fmtInt(m.ops), fmtOps(m.best), (m.best * BLOCK_SIZE / MIB).toFixed(1), (m.ops / m.best).toFixed(1),
-        `${fmtInt(x.rssPeakMiB ?? 0)} (${fmtInt(x.rssStartMiB ?? 0)})`, perReader.toFixed(2), (x.heldMiB ?? 0).toFixed(2), (perReader - (x.heldMiB ?? 0)).toFixed(2)
+        `${fmtInt(x.rssPeakMiB ?? 0)} (${fmtInt(x.rssStartMiB ?? 0)})`, ...memory
       ]
     })
     return { columns, rows }
