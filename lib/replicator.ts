@@ -6,8 +6,9 @@
  * details live in `peer.ts`; verification and storage in `core.ts`.
  */
 import type Protomux from 'protomux'
-import b4a from 'b4a'
 import { Peer, PROTOCOL, type PeerHost, type RequestBody } from './peer'
+import { Deadlines, HOTSWAP_MS } from './deadlines'
+import { unslabProof } from './unslab'
 import { Iterator, parent } from './flat-tree'
 import { treeNodeProofRequest } from './fully-remote-proof'
 import { ForkSwitch } from './fork-switch'
@@ -16,7 +17,6 @@ import { REQUEST_CANCELLED, isCoded, missingNodeOf } from './errors'
 import type { Core, VerifiedData } from './core'
 import type { DataMessage, NoDataMessage } from './messages'
 import type { Proof } from './proof'
-import type { TreeNode } from './tree-node'
 
 /** Requests in flight to one peer at a time. */
 const DEFAULT_MAX_INFLIGHT = 512
@@ -24,10 +24,6 @@ const DEFAULT_MAX_INFLIGHT = 512
 const MAX_SCAN = 4096
 /** Blocks a peer said it does not have, remembered per peer (then forgotten). */
 const MAX_NOT_AVAILABLE = 4096
-/** A request unanswered this long is given up on (and asked of someone else). */
-const REQUEST_TIMEOUT_MS = 20000
-/** A block request unanswered this long is also asked of another peer, if one has it. */
-const HOTSWAP_MS = 1000
 
 type RequestKind = 'block' | 'upgrade' | 'repair' | 'node' | 'fork' | 'seek'
 
@@ -47,82 +43,6 @@ interface Request {
   /** Neighbours in the list of requests in flight, oldest first (see `Deadlines`). */
   older: Request | null
   newer: Request | null
-}
-
-/**
- * The requests in flight, oldest first, as a linked list: sent in time
- * order, so the oldest is always at the head. One timer for the whole core
- * looks at the head only: each request is looked at once when a block
- * request passes HOTSWAP_MS (a cursor walks past it) and once when it times
- * out, never on every tick, however many are in flight.
- */
-class Deadlines {
-  head: Request | null = null
-  tail: Request | null = null
-  /** The oldest request not yet past HOTSWAP_MS. */
-  #swapCursor: Request | null = null
-  #timer: ReturnType<typeof setTimeout> | null = null
-  #due = Infinity
-
-  constructor (private readonly onexpired: (timedOut: Request[], hotswap: boolean) => void) {}
-
-  add (req: Request): void {
-    req.older = this.tail
-    req.newer = null
-    if (this.tail !== null) this.tail.newer = req
-    else this.head = req
-    this.tail = req
-    if (this.#swapCursor === null) this.#swapCursor = req
-    this.#arm(req.sent + HOTSWAP_MS)
-  }
-
-  remove (req: Request): void {
-    if (this.#swapCursor === req) this.#swapCursor = req.newer
-    if (req.older !== null) req.older.newer = req.newer
-    else if (this.head === req) this.head = req.newer
-    if (req.newer !== null) req.newer.older = req.older
-    else if (this.tail === req) this.tail = req.older
-    req.older = req.newer = null
-    if (this.head === null) this.#disarm()
-  }
-
-  destroy (): void {
-    this.#disarm()
-    this.head = this.tail = this.#swapCursor = null
-  }
-
-  #arm (at: number): void {
-    if (this.#timer !== null && this.#due <= at) return
-    this.#disarm()
-    this.#due = at
-    this.#timer = setTimeout(() => this.#fire(), Math.max(0, at - Date.now()))
-    this.#timer.unref?.()
-  }
-
-  #disarm (): void {
-    if (this.#timer !== null) clearTimeout(this.#timer)
-    this.#timer = null
-    this.#due = Infinity
-  }
-
-  #fire (): void {
-    this.#timer = null
-    this.#due = Infinity
-    const now = Date.now()
-    let hotswap = false
-    while (this.#swapCursor !== null && now - this.#swapCursor.sent >= HOTSWAP_MS) {
-      if (this.#swapCursor.kind === 'block') hotswap = true
-      this.#swapCursor = this.#swapCursor.newer
-    }
-    const timedOut: Request[] = []
-    for (let r = this.head; r !== null && now - r.sent >= REQUEST_TIMEOUT_MS; r = r.newer) timedOut.push(r)
-    this.onexpired(timedOut, hotswap)
-    const next = Math.min(
-      this.#swapCursor === null ? Infinity : this.#swapCursor.sent + HOTSWAP_MS,
-      this.head === null ? Infinity : this.head.sent + REQUEST_TIMEOUT_MS
-    )
-    if (next !== Infinity) this.#arm(next)
-  }
 }
 
 interface Range {
@@ -206,7 +126,7 @@ export class Replicator implements PeerHost {
   private readonly extensions = new Map<string, ExtensionHandler>()
   private findingPeersCount = 0
   private rangeCheckQueued = false
-  readonly #deadlines = new Deadlines((timedOut, hotswap) => this.expired(timedOut, hotswap))
+  readonly #deadlines = new Deadlines<Request>((timedOut, hotswap) => this.expired(timedOut, hotswap))
   private updateQueued = false
   private destroyed = false
   private rotate = 0
@@ -1106,34 +1026,4 @@ function lowerBound (list: number[], value: number): number {
     else hi = mid
   }
   return lo
-}
-
-/**
- * Copies what a data message leaves behind for long (upgrade roots, the
- * signature, every node hash, which the tree may keep as roots) out of the
- * receive buffer, in one allocation, so they do not pin the buffer they
- * arrived in. Block bytes are written to disk and let go; they stay views.
- */
-function unslabProof (data: DataMessage): void {
-  const lists: TreeNode[][] = []
-  if (data.block !== null) lists.push(data.block.nodes)
-  if (data.hash !== null) lists.push(data.hash.nodes)
-  if (data.seek !== null) lists.push(data.seek.nodes)
-  if (data.upgrade !== null) lists.push(data.upgrade.nodes, data.upgrade.additionalNodes)
-  let size = data.upgrade?.signature?.byteLength ?? 0
-  for (const list of lists) size += 32 * list.length
-  if (size === 0) return
-  const copy = b4a.allocUnsafeSlow(size)
-  let at = 0
-  for (const list of lists) {
-    for (const node of list) {
-      copy.set(node.hash, at)
-      node.hash = copy.subarray(at, at += 32)
-    }
-  }
-  const signature = data.upgrade?.signature ?? null
-  if (signature !== null) {
-    copy.set(signature, at)
-    data.upgrade!.signature = copy.subarray(at, at + signature.byteLength)
-  }
 }
