@@ -57,6 +57,7 @@ export const nomadcore: Contender = {
       },
       async verifyFullyRemote (proof) { await core.verifyFullyRemote(proof) },
       treeHash: length => core.treeHash(length),
+      readStream: () => countStream(core.createReadStream()),
       async audit () {
         const report = await core.audit()
         if (report.verifiedBlocks !== report.blocks || report.droppedNodes > 0 || report.restoredNodes > 0) {
@@ -96,6 +97,7 @@ export const hypercore: Contender = {
       },
       async verifyFullyRemote (proof) { await core.verifyFullyRemote(proof) },
       treeHash: length => core.treeHash(length),
+      readStream: () => countStream(core.createReadStream()),
       async audit () {
         // Hypercore 11 has no public audit(); its internal core has one (tree, blocks, bitfield).
         const stats = await hypercoreAudit(core)
@@ -107,6 +109,13 @@ export const hypercore: Contender = {
     }
     return bench
   }
+}
+
+/** Consumes a read stream of blocks; the count. */
+async function countStream (stream: AsyncIterable<unknown>): Promise<number> {
+  let n = 0
+  for await (const block of stream) if (block !== null) n++
+  return n
 }
 
 /** What Hypercore 11's lib/audit.js returns (null when it deleted a core it found rootless). */
@@ -159,6 +168,10 @@ export interface PeerCore {
    * blocks [0, n); resolves when every one of them is stored here.
    */
   downloadAll (n: number): Promise<void>
+  /** Learns the peer's length (waits for it). */
+  update (): Promise<void>
+  /** Block `index`, from a peer if it is not here. */
+  get (index: number): Promise<Uint8Array>
   generateRemoteProofForTreeNode (index: number): Promise<Uint8Array>
   /** Node `index` as it is in storage (no cache), null when missing. */
   storedTreeNode (index: number): Promise<StoredNode | null>
@@ -210,6 +223,12 @@ const nomadPeer: PeerDriver = {
         // Our download() waits for the upgrade itself: no update() round trip first.
         await core.download({ start: 0, end: n }).done()
       },
+      async update () { await core.update({ wait: true }) },
+      async get (index) {
+        const value: unknown = await core.get(index)
+        if (!(value instanceof Uint8Array)) throw new Error(`nomadcore: no block ${index}`)
+        return value
+      },
       generateRemoteProofForTreeNode: i => core.generateRemoteProofForTreeNode(i),
       async storedTreeNode (i) {
         const node = await internals(core).core!.storage.getNode(i)
@@ -255,6 +274,12 @@ const hypercorePeer: PeerDriver = {
       async downloadAll (n) {
         await core.update({ wait: true })
         await core.download({ start: 0, end: n }).done()
+      },
+      async update () { await core.update({ wait: true }) },
+      async get (index) {
+        const value = await core.get(index)
+        if (value === null) throw new Error(`hypercore: no block ${index}`)
+        return value
       },
       generateRemoteProofForTreeNode: i => core.generateRemoteProofForTreeNode(i),
       async storedTreeNode (i) {

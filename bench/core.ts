@@ -96,6 +96,23 @@ export const randomGet: Row = {
   }
 }
 
+export const readStream: Row = {
+  id: 'read-stream',
+  label: 'createReadStream, every block of a 10k-block core',
+  unit: 'block',
+  note: '`createReadStream()` over the 10,000-block core of `get`, consumed with `for await` from the first block to the last (nomadcore checks every block against its verified leaf).',
+  async prepare (contender, env): Promise<Trial> {
+    const core = await readCore(contender, env)
+    return {
+      ops: core.length,
+      async run () {
+        const n = await core.readStream()
+        if (n !== core.length) throw new Error(`${contender.name}: read stream gave ${n} blocks of ${core.length}`)
+      }
+    }
+  }
+}
+
 export const randomGetRaw: Row = {
   id: 'get-raw',
   label: 'random get, 10k-block core, verify: false',
@@ -249,4 +266,4 @@ export const treeHashOld: Row = {
   }
 }
 
-export const coreRows: readonly Row[] = [appendOne, appendBatch, randomGet, randomGetRaw, randomGetCold, randomGetColdRaw, proofGenerate, proofServe, proofVerify, treeHashHead, treeHashOld]
+export const coreRows: readonly Row[] = [appendOne, appendBatch, randomGet, randomGetRaw, randomGetCold, randomGetColdRaw, readStream, proofGenerate, proofServe, proofVerify, treeHashHead, treeHashOld]

@@ -60,6 +60,8 @@ export interface BenchCore<P = unknown> {
   /** Resolves if the proof verifies against this core's key, rejects if not. */
   verifyFullyRemote (proof: P): Promise<void>
   treeHash (length?: number): Promise<Uint8Array>
+  /** Reads every block with `createReadStream()`, in order; resolves with the count. */
+  readStream (): Promise<number>
   /** Checks every stored block and tree node (nomadcore `audit()`, Hypercore 11 `core.core.audit()`); rejects unless it is clean. */
   audit (): Promise<void>
   close (): Promise<void>
@@ -105,6 +107,8 @@ export interface Row {
   readonly quick?: boolean
   /** What the row measures, for the notes under the table (Markdown, one paragraph). */
   readonly note?: string
+  /** Only these contenders run it (by name), when it has no counterpart in the others. Default: all. */
+  readonly contenders?: readonly string[]
 }
 
 /** A table of its own for some rows' results, after the main one. */
@@ -309,8 +313,9 @@ export interface RunOptions {
 export async function runRow (row: Row, contenders: readonly Contender[], env: BenchEnv, opts: RunOptions): Promise<RowResult> {
   const results = new Map<string, Measurement>()
   const rounds = roundsOf(row, opts.rounds)
+  const running = row.contenders === undefined ? contenders : contenders.filter(c => row.contenders!.includes(c.name))
   for (let round = 0; round < rounds; round++) {
-    const order = round % 2 === 0 ? contenders : [...contenders].reverse()
+    const order = round % 2 === 0 ? running : [...running].reverse()
     for (const contender of order) {
       const trial = await row.prepare(contender, env)
       collectGarbage()

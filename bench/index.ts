@@ -11,6 +11,7 @@
  *   --write      write bench/RESULTS.md even for a partial or quick run
  *   --no-write   never write bench/RESULTS.md
  *   --out dir    where RESULTS.md and the plots go (default bench/)
+ *   --no-limits  skip measuring the machine's limits (for profiling a replication row alone)
  *
  * Besides the rows, the run does set reconciliation (bench/reconcile.ts; id
  * `reconcile` for --only; nomadcore against Rateless IBLT and Negentropy,
@@ -28,7 +29,10 @@ import { keyPair as generateKeyPair } from '../lib/crypto'
 import { contenders as allContenders } from './contenders'
 import { coreRows } from './core'
 import { auditRows, auditSection } from './audit'
-import { replicationRows, replicationSection } from './replication'
+import { replicationRows, replicationSection, useLimits } from './replication'
+import { measureLimits } from './limits'
+import { cloneRows, cloneSection } from './clone'
+import { manyReaderRows, manyReadersSection } from './many-readers'
 import { repairCharts, repairRows, repairSection } from './repair'
 import { reconcileBench, reconcileCells, reconcileCharts, formatReconcileRows, type ReconcileRow } from './reconcile'
 import { svgCharts } from './plot'
@@ -38,8 +42,8 @@ import {
   type Contender, type Row, type RowResult, type Section
 } from './harness'
 
-const ROWS: readonly Row[] = [...coreRows, ...auditRows, ...replicationRows, ...repairRows]
-const SECTIONS: readonly Section[] = [auditSection, replicationSection, repairSection]
+const ROWS: readonly Row[] = [...coreRows, ...auditRows, ...replicationRows, ...cloneRows, ...manyReaderRows, ...repairRows]
+const SECTIONS: readonly Section[] = [auditSection, replicationSection, cloneSection, manyReadersSection, repairSection]
 
 /** The set reconciliation benchmark's id for --only (it is not a `Row`: nothing to compare it with). */
 const RECONCILE_ID = 'reconcile'
@@ -65,10 +69,11 @@ interface Args {
   list: boolean
   write: boolean | null
   out: string | null
+  limits: boolean
 }
 
 function parseArgs (argv: readonly string[]): Args {
-  const args: Args = { quick: false, rounds: 3, only: null, side: null, list: false, write: null, out: null }
+  const args: Args = { quick: false, rounds: 3, only: null, side: null, list: false, write: null, out: null, limits: true }
   for (let k = 0; k < argv.length; k++) {
     const a = argv[k]!
     const value = (): string => {
@@ -84,6 +89,7 @@ function parseArgs (argv: readonly string[]): Args {
     else if (a === '--write') args.write = true
     else if (a === '--no-write') args.write = false
     else if (a === '--out') args.out = value()
+    else if (a === '--no-limits') args.limits = false
     else throw new Error(`Unknown argument ${a}`)
   }
   return args
@@ -134,6 +140,13 @@ async function main (): Promise<void> {
   }
   log(`warm-up done in ${((Date.now() - started) / 1000).toFixed(1)} s`)
 
+  // The machine's limits, in this run, when replication rows run: their rows are shown as a fraction of them.
+  if (args.limits && rows.some(r => replicationRows.includes(r))) {
+    const limits = await measureLimits(scale)
+    useLimits(limits)
+    log(`  limits        secret stream ${fmtOps(limits.streamMessages)} msgs of 1 KiB/s (${fmtOps(limits.streamMessagesUncorked)} uncorked), BLAKE2b ${fmtOps(limits.blake2b)} leaves of 1 KiB/s`)
+  }
+
   const env = new BenchEnv(scale, keyPair, makeBenchRoot())
   const results: RowResult[] = []
   try {
@@ -141,7 +154,7 @@ async function main (): Promise<void> {
       const t0 = Date.now()
       const result = await runRow(row, contenders, env, { rounds: args.rounds })
       results.push(result)
-      const parts = contenders.map(c => `${c.name} ${result.results.get(c.name)!.rounds.map(fmtOps).join(' / ')}`)
+      const parts = contenders.filter(c => result.results.has(c.name)).map(c => `${c.name} ${result.results.get(c.name)!.rounds.map(fmtOps).join(' / ')}`)
       log(`  ${row.id.padEnd(13)} ${parts.join('   ')} ops/s   (${((Date.now() - t0) / 1000).toFixed(1)} s)`)
     }
   } finally {

@@ -6,7 +6,8 @@
  */
 import * as fs from 'fs'
 import { peerDriver, type BenchStream, type PeerCore } from './contenders'
-import { blockPool, fmtInt, fmtOps, type BenchEnv, type Column, type Contender, type Row, type RowResult, type Section, type Trial } from './harness'
+import { blockPool, fmtInt, fmtOps, randomInts, type BenchEnv, type Column, type Contender, type Row, type RowResult, type Section, type Trial } from './harness'
+import { replicationCeiling, type MachineLimits } from './limits'
 
 export const DOWNLOAD_BLOCK_SIZE = 1024
 const MIB = 2 ** 20
@@ -50,6 +51,35 @@ export function connect (initiator: PeerCore, responder: PeerCore): [BenchStream
   return [a, b]
 }
 
+/** Samples the process's resident set size while a trial runs. */
+export class RssSampler {
+  readonly start = process.memoryUsage.rss()
+  peak = this.start
+  readonly #timer: ReturnType<typeof setInterval>
+
+  constructor (everyMs = 25) {
+    this.#timer = setInterval(() => this.sample(), everyMs)
+  }
+
+  sample (): void {
+    const rss = process.memoryUsage.rss()
+    if (rss > this.peak) this.peak = rss
+  }
+
+  stop (): { rssStartMiB: number, rssPeakMiB: number } {
+    clearInterval(this.#timer)
+    this.sample()
+    return { rssStartMiB: this.start / MIB, rssPeakMiB: this.peak / MIB }
+  }
+}
+
+/** A writer of `full` 1 KiB blocks per contender, filled once (untimed) and kept open. */
+function downloadWriter (contender: Contender, env: BenchEnv, n: number): Promise<PeerCore> {
+  return env.shared(contender, `download-writer-${n}`,
+    () => buildCore(contender, env, env.tmpDir(`${contender.name}-writer-${n}`), n, i => POOL[i % POOL.length]!, FILL_BATCH),
+    core => core.close())
+}
+
 function downloadRow (id: string, full: number, opts: Pick<Row, 'rounds' | 'warmup' | 'quick' | 'note'>): Row {
   return {
     id,
@@ -59,23 +89,24 @@ function downloadRow (id: string, full: number, opts: Pick<Row, 'rounds' | 'warm
       'reader of its key, both in this process, piped together over the Noise secret stream that `replicate(true/false)` returns. ' +
       'Timed from piping the streams until the reader stores every block: nomadcore `download({ start: 0, end: n }).done()` ' +
       '(it fetches the upgrade itself); Hypercore `update({ wait: true })`, then `download({ start: 0, end: n }).done()`. ' +
-      'Both ends share one event loop, so this is the CPU cost of both sides together. MiB/s: see the replication table.',
+      'Both ends share one event loop, so this is the CPU cost of both sides together. MiB/s, peak RSS and the fraction of ' +
+      'the machine\'s limits: see the replication table.',
     ...opts,
     async prepare (contender, env): Promise<Trial> {
       // Full and quick runs use `full` blocks; the warm-up 3% of ten times that.
       const n = Math.min(full, env.count(10 * full, 200))
       const driver = peerDriver(contender)
-      const writer = await env.shared(contender, `download-writer-${n}`,
-        () => buildCore(contender, env, env.tmpDir(`${contender.name}-writer-${n}`), n, i => POOL[i % POOL.length]!, FILL_BATCH),
-        core => core.close())
+      const writer = await downloadWriter(contender, env, n)
       const dir = env.tmpDir(`${contender.name}-reader-${n}`)
       const reader = await driver.open(dir, { key: writer.key })
       let streams: BenchStream[] = []
       return {
         ops: n,
         async run () {
+          const rss = new RssSampler()
           streams = connect(reader, writer)
           await reader.downloadAll(n)
+          return rss.stop()
         },
         async dispose () {
           for (const s of streams) s.destroy()
@@ -97,20 +128,85 @@ export const download100k = downloadRow('download-100k', 100_000, {
   quick: false,
   note: 'As download-10k, with a writer of 100,000 blocks (~100 MiB), one timed round.'
 })
+export const download1m = downloadRow('download-1m', 1_000_000, {
+  rounds: { max: 1 },
+  warmup: false,
+  quick: false,
+  note: 'As download-10k, with a writer of 1,000,000 blocks (~1 GiB), one timed round: whether throughput stays flat as the core grows, and memory bounded (peak RSS in the replication table).'
+})
 
-export const replicationRows: readonly Row[] = [download10k, download100k]
+/** Random blocks asked of a remote peer at once, by a sparse reader. */
+const SPARSE_INFLIGHT = 256
+const SPARSE_GETS = 20_000
+
+export const sparseGets: Row = {
+  id: 'sparse-get',
+  label: `remote get of random blocks, ${SPARSE_INFLIGHT} in flight, 100k-block writer`,
+  unit: 'block',
+  note: `A fresh reader of the 100,000-block writer of download-100k (in this process, over the secret stream), ` +
+    `connected and told the length untimed (\`update({ wait: true })\`); then ${fmtInt(SPARSE_GETS)} \`get(i)\` of distinct random ` +
+    `blocks, ${SPARSE_INFLIGHT} at a time (a new one as each resolves), the same indices for both. Each block comes with its own proof.`,
+  quick: false,
+  async prepare (contender, env): Promise<Trial> {
+    const n = env.count(100_000, 1000)
+    const gets = Math.min(n, env.count(SPARSE_GETS, 200))
+    const writer = await downloadWriter(contender, env, n)
+    const dir = env.tmpDir(`${contender.name}-sparse-${n}`)
+    const reader = await peerDriver(contender).open(dir, { key: writer.key })
+    const streams = connect(reader, writer)
+    await reader.update()
+    const indices = distinctRandom(0x5ba45e, gets, n)
+    return {
+      ops: gets,
+      async run () {
+        let next = 0
+        const worker = async (): Promise<void> => {
+          while (next < indices.length) {
+            const i = indices[next++]!
+            const value = await reader.get(i)
+            if (value.byteLength !== DOWNLOAD_BLOCK_SIZE) throw new Error(`${contender.name}: block ${i} has ${value.byteLength} bytes`)
+          }
+        }
+        await Promise.all(Array.from({ length: SPARSE_INFLIGHT }, worker))
+      },
+      async dispose () {
+        for (const s of streams) s.destroy()
+        await reader.close()
+        await fs.promises.rm(dir, { recursive: true, force: true })
+      }
+    }
+  }
+}
+
+/** `k` distinct integers in [0, n), in a seeded random order. */
+function distinctRandom (seed: number, k: number, n: number): number[] {
+  const all = randomInts(seed, n, 0, 1 << 30).map((key, i) => [key, i] as const).sort((a, b) => a[0] - b[0])
+  return all.slice(0, k).map(([, i]) => i)
+}
+
+export const replicationRows: readonly Row[] = [download10k, download100k, download1m, sparseGets]
+
+let machineLimits: MachineLimits | null = null
+
+/** The limits measured in this run, for the fractions in the replication table. */
+export function useLimits (limits: MachineLimits | null): void {
+  machineLimits = limits
+}
 
 export const replicationSection: Section = {
   title: 'Replication throughput',
   rows: replicationRows.map(r => r.id),
   table (results: readonly RowResult[], contenders: readonly Contender[]) {
+    const limits = machineLimits
     const columns: Column[] = [
       { header: 'benchmark', align: 'left' },
       { header: 'blocks', align: 'right' },
       ...contenders.flatMap((c): Column[] => [
         { header: `${c.name} blocks/s`, align: 'right' },
         { header: `${c.name} MiB/s`, align: 'right' },
-        { header: `${c.name} s`, align: 'right' }
+        { header: `${c.name} s`, align: 'right' },
+        { header: `${c.name} peak RSS MiB (start)`, align: 'right' },
+        ...(limits === null ? [] : [{ header: `${c.name} of stream / BLAKE2b×2 / both`, align: 'right' as const }])
       ])
     ]
     const ratio = contenders.length === 2
@@ -120,8 +216,17 @@ export const replicationSection: Section = {
       const ops = ms.find(m => m !== undefined)?.ops ?? 0
       const cells = [r.row.id, fmtInt(ops)]
       for (const m of ms) {
-        if (m === undefined) cells.push('-', '-', '-')
-        else cells.push(fmtOps(m.best), (m.best * DOWNLOAD_BLOCK_SIZE / MIB).toFixed(2), (m.ops / m.best).toFixed(2))
+        if (m === undefined) {
+          cells.push('-', '-', '-', '-', ...(limits === null ? [] : ['-']))
+          continue
+        }
+        const metrics = m.metrics[m.bestRound] ?? null
+        const rss = metrics !== null && metrics.rssPeakMiB !== undefined ? `${fmtInt(metrics.rssPeakMiB)} (${fmtInt(metrics.rssStartMiB ?? 0)})` : '-'
+        cells.push(fmtOps(m.best), (m.best * DOWNLOAD_BLOCK_SIZE / MIB).toFixed(2), (m.ops / m.best).toFixed(2), rss)
+        if (limits !== null) {
+          const pct = (x: number): string => `${(100 * m.best / x).toFixed(0)}%`
+          cells.push(`${pct(limits.streamMessages)} / ${pct(limits.blake2b / 2)} / ${pct(replicationCeiling(limits))}`)
+        }
       }
       if (ratio) {
         const [a, b] = ms
@@ -131,5 +236,14 @@ export const replicationSection: Section = {
     })
     return { columns, rows }
   },
-  notes: 'Best round. MiB/s counts block payload only (1 KiB a block), not proofs or protocol overhead; s = wall time of that round.'
+  get notes (): string {
+    const limits = machineLimits
+    const base = 'Best round. MiB/s counts block payload only (1 KiB a block), not proofs or protocol overhead; s = wall time of that round; ' +
+      'peak RSS: the resident set of the whole process (both peers, and the other contender\'s cores held open) sampled every 25 ms during the round, and at its start.'
+    if (limits === null) return base
+    return base + ` Machine limits measured in this run (bench/limits.ts): a Noise secret stream pair with protomux carried ${fmtInt(limits.streamMessages)} messages of 1 KiB/s ` +
+      `in batches of 64 (${fmtInt(limits.streamMessagesUncorked)}/s one per write); BLAKE2b hashed ${fmtInt(limits.blake2b)} leaves of 1 KiB/s. ` +
+      `*of stream / BLAKE2b×2 / both*: blocks/s as a fraction of the stream's messages/s, of half the hashes/s (a replicated block is hashed twice: checked by the server, verified by the reader), ` +
+      `and of one core doing only those two (${fmtInt(replicationCeiling(limits))} blocks/s).`
+  }
 }

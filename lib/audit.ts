@@ -456,6 +456,9 @@ function sizeAt (tree: Uint8Array, p: number): number {
 }
 
 function hashAt (tree: Uint8Array, p: number, hash: Uint8Array): boolean {
-  for (let k = 0; k < 32; k++) if (tree[p + 8 + k] !== hash[k]) return false
+  // Unrolled: see equalHashes in tree-node.ts.
+  for (let k = 0, at = p + 8; k < 32; k += 4, at += 4) {
+    if (tree[at] !== hash[k] || tree[at + 1] !== hash[k + 1] || tree[at + 2] !== hash[k + 2] || tree[at + 3] !== hash[k + 3]) return false
+  }
   return true
 }

@@ -19,7 +19,7 @@ import { byteOffset } from './proof'
 import { MISSING_NODE, isCoded, missingNodeOf } from './errors'
 import type { MerkleTree } from './merkle-tree'
 import type { CoreStorage } from './storage'
-import type { TreeNode } from './tree-node'
+import { equalHashes, type TreeNode } from './tree-node'
 
 /** How a block is read. */
 export interface ReadOptions {
@@ -71,6 +71,8 @@ export class BlockReader {
   async read (index: number, opts: ReadOptions = {}, again = true): Promise<Uint8Array | null> {
     const { tree, storage, bitfield } = this.#host
     if (index >= tree.length || !bitfield.get(index)) return null
+    const now = this.#readNow(index, opts)
+    if (now !== null) return now
     if (opts.verify === false) {
       if (this.#unverified.get(index)) return null
       const { offset, size } = await this.#locate(index)
@@ -90,6 +92,30 @@ export class BlockReader {
   }
 
   /**
+   * The common read, from what is in memory and one synchronous read of the
+   * data file: the leaf verified at hand, the offset from verified sizes at
+   * hand, the bytes matching the leaf (with `verify: false`, the leaf's size
+   * as stored and no check). Null when any of that is not so (then `read`
+   * goes the long way, which also deals with rot).
+   */
+  #readNow (index: number, opts: ReadOptions): Uint8Array | null {
+    if (this.#unverified.get(index)) return null
+    const { tree, storage } = this.#host
+    if (opts.verify === false) {
+      // Unchecked: the size as stored, the offset from sizes at hand (verified ones, the same unless rotten).
+      const size = tree.storedSize(2 * index)
+      const offset = size === -1 ? -1 : tree.peekOffset(2 * index)
+      return offset === -1 ? null : storage.readDataNow(offset, size)
+    }
+    const leaf = tree.verifyNodeNow(2 * index)
+    if (leaf === undefined || leaf === null || 'missing' in leaf) return null
+    const offset = tree.peekOffset(2 * index)
+    if (offset === -1) return null
+    const bytes = storage.readDataNow(offset, leaf.size)
+    return bytes !== null && matchesLeaf(leaf, bytes) ? bytes : null
+  }
+
+  /**
    * Several blocks (null for those not held, or not good), runs of
    * neighbours read with one read each: what serving a peer needs.
    */
@@ -97,12 +123,33 @@ export class BlockReader {
     const { tree, storage, bitfield } = this.#host
     const verify = opts.verify !== false
     const held = indices.filter(i => i < tree.length && bitfield.get(i) && (verify || !this.#unverified.get(i)))
-    const where = await Promise.all(held.map(async index => {
-      if (!verify) return { index, leaf: null, ...await this.#locate(index) }
-      const leaf = await this.#leaf(index, opts)
-      if (leaf === null) return null
-      return { index, leaf, offset: await tree.verifiedOffset(2 * index), size: leaf.size }
-    }))
+    let where: Array<Located | null>
+    if (!verify) {
+      where = await Promise.all(held.map(async index => ({ index, leaf: null, ...await this.#locate(index) })))
+    } else {
+      // One after the other: the first leaf of a 16-leaf window reads it, the others find it cached.
+      held.sort((a, b) => a - b)
+      where = []
+      let prev: Located | null = null
+      for (const index of held) {
+        // Without waiting when the leaf is verified from what is in memory (most of a run).
+        const now = tree.verifyNodeNow(2 * index)
+        const leaf = now !== undefined && now !== null && !('missing' in now) ? now : await this.#leaf(index, opts)
+        if (leaf === null) {
+          prev = null
+          continue
+        }
+        // A block right after another starts where that one ends (both sizes verified).
+        let offset: number
+        if (prev !== null && prev.index === index - 1) {
+          offset = prev.offset + prev.size
+        } else {
+          offset = tree.peekOffset(2 * index)
+          if (offset === -1) offset = await tree.verifiedOffset(2 * index)
+        }
+        where.push(prev = { index, leaf, offset, size: leaf.size })
+      }
+    }
     const order = where.filter(b => b !== null).sort((a, b) => a.offset - b.offset)
     const byIndex = new Map<number, Uint8Array>()
     const rotten: number[] = []
@@ -168,7 +215,8 @@ export class BlockReader {
 
   /** Forgets marks in [start, end) quietly (the blocks were cleared or stored anew). */
   unmark (start: number, end: number): void {
-    this.#unverified.setRange(start, end, false)
+    const first = this.#unverified.firstSet(start)
+    if (first !== -1 && first < end) this.#unverified.setRange(start, end, false)
   }
 
   /** After the tree healed: every marked block may verify now; reads and peers find out. */
@@ -187,7 +235,8 @@ export class BlockReader {
   /** The verified leaf of held block `index`, or null after marking it. */
   async #leaf (index: number, opts: ReadOptions): Promise<TreeNode | null> {
     const { tree } = this.#host
-    const leaf = tree.peekNode(2 * index) ?? await tree.verifyNode(2 * index)
+    const now = tree.verifyNodeNow(2 * index)
+    const leaf = now !== undefined ? now : await tree.verifyNode(2 * index)
     if (leaf !== null && !('missing' in leaf)) return leaf
     // Serving, a lost node is healed from peers like one a proof needs; rot on the way up heals with the block.
     if (leaf !== null && opts.serving === true) throw MISSING_NODE(leaf.missing)
@@ -221,13 +270,21 @@ export class BlockReader {
   }
 }
 
+/** Where a held block lies: its verified leaf (null: unchecked) and place in the data file. */
+interface Located {
+  index: number
+  leaf: TreeNode | null
+  offset: number
+  size: number
+}
+
 const leafScratch = b4a.alloc(32)
 
 /** Whether `bytes` are the block `leaf` (a verified leaf) commits to. */
 function matchesLeaf (leaf: TreeNode, bytes: Uint8Array): boolean {
   if (bytes.byteLength !== leaf.size) return false
   leafHashInto(leafScratch, bytes)
-  return b4a.equals(leafScratch, leaf.hash)
+  return equalHashes(leafScratch, leaf.hash)
 }
 
 /** Sorted [start, length] runs of the given block indices. */

@@ -13,7 +13,7 @@ import { TreeBatch, type TreeState } from './tree-batch'
 import { Mutex } from './mutex'
 import { Bitfield } from './bitfield'
 import { CoreStorage, type Header } from './storage'
-import { generateProof, verifyFullyRemote, verifyAgainst, type NodeSource, type Proof, type ProofRequest } from './proof'
+import { blockProofNow, generateProof, verifyFullyRemote, verifyAgainst, verifyTree, type NodeSource, type Proof, type ProofRequest } from './proof'
 import { planRepair } from './repair'
 import { checkTail, hasOpenTail } from './crash-recovery'
 import { audit as auditTree, type AuditReport } from './audit'
@@ -93,12 +93,15 @@ export interface VerifiedFork {
   epoch: number
 }
 
+/** Told once a queued block is written (`stored`), dropped as stale (`!stored`), or failed (`err`). */
+export type StoredCallback = (err: Error | null, stored: boolean) => void
+
 interface PendingBlock {
   index: number
   value: Uint8Array
   nodes: TreeNode[]
   epoch: number
-  done: Array<{ resolve (stored: boolean): void, reject (err: Error): void }>
+  done: StoredCallback[]
 }
 
 export class Core {
@@ -128,6 +131,12 @@ export class Core {
   #epoch = 0
   /** Reads blocks back, verified; keeps the marks of held blocks that cannot be verified now. */
   readonly #reader: BlockReader
+  /**
+   * Where the block after the last batch written goes (a download writes
+   * block after block): its index and byte offset, from verified sizes,
+   * valid in `epoch` only.
+   */
+  #next = { index: -1, offset: 0, epoch: -1 }
 
   private constructor (
     readonly storage: CoreStorage,
@@ -474,6 +483,8 @@ export class Core {
    * tree as it was when asked: appends only add nodes); a truncation does.
    */
   async proof (req: ProofRequest): Promise<Proof> {
+    const now = this.proofNow(req)
+    if (now !== null) return now
     const epoch = this.#epoch
     const tree = this.tree
     const state = tree.state()
@@ -489,6 +500,14 @@ export class Core {
       if (this.#epoch !== epoch) throw INVALID_OPERATION('The tree changed while proving')
       throw err
     }
+  }
+
+  /**
+   * `proof` of a plain block request from verified nodes at hand, without
+   * waiting; null when it takes more (then `proof`). Throws like `proof`.
+   */
+  proofNow (req: ProofRequest): Proof | null {
+    return blockProofNow(this.tree, req)
   }
 
   // -------------------------------------------------------------------------
@@ -753,6 +772,26 @@ export class Core {
   }
 
   /**
+   * `verifyData` for the common case, without waiting: a block proof (no
+   * upgrade, hash or seek) on our fork whose path ends in a verified node at
+   * hand. Null when the proof takes more than that (then `verifyData`);
+   * 'unanchored' when its path ends in a node we do not hold (verifyData
+   * would throw MISSING_NODE: asked with too few nodes); throws
+   * INVALID_PROOF like `verifyData`. Stores nothing.
+   */
+  verifyBlockNow (data: m.DataMessage): VerifiedData | 'unanchored' | null {
+    const tree = this.tree
+    if (data.block === null || data.upgrade !== null || data.hash !== null || data.seek !== null) return null
+    if (this.repairMode || this.manifest === null || data.fork !== tree.fork) return null
+    const nodes: TreeNode[] = []
+    const result = { anchored: false }
+    // The path must end in a node we trust: one verifyTree compared (it throws on a mismatch).
+    verifyTree(data as Proof, nodes, tree.matcher, result)
+    if (!result.anchored) return 'unanchored'
+    return { upgrade: null, block: data.block, nodes, baseLength: tree.length, baseFork: tree.fork, epoch: this.#epoch }
+  }
+
+  /**
    * Stores what `verifyData` checked. Returns false when our tree moved on in
    * between in a way that makes the check stale (then nothing is stored).
    */
@@ -825,15 +864,29 @@ export class Core {
    * since (`epoch`): then nothing of it is written.
    */
   storeBlock (index: number, value: Uint8Array, nodes: TreeNode[], epoch = this.#epoch): Promise<boolean> {
-    if (epoch !== this.#epoch) return Promise.resolve(false)
-    if (this.has(index)) return Promise.resolve(true)
     return new Promise((resolve, reject) => {
-      this.tree.stage(nodes)
-      const pending = this.pendingBlocks.get(index)
-      if (pending !== undefined) pending.done.push({ resolve, reject })
-      else this.pendingBlocks.set(index, { index, value, nodes, epoch, done: [{ resolve, reject }] })
-      if (this.flushingBlocks === null) this.flushingBlocks = this.flushBlocks()
+      this.queueBlock(index, value, nodes, epoch, (err, stored) => err !== null ? reject(err) : resolve(stored))
     })
+  }
+
+  /** `storeBlock` with a callback instead of a promise (the download path: one less promise a block). */
+  queueBlock (index: number, value: Uint8Array, nodes: TreeNode[], epoch: number, done: StoredCallback): void {
+    if (epoch !== this.#epoch) {
+      done(null, false)
+      return
+    }
+    if (this.has(index)) {
+      done(null, true)
+      return
+    }
+    const pending = this.pendingBlocks.get(index)
+    if (pending !== undefined) {
+      pending.done.push(done)
+      return
+    }
+    this.tree.stage(nodes)
+    this.pendingBlocks.set(index, { index, value, nodes, epoch, done: [done] })
+    if (this.flushingBlocks === null) this.flushingBlocks = this.flushBlocks()
   }
 
   /** Whether a block is queued for disk (so there is no point fetching it again). */
@@ -852,20 +905,21 @@ export class Core {
           const all = [...this.pendingBlocks.values()].sort((a, b) => a.index - b.index)
           this.pendingBlocks = new Map()
           const batch = all.filter(b => b.epoch === this.#epoch)
-          for (const b of all) if (b.epoch !== this.#epoch) for (const d of b.done) d.resolve(false)
+          for (const b of all) if (b.epoch !== this.#epoch) for (const d of b.done) d(null, false)
           if (batch.length === 0) continue
           try {
             await this.writeBlocks(batch)
             written = batch
           } catch (err) {
-            for (const b of batch) for (const d of b.done) d.reject(wrapWrite(err))
+            const e = wrapWrite(err)
+            for (const b of batch) for (const d of b.done) d(e, false)
           }
         } finally {
           this.mutex.unlock()
         }
         // Told once the lock is free: readers woken by it may take the lock themselves.
         if (written.length > 0) this.#announce(written)
-        for (const b of written) for (const d of b.done) d.resolve(true)
+        for (const b of written) for (const d of b.done) d(null, true)
       }
     } finally {
       this.flushingBlocks = null
@@ -878,7 +932,7 @@ export class Core {
    */
   private leaveTree (): void {
     this.#epoch++
-    for (const b of this.pendingBlocks.values()) for (const d of b.done) d.resolve(false)
+    for (const b of this.pendingBlocks.values()) for (const d of b.done) d(null, false)
     this.pendingBlocks = new Map()
     this.tree.clearStaged()
   }
@@ -983,12 +1037,29 @@ export class Core {
   private async writeBlocks (batch: PendingBlock[]): Promise<void> {
     const tree = this.tree
     // Offsets from verified sizes (the proof's nodes are staged): a rotten size never misplaces a block.
-    const offsets = await Promise.all(batch.map(b => tree.verifiedOffset(2 * b.index)))
+    // A block right after another is at its offset plus its size (verified with its leaf); the first
+    // of a run is where the last batch ended, or found in the tree.
+    const offsets = new Array<number>(batch.length)
+    const next = this.#next
+    for (let k = 0; k < batch.length; k++) {
+      const b = batch[k]!
+      if (k > 0 && b.index === batch[k - 1]!.index + 1) {
+        offsets[k] = offsets[k - 1]! + batch[k - 1]!.value.byteLength
+        continue
+      }
+      if (b.index === next.index && next.epoch === this.#epoch) {
+        offsets[k] = next.offset
+        continue
+      }
+      const quick = tree.peekOffset(2 * b.index)
+      offsets[k] = quick !== -1 ? quick : await tree.verifiedOffset(2 * b.index)
+    }
+    const last = batch[batch.length - 1]!
     const nodes: TreeNode[] = []
     for (const b of batch) for (const n of b.nodes) nodes.push(n)
 
-    // Adjacent blocks become one write.
-    const writes: Array<Promise<void>> = [this.storage.putNodes(nodes)]
+    // Adjacent blocks become one write, and so do nodes (see withGapsFilled).
+    const writes: Array<Promise<void>> = [this.storage.putNodes(withGapsFilled(tree, nodes))]
     let runStart = 0
     for (let k = 1; k <= batch.length; k++) {
       const prev = batch[k - 1]!
@@ -1002,12 +1073,17 @@ export class Core {
     await Promise.all(writes)
 
     // Bits only once the data is on disk: a set bit always means the block is there.
-    for (const b of batch) {
-      this.bitfield.set(b.index, true)
-      this.#reader.unmark(b.index, b.index + 1)
+    let start = batch[0]!.index
+    for (let k = 1; k <= batch.length; k++) {
+      if (k < batch.length && batch[k]!.index === batch[k - 1]!.index + 1) continue
+      const end = batch[k - 1]!.index + 1
+      this.bitfield.setRange(start, end, true)
+      this.#reader.unmark(start, end)
+      if (k < batch.length) start = batch[k]!.index
     }
     await this.storage.writeBitfield(this.bitfield.takeDirty())
     tree.unstage(nodes)
+    this.#next = { index: last.index + 1, offset: offsets[batch.length - 1]! + last.value.byteLength, epoch: this.#epoch }
   }
 
   /** `have` for each run of neighbouring blocks just stored. */
@@ -1094,6 +1170,38 @@ function unanchored (tree: MerkleTree): NodeSource & { peekNode (index: number):
 
 function settled (h: Header): Header {
   return { ...h, hints: { contiguousLength: h.hints?.contiguousLength ?? 0, appendedFrom: h.tree.length } }
+}
+
+/** Gaps between nodes written together that are filled from verified nodes at hand. */
+const MAX_NODE_GAP = 8
+
+/**
+ * The nodes sorted, with short gaps between them filled with the verified
+ * nodes at hand for those indices, so they go to disk in a few runs (a
+ * download's batch leaves out the nodes earlier batches wrote: without the
+ * fill, one write each for about twenty runs). A verified node written
+ * again writes what the tree file holds already, or ought to.
+ */
+function withGapsFilled (tree: MerkleTree, nodes: TreeNode[]): TreeNode[] {
+  if (nodes.length < 2) return nodes
+  const sorted = nodes.slice().sort((a, b) => a.index - b.index)
+  const out: TreeNode[] = [sorted[0]!]
+  for (let k = 1; k < sorted.length; k++) {
+    const prev = out[out.length - 1]!.index
+    const next = sorted[k]!
+    const gap = next.index - prev - 1
+    if (gap > 0 && gap <= MAX_NODE_GAP) {
+      const fill: TreeNode[] = []
+      for (let i = prev + 1; i < next.index; i++) {
+        const node = tree.peekNode(i)
+        if (node === undefined) break
+        fill.push(node)
+      }
+      if (fill.length === gap) for (const n of fill) out.push(n)
+    }
+    out.push(next)
+  }
+  return out
 }
 
 function sumSizes (nodes: readonly TreeNode[]): number {

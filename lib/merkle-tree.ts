@@ -14,7 +14,8 @@ import { Iterator, fullRoots, inTree, leftSpan, parent } from './flat-tree'
 import { parentNode, treeHash } from './crypto'
 import { byteOffset, type NodeSource } from './proof'
 import type { TreeState } from './tree-batch'
-import type { TreeNode } from './tree-node'
+import { sameNode, type TreeNode } from './tree-node'
+import { NodeCache, STORED, VERIFIED } from './node-cache'
 
 export interface NodeStorage {
   getNode (index: number): Promise<TreeNode | null>
@@ -32,8 +33,6 @@ export interface VerifiedSource extends NodeSource {
   peekNode (index: number): TreeNode | undefined
 }
 
-/** Per generation: the two together hold the whole tree of a ~100k block core. */
-const CACHE_SIZE = 1 << 17
 /**
  * A leaf is read with its neighbours: the aligned subtree of 16 leaves around
  * it, 31 nodes in one read. Its path to the top of that subtree and every
@@ -41,47 +40,6 @@ const CACHE_SIZE = 1 << 17
  */
 const WINDOW_NODES = 31
 const WINDOW_DEPTH = 4
-
-/** Two generations: a full young one becomes the old one and the old one is dropped (O(1), unlike evicting from a Map one by one). */
-class NodeCache {
-  #young = new Map<number, TreeNode>()
-  #old = new Map<number, TreeNode>()
-
-  get (index: number): TreeNode | undefined {
-    const hit = this.#young.get(index)
-    if (hit !== undefined) return hit
-    const old = this.#old.get(index)
-    if (old !== undefined) this.set(old) // still in use: keep it young
-    return old
-  }
-
-  set (node: TreeNode): void {
-    if (this.#young.size >= CACHE_SIZE) {
-      this.#old = this.#young
-      this.#young = new Map()
-    }
-    this.#young.set(node.index, node)
-  }
-
-  delete (index: number): void {
-    this.#young.delete(index)
-    this.#old.delete(index)
-  }
-
-  clear (): void {
-    this.#young.clear()
-    this.#old.clear()
-  }
-}
-
-function sameNode (a: TreeNode, b: TreeNode): boolean {
-  if (a.size !== b.size) return false
-  const x = a.hash
-  const y = b.hash
-  if (x.byteLength !== y.byteLength) return false
-  for (let i = 0; i < x.byteLength; i++) if (x[i] !== y[i]) return false
-  return true
-}
 
 export class MerkleTree implements NodeSource, TreeState {
   roots: TreeNode[]
@@ -92,12 +50,12 @@ export class MerkleTree implements NodeSource, TreeState {
   /** The tree through verified nodes only (offsets, proofs, checking peers' proofs). */
   readonly verified: VerifiedSource
   readonly #storage: NodeStorage
-  /** Nodes as the disk holds them. */
-  readonly #stored = new NodeCache()
-  /** Nodes tied to the signed roots. */
-  readonly #verified = new NodeCache()
+  /** Nodes as the disk holds them, and nodes tied to the signed roots (see NodeCache's grades). */
+  readonly #cache: NodeCache
   /** Verified nodes on their way to disk: never evicted until written. */
   readonly #staged = new Map<number, TreeNode>()
+  /** Reads for climbs in flight, by the first node they read: concurrent climbs from one window share one. */
+  readonly #reading = new Map<number, Promise<void>>()
 
   constructor (storage: NodeStorage, state: TreeState) {
     this.#storage = storage
@@ -106,6 +64,7 @@ export class MerkleTree implements NodeSource, TreeState {
     this.byteLength = state.byteLength
     this.fork = state.fork
     this.signature = state.signature
+    this.#cache = new NodeCache(state.length)
     const tree = this
     this.verified = {
       get roots () { return tree.roots },
@@ -146,10 +105,53 @@ export class MerkleTree implements NodeSource, TreeState {
    * cached or a root); undefined when it would take a read to know.
    */
   peekNode (index: number): TreeNode | undefined {
-    const hit = this.#staged.get(index) ?? this.#verified.get(index)
+    const hit = this.#staged.get(index) ?? this.#cache.get(index, VERIFIED)
     if (hit !== undefined) return hit
     for (const r of this.roots) if (r.index === index) return r
     return undefined
+  }
+
+  /** Whether verified node `index` is at hand (peekNode without making a copy). */
+  hasVerified (index: number): boolean {
+    if (this.#cache.has(index, VERIFIED) || this.#staged.has(index)) return true
+    for (const r of this.roots) if (r.index === index) return true
+    return false
+  }
+
+  /**
+   * Whether `node` is the verified node at its index, if one is at hand
+   * (undefined when none is): how a peer's proof is anchored.
+   */
+  matchesVerified (node: TreeNode): boolean | undefined {
+    const cached = this.#cache.matches(node, VERIFIED)
+    if (cached === true) return true
+    const held = this.#staged.get(node.index) ?? this.#rootAt(node.index)
+    if (held !== undefined) return sameNode(held, node)
+    return cached
+  }
+
+  /** `matchesVerified` as a function to hand on. */
+  readonly matcher = (node: TreeNode): boolean | undefined => this.matchesVerified(node)
+
+  #rootAt (index: number): TreeNode | undefined {
+    for (const r of this.roots) if (r.index === index) return r
+    return undefined
+  }
+
+  /** Size of verified node `index` if it is at hand, else -1. */
+  verifiedSize (index: number): number {
+    const size = this.#cache.size(index, VERIFIED)
+    if (size !== -1) return size
+    const staged = this.#staged.get(index)
+    if (staged !== undefined) return staged.size
+    for (const r of this.roots) if (r.index === index) return r.size
+    return -1
+  }
+
+  /** Size of node `index` as stored (or verified) if it is at hand, else -1: for `verify: false` reads. */
+  storedSize (index: number): number {
+    const size = this.verifiedSize(index)
+    return size !== -1 ? size : this.#cache.size(index, STORED)
   }
 
   /** Node `index` tied to the signed roots, or null when that cannot be done. */
@@ -169,11 +171,12 @@ export class MerkleTree implements NodeSource, TreeState {
    * cached as such) too.
    */
   async verifyNode (index: number): Promise<TreeNode | LostNode | null> {
-    if (!inTree(index, this.length)) return null
-    const known = this.peekNode(index)
-    if (known !== undefined) return known
+    const now = this.verifyNodeNow(index)
+    if (now !== undefined) return now
     const { length, fork } = this
-    await this.#readAround(index)
+    await this.#readAroundOnce(index)
+    const again = this.verifyNodeNow(index)
+    if (again !== undefined) return again
     const start = await this.#storedNode(index)
     if (start === null) return { missing: index }
 
@@ -199,7 +202,41 @@ export class MerkleTree implements NodeSource, TreeState {
     }
     // A truncation meanwhile may have cut what we checked against; an append does not.
     if (this.fork !== fork || this.length < length) return null
-    for (const n of climbed) this.#verified.set(n)
+    for (const n of climbed) this.#cache.set(n, VERIFIED)
+    return start
+  }
+
+  /**
+   * `verifyNode` from what is in memory, without waiting: undefined when it
+   * would take a read (the node or a sibling on the way up is not cached).
+   */
+  verifyNodeNow (index: number): TreeNode | LostNode | null | undefined {
+    if (!inTree(index, this.length)) return null
+    const known = this.peekNode(index)
+    if (known !== undefined) return known
+    const start = this.#cache.get(index, STORED)
+    if (start === undefined) return undefined
+    const length = this.length
+    const climbed: TreeNode[] = [start]
+    let node = start
+    const ite = new Iterator(index)
+    for (;;) {
+      const up = parent(ite.index)
+      if (!inTree(up, length)) return { missing: ite.index }
+      const sib = ite.sibling()
+      const sibling = this.peekNode(sib) ?? this.#cache.get(sib, STORED)
+      if (sibling === undefined) return undefined
+      ite.parent()
+      node = sib > node.index ? parentNode(up, node, sibling) : parentNode(up, sibling, node)
+      climbed.push(sibling)
+      const anchored = this.matchesVerified(node)
+      if (anchored !== undefined) {
+        if (!anchored) return null
+        break
+      }
+      climbed.push(node)
+    }
+    for (const n of climbed) this.#cache.set(n, VERIFIED)
     return start
   }
 
@@ -209,22 +246,23 @@ export class MerkleTree implements NodeSource, TreeState {
    * when a size it needs cannot be verified.
    */
   verifiedOffset (index: number): Promise<number> {
-    const quick = this.#peekOffset(index)
-    return quick !== null ? Promise.resolve(quick) : byteOffset(this.verified, index)
+    const quick = this.peekOffset(index)
+    return quick !== -1 ? Promise.resolve(quick) : byteOffset(this.verified, index)
   }
 
-  /** The offset from verified nodes at hand (no reads), or null. */
-  #peekOffset (index: number): number | null {
+  /** The offset from verified nodes at hand (no reads), or -1. */
+  peekOffset (index: number): number {
     if (index === 2 * this.length) return this.byteLength
     if ((index & 1) === 1) index = leftSpan(index)
     let sum = 0
     let start = 0
+    // The roots by position, not `this.roots`: in repair mode that lacks the lost ones.
     for (const root of fullRoots(2 * this.length)) {
       const end = start + 2 * (root - start + 1)
       if (index >= end) {
-        const node = this.peekNode(root)
-        if (node === undefined) return null
-        sum += node.size
+        const size = this.verifiedSize(root)
+        if (size === -1) return -1
+        sum += size
         start = end
         continue
       }
@@ -233,23 +271,34 @@ export class MerkleTree implements NodeSource, TreeState {
         if (index < ite.index) {
           ite.leftChild()
         } else {
-          const left = this.peekNode(ite.leftChild())
-          if (left === undefined) return null
-          sum += left.size
+          const left = this.verifiedSize(ite.leftChild())
+          if (left === -1) return -1
+          sum += left
           ite.sibling()
         }
       }
       return sum
     }
-    return null
+    return -1
   }
 
   async #storedNode (index: number): Promise<TreeNode | null> {
-    const hit = this.#stored.get(index)
+    const hit = this.#cache.get(index, STORED)
     if (hit !== undefined) return hit
     const node = await this.#storage.getNode(index)
-    if (node !== null && inTree(index, this.length)) this.#stored.set(node)
+    if (node !== null && inTree(index, this.length)) this.#cache.set(node, STORED)
     return node
+  }
+
+  #readAroundOnce (index: number): Promise<void> {
+    const ite = new Iterator(index)
+    const key = ite.factor <= 2 ** (WINDOW_DEPTH + 1) ? Math.floor(ite.leftSpan() / (WINDOW_NODES + 1)) * (WINDOW_NODES + 1) : index
+    let reading = this.#reading.get(key)
+    if (reading === undefined) {
+      reading = this.#readAround(index).finally(() => this.#reading.delete(key))
+      this.#reading.set(key, reading)
+    }
+    return reading
   }
 
   /**
@@ -260,7 +309,7 @@ export class MerkleTree implements NodeSource, TreeState {
   async #readAround (index: number): Promise<void> {
     const indices: number[] = []
     const ite = new Iterator(index)
-    if (ite.factor <= 2 ** (WINDOW_DEPTH + 1) && this.#stored.get(index) === undefined) {
+    if (ite.factor <= 2 ** (WINDOW_DEPTH + 1) && !this.#cache.has(index, STORED)) {
       const first = Math.floor(ite.leftSpan() / (WINDOW_NODES + 1)) * (WINDOW_NODES + 1)
       for (let i = first; i < first + WINDOW_NODES; i++) indices.push(i)
       while (ite.factor < 2 ** (WINDOW_DEPTH + 1)) ite.parent()
@@ -270,18 +319,17 @@ export class MerkleTree implements NodeSource, TreeState {
       const sib = ite.sibling()
       const up = ite.parent()
       if (ite.contains(head)) break // past a root
-      if (this.peekNode(sib) === undefined && this.#stored.get(sib) === undefined) indices.push(sib)
-      if (this.peekNode(up) !== undefined) break
+      if (!this.hasVerified(sib) && !this.#cache.has(sib, STORED)) indices.push(sib)
+      if (this.hasVerified(up)) break
     }
     if (indices.length === 0) return
     const nodes = await this.#storage.getNodes(indices)
-    for (const n of nodes) if (n !== null && inTree(n.index, this.length) && this.#stored.get(n.index) === undefined) this.#stored.set(n)
+    for (const n of nodes) if (n !== null && inTree(n.index, this.length)) this.#cache.set(n, STORED)
   }
-
 
   /** Records nodes as verified (we made them, or a peer proved them). */
   trust (node: TreeNode): void {
-    this.#verified.set(node)
+    this.#cache.set(node, VERIFIED)
   }
 
   /** Holds verified nodes in memory until `unstage`, so proofs can build on them. */
@@ -293,8 +341,7 @@ export class MerkleTree implements NodeSource, TreeState {
   unstage (nodes: readonly TreeNode[]): void {
     for (const n of nodes) {
       this.#staged.delete(n.index)
-      this.#verified.set(n)
-      this.#stored.set(n)
+      this.#cache.set(n, VERIFIED)
     }
   }
 
@@ -306,13 +353,9 @@ export class MerkleTree implements NodeSource, TreeState {
   /** Forget cached nodes (stored and verified), all or those at the given indices. */
   forget (indices?: Iterable<number>): void {
     if (indices === undefined) {
-      this.#stored.clear()
-      this.#verified.clear()
+      this.#cache.clear()
     } else {
-      for (const i of indices) {
-        this.#stored.delete(i)
-        this.#verified.delete(i)
-      }
+      for (const i of indices) this.#cache.delete(i)
     }
   }
 
@@ -324,6 +367,7 @@ export class MerkleTree implements NodeSource, TreeState {
     this.byteLength = state.byteLength
     this.fork = state.fork
     this.signature = state.signature
+    this.#cache.fit(state.length)
   }
 
   state (): TreeState {

@@ -50,7 +50,8 @@ export interface PeerHost {
   onclose (peer: Peer): void
   onsync (peer: Peer, changed: boolean): void
   onhave (peer: Peer): void
-  ondata (peer: Peer, data: DataMessage): Promise<void>
+  /** Returns nothing: protomux would hold the connection corked until a returned promise settled. */
+  ondata (peer: Peer, data: DataMessage): void
   onnodata (peer: Peer, msg: NoDataMessage): void
   onextension (peer: Peer, name: string, message: Uint8Array): void
   onupload (peer: Peer, index: number, byteLength: number): void
@@ -80,6 +81,16 @@ export class Peer {
   readonly remoteBitfield = new Bitfield()
   /** Requests we sent it that are still out. */
   inflight = 0
+  /**
+   * The replicator's notes for sizing block proofs: the block it last asked
+   * this peer for, and how often a proof sized on the strength of that
+   * answer arriving first came short (see Replicator.proofNodes).
+   */
+  lastBlockAsked = -1
+  /** Sized proofs asked for, answered, and answered short. */
+  sizedAsked = 0
+  sizedProofs = 0
+  shortProofs = 0
   /** Want batches already asked for. */
   private readonly wanted = new Set<number>()
 
@@ -170,7 +181,10 @@ export class Peer {
     this.remoteOpened = true
     this.remoteSupportsSeeks = m.seeks
     this.mux.cork()
-    this.sendSync()
+    // The initiator speaks first; the responder answers its sync with one
+    // that already acks its length and may offer upgrades (one sync saved
+    // per channel: most of what a reconnect of many cores costs is per channel).
+    if (this.stream.isInitiator) this.sendSync()
     const contig = this.host.core.contiguousLength
     if (contig > 0) this.range.send({ drop: false, start: 0, length: contig })
     this.mux.uncork()
@@ -202,7 +216,7 @@ export class Peer {
    * anyway, as a prompt to ask again for what we refused (never in reply to
    * a sync: the remote answers only a sync that changes what it says).
    */
-  sendSync (again = false): void {
+  sendSync (again = false, reply = false): void {
     if (!this.remoteOpened) return
     const core = this.host.core
     const sameFork = core.fork === this.remoteFork
@@ -219,7 +233,13 @@ export class Peer {
       hasManifest: core.manifest !== null,
       allowPush: false
     }
-    if (!again && this.#lastSync !== null && sameSync(this.#lastSync, msg)) return
+    const last = this.#lastSync
+    if (!again && last !== null && sameSync(last, msg)) return
+    // A reply that would only ack the remote's new length, to a remote not
+    // behind us, is left out: an ack matters to a peer that may upgrade from
+    // us (Hypercore 11 does so eagerly when we ack its length), and the next
+    // sync carries it anyway. One sync less per core that caught up.
+    if (reply && last !== null && this.remoteLength >= core.length && sameSync(last, { ...msg, remoteLength: last.remoteLength })) return
     this.#lastSync = msg
     this.sync.send(msg)
   }
@@ -248,7 +268,7 @@ export class Peer {
     this.#replyRefilled = now
     if (this.#replyTokens >= 1) {
       this.#replyTokens--
-      this.sendSync()
+      this.sendSync(false, true)
       return
     }
     if (this.#replyTimer !== null) return
@@ -398,16 +418,25 @@ export class Peer {
     this.serving = true
     try {
       while (this.queue.length > 0 && !this.removed && this.mux.drained) {
-        const batch = this.queue.splice(0, 64)
+        const batch = this.queue.splice(0, 128)
+        const core = this.host.core
         // Neighbouring blocks are read from disk together.
-        const wanted = batch.filter(m => m.block !== null && m.fork === this.host.core.fork).map(m => m.block!.index)
+        const wanted = batch.filter(m => m.block !== null && m.fork === core.fork).map(m => m.block!.index)
         const blocks = new Map<number, Uint8Array | null>()
-        if (wanted.length > 1) {
+        if (wanted.length > 0) {
           // Verified: a block that does not match its leaf is cleared, refused and fetched back.
-          const values = await this.host.core.getBlocks(wanted, SERVING).catch(() => null)
+          const values = await core.getBlocks(wanted, SERVING).catch(() => null)
           if (values !== null) wanted.forEach((index, k) => blocks.set(index, values[k]!))
         }
-        const answers = await Promise.all(batch.map(m => this.answer(m, blocks)))
+        // Most answers are made at once from nodes at hand; the rest wait for reads.
+        let waiting = false
+        const made = batch.map(m => {
+          const now = this.answerNow(m, blocks)
+          if (now !== null) return now
+          waiting = true
+          return this.answer(m, blocks)
+        })
+        const answers = waiting ? await Promise.all(made) : made as Array<DataMessage | NoDataMessage | null>
         this.mux.cork()
         for (const a of answers) if (a !== null) this.sendAnswer(a)
         this.mux.uncork()
@@ -429,6 +458,26 @@ export class Peer {
     } else {
       this.noData.send(a)
     }
+  }
+
+  /**
+   * The data message answering a plain block request, made without waiting
+   * from the block read ahead and verified nodes at hand; null when it takes
+   * more (then `answer`).
+   */
+  private answerNow (m: RequestMessage, prefetched: Map<number, Uint8Array | null>): DataMessage | null {
+    const core = this.host.core
+    if (m.block === null || m.fork !== core.fork || m.manifest) return null
+    const value = prefetched.get(m.block.index)
+    if (value === undefined || value === null) return null
+    let proof
+    try {
+      proof = core.proofNow(m)
+    } catch {
+      return null // `answer` says what is wrong with it
+    }
+    if (proof === null) return null
+    return { request: m.id, fork: proof.fork, block: { index: m.block.index, value, nodes: proof.block!.nodes }, hash: null, seek: null, upgrade: null, manifest: null }
   }
 
   /** The data message answering `m`, or a noData saying why not. */

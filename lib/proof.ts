@@ -9,7 +9,7 @@ import { Iterator, fullRoots, leftSpan, countLeaves } from './flat-tree'
 import { leafNode, parentNode } from './crypto'
 import { TreeBatch, type TreeState } from './tree-batch'
 import { INVALID_OPERATION, INVALID_PROOF, BAD_ARGUMENT, MISSING_NODE } from './errors'
-import type { TreeNode } from './tree-node'
+import { sameNode, type TreeNode } from './tree-node'
 import type { Manifest } from './messages'
 
 export interface ProofRequest {
@@ -211,6 +211,30 @@ export async function generateProof (src: NodeSource, req: ProofRequest): Promis
   return proof
 }
 
+/**
+ * `generateProof` of a plain block request (no hash, seek or upgrade) from
+ * nodes at hand, without waiting: null when a node it takes is not at hand
+ * or the request is not that simple (then `generateProof`). The same nodes
+ * in the same order as `generateProof` would give.
+ */
+export function blockProofNow (src: TreeState & { peekNode (index: number): TreeNode | undefined }, req: ProofRequest): Proof | null {
+  const block = req.block
+  if (!block || req.hash || req.seek || req.upgrade) return null
+  const head = 2 * src.length
+  const target = 2 * block.index
+  if (target >= head) return null
+  const root = rootAbove(target, block.nodes, head)
+  const nodes: TreeNode[] = []
+  const ite = new Iterator(target)
+  while (ite.index !== root) {
+    const node = src.peekNode(ite.sibling())
+    if (node === undefined) return null
+    nodes.push(node)
+    ite.parent()
+  }
+  return { fork: src.fork, block: { index: block.index, value: null, nodes }, hash: null, seek: null, upgrade: null, manifest: null }
+}
+
 // ---------------------------------------------------------------------------
 // Seeking by byte offset
 
@@ -371,7 +395,13 @@ class NodeQueue {
  * reaches and returns that node (null when the proof has no such part).
  * Every node taken from or derived by the proof is pushed to `out`.
  */
-export function verifyTree (proof: Pick<Proof, 'block' | 'hash' | 'seek'>, out: TreeNode[], known?: (index: number) => TreeNode | undefined): TreeNode | null {
+/**
+ * Whether we trust `node` already: true when we hold that very node, false
+ * when we trust another one at its index, undefined when we hold none there.
+ */
+export type NodeMatcher = (node: TreeNode) => boolean | undefined
+
+export function verifyTree (proof: Pick<Proof, 'block' | 'hash' | 'seek'>, out: TreeNode[], known?: NodeMatcher, result?: { anchored: boolean }): TreeNode | null {
   const { block, hash, seek } = proof
   const untrusted = block
     ? { index: 2 * block.index, value: block.value, nodes: block.nodes }
@@ -400,13 +430,18 @@ export function verifyTree (proof: Pick<Proof, 'block' | 'hash' | 'seek'>, out: 
   root = untrusted.value ? leafNode(ite.index, untrusted.value) : q.shift(ite.index)
   // With `known` (trusted local nodes at hand), stop at the first node we
   // already hold: it anchors the proof, and the rest of the path is ours.
-  if (known !== undefined && anchored(root, known)) return root
+  // `result.anchored` says whether it did.
+  if (known !== undefined && anchored(root, known)) {
+    if (result !== undefined) result.anchored = true
+    return root
+  }
   out.push(root)
   while (q.length > 0) {
     const node = q.shift(ite.sibling())
     root = parentNode(ite.parent(), root, node)
     if (known !== undefined && anchored(root, known)) {
       out.push(node)
+      if (result !== undefined) result.anchored = true
       return root
     }
     out.push(node, root)
@@ -415,10 +450,10 @@ export function verifyTree (proof: Pick<Proof, 'block' | 'hash' | 'seek'>, out: 
 }
 
 /** True when we hold `node` already; throws when we hold a different one. */
-function anchored (node: TreeNode, known: (index: number) => TreeNode | undefined): boolean {
-  const local = known(node.index)
-  if (local === undefined) return false
-  if (local.size !== node.size || !b4a.equals(local.hash, node.hash)) throw INVALID_PROOF('Proof does not match node ' + node.index)
+function anchored (node: TreeNode, known: NodeMatcher): boolean {
+  const same = known(node)
+  if (same === undefined) return false
+  if (!same) throw INVALID_PROOF('Proof does not match node ' + node.index)
   return true
 }
 
@@ -513,7 +548,13 @@ export async function verifyAgainst (local: NodeSource & { peekNode?: (index: nu
   const batch = new TreeBatch(local)
   const nodes: TreeNode[] = []
   // Without an upgrade or seek, the path can stop at the first node we hold.
-  const known = proof.upgrade === null && proof.seek === null && local.peekNode !== undefined ? local.peekNode.bind(local) : undefined
+  const peek = proof.upgrade === null && proof.seek === null ? local.peekNode : undefined
+  const known: NodeMatcher | undefined = peek === undefined
+    ? undefined
+    : node => {
+      const held = peek(node.index)
+      return held === undefined ? undefined : sameNode(held, node)
+    }
   let top = verifyTree(proof, nodes, known)
   if (proof.upgrade && verifyUpgrade(proof, top, batch)) top = null
   if (top !== null) {

@@ -7,12 +7,14 @@
  */
 import type Protomux from 'protomux'
 import { Peer, PROTOCOL, type PeerHost, type RequestBody } from './peer'
+import { Deadlines, HOTSWAP_MS } from './deadlines'
+import { unslabProof } from './unslab'
 import { Iterator, parent } from './flat-tree'
 import { treeNodeProofRequest } from './fully-remote-proof'
 import { ForkSwitch } from './fork-switch'
 import { Seeks, type SeekOptions } from './seeks'
 import { REQUEST_CANCELLED, isCoded, missingNodeOf } from './errors'
-import type { Core } from './core'
+import type { Core, VerifiedData } from './core'
 import type { DataMessage, NoDataMessage } from './messages'
 import type { Proof } from './proof'
 
@@ -22,12 +24,6 @@ const DEFAULT_MAX_INFLIGHT = 512
 const MAX_SCAN = 4096
 /** Blocks a peer said it does not have, remembered per peer (then forgotten). */
 const MAX_NOT_AVAILABLE = 4096
-/** A request unanswered this long is given up on (and asked of someone else). */
-const REQUEST_TIMEOUT_MS = 20000
-/** A block request unanswered this long is also asked of another peer, if one has it. */
-const HOTSWAP_MS = 1000
-/** How often inflight requests are looked over for the two limits above. */
-const SWEEP_MS = 250
 
 type RequestKind = 'block' | 'upgrade' | 'repair' | 'node' | 'fork' | 'seek'
 
@@ -36,12 +32,17 @@ interface Request {
   peer: Peer
   sent: number
   kind: RequestKind
-  /** Block index ('block') or tree node index ('node'). */
+  /** Block index ('block'; for 'upgrade', the block asked for with it, or -1) or tree node index ('node'). */
   index: number
   /** The fork asked about (ours, except when following a peer to its fork). */
   fork: number
   /** The core's epoch when asked: an answer from before a truncation is stale. */
   epoch: number
+  /** A block request whose proof was sized to what earlier answers of its peer will bring (see `proofNodes`). */
+  sized: boolean
+  /** Neighbours in the list of requests in flight, oldest first (see `Deadlines`). */
+  older: Request | null
+  newer: Request | null
 }
 
 interface Range {
@@ -108,8 +109,18 @@ export class Replicator implements PeerHost {
   /** An upgrade answer is being verified and applied: do not ask for another meanwhile. */
   private applyingUpgrade = 0
   private readonly wantedBlocks = new Map<number, number>()
+  /**
+   * Wanted blocks not asked for yet (or to be looked at again): a pass looks
+   * at these only, not at every block waited for (hundreds, with many `get`s
+   * in flight). A rescan puts every wanted block back.
+   */
+  readonly #unasked = new Set<number>()
   /** Blocks whose answer is being verified. */
   private readonly verifying = new Set<number>()
+  /** Blocks whose sized proof came short: asked for again with every node we lack. */
+  private readonly fullProofs = new Set<number>()
+  /** Peers that refused an upgrade asked for with a block (see `blockWithUpgrade`). */
+  readonly #plainUpgrades = new WeakSet<Peer>()
   private readonly ranges = new Set<Range>()
   private notAvailable = new WeakMap<Peer, Set<number>>()
   private readonly upgradeFailed = new WeakMap<Peer, number>()
@@ -117,7 +128,7 @@ export class Replicator implements PeerHost {
   private readonly extensions = new Map<string, ExtensionHandler>()
   private findingPeersCount = 0
   private rangeCheckQueued = false
-  private sweeper: ReturnType<typeof setInterval> | null = null
+  readonly #deadlines = new Deadlines<Request>((timedOut, hotswap) => this.expired(timedOut, hotswap))
   private updateQueued = false
   private destroyed = false
   private rotate = 0
@@ -205,8 +216,7 @@ export class Replicator implements PeerHost {
   destroy (): void {
     if (this.destroyed) return
     this.destroyed = true
-    if (this.sweeper !== null) clearInterval(this.sweeper)
-    this.sweeper = null
+    this.#deadlines.destroy()
     // Channels the remote has not answered yet close too: a later instance of the core must be able to open its own.
     for (const peer of [...this.peers, ...this.opening]) peer.close()
     for (const mux of [...this.muxes.keys()]) this.detach(mux)
@@ -351,14 +361,19 @@ export class Replicator implements PeerHost {
   /** Registers interest in one block; returns the release. */
   want (index: number): () => void {
     this.wantedBlocks.set(index, (this.wantedBlocks.get(index) ?? 0) + 1)
+    this.#unasked.add(index)
     this.scheduleUpdate()
     let released = false
     return () => {
       if (released) return
       released = true
       const n = (this.wantedBlocks.get(index) ?? 1) - 1
-      if (n <= 0) this.wantedBlocks.delete(index)
-      else this.wantedBlocks.set(index, n)
+      if (n <= 0) {
+        this.wantedBlocks.delete(index)
+        this.#unasked.delete(index)
+      } else {
+        this.wantedBlocks.set(index, n)
+      }
     }
   }
 
@@ -429,7 +444,7 @@ export class Replicator implements PeerHost {
   }
 
   private wakeSettled (): void {
-    if (!this.isSettled()) return
+    if (this.settleWaiters.length === 0 || !this.isSettled()) return
     for (const w of this.settleWaiters.splice(0)) w()
   }
 
@@ -490,13 +505,60 @@ export class Replicator implements PeerHost {
   // -------------------------------------------------------------------------
   // Answers
 
-  async ondata (peer: Peer, data: DataMessage): Promise<void> {
-    try {
-      await this.handleData(peer, data)
-    } catch (err) {
+  /**
+   * A data message. The common one, a block on our tree whose proof ends in
+   * a node at hand, is checked at once and queued for disk with no promise
+   * of its own; anything else takes `handleData`.
+   */
+  ondata (peer: Peer, data: DataMessage): void {
+    const req = data.request !== 0 ? this.requests.get(data.request) ?? null : null
+    if (req !== null && req.kind === 'block' && req.peer === peer && req.epoch === this.core.epoch && data.block?.index === req.index) {
+      let verified
+      try {
+        verified = this.core.verifyBlockNow(data)
+      } catch (err) {
+        this.finish(req)
+        if (!isCoded(err)) throw err
+        this.rescan()
+        this.hostile(peer, err)
+        return
+      }
+      if (req.sized) {
+        peer.sizedProofs++
+        if (verified === 'unanchored') {
+          this.finish(req)
+          this.shortProof(peer, req)
+          return
+        }
+      }
+      if (verified !== null && verified !== 'unanchored') {
+        this.finish(req)
+        this.fullProofs.delete(req.index)
+        this.storeVerified(peer, verified)
+        return
+      }
+    }
+    // Long-lived parts (roots, signature, manifest) must not pin the receive buffer.
+    unslabProof(data)
+    this.handleData(peer, data).catch(err => {
       // Nothing a peer sends may take us down: drop it instead.
       this.hostile(peer, err as Error)
-    }
+    })
+  }
+
+  /** Queues a verified block for disk; `download` when it is there. */
+  private storeVerified (peer: Peer, verified: VerifiedData): void {
+    const index = verified.block!.index
+    const byteLength = verified.block!.value.byteLength
+    // Answered but not stored yet: not asked for again meanwhile.
+    this.verifying.add(index)
+    this.core.queueBlock(index, verified.block!.value, verified.nodes, verified.epoch, (err, stored) => {
+      this.verifying.delete(index)
+      // A failed write is our disk's fault, not the peer's: ask again later.
+      if (err !== null || !stored) this.rescan()
+      else this.emit('download', index, byteLength, peer)
+      this.scheduleUpdate()
+    })
   }
 
   private hostile (peer: Peer, err: Error): void {
@@ -636,7 +698,9 @@ export class Replicator implements PeerHost {
       if (set.size >= MAX_NOT_AVAILABLE) set.clear()
       set.add(req.index)
     } else if (req.kind === 'upgrade') {
-      this.upgradeFailed.set(peer, peer.remoteLength)
+      // Refused with a block attached: ask that peer for upgrades alone from now on.
+      if (req.index !== -1) this.#plainUpgrades.add(peer)
+      else this.upgradeFailed.set(peer, peer.remoteLength)
     } else if (req.kind === 'node') {
       this.askForNode(req.index, this.nodeTries.get(req.index) ?? new Set([peer]))
     }
@@ -700,20 +764,41 @@ export class Replicator implements PeerHost {
 
   private update (): void {
     if (this.destroyed) return
+    // Every request of this pass leaves in one frame per connection.
+    const corked: Protomux[] = []
+    for (const p of this.peers) {
+      if (corked.includes(p.mux)) continue
+      p.mux.cork()
+      corked.push(p.mux)
+    }
+    try {
+      this.schedule()
+    } finally {
+      for (const mux of corked) mux.uncork()
+    }
+  }
+
+  private schedule (): void {
     const core = this.core
     this.#forks.next()
     if (this.upgradeRequest === null && this.applyingUpgrade === 0 && !core.repairMode) {
       const peer = this.pickPeer(p => p.remoteFork === core.fork && p.remoteLength > core.length &&
         (this.upgradeFailed.get(p) ?? -1) < p.remoteLength)
       if (peer !== null) {
-        this.send(peer, 'upgrade', -1, {
-          block: null, hash: null, seek: null,
+        const block = this.blockWithUpgrade(peer)
+        this.send(peer, 'upgrade', block, {
+          block: block === -1 ? null : { index: block, nodes: 0 },
+          hash: null, seek: null,
           upgrade: { start: core.length, length: peer.remoteLength - core.length },
           manifest: core.manifest === null
         })
       }
     }
-    for (const index of this.wantedBlocks.keys()) this.requestBlock(index)
+    for (const index of this.#unasked) {
+      const r = this.requestBlock(index)
+      // Asked, or here: looked at again only after a rescan (a failure, a hotswap, a new peer).
+      if (r !== 'busy' && r !== 'nobody') this.#unasked.delete(index)
+    }
     for (const range of this.ranges) this.fillRange(range)
     this.wakeSettled()
   }
@@ -744,8 +829,33 @@ export class Replicator implements PeerHost {
     }
   }
 
-  /** A request failed or a peer left: the next pass rescans every range from its cursor. */
+  /**
+   * The first new block we will want once an upgrade from `peer` lands, to
+   * ask for with the upgrade in one request (as Hypercore 11 can): one
+   * message each way instead of two, and the block's proof shares the
+   * upgrade's nodes. -1 when none is wanted, the peer may not hold it, or it
+   * refused such a request before (then upgrades are asked for alone).
+   */
+  private blockWithUpgrade (peer: Peer): number {
+    const length = this.core.length
+    if (this.#plainUpgrades.has(peer) || peer.remoteContiguous <= length) return -1
+    for (const range of this.ranges) {
+      if (range.blocks === null && range.end > length) return length
+      if (range.blocks !== null) {
+        const next = range.blocks[lowerBound(range.blocks, length)]
+        if (next !== undefined && next < peer.remoteContiguous) return next
+      }
+    }
+    let first = -1
+    for (const index of this.wantedBlocks.keys()) {
+      if (index >= length && index < peer.remoteContiguous && (first === -1 || index < first)) first = index
+    }
+    return first
+  }
+
+  /** A request failed or a peer left: the next pass rescans every range from its cursor, and every wanted block. */
   private rescan (): void {
+    for (const index of this.wantedBlocks.keys()) this.#unasked.add(index)
     for (const range of this.ranges) range.scanFrom = range.cursor
   }
 
@@ -758,7 +868,7 @@ export class Replicator implements PeerHost {
     if (inflight !== undefined && Date.now() - inflight.sent < HOTSWAP_MS) return 'inflight'
     if (index >= core.length) return 'nobody' // after the upgrade
     const na = (p: Peer): boolean => this.notAvailable.get(p)?.has(index) === true
-    const peer = this.pickPeer(p => p.remoteFork === core.fork && p.has(index) && !na(p) && p !== inflight?.peer)
+    const peer = this.pickHolder(index, inflight?.peer ?? null)
     if (peer === null && inflight !== undefined) return 'inflight'
     if (peer === null) {
       let holders = 0
@@ -769,24 +879,89 @@ export class Replicator implements PeerHost {
       }
       return holders > 0 ? 'busy' : 'nobody'
     }
-    this.send(peer, 'block', index, {
-      block: { index, nodes: this.missingNodeCount(2 * index) },
+    const sized = this.sizedProofNodes(peer, index)
+    const missing = this.missingNodeCount(2 * index, sized + 1)
+    const nodes = Math.min(missing, sized)
+    const id = this.send(peer, 'block', index, {
+      block: { index, nodes },
       hash: null, seek: null, upgrade: null, manifest: false
     })
+    // Sized short of what we lack: an answer that does not reach a node we hold means ask again in full.
+    if (nodes < missing) {
+      this.requests.get(id)!.sized = true
+      peer.sizedAsked++
+    }
+    peer.lastBlockAsked = index
     return 'sent'
   }
 
-  /** How many nodes from leaf `leaf` up we lack (what a block proof must include). */
-  missingNodeCount (leaf: number): number {
+  /** pickPeer for block `index`: an open peer on our fork that has it, did not refuse it, and is not `not`. */
+  private pickHolder (index: number, not: Peer | null): Peer | null {
+    const fork = this.core.fork
+    let best: Peer | null = null
+    const n = this.peers.length
+    for (let k = 0; k < n; k++) {
+      const p = this.peers[(this.rotate + k) % n]!
+      if (!p.remoteOpened || p.removed || p.inflight >= this.maxInflight || p === not) continue
+      if (p.remoteFork !== fork || !p.has(index)) continue
+      if (best !== null && p.inflight >= best.inflight) continue
+      if (this.notAvailable.get(p)?.has(index) === true) continue
+      best = p
+    }
+    this.rotate++
+    return best
+  }
+
+  /**
+   * At most how many nodes to ask `peer` for with block `index` (we ask for
+   * fewer when we lack fewer). A peer answers in order, and each answer brings the
+   * nodes on its block's way up: by the time this block's answer comes, the
+   * answer for the block last asked of the same peer has made their common
+   * ancestor known (a verified leaf's ancestors are verified). So the proof
+   * need only reach it: a download block after block needs about two nodes
+   * a block instead of the nine or ten we lack while hundreds are in flight.
+   * Infinity when no earlier answer is to be counted on. An answer that comes short anyway (the earlier one failed, the peer
+   * answered out of order) is asked again in full (`shortProof`); a peer
+   * whose answers come short often is asked in full from then on.
+   */
+  private sizedProofNodes (peer: Peer, index: number): number {
+    const last = peer.lastBlockAsked
+    if (last === -1 || last === index || (this.fullProofs.size > 0 && this.fullProofs.has(index))) return Infinity
+    if (peer.shortProofs > 16 && peer.shortProofs * 8 > peer.sizedProofs) return Infinity
+    // On trial until 64 answers came: a peer that answers out of order (Hypercore 11 may) costs few re-asks.
+    if (peer.sizedProofs < 64 && peer.sizedAsked - peer.sizedProofs >= 32) return Infinity
+    // Levels up to the common ancestor of the two leaves.
+    let a = last
+    let b = index
+    let levels = 0
+    while (a !== b) {
+      a = Math.floor(a / 2)
+      b = Math.floor(b / 2)
+      levels++
+    }
+    return levels
+  }
+
+  /** A sized proof came short: ask for the block again, with every node we lack. */
+  private shortProof (peer: Peer, req: Request): void {
+    peer.shortProofs++
+    if (this.fullProofs.size >= MAX_NOT_AVAILABLE) this.fullProofs.clear()
+    this.fullProofs.add(req.index)
+    this.rescan()
+    this.scheduleUpdate()
+  }
+
+  /** How many nodes from leaf `leaf` up we lack (what a block proof must include), at most `limit`. */
+  missingNodeCount (leaf: number, limit = Infinity): number {
     const tree = this.core.tree
     const head = 2 * tree.length
     const ite = new Iterator(leaf)
     let count = 0
-    while (!ite.contains(head) && tree.peekNode(ite.index) === undefined) {
+    while (count < limit && !ite.contains(head) && !tree.hasVerified(ite.index)) {
       // A root we lack (repair mode) is not asked for: a block proof never carries one.
-      if (new Iterator(parent(ite.index)).contains(head)) break
-      count++
       ite.parent()
+      if (ite.contains(head)) break
+      count++
     }
     return count
   }
@@ -806,36 +981,27 @@ export class Replicator implements PeerHost {
 
   private send (peer: Peer, kind: RequestKind, index: number, body: RequestBody, fork = this.core.fork): number {
     const id = this.nextId++
-    const req: Request = { id, peer, sent: Date.now(), kind, index, fork, epoch: this.core.epoch }
-    if (this.sweeper === null) {
-      this.sweeper = setInterval(() => this.sweep(), SWEEP_MS)
-      this.sweeper.unref?.()
-    }
+    const req: Request = { id, peer, sent: Date.now(), kind, index, fork, epoch: this.core.epoch, sized: false, older: null, newer: null }
+    this.#deadlines.add(req)
     this.requests.set(id, req)
     if (kind === 'block') this.blockRequests.set(index, req)
     else if (kind === 'upgrade') this.upgradeRequest = req
     else if (kind === 'node') this.nodeRequests.set(index, req)
-    peer.sendRequest({ id, fork, priority: 0, ...body })
+    peer.sendRequest({ id, fork, block: body.block, hash: body.hash, seek: body.seek, upgrade: body.upgrade, manifest: body.manifest, priority: 0 })
     return id
   }
 
-  /** Gives up on requests a peer sat on: a silent peer cannot stall us. */
-  private sweep (): void {
-    const now = Date.now()
-    let expired = false
-    for (const req of [...this.requests.values()]) {
-      if (req.kind === 'block' && now - req.sent >= HOTSWAP_MS) expired = true
-      if (now - req.sent < REQUEST_TIMEOUT_MS) continue
-      expired = true
+  /**
+   * Gives up on requests a peer sat on (a silent peer cannot stall us), and
+   * after HOTSWAP_MS lets another peer be asked for a block too.
+   */
+  private expired (timedOut: Request[], hotswap: boolean): void {
+    for (const req of timedOut) {
       this.giveUp(req)
       req.peer.sendCancel(req.id)
       if (req.kind === 'upgrade') this.upgradeFailed.set(req.peer, req.peer.remoteLength)
     }
-    if (this.requests.size === 0 && this.sweeper !== null) {
-      clearInterval(this.sweeper)
-      this.sweeper = null
-    }
-    if (expired) {
+    if (timedOut.length > 0 || hotswap) {
       this.rescan()
       this.scheduleUpdate()
     }
@@ -843,8 +1009,13 @@ export class Replicator implements PeerHost {
 
   private finish (req: Request): void {
     if (!this.requests.delete(req.id)) return
+    this.#deadlines.remove(req)
     req.peer.inflight--
-    if (req.kind === 'block' && this.blockRequests.get(req.index) === req) this.blockRequests.delete(req.index)
+    if (req.kind === 'block') {
+      if (this.blockRequests.get(req.index) === req) this.blockRequests.delete(req.index)
+      // Answered or not, a wanted block is looked at again: it may not be here yet.
+      if (this.wantedBlocks.has(req.index)) this.#unasked.add(req.index)
+    }
     else if (req.kind === 'upgrade') this.upgradeRequest = null
     else if (req.kind === 'node') this.nodeRequests.delete(req.index)
     this.wakeSettled()

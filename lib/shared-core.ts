@@ -245,7 +245,7 @@ export class SharedCore {
     if (name === 'have') {
       const [start, length] = args as [number, number]
       for (const snap of this.#snapshots) snap.onstored(start, length)
-      this.#wakeWaiters()
+      this.#wakeWaiters(start, length)
       r?.onlocalhave(start, length)
       return
     }
@@ -363,9 +363,17 @@ export class SharedCore {
     })
   }
 
-  #wakeWaiters (): void {
+  #wakeWaiters (start = 0, length = Infinity): void {
     const core = this.core
-    if (core === null) return
+    if (core === null || this.#waiting.size === 0) return
+    if (length < this.#waiting.size) {
+      // A few blocks landed while many are waited for: look those up, not every waiter.
+      for (let index = start; index < start + length; index++) {
+        const set = this.#waiting.get(index)
+        if (set !== undefined && core.has(index)) for (const w of [...set]) w.resolve()
+      }
+      return
+    }
     for (const [index, set] of [...this.#waiting]) {
       if (!core.has(index)) continue
       for (const w of [...set]) w.resolve()

@@ -25,7 +25,7 @@ import fs from 'fs'
 import b4a from 'b4a'
 import c from 'compact-encoding'
 import sodium from 'sodium-universal'
-import RandomAccessFile from 'random-access-file'
+import { SyncFile } from './sync-file'
 import type { RandomAccessStorage } from 'random-access-storage'
 import { Bitfield, type DirtyRange } from './bitfield'
 import { BAD_ARGUMENT, SESSION_CLOSED, STORAGE_CORRUPT, isCoded } from './errors'
@@ -522,7 +522,8 @@ export class CoreStorage {
   /** Files under `dir` (random-access-file), the header file locked unless `lock: false`. */
   static fromDirectory (dir: string, opts: FromDirectoryOptions = {}): CoreStorage {
     const lock = opts.lock !== false
-    return new CoreStorage((name) => new RandomAccessFile(path.join(dir, name), { lock: lock && name === 'header' }))
+    // Synchronous reads and writes: see sync-file.ts for why and what it costs.
+    return new CoreStorage((name) => new SyncFile(path.join(dir, name), { lock: lock && name === 'header' }) as unknown as RandomAccessStorage)
   }
 
   /** True if `dir` holds a core with a non-empty header file. */
@@ -579,7 +580,8 @@ export class CoreStorage {
    * been written to but neither slot is valid.
    */
   async readHeader (): Promise<Header | null> {
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
     while (this._headerWriting !== null) await this._headerWriting
 
     const { bytes, slot0, slot1 } = await this._readSlots()
@@ -663,7 +665,8 @@ export class CoreStorage {
   }
 
   private async _writeSlot (slot: Uint8Array): Promise<void> {
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
     if (this._slotSeq === null) await this._readSlots()
     const seqs = this._slotSeq as [number, number]
     const target = seqs[0] <= seqs[1] ? 0 : 1
@@ -693,7 +696,8 @@ export class CoreStorage {
   /** Node `index`, null when past the end of the file or all zero. */
   async getNode (index: number): Promise<TreeNode | null> {
     if (!isUint(index)) throw BAD_ARGUMENT('Tree node index must be a non-negative integer')
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
     const buf = await readUpTo(this.tree, index * TREE_NODE_SIZE, TREE_NODE_SIZE)
     if (buf.byteLength < TREE_NODE_SIZE) return null
     return decodeNode(buf, 0, index)
@@ -704,7 +708,8 @@ export class CoreStorage {
     const out = new Array<TreeNode | null>(indices.length).fill(null)
     if (indices.length === 0) return out
     for (const i of indices) if (!isUint(i)) throw BAD_ARGUMENT('Tree node index must be a non-negative integer')
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
 
     const order = indices.map((_, k) => k).sort((a, b) => indices[a] - indices[b])
     const reads: Array<Promise<void>> = []
@@ -736,7 +741,8 @@ export class CoreStorage {
       if (k > 0 && nodes[k].index <= nodes[k - 1].index) sorted = false
     }
     const list = sorted ? nodes : nodes.slice().sort((a, b) => a.index - b.index)
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
 
     const writes: Array<Promise<void>> = []
     let k = 0
@@ -758,7 +764,8 @@ export class CoreStorage {
   async deleteNodes (indices: number[]): Promise<void> {
     if (indices.length === 0) return
     for (const i of indices) if (!isUint(i)) throw BAD_ARGUMENT('Tree node index must be a non-negative integer')
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
     const count = Math.ceil((await pSize(this.tree)) / TREE_NODE_SIZE)
     const list = indices.filter((i) => i < count).sort((a, b) => a - b)
     const writes: Array<Promise<void>> = []
@@ -778,7 +785,8 @@ export class CoreStorage {
     if (!isUint(start) || !(end === Infinity || isUint(end)) || end < start) {
       throw BAD_ARGUMENT('Tree node range must be non-negative integers with start <= end')
     }
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
     const size = await pSize(this.tree)
     if (start * TREE_NODE_SIZE >= size || start === end) return
     if (end === Infinity || end * TREE_NODE_SIZE >= size) {
@@ -805,24 +813,37 @@ export class CoreStorage {
    */
   async readTreeBytes (start: number, end: number): Promise<Uint8Array> {
     if (!isUint(start) || !isUint(end) || end < start) throw BAD_ARGUMENT('Tree node range must be non-negative integers with start <= end')
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
     const size = Math.min((end - start) * TREE_NODE_SIZE, Math.max(0, (await pSize(this.tree)) - start * TREE_NODE_SIZE))
     return readUpTo(this.tree, start * TREE_NODE_SIZE, size)
   }
 
   /** Tree file size / 40 (whole nodes). */
   async treeNodeCount (): Promise<number> {
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
     return Math.floor((await pSize(this.tree)) / TREE_NODE_SIZE)
   }
 
   // -------------------------------------------------------------------- data
 
+  /**
+   * `readData` without waiting, when the data file can be read at once (see
+   * SyncFile.readNow); null when it takes `readData`.
+   */
+  readDataNow (offset: number, size: number): Uint8Array | null {
+    const data = this.data as unknown as { readNow?: (offset: number, size: number) => Uint8Array | null }
+    if (data.readNow === undefined || !this._opened || this._closing !== null || size > LARGE_READ) return null
+    return size === 0 ? EMPTY : data.readNow(offset, size)
+  }
+
   /** `size` bytes at `offset`; STORAGE_CORRUPT if the data file ends before them. */
   async readData (offset: number, size: number): Promise<Uint8Array> {
     if (!isUint(offset) || !isUint(size)) throw BAD_ARGUMENT('Data range must be non-negative integers')
     if (size === 0) return EMPTY
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
     // A size from a rotten tree node can be absurd: never try to allocate
     // more than the file holds (random-access-file would never call back).
     if (size > LARGE_READ && offset + size > await pSize(this.data)) {
@@ -836,7 +857,10 @@ export class CoreStorage {
   /** Up to `size` bytes at `offset`: fewer (maybe none) where the data file ends first. */
   async readDataUpTo (offset: number, size: number): Promise<Uint8Array> {
     if (!isUint(offset) || !isUint(size)) throw BAD_ARGUMENT('Data range must be non-negative integers')
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
+    // A short read finds out the file size itself; only an absurd size is checked against it first.
+    if (size <= LARGE_READ) return readUpTo(this.data, offset, size)
     const fileSize = await pSize(this.data)
     return readUpTo(this.data, offset, Math.max(0, Math.min(size, fileSize - offset)))
   }
@@ -844,7 +868,8 @@ export class CoreStorage {
   async writeData (offset: number, bytes: Uint8Array): Promise<void> {
     if (!isUint(offset) || !isBytes(bytes)) throw BAD_ARGUMENT('writeData needs an offset and bytes')
     if (bytes.byteLength === 0) return
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
     await pWrite(this.data, offset, bytes)
   }
 
@@ -856,7 +881,8 @@ export class CoreStorage {
   async clearData (offset: number, size: number): Promise<void> {
     if (!isUint(offset) || !isUint(size)) throw BAD_ARGUMENT('Data range must be non-negative integers')
     if (size === 0) return
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
     // Nothing past the end of the file to clear (and no absurd ranges from rotten sizes).
     const end = Math.min(offset + size, await pSize(this.data))
     if (end > offset) await pDel(this.data, offset, end - offset)
@@ -864,13 +890,15 @@ export class CoreStorage {
 
   async truncateData (byteLength: number): Promise<void> {
     if (!isUint(byteLength)) throw BAD_ARGUMENT('Data length must be a non-negative integer')
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
     await pTruncate(this.data, byteLength)
   }
 
   /** Size of the data file in bytes. */
   async dataByteLength (): Promise<number> {
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
     return pSize(this.data)
   }
 
@@ -878,7 +906,8 @@ export class CoreStorage {
 
   /** The stored bitfield, empty when there is none. */
   async readBitfield (): Promise<Bitfield> {
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
     const size = await pSize(this.bitfield)
     return Bitfield.fromBytes(await readUpTo(this.bitfield, 0, size))
   }
@@ -886,14 +915,16 @@ export class CoreStorage {
   /** Writes the ranges from Bitfield.takeDirty(), in parallel. */
   async writeBitfield (ranges: DirtyRange[]): Promise<void> {
     if (ranges.length === 0) return
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
     await Promise.all(ranges.map((r) => pWrite(this.bitfield, r.offset, r.bytes)))
   }
 
   /** Truncates the bitfield file to `byteLength` bytes. */
   async truncateBitfield (byteLength: number): Promise<void> {
     if (!isUint(byteLength)) throw BAD_ARGUMENT('Bitfield length must be a non-negative integer')
-    await this._ready()
+    const ready = this._ready()
+    if (ready !== null) await ready
     await pTruncate(this.bitfield, byteLength)
   }
 

@@ -25,40 +25,33 @@ export interface CloneResult {
   remoteLength: number | null
 }
 
+/** How often the progress bar and the stall check look at what is stored. */
+const POLL_MS = 200
+
 /**
  * Downloads every block of `core` (its length as learned from peers) and
  * resolves when all are stored. Fails if the peer goes away or nothing
- * arrives for `stallMs`.
+ * arrives for `stallMs`. Progress is read from the core's count of held
+ * blocks a few times a second, never followed block by block: the bar costs
+ * the download nothing.
  */
 export async function downloadAll (core: Hypercore, link: PeerLink | null, bar: Progress, stallMs: number): Promise<CloneResult> {
   const started = Date.now()
   await withTimeout(core.update({ wait: true }), stallMs, 'the peer did not tell the length of the core in time')
   const length = core.length
-  let had = 0
-  for (let i = 0; i < length; i++) if (await core.has(i)) had++
+  const heldNow = async (): Promise<number> => (await core.info()).blocks
+  const had = await heldNow()
   let held = had
-  let bytes = 0
   const t0 = Date.now()
-  /** Rate over this run (a resumed clone counts only what it fetched). */
+  /** Rate over this run (a resumed clone counts only what it fetched); bytes by the core's mean block size. */
   const payload = (): Record<string, string> => {
     const secs = Math.max(0.001, (Date.now() - t0) / 1000)
     const got = held - had
     const eta = got === 0 ? '--' : formatEta((length - held) / (got / secs))
+    const bytes = length === 0 ? 0 : got * core.byteLength / length
     return { speed: (bytes / 1048576 / secs).toFixed(2), remaining: eta }
   }
   let lastProgress = Date.now()
-  let lastDraw = 0
-  const ondownload = (index: number, byteLength: number): void => {
-    if (index >= length) return
-    held++
-    bytes += byteLength
-    lastProgress = Date.now()
-    if (lastProgress - lastDraw > 100) {
-      lastDraw = lastProgress
-      bar.update(held, payload())
-    }
-  }
-  core.on('download', ondownload)
   bar.start(length, had, payload())
   const dl = core.download({ start: 0, end: length })
   let timer: ReturnType<typeof setInterval> | null = null
@@ -67,26 +60,28 @@ export async function downloadAll (core: Hypercore, link: PeerLink | null, bar: 
     if (link !== null && link.target.kind === 'tcp') {
       failures.push(link.closed.then(() => { throw new CliError('PEER_HUNG_UP', `${describeTarget(link.target)} hung up after ${held}/${length} blocks: run the same command again to resume`) }))
     }
-    if (stallMs > 0) {
-      failures.push(new Promise<never>((_resolve, reject) => {
-        timer = setInterval(() => {
+    failures.push(new Promise<never>((_resolve, reject) => {
+      timer = setInterval(() => {
+        heldNow().then(now => {
+          if (now !== held) {
+            held = now
+            lastProgress = Date.now()
+          }
           bar.update(held, payload())
-          if (Date.now() - lastProgress > stallMs) reject(new CliError('TIMEOUT', `no block arrived for ${Math.round(stallMs / 1000)} s (${held}/${length} stored): run the same command again to resume`))
-        }, 250)
-      }))
-    }
+          if (stallMs > 0 && Date.now() - lastProgress > stallMs) reject(new CliError('TIMEOUT', `no block arrived for ${Math.round(stallMs / 1000)} s (${held}/${length} stored): run the same command again to resume`))
+        }, () => {})
+      }, POLL_MS)
+    }))
     await Promise.race([dl.done(), ...failures])
-    bar.update(length, payload())
+    held = await heldNow()
+    bar.update(held, payload())
   } finally {
     if (timer !== null) clearInterval(timer)
-    core.off('download', ondownload)
     dl.destroy()
     bar.stop()
   }
-  // 'download' events can trail the range being done: count what is stored.
-  let now = 0
-  for (let i = 0; i < length; i++) if (await core.has(i)) now++
-  const downloadedBytes = now === length && had === 0 ? core.byteLength : Math.max(bytes, 0)
+  const now = await heldNow()
+  const downloadedBytes = now === length && had === 0 ? core.byteLength : (length === 0 ? 0 : Math.round((now - had) * core.byteLength / length))
   return { length, byteLength: core.byteLength, had, downloaded: now - had, downloadedBytes, ms: Date.now() - started, remoteLength: announcedLength(core)?.length ?? null }
 }
 

@@ -286,6 +286,7 @@ export interface Hypercore {
   update (opts?: { wait?: boolean, force?: boolean }): Promise<boolean>
   download (range?: DownloadRange): HypercoreDownload
   findingPeers (): () => void
+  createReadStream (opts?: { start?: number, end?: number, live?: boolean }): AsyncIterable<Buffer>
 
   on<E extends keyof HypercoreEvents> (event: E, listener: HypercoreEvents[E]): this
   once<E extends keyof HypercoreEvents> (event: E, listener: HypercoreEvents[E]): this

@@ -1,0 +1,137 @@
+/**
+ * One writer serving many in-memory readers in one process: every reader
+ * downloads the whole core at once. Aggregate throughput, and memory per
+ * reader against the data it holds. nomadcore only: Hypercore 11 keeps a
+ * core in RocksDB on disk and has no in-memory storage to put a hundred
+ * readers in.
+ */
+import RAM from 'random-access-memory'
+import { Hypercore } from '../lib/hypercore'
+import { RssSampler } from './replication'
+import { blockPool, fmtInt, fmtOps, type BenchEnv, type Column, type Contender, type Row, type RowResult, type Section, type Trial } from './harness'
+
+const BLOCKS = 10_000
+const BLOCK_SIZE = 1024
+const POOL = blockPool(0x4ead, 256, BLOCK_SIZE)
+const MIB = 2 ** 20
+
+/** A random-access-memory factory that can say how many bytes its files hold. */
+function countedRam (): { factory: (name: string) => RAM, bytes: () => number } {
+  const files: RAM[] = []
+  return {
+    factory: () => {
+      const ram = new RAM()
+      files.push(ram)
+      return ram
+    },
+    bytes: () => {
+      let n = 0
+      for (const f of files) {
+        const pages = (f as unknown as { buffers: Array<Uint8Array | undefined> }).buffers
+        for (const p of pages) if (p !== undefined && p !== null) n += p.byteLength
+      }
+      return n
+    }
+  }
+}
+
+/** The in-memory writer, filled once (untimed). */
+function memoryWriter (contender: Contender, env: BenchEnv, n: number): Promise<Hypercore> {
+  return env.shared(contender, `many-readers-writer-${n}`, async () => {
+    const w = new Hypercore(() => new RAM())
+    await w.ready()
+    for (let i = 0; i < n; i += 1000) {
+      const batch: Uint8Array[] = []
+      for (let k = i; k < Math.min(n, i + 1000); k++) batch.push(POOL[k % POOL.length]!)
+      await w.append(batch)
+    }
+    return w
+  }, w => w.close())
+}
+
+function readersRow (id: string, readers: number): Row {
+  return {
+    id,
+    label: `${readers} in-memory reader${readers === 1 ? '' : 's'} of one writer, ${fmtInt(BLOCKS)} × 1 KiB each`,
+    unit: 'block',
+    contenders: ['nomadcore'],
+    rounds: { max: readers > 1 ? 1 : 3 },
+    warmup: readers === 1,
+    quick: readers === 1,
+    note: `A writer of ${fmtInt(BLOCKS)} blocks of 1 KiB in memory (random-access-memory, filled untimed) and ${readers} fresh in-memory ` +
+      `reader${readers === 1 ? '' : 's'}, all in this process, each piped to the writer over its own secret stream; timed until every reader ` +
+      'holds every block (`download().done()`). ops = blocks stored, all readers together. Memory: see the many-readers table.',
+    async prepare (contender, env): Promise<Trial> {
+      const n = env.count(BLOCKS, 200)
+      const writer = await memoryWriter(contender, env, n)
+      const ram = countedRam()
+      const cores: Hypercore[] = []
+      const streams: Array<{ destroy (): void }> = []
+      return {
+        ops: n * readers,
+        async run () {
+          const rss = new RssSampler()
+          for (let r = 0; r < readers; r++) {
+            const reader = new Hypercore(ram.factory, writer.key!)
+            cores.push(reader)
+            const a = writer.replicate(true) as unknown as NodeJS.ReadWriteStream & { destroy (): void }
+            const b = reader.replicate(false) as unknown as NodeJS.ReadWriteStream & { destroy (): void }
+            a.pipe(b).pipe(a)
+            streams.push(a, b)
+          }
+          await Promise.all(cores.map(c => c.download({ start: 0, end: n }).done()))
+          const { rssStartMiB, rssPeakMiB } = rss.stop()
+          return { rssStartMiB, rssPeakMiB, heldMiB: ram.bytes() / MIB / readers, readers }
+        },
+        async dispose () {
+          for (const s of streams) s.destroy()
+          for (const c of cores) {
+            if (c.length !== n || !(await c.has(0, n))) throw new Error(`a reader holds ${c.length} blocks, not ${n}`)
+          }
+          const last = await cores[cores.length - 1]!.get(n - 1) as Uint8Array
+          if (Buffer.compare(last, POOL[(n - 1) % POOL.length]!) !== 0) throw new Error('a reader\'s last block is not the writer\'s')
+          await Promise.all(cores.map(c => c.close()))
+        }
+      }
+    }
+  }
+}
+
+export const oneReader = readersRow('readers-1', 1)
+export const hundredReaders = readersRow('readers-100', 100)
+export const manyReaderRows: readonly Row[] = [oneReader, hundredReaders]
+
+export const manyReadersSection: Section = {
+  title: 'Many readers of one writer (nomadcore)',
+  rows: manyReaderRows.map(r => r.id),
+  table (results: readonly RowResult[]) {
+    const columns: Column[] = [
+      { header: 'readers', align: 'right' },
+      { header: 'blocks stored, all readers', align: 'right' },
+      { header: 'aggregate blocks/s', align: 'right' },
+      { header: 'aggregate MiB/s', align: 'right' },
+      { header: 's', align: 'right' },
+      { header: 'peak RSS MiB (at start)', align: 'right' },
+      { header: 'RSS per reader MiB', align: 'right' },
+      { header: 'held per reader MiB', align: 'right' },
+      { header: 'per reader beyond what it holds MiB', align: 'right' }
+    ]
+    const rows = results.map(r => {
+      const m = r.results.get('nomadcore')
+      if (m === undefined) return [r.row.id, '-', '-', '-', '-', '-', '-', '-', '-']
+      const x = m.metrics[m.bestRound] ?? {}
+      const readers = x.readers ?? 1
+      const perReader = ((x.rssPeakMiB ?? 0) - (x.rssStartMiB ?? 0)) / readers
+      // One reader's growth is lost in what the process had already (earlier rounds freed memory it reuses).
+      const memory = readers > 1 ? [perReader.toFixed(2), (x.heldMiB ?? 0).toFixed(2), (perReader - (x.heldMiB ?? 0)).toFixed(2)] : ['-', (x.heldMiB ?? 0).toFixed(2), '-']
+      return [
+        String(readers), fmtInt(m.ops), fmtOps(m.best), (m.best * BLOCK_SIZE / MIB).toFixed(1), (m.ops / m.best).toFixed(1),
+        `${fmtInt(x.rssPeakMiB ?? 0)} (${fmtInt(x.rssStartMiB ?? 0)})`, ...memory
+      ]
+    })
+    return { columns, rows }
+  },
+  notes: '*RSS per reader*: (peak RSS during the round − RSS at its start) / readers: everything the process grew by, the writer\'s side of every connection included. ' +
+    '*held per reader*: the bytes of the reader\'s random-access-memory files (its blocks, tree, bitfield and header, in the 1 MiB pages random-access-memory allocates). ' +
+    'One round for 100 readers.'
+}
