@@ -52,17 +52,30 @@ async function firstDifference (a: { get (i: number): Promise<unknown> }, b: { g
   return -1
 }
 
+interface Replica {
+  length: number
+  byteLength: number
+  contiguousLength: number
+  treeHash (): Promise<Uint8Array>
+  get (i: number): Promise<unknown>
+}
+
+/** The reader holds every block of the writer, under the same tree hash, byte for byte. */
+async function endsIdentical (t: test.Context, r: Replica, w: Replica): Promise<void> {
+  t.is(r.length, BLOCKS)
+  t.is(r.byteLength, w.byteLength)
+  t.is(r.contiguousLength, BLOCKS, 'every block stored')
+  t.alike(await r.treeHash(), await w.treeHash(), 'the same tree hash')
+  t.is(await firstDifference(r, w, BLOCKS), -1, 'every block equals the writer\'s')
+}
+
 test('a nomadcore reader downloading at full speed from a Hypercore 11 writer ends byte-identical', async t => {
   const w = await hc(t)
   await fill(w, BLOCKS)
   const r = await nomad(t, path.join(await tmpDir(t), 'reader'), w.key)
   replicate(t, w, r)
   await r.download({ start: 0, end: BLOCKS }).done()
-  t.is(r.length, BLOCKS)
-  t.is(r.byteLength, w.byteLength)
-  t.is(r.contiguousLength, BLOCKS, 'every block stored')
-  t.alike(await r.treeHash(), await w.treeHash(), 'the same tree hash')
-  t.is(await firstDifference(r, w, BLOCKS), -1, 'every block equals the writer\'s')
+  await endsIdentical(t, r, w)
 })
 
 test('a Hypercore 11 reader downloading at full speed from a nomadcore writer ends byte-identical', async t => {
@@ -72,11 +85,7 @@ test('a Hypercore 11 reader downloading at full speed from a nomadcore writer en
   replicate(t, w, r)
   await r.update({ wait: true })
   await r.download({ start: 0, end: BLOCKS }).done()
-  t.is(r.length, BLOCKS)
-  t.is(r.byteLength, w.byteLength)
-  t.is(r.contiguousLength, BLOCKS, 'every block stored')
-  t.alike(await r.treeHash(), await w.treeHash(), 'the same tree hash')
-  t.is(await firstDifference(r, w, BLOCKS), -1, 'every block equals the writer\'s')
+  await endsIdentical(t, r, w)
 })
 
 test('a nomadcore reader downloading at full speed from a nomadcore writer and a Hypercore 11 copy at once ends byte-identical', async t => {
@@ -90,7 +99,5 @@ test('a nomadcore reader downloading at full speed from a nomadcore writer and a
   replicate(t, w, r)
   replicate(t, copy, r)
   await r.download({ start: 0, end: BLOCKS }).done()
-  t.is(r.contiguousLength, BLOCKS, 'every block stored')
-  t.alike(await r.treeHash(), await w.treeHash(), 'the same tree hash')
-  t.is(await firstDifference(r, w, BLOCKS), -1, 'every block equals the writer\'s')
+  await endsIdentical(t, r, w)
 })
