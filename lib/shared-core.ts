@@ -10,7 +10,8 @@
  * the `SessionLink` they register; nothing here reaches into a session.
  */
 import type Protomux from 'protomux'
-import { Core, type CoreEvents, type CoreOpenOptions } from './core'
+import { Core, type CoreEvents } from './core'
+import type { CoreOpenOptions } from './core-open'
 import { Replicator } from './replicator'
 import { CoreStorage } from './storage'
 import { Snapshot, type SnapshotTree } from './snapshot'
