@@ -4,6 +4,13 @@
  * and follows one write order — blocks, nodes and bits first, the header
  * last — so a process killed at any point reopens to the last header written,
  * and everything that header promises is on disk.
+ *
+ * This module holds that state and the steps of the write order (the header
+ * commit, leaving a tree, settling), the local writes and the reads. What
+ * changes the core on outside word runs in modules of its own against the
+ * core's public face plus those steps, handed over as a host: data from
+ * peers (`peer-data`), forks (`reorg`), repair and audit (`healing`); blocks
+ * from peers are written by `block-writer`, signatures are `verifier`'s.
  */
 import b4a from 'b4a'
 import * as crypto from './crypto'
@@ -13,21 +20,19 @@ import { TreeBatch, type TreeState } from './tree-batch'
 import { Mutex } from './mutex'
 import type { Bitfield } from './bitfield'
 import type { CoreStorage, Header } from './storage'
-import { blockProofNow, generateProof, verifyAgainst, verifyTree, type Proof, type ProofRequest } from './proof'
-import { planRepair } from './repair'
+import { blockProofNow, generateProof, type Proof, type ProofRequest } from './proof'
 import { hasOpenTail } from './crash-recovery'
-import { audit as auditTree, type AuditReport } from './audit'
-import { ForkPoint } from './fork-point'
-import { BlockReader, runs, type ReadOptions } from './block-reader'
+import type { AuditReport } from './audit'
+import { BlockReader, type ReadOptions } from './block-reader'
 import { BlockWriter, wrapWrite, type StoredCallback } from './block-writer'
 import { openCore, type CoreOpenOptions, type OpenedCore } from './core-open'
 import { Verifier, type CommitOptions } from './verifier'
-import { crossingParents, seekBytes, sumSizes, unanchored, verifiedRoots } from './tree-lookups'
+import { applyData, checkConflict, verifyBlockNow, verifyData, type PeerDataHost, type VerifiedData } from './peer-data'
+import { continueFork, reorg, verifyFork, type ReorgHost, type VerifiedFork } from './reorg'
+import { audit, repair, type HealingHost } from './healing'
+import { crossingParents, seekBytes, sumSizes, verifiedRoots } from './tree-lookups'
 import * as m from './messages'
-import {
-  ASSERTION, BAD_ARGUMENT, INVALID_OPERATION, MISSING_NODE, INVALID_PROOF, INVALID_SIGNATURE, STORAGE_CORRUPT,
-  WRITE_FAILED, isCoded, missingNodeOf
-} from './errors'
+import { ASSERTION, BAD_ARGUMENT, INVALID_OPERATION, MISSING_NODE, missingNodeOf } from './errors'
 import type { TreeNode } from './tree-node'
 import type { Manifest } from './messages'
 
@@ -56,30 +61,12 @@ export interface CoreEvents {
   drop (start: number, length: number, refetch: boolean): void
 }
 
-type Emit = <K extends keyof CoreEvents>(name: K, ...args: Parameters<CoreEvents[K]>) => void
+export type Emit = <K extends keyof CoreEvents>(name: K, ...args: Parameters<CoreEvents[K]>) => void
 
 const REPAIR_MODE_MESSAGE = 'Cannot commit while repair mode is on'
 
-/** A peer's data message checked against our tree; nothing stored yet. */
-export interface VerifiedData {
-  /** Our tree grown by the message's upgrade, or null without one. */
-  upgrade: TreeBatch | null
-  block: { index: number, value: Uint8Array } | null
-  /** Every node the message proved. */
-  nodes: TreeNode[]
-  /** Our length and fork the check was made against. */
-  baseLength: number
-  baseFork: number
-  /** Our epoch (count of truncations and reorgs) the check was made against. */
-  epoch: number
-}
-
-/** A peer's fork, verified, and where it leaves our tree (see `verifyFork`). */
-export interface VerifiedFork {
-  point: ForkPoint
-  /** Our epoch when the search began: a truncation since makes it stale. */
-  epoch: number
-}
+// Named through the core by the replicator, the fork switch and tests.
+export type { CoreOpenOptions, VerifiedData, VerifiedFork }
 
 export class Core {
   readonly key: Uint8Array
@@ -109,6 +96,8 @@ export class Core {
   readonly #writer: BlockWriter
   /** The manifest and signatures: what our key signs. */
   readonly #verifier: Verifier
+  /** What `peer-data`, `reorg` and `healing` may do beyond the public face: steps of the write order. */
+  readonly #host: PeerDataHost & ReorgHost & HealingHost
 
   private constructor (
     readonly storage: CoreStorage,
@@ -147,6 +136,26 @@ export class Core {
       has: index => this.has(index),
       stored: (start, length) => this.emit('have', start, length)
     })
+    this.#host = {
+      core: this,
+      verifier: this.#verifier,
+      reader: this.#reader,
+      emit: this.emit,
+      commit: state => this.writeTree(state),
+      adoptManifest: manifest => this.adoptManifest(manifest),
+      appended: () => this.emit('append'),
+      leaveTree: () => this.leaveTree(),
+      cutHeld: length => {
+        this.bitfield.truncate(length)
+        this.contiguous = Math.min(this.contiguous, length)
+      },
+      truncated: (length, fork) => this.emit('truncate', length, fork),
+      restoreRoots: roots => this.#restoreRoots(roots),
+      settle: () => this.settle(),
+      lowerContiguous: index => {
+        this.contiguous = Math.min(this.contiguous, index)
+      }
+    }
   }
 
   static async open (storage: CoreStorage, opts: CoreOpenOptions, emit: Emit): Promise<Core> {
@@ -409,7 +418,7 @@ export class Core {
   }
 
   // -------------------------------------------------------------------------
-  // Verifying and repairing
+  // Verifying, repairing, auditing
 
   /**
    * Verifies a proof that needs nothing local (upgrade from 0) against this
@@ -419,98 +428,32 @@ export class Core {
     return this.#verifier.verifyFullyRemote(proof)
   }
 
+  /** See `peer-data`: 'conflict' when a fully remote proof signed by our signers proves another tree than ours. */
+  checkConflict (proof: Proof): Promise<'conflict' | 'invalid' | 'none'> {
+    return checkConflict(this, proof)
+  }
+
+  /** See `healing`: restores tree nodes from a verified proof; true when they are now part of our tree. */
+  repair (proof: Proof): Promise<boolean> {
+    return repair(this.#host, proof)
+  }
+
   /**
-   * Looks at a fully remote proof a peer sent unasked, as Hypercore 11 does:
-   * 'conflict' when it is signed by our signers for a length we hold on our
-   * fork, yet proves another tree than ours (the signer signed two trees);
-   * 'invalid' when its signature does not verify; 'none' otherwise.
+   * See `healing`: checks every held block and stored node; rewrites what
+   * can be recomputed, drops what cannot, clears or marks bad blocks.
    */
-  async checkConflict (proof: Proof): Promise<'conflict' | 'invalid' | 'none'> {
+  audit (): Promise<AuditReport> {
+    return audit(this.#host)
+  }
+
+  /** Out of repair mode with `roots` (checked against our signature) as the tree's. */
+  async #restoreRoots (roots: TreeNode[]): Promise<void> {
     const tree = this.tree
-    if (proof.upgrade === null || proof.fork !== tree.fork || proof.upgrade.length > tree.length) return 'none'
-    if (this.manifest === null || this.repairMode) return 'none'
-    let batch: TreeBatch
-    try {
-      batch = this.verifyFullyRemote(proof)
-    } catch (err) {
-      if (isCoded(err)) return 'invalid'
-      throw err
-    }
-    let ours: Uint8Array
-    try {
-      ours = await this.treeHash(batch.length)
-    } catch (err) {
-      if (isCoded(err)) return 'none' // we cannot tell our own tree at that length: nothing to compare
-      throw err
-    }
-    return b4a.equals(ours, batch.hash()) ? 'none' : 'conflict'
-  }
-
-  /**
-   * Restores tree nodes from a verified proof. Atomic: on any failure the
-   * tree file is left as it was. Leaves repair mode once every root is back.
-   * Resolves true when the proof's nodes are now part of our tree.
-   */
-  async repair (proof: Proof): Promise<boolean> {
-    await this.mutex.lock()
-    this.emit('repairing', proof)
-    try {
-      const batch = this.verifyFullyRemote(proof)
-      if (this.manifest === null && proof.manifest !== null) await this.adoptManifest(proof.manifest)
-
-      const plan = await planRepair({
-        length: this.tree.length,
-        stored: i => this.storage.getNode(i),
-        signs: roots => this.signs(roots)
-      }, batch.nodes)
-      if (plan.accepted === 0) throw INVALID_PROOF('No node of the proof can be tied to the signed tree')
-
-      if (plan.write.length > 0) await this.writeRepair(plan.write, plan.roots)
-
-      if (this.repairMode) {
-        const tree = this.tree
-        tree.setState({ roots: plan.roots, length: tree.length, byteLength: sumSizes(plan.roots), fork: tree.fork, signature: tree.signature })
-        // Nodes verified against the roots we had in repair mode are checked again against the signed ones.
-        tree.forget()
-        this.repairMode = false
-        if (tree.byteLength !== this.header.tree.byteLength) await this.writeTree(tree)
-      }
-      this.#reader.unmarkAll(this.tree.length)
-      this.emit('repaired', proof)
-      return true
-    } catch (err) {
-      this.emit('repair-failed', err as Error)
-      if (!isCoded(err)) throw err
-      return false
-    } finally {
-      this.mutex.unlock()
-    }
-  }
-
-  private async writeRepair (nodes: TreeNode[], roots: TreeNode[]): Promise<void> {
-    const indices = nodes.map(n => n.index)
-    const before = await this.storage.getNodes(indices)
-    await this.storage.putNodes(nodes)
-    this.tree.forget(indices)
-
-    // Read back what the disk now holds and check it against the signature.
-    const [after, rootsOnDisk] = await Promise.all([
-      this.storage.getNodes(indices),
-      this.storage.getNodes(roots.map(r => r.index))
-    ])
-    const landed = after.every((n, k) => n !== null && b4a.equals(n.hash, nodes[k]!.hash))
-    const complete = rootsOnDisk.every(n => n !== null)
-    if (landed && (!complete || this.signs(rootsOnDisk as TreeNode[]))) return
-
-    const restore = before.filter((n): n is TreeNode => n !== null)
-    const gone = indices.filter((_, k) => before[k] === null)
-    await Promise.all([this.storage.putNodes(restore), this.storage.deleteNodes(gone)])
-    this.tree.forget(indices)
-    throw WRITE_FAILED('Repaired nodes did not read back as written')
-  }
-
-  private signs (roots: TreeNode[]): boolean {
-    return this.#verifier.signs(roots, this.tree)
+    tree.setState({ ...tree.state(), roots, byteLength: sumSizes(roots) })
+    // Nodes verified against the roots we had in repair mode are checked again against the signed ones.
+    tree.forget()
+    this.repairMode = false
+    if (tree.byteLength !== this.header.tree.byteLength) await this.writeTree(tree)
   }
 
   private async adoptManifest (manifest: Manifest): Promise<void> {
@@ -542,189 +485,21 @@ export class Core {
   }
 
   // -------------------------------------------------------------------------
-  // Audit
-
-  /**
-   * Checks every held block against its leaf and every stored node against
-   * its parent, up to the signed roots. A rotten or lost node whose true value
-   * can be recomputed from below it is rewritten; one that cannot is dropped
-   * (a dropped root puts the core in repair mode). Corrupt blocks are cleared;
-   * blocks that cannot be tied to the roots are marked unverified (not served,
-   * fetched again on read). Garbage on disk only ever yields coded errors.
-   */
-  async audit (): Promise<AuditReport> {
-    await this.mutex.lock()
-    try {
-      const tree = this.tree
-      const storage = this.storage
-      const report = await auditTree({
-        length: tree.length,
-        byteLength: tree.byteLength,
-        // Out of repair mode the roots in memory are the signed ones, whatever the disk says now.
-        roots: this.repairMode ? null : tree.roots,
-        readTree: (start, end) => storage.readTreeBytes(start, end),
-        readData: (offset, size) => storage.readDataUpTo(offset, size),
-        has: i => this.bitfield.get(i),
-        firstHeld: i => this.bitfield.firstSet(i),
-        signs: roots => this.signs(roots)
-      })
-      const restored = report.restoredNodes.map(n => ({ index: n.index, size: n.size, hash: b4a.from(n.hash) }))
-      if (restored.length > 0) {
-        await storage.putNodes(restored)
-        tree.forget(restored.map(n => n.index))
-        for (const n of restored) tree.trust(n)
-      }
-      if (report.droppedNodes.length > 0) {
-        await storage.deleteNodes(report.droppedNodes)
-        tree.forget(report.droppedNodes)
-      }
-      if (report.corruptBlocks.length > 0) {
-        await this.settle()
-        for (const i of report.corruptBlocks) this.bitfield.set(i, false)
-        this.contiguous = Math.min(this.contiguous, ...report.corruptBlocks)
-        await storage.writeBitfield(this.bitfield.takeDirty())
-      }
-      // The marks are now exactly what this audit could not verify.
-      this.#reader.setMarks(report.unverifiedBlocks, tree.length)
-      if (report.unverifiedBlocks.length > 0) this.contiguous = Math.min(this.contiguous, report.unverifiedBlocks[0]!)
-
-      if (report.droppedRoots.length > 0) {
-        this.repairMode = true
-        tree.setState({ ...tree.state(), roots: tree.roots.filter(r => !report.droppedRoots.includes(r.index)) })
-        tree.forget()
-      } else if (this.repairMode && report.roots !== null) {
-        // Every root is back, recomputed from below and checked against the signature.
-        const roots = report.roots.map(r => ({ index: r.index, size: r.size, hash: b4a.from(r.hash) }))
-        tree.setState({ ...tree.state(), roots, byteLength: sumSizes(roots) })
-        tree.forget()
-        this.repairMode = false
-        if (tree.byteLength !== this.header.tree.byteLength) await this.writeTree(tree)
-      }
-      for (const [start, length] of runs([...report.corruptBlocks, ...report.unverifiedBlocks])) this.emit('drop', start, length, false)
-      return report
-    } catch (err) {
-      if (isCoded(err)) throw err
-      throw STORAGE_CORRUPT('Audit could not read the core: ' + (err instanceof Error ? err.message : String(err)))
-    } finally {
-      this.mutex.unlock()
-    }
-  }
-
-  // -------------------------------------------------------------------------
   // Data from peers: verified first, stored after, never the other way round
 
-  /**
-   * Checks a peer's data message against our tree and key. Throws a coded
-   * error (INVALID_PROOF, INVALID_SIGNATURE, INVALID_OPERATION when it needs
-   * a node we lack) and stores nothing.
-   */
-  async verifyData (data: m.DataMessage): Promise<VerifiedData> {
-    const tree = this.tree
-    const baseLength = tree.length
-    const baseFork = tree.fork
-    const epoch = this.#epoch
-    if (data.fork !== baseFork) throw INVALID_OPERATION('Data is for fork ' + data.fork + ', we are on ' + baseFork)
-    const manifest = this.#verifier.manifestFor(data.manifest)
-    if (manifest === null) throw INVALID_PROOF('The manifest of this core is not known yet')
-
-    // Anchored in verified nodes only: a rotten node of ours must not make an
-    // honest peer look hostile. In repair mode nothing is checked against the
-    // signature yet, so nothing anchors: MISSING_NODE asks for the tree first.
-    const batch = await verifyAgainst(this.repairMode ? unanchored(tree) : tree.verified, data as Proof)
-    if (data.upgrade !== null) {
-      if (!this.#verifier.verify(manifest, batch.hash(), batch.length, batch.fork, batch.signature)) {
-        throw INVALID_SIGNATURE('Upgrade signature does not verify')
-      }
-    }
-    if (this.manifest === null) await this.adoptManifest(manifest)
-    const block = data.block === null ? null : { index: data.block.index, value: data.block.value }
-    return { upgrade: data.upgrade === null ? null : batch, block, nodes: batch.nodes, baseLength, baseFork, epoch }
+  /** See `peer-data`: checks a peer's data message, storing nothing. */
+  verifyData (data: m.DataMessage): Promise<VerifiedData> {
+    return verifyData(this.#host, data)
   }
 
-  /**
-   * `verifyData` for the common case, without waiting: a block proof (no
-   * upgrade, hash or seek) on our fork whose path ends in a verified node at
-   * hand. Null when the proof takes more than that (then `verifyData`);
-   * 'unanchored' when its path ends in a node we do not hold (verifyData
-   * would throw MISSING_NODE: asked with too few nodes); throws
-   * INVALID_PROOF like `verifyData`. Stores nothing.
-   */
+  /** See `peer-data`: `verifyData` for a plain block proof, without waiting. */
   verifyBlockNow (data: m.DataMessage): VerifiedData | 'unanchored' | null {
-    const tree = this.tree
-    if (data.block === null || data.upgrade !== null || data.hash !== null || data.seek !== null) return null
-    if (this.repairMode || this.manifest === null || data.fork !== tree.fork) return null
-    const nodes: TreeNode[] = []
-    const result = { anchored: false }
-    // The path must end in a node we trust: one verifyTree compared (it throws on a mismatch).
-    verifyTree(data as Proof, nodes, tree.matcher, result)
-    if (!result.anchored) return 'unanchored'
-    return { upgrade: null, block: data.block, nodes, baseLength: tree.length, baseFork: tree.fork, epoch: this.#epoch }
+    return verifyBlockNow(this, data)
   }
 
-  /**
-   * Stores what `verifyData` checked. Returns false when our tree moved on in
-   * between in a way that makes the check stale (then nothing is stored).
-   */
-  async applyData (v: VerifiedData): Promise<boolean> {
-    if (v.epoch !== this.#epoch) return false
-    if (v.upgrade !== null) {
-      const applied = await this.applyUpgrade(v)
-      if (!applied) return false
-    } else if (this.tree.fork !== v.baseFork) {
-      return false
-    }
-    if (v.block !== null) return this.storeBlock(v.block.index, v.block.value, v.nodes, v.epoch)
-    if (v.upgrade === null && v.nodes.length > 0) return this.storeNodes(v.nodes, v.epoch)
-    return true
-  }
-
-  /** Keeps the nodes of a hash or seek proof (checked against our tree), so reads and seeks can use them. */
-  private async storeNodes (nodes: TreeNode[], epoch: number): Promise<boolean> {
-    await this.mutex.lock()
-    try {
-      if (epoch !== this.#epoch) return false
-      const fresh = nodes.filter(n => inTree(n.index, this.tree.length))
-      try {
-        await this.storage.putNodes(fresh)
-      } catch (err) {
-        throw wrapWrite(err)
-      }
-      // Checked against our verified tree before they got here: trusted as such.
-      for (const n of fresh) this.tree.trust(n)
-      return true
-    } finally {
-      this.mutex.unlock()
-    }
-  }
-
-  private async applyUpgrade (v: VerifiedData): Promise<boolean> {
-    const batch = v.upgrade!
-    await this.mutex.lock()
-    try {
-      const tree = this.tree
-      if (v.epoch !== this.#epoch) return false
-      if (tree.fork !== v.baseFork || tree.length !== v.baseLength) {
-        // Someone else upgraded us meanwhile: fine if it got us at least as far.
-        return tree.fork === batch.fork && tree.length >= batch.length
-      }
-      if (this.repairMode) return false
-      if (batch.length <= tree.length) return true // nothing new
-      tree.stage(v.nodes)
-      try {
-        await this.storage.putNodes(v.nodes)
-        await this.writeTree(batch)
-      } catch (err) {
-        tree.unstage(v.nodes)
-        tree.forget(v.nodes.map(n => n.index))
-        throw wrapWrite(err)
-      }
-      tree.setState({ roots: batch.roots, length: batch.length, byteLength: batch.byteLength, fork: batch.fork, signature: batch.signature })
-      tree.unstage(v.nodes)
-      this.emit('append')
-      return true
-    } finally {
-      this.mutex.unlock()
-    }
+  /** See `peer-data`: stores what `verifyData` checked; false when it went stale. */
+  applyData (v: VerifiedData): Promise<boolean> {
+    return applyData(this.#host, v)
   }
 
   /**
@@ -762,97 +537,19 @@ export class Core {
   // -------------------------------------------------------------------------
   // Following a peer to a higher fork
 
-  /**
-   * Checks a peer's proof of a higher fork (a signed tree from length 0, as
-   * Hypercore 11 asks for it) and starts the search for where it leaves our
-   * tree. Throws INVALID_PROOF / INVALID_SIGNATURE for a bad proof; stores
-   * nothing but a manifest we lacked (it hashes to our key).
-   */
-  async verifyFork (data: m.DataMessage): Promise<VerifiedFork> {
-    const epoch = this.#epoch
-    if (data.fork <= this.tree.fork) throw INVALID_OPERATION('Fork ' + data.fork + ' is not above ours (' + this.tree.fork + ')')
-    if (data.upgrade === null || data.upgrade.start !== 0 || data.upgrade.length === 0) {
-      throw INVALID_PROOF('A fork proof upgrades from length 0')
-    }
-    const batch = this.verifyFullyRemote(data as Proof)
-    if (this.manifest === null && data.manifest !== null) {
-      await this.mutex.run(async () => {
-        if (this.manifest === null) await this.adoptManifest(data.manifest!)
-      })
-    }
-    const point = await ForkPoint.start(batch, this.tree.length, i => this.tree.getNode(i))
-    return { point, epoch }
+  /** See `reorg`: checks a peer's proof of a higher fork and starts the search for where it leaves ours. */
+  verifyFork (data: m.DataMessage): Promise<VerifiedFork> {
+    return verifyFork(this.#host, data)
   }
 
   /** Takes a hash proof that carries a fork search further (see `ForkPoint.update`). */
-  async continueFork (fork: VerifiedFork, data: m.DataMessage): Promise<void> {
-    if (fork.epoch !== this.#epoch) return
-    await fork.point.update(data, i => this.tree.getNode(i))
+  continueFork (fork: VerifiedFork, data: m.DataMessage): Promise<void> {
+    return continueFork(this, fork, data)
   }
 
-  /**
-   * Moves to a verified higher fork: truncates to the common ancestor length
-   * and adopts the fork's signed tree, atomically under the mutex. Resolves
-   * false, changing nothing, when the search went stale (we truncated or
-   * moved meanwhile) or is not finished.
-   *
-   * Crash order: the bits and nodes past the ancestors go first (under the
-   * old header that reads as blocks and nodes gone missing: at worst a
-   * reopen in repair mode, never a block of the other fork), then the header
-   * of the new fork, then its nodes (a reopen before they land is in repair
-   * mode on the new fork, healed from the peers that have it).
-   */
-  async reorg (fork: VerifiedFork): Promise<boolean> {
-    await this.mutex.lock()
-    try {
-      const { point } = fork
-      const batch = point.batch
-      const tree = this.tree
-      if (fork.epoch !== this.#epoch || !point.finished || batch.fork <= tree.fork) return false
-
-      const oldLength = tree.length
-      const ancestors = Math.min(point.ancestors, oldLength, batch.length)
-      let dataEnd: number | null = null
-      try {
-        dataEnd = await tree.verifiedOffset(2 * ancestors)
-      } catch {
-        // A sparse tree may not know where the block lies: the bytes past it stay, unreferenced.
-      }
-      if (this.onbeforetruncate !== null) await this.onbeforetruncate(ancestors, oldLength)
-      this.leaveTree()
-      this.bitfield.truncate(ancestors)
-      this.contiguous = Math.min(this.contiguous, ancestors)
-      try {
-        await Promise.all([
-          this.storage.writeBitfield(this.bitfield.takeDirty()),
-          this.storage.deleteNodeRange(2 * ancestors, Infinity),
-          this.storage.deleteNodes(crossingParents(ancestors, Math.max(oldLength, batch.length)))
-        ])
-        await this.writeTree(batch)
-      } catch (err) {
-        tree.forget()
-        throw wrapWrite(err)
-      }
-
-      tree.stage(batch.nodes)
-      tree.setState({ roots: batch.roots, length: batch.length, byteLength: batch.byteLength, fork: batch.fork, signature: batch.signature })
-      this.repairMode = false
-      try {
-        await Promise.all([
-          this.storage.putNodes(batch.nodes),
-          dataEnd === null ? null : this.storage.truncateData(dataEnd)
-        ])
-      } catch (err) {
-        // The header is on the new fork; without its nodes on disk a reopen repairs them from peers.
-        throw wrapWrite(err)
-      } finally {
-        tree.unstage(batch.nodes)
-      }
-      this.emit('truncate', ancestors, batch.fork)
-      return true
-    } finally {
-      this.mutex.unlock()
-    }
+  /** See `reorg`: moves to a verified higher fork in one step; false, changing nothing, when stale. */
+  reorg (fork: VerifiedFork): Promise<boolean> {
+    return reorg(this.#host, fork)
   }
 
   // -------------------------------------------------------------------------

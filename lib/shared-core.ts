@@ -10,8 +10,7 @@
  * the `SessionLink` they register; nothing here reaches into a session.
  */
 import type Protomux from 'protomux'
-import { Core, type CoreEvents } from './core'
-import type { CoreOpenOptions } from './core-open'
+import { Core, type CoreEvents, type CoreOpenOptions } from './core'
 import { Replicator } from './replicator'
 import { CoreStorage } from './storage'
 import { Snapshot, type SnapshotTree } from './snapshot'
