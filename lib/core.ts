@@ -4,44 +4,37 @@
  * and follows one write order — blocks, nodes and bits first, the header
  * last — so a process killed at any point reopens to the last header written,
  * and everything that header promises is on disk.
+ *
+ * This module holds that state and the steps of the write order (the header
+ * commit, leaving a tree, settling), the local writes and the reads. What
+ * changes the core on outside word runs in modules of its own against the
+ * core's public face plus those steps, handed over as a host: data from
+ * peers (`peer-data`), forks (`reorg`), repair and audit (`healing`); blocks
+ * from peers are written by `block-writer`, signatures are `verifier`'s.
  */
 import b4a from 'b4a'
 import * as crypto from './crypto'
-import { Iterator, countLeaves, fullRoots, inTree } from './flat-tree'
-import { MerkleTree } from './merkle-tree'
+import { inTree } from './flat-tree'
+import type { MerkleTree } from './merkle-tree'
 import { TreeBatch, type TreeState } from './tree-batch'
 import { Mutex } from './mutex'
-import { Bitfield } from './bitfield'
-import { CoreStorage, type Header } from './storage'
-import { blockProofNow, generateProof, verifyFullyRemote, verifyAgainst, verifyTree, type NodeSource, type Proof, type ProofRequest } from './proof'
-import { planRepair } from './repair'
-import { checkTail, hasOpenTail } from './crash-recovery'
-import { audit as auditTree, type AuditReport } from './audit'
-import { ForkPoint } from './fork-point'
-import { BlockReader, runs, type ReadOptions } from './block-reader'
-import * as manifests from './manifest'
+import type { Bitfield } from './bitfield'
+import type { CoreStorage, Header } from './storage'
+import { blockProofNow, generateProof, type Proof, type ProofRequest } from './proof'
+import { hasOpenTail } from './crash-recovery'
+import type { AuditReport } from './audit'
+import { BlockReader, type ReadOptions } from './block-reader'
+import { BlockWriter, wrapWrite, type StoredCallback } from './block-writer'
+import { openCore, type CoreOpenOptions, type OpenedCore } from './core-open'
+import { Verifier, type CommitOptions } from './verifier'
+import { applyData, checkConflict, verifyBlockNow, verifyData, type PeerDataHost, type VerifiedData } from './peer-data'
+import { continueFork, reorg, verifyFork, type ReorgHost, type VerifiedFork } from './reorg'
+import { audit, repair, type HealingHost } from './healing'
+import { crossingParents, seekBytes, sumSizes, verifiedRoots } from './tree-lookups'
 import * as m from './messages'
-import {
-  ASSERTION, BAD_ARGUMENT, INVALID_OPERATION, MISSING_NODE, INVALID_PROOF, INVALID_SIGNATURE,
-  SESSION_NOT_WRITABLE, STORAGE_CONFLICT, STORAGE_CORRUPT, STORAGE_EMPTY, WRITE_FAILED, isCoded, missingNodeOf
-} from './errors'
+import { ASSERTION, BAD_ARGUMENT, INVALID_OPERATION, MISSING_NODE, missingNodeOf } from './errors'
 import type { TreeNode } from './tree-node'
 import type { Manifest } from './messages'
-
-export interface CoreOpenOptions {
-  key?: Uint8Array | null
-  keyPair?: crypto.KeyPair | null
-  manifest?: manifests.ManifestInput | null
-  overwrite?: boolean
-  createIfMissing?: boolean
-  writable?: boolean
-}
-
-/** Who signs a commit: a key pair of a signer, or a ready signature. */
-export interface CommitOptions {
-  keyPair?: crypto.KeyPair | null
-  signature?: Uint8Array | null
-}
 
 export interface AppendOptions extends CommitOptions {
   /** Append nothing when the core would grow past this length. */
@@ -68,46 +61,16 @@ export interface CoreEvents {
   drop (start: number, length: number, refetch: boolean): void
 }
 
-type Emit = <K extends keyof CoreEvents>(name: K, ...args: Parameters<CoreEvents[K]>) => void
+export type Emit = <K extends keyof CoreEvents>(name: K, ...args: Parameters<CoreEvents[K]>) => void
 
 const REPAIR_MODE_MESSAGE = 'Cannot commit while repair mode is on'
 
-/** A peer's data message checked against our tree; nothing stored yet. */
-export interface VerifiedData {
-  /** Our tree grown by the message's upgrade, or null without one. */
-  upgrade: TreeBatch | null
-  block: { index: number, value: Uint8Array } | null
-  /** Every node the message proved. */
-  nodes: TreeNode[]
-  /** Our length and fork the check was made against. */
-  baseLength: number
-  baseFork: number
-  /** Our epoch (count of truncations and reorgs) the check was made against. */
-  epoch: number
-}
-
-/** A peer's fork, verified, and where it leaves our tree (see `verifyFork`). */
-export interface VerifiedFork {
-  point: ForkPoint
-  /** Our epoch when the search began: a truncation since makes it stale. */
-  epoch: number
-}
-
-/** Told once a queued block is written (`stored`), dropped as stale (`!stored`), or failed (`err`). */
-export type StoredCallback = (err: Error | null, stored: boolean) => void
-
-interface PendingBlock {
-  index: number
-  value: Uint8Array
-  nodes: TreeNode[]
-  epoch: number
-  done: StoredCallback[]
-}
+// Named through the core by the replicator, the fork switch and tests.
+export type { CoreOpenOptions, VerifiedData, VerifiedFork }
 
 export class Core {
   readonly key: Uint8Array
   readonly discoveryKey: Uint8Array
-  manifest: Manifest | null
   readonly keyPair: crypto.KeyPair | null
   readonly writable: boolean
   readonly tree: MerkleTree
@@ -120,9 +83,7 @@ export class Core {
    */
   onbeforetruncate: ((newLength: number, oldLength: number) => Promise<void>) | null = null
   private contiguous: number
-  private lastVerified: { manifest: Manifest, treeHash: Uint8Array, length: number, fork: number, signature: Uint8Array } | null = null
-  private pendingBlocks = new Map<number, PendingBlock>()
-  private flushingBlocks: Promise<void> | null = null
+  private header: Header
   /**
    * Bumped by every truncation and reorg, under the mutex, before anything
    * changes: work checked against an older epoch (a verified block, a fork
@@ -131,30 +92,28 @@ export class Core {
   #epoch = 0
   /** Reads blocks back, verified; keeps the marks of held blocks that cannot be verified now. */
   readonly #reader: BlockReader
-  /**
-   * Where the block after the last batch written goes (a download writes
-   * block after block): its index and byte offset, from verified sizes,
-   * valid in `epoch` only.
-   */
-  #next = { index: -1, offset: 0, epoch: -1 }
+  /** Writes verified blocks from peers, in batches. */
+  readonly #writer: BlockWriter
+  /** The manifest and signatures: what our key signs. */
+  readonly #verifier: Verifier
+  /** What `peer-data`, `reorg` and `healing` may do beyond the public face: steps of the write order. */
+  readonly #host: PeerDataHost & ReorgHost & HealingHost
 
   private constructor (
     readonly storage: CoreStorage,
-    private header: Header,
-    tree: MerkleTree,
-    bitfield: Bitfield,
-    repairMode: boolean,
-    writable: boolean,
+    opened: OpenedCore,
     private readonly emit: Emit
   ) {
+    const { header, tree, bitfield } = opened
+    this.header = header
     this.key = header.key
     this.discoveryKey = crypto.discoveryKey(header.key)
-    this.manifest = header.manifest === null ? null : decodeStoredManifest(header.manifest, header.key)
+    this.#verifier = new Verifier(header.key, opened.manifest)
     this.keyPair = header.keyPair
     this.tree = tree
     this.bitfield = bitfield
-    this.repairMode = repairMode
-    this.writable = writable
+    this.repairMode = opened.repairMode
+    this.writable = opened.writable
     this.contiguous = Math.min(bitfield.firstUnset(0), tree.length)
     this.#reader = new BlockReader({
       tree,
@@ -167,65 +126,45 @@ export class Core {
       },
       restored: (start, length) => this.emit('have', start, length)
     })
+    this.#writer = new BlockWriter({
+      tree,
+      storage,
+      bitfield,
+      mutex: this.mutex,
+      reader: this.#reader,
+      epoch: () => this.#epoch,
+      has: index => this.has(index),
+      stored: (start, length) => this.emit('have', start, length)
+    })
+    this.#host = {
+      core: this,
+      verifier: this.#verifier,
+      reader: this.#reader,
+      emit: this.emit,
+      commit: state => this.writeTree(state),
+      adoptManifest: manifest => this.adoptManifest(manifest),
+      appended: () => this.emit('append'),
+      leaveTree: () => this.leaveTree(),
+      cutHeld: length => {
+        this.bitfield.truncate(length)
+        this.contiguous = Math.min(this.contiguous, length)
+      },
+      truncated: (length, fork) => this.emit('truncate', length, fork),
+      restoreRoots: roots => this.#restoreRoots(roots),
+      settle: () => this.settle(),
+      lowerContiguous: index => {
+        this.contiguous = Math.min(this.contiguous, index)
+      }
+    }
   }
 
   static async open (storage: CoreStorage, opts: CoreOpenOptions, emit: Emit): Promise<Core> {
-    const headers = opts.overwrite ? [] : await storage.readHeaders()
-    let header = headers[0] ?? null
-    let tailIsWhole = false
+    return new Core(storage, await openCore(storage, opts), emit)
+  }
 
-    if (header === null) {
-      if (opts.createIfMissing === false && !opts.overwrite) throw STORAGE_EMPTY()
-      if (opts.overwrite) await wipe(storage)
-      header = newHeader(opts)
-      await storage.writeHeader(header)
-    } else {
-      if (hasOpenTail(header)) {
-        const manifest = header.manifest === null ? null : decodeStoredManifest(header.manifest, header.key)
-        const verdict = await checkTail(storage, header, manifest)
-        if (verdict === 'torn' && headers[1] !== undefined) {
-          // The last append did not fully land: go back to the state before it,
-          // and make its slot the next one written so the good one survives.
-          await storage.discardNewestHeader()
-          header = settled(headers[1])
-          await storage.writeHeader(header)
-        } else {
-          tailIsWhole = verdict === 'whole'
-        }
-      }
-      header = adoptOptions(header, opts)
-    }
-
-    const length = header.tree.length
-    const bitfield = await storage.readBitfield()
-    // Bits past the signed length come from an append that never committed;
-    // bits of a tail that checked out may have been the write that was lost.
-    bitfield.truncate(length)
-    if (tailIsWhole) bitfield.setRange(header.hints!.appendedFrom, length, true)
-    const dirty = bitfield.takeDirty()
-    if (dirty.length > 0) await storage.writeBitfield(dirty)
-
-    const { roots, missing } = await MerkleTree.loadRoots(storage, length)
-    let repairMode = length > 0 && missing.length > 0
-    const state: TreeState = {
-      roots,
-      length,
-      byteLength: header.tree.byteLength,
-      fork: header.tree.fork,
-      signature: header.tree.signature
-    }
-
-    const manifest = header.manifest === null ? null : decodeStoredManifest(header.manifest, header.key)
-    if (!repairMode && length > 0 && manifest !== null) {
-      // Roots that do not hash to what we signed are rotten: repair them.
-      if (!manifests.verify(manifest, header.key, crypto.treeHash(roots), length, state.fork, state.signature)) repairMode = true
-    }
-    if (!repairMode) state.byteLength = sumSizes(roots)
-
-    const writable = header.keyPair !== null && opts.writable !== false && manifest !== null &&
-      manifest.signers.some(s => b4a.equals(s.publicKey, header!.keyPair!.publicKey))
-
-    return new Core(storage, header, new MerkleTree(storage, state), bitfield, repairMode, writable, emit)
+  /** The manifest, once known (from storage, or from a peer). */
+  get manifest (): Manifest | null {
+    return this.#verifier.manifest
   }
 
   get length (): number {
@@ -275,7 +214,7 @@ export class Core {
 
       const batch = new TreeBatch(tree.state())
       for (const block of blocks) batch.append(block)
-      batch.signature = this.signBatch(batch, opts)
+      batch.signature = this.#verifier.sign(batch, opts, this.keyPair)
 
       const start = tree.length
       const { header, contiguous } = this
@@ -320,13 +259,9 @@ export class Core {
       if (newLength > oldLength) throw BAD_ARGUMENT('Cannot truncate to ' + newLength + ', the core has ' + oldLength + ' blocks')
 
       // Only verified roots get signed: a rotten node must never become part of a signed tree.
-      const roots = await Promise.all(fullRoots(2 * newLength).map(async i => {
-        const node = await tree.verifiedNode(i)
-        if (node === null) throw INVALID_OPERATION('Cannot truncate: tree node ' + i + ' is missing or does not verify')
-        return node
-      }))
+      const roots = await verifiedRoots(tree, newLength, i => INVALID_OPERATION('Cannot truncate: tree node ' + i + ' is missing or does not verify'))
       const batch = new TreeBatch({ roots, length: newLength, byteLength: sumSizes(roots), fork, signature: null })
-      batch.signature = this.signBatch(batch, opts)
+      batch.signature = this.#verifier.sign(batch, opts, this.keyPair)
       if (this.onbeforetruncate !== null) await this.onbeforetruncate(newLength, oldLength)
       this.leaveTree()
 
@@ -438,43 +373,15 @@ export class Core {
    * [block index, offset inside it] of byte `bytes`, counting `padding` bytes
    * of every block as not there (encryption padding, as Hypercore 11 does).
    */
-  async seek (bytes: number, padding = 0): Promise<[number, number]> {
-    const tree = this.tree
-    const total = tree.byteLength - tree.length * padding
-    if (bytes === total) return [tree.length, 0]
-    if (bytes > total) throw BAD_ARGUMENT('Seek is out of bounds')
-    const sizeOf = (n: TreeNode): number => n.size - padding * countLeaves(n.index)
-    for (const root of fullRoots(2 * tree.length)) {
-      const node = await tree.getNode(root)
-      if (node === null) throw MISSING_NODE(root)
-      if (bytes >= sizeOf(node)) {
-        bytes -= sizeOf(node)
-        continue
-      }
-      const ite = new Iterator(root)
-      while ((ite.index & 1) === 1) {
-        const left = await tree.getNode(ite.leftChild())
-        if (left === null) throw MISSING_NODE(ite.index)
-        if (bytes >= sizeOf(left)) {
-          bytes -= sizeOf(left)
-          ite.sibling()
-        }
-      }
-      return [ite.index / 2, bytes]
-    }
-    throw ASSERTION('Seek fell off the tree')
+  seek (bytes: number, padding = 0): Promise<[number, number]> {
+    return seekBytes(this.tree, bytes, padding)
   }
 
   async treeHash (length = this.tree.length): Promise<Uint8Array> {
     if (this.repairMode) throw INVALID_OPERATION('The tree is being repaired')
     if (length === this.tree.length) return this.tree.hash()
     if (!Number.isSafeInteger(length) || length < 0 || length > this.tree.length) throw BAD_ARGUMENT('Length is out of bounds')
-    const roots = await Promise.all(fullRoots(2 * length).map(async i => {
-      const node = await this.tree.verifiedNode(i)
-      if (node === null) throw MISSING_NODE(i)
-      return node
-    }))
-    return crypto.treeHash(roots)
+    return crypto.treeHash(await verifiedRoots(this.tree, length, MISSING_NODE))
   }
 
   /**
@@ -511,140 +418,46 @@ export class Core {
   }
 
   // -------------------------------------------------------------------------
-  // Verifying and repairing
+  // Verifying, repairing, auditing
 
   /**
    * Verifies a proof that needs nothing local (upgrade from 0) against this
    * core's key. Returns the tree it proves.
    */
   verifyFullyRemote (proof: Proof): TreeBatch {
-    const batch = verifyFullyRemote(proof)
-    const manifest = this.manifestFor(proof.manifest)
-    if (manifest === null) throw INVALID_SIGNATURE('The manifest of this core is not known')
-    if (!this.verifySigned(manifest, batch.hash(), batch.length, batch.fork, batch.signature)) {
-      throw INVALID_SIGNATURE('Proof signature does not verify')
-    }
-    return batch
+    return this.#verifier.verifyFullyRemote(proof)
+  }
+
+  /** See `peer-data`: 'conflict' when a fully remote proof signed by our signers proves another tree than ours. */
+  checkConflict (proof: Proof): Promise<'conflict' | 'invalid' | 'none'> {
+    return checkConflict(this, proof)
+  }
+
+  /** See `healing`: restores tree nodes from a verified proof; true when they are now part of our tree. */
+  repair (proof: Proof): Promise<boolean> {
+    return repair(this.#host, proof)
   }
 
   /**
-   * Looks at a fully remote proof a peer sent unasked, as Hypercore 11 does:
-   * 'conflict' when it is signed by our signers for a length we hold on our
-   * fork, yet proves another tree than ours (the signer signed two trees);
-   * 'invalid' when its signature does not verify; 'none' otherwise.
+   * See `healing`: checks every held block and stored node; rewrites what
+   * can be recomputed, drops what cannot, clears or marks bad blocks.
    */
-  async checkConflict (proof: Proof): Promise<'conflict' | 'invalid' | 'none'> {
+  audit (): Promise<AuditReport> {
+    return audit(this.#host)
+  }
+
+  /** Out of repair mode with `roots` (checked against our signature) as the tree's. */
+  async #restoreRoots (roots: TreeNode[]): Promise<void> {
     const tree = this.tree
-    if (proof.upgrade === null || proof.fork !== tree.fork || proof.upgrade.length > tree.length) return 'none'
-    if (this.manifest === null || this.repairMode) return 'none'
-    let batch: TreeBatch
-    try {
-      batch = this.verifyFullyRemote(proof)
-    } catch (err) {
-      if (isCoded(err)) return 'invalid'
-      throw err
-    }
-    let ours: Uint8Array
-    try {
-      ours = await this.treeHash(batch.length)
-    } catch (err) {
-      if (isCoded(err)) return 'none' // we cannot tell our own tree at that length: nothing to compare
-      throw err
-    }
-    return b4a.equals(ours, batch.hash()) ? 'none' : 'conflict'
-  }
-
-  /**
-   * Restores tree nodes from a verified proof. Atomic: on any failure the
-   * tree file is left as it was. Leaves repair mode once every root is back.
-   * Resolves true when the proof's nodes are now part of our tree.
-   */
-  async repair (proof: Proof): Promise<boolean> {
-    await this.mutex.lock()
-    this.emit('repairing', proof)
-    try {
-      const batch = this.verifyFullyRemote(proof)
-      if (this.manifest === null && proof.manifest !== null) await this.adoptManifest(proof.manifest)
-
-      const plan = await planRepair({
-        length: this.tree.length,
-        stored: i => this.storage.getNode(i),
-        signs: roots => this.signs(roots)
-      }, batch.nodes)
-      if (plan.accepted === 0) throw INVALID_PROOF('No node of the proof can be tied to the signed tree')
-
-      if (plan.write.length > 0) await this.writeRepair(plan.write, plan.roots)
-
-      if (this.repairMode) {
-        const tree = this.tree
-        tree.setState({ roots: plan.roots, length: tree.length, byteLength: sumSizes(plan.roots), fork: tree.fork, signature: tree.signature })
-        // Nodes verified against the roots we had in repair mode are checked again against the signed ones.
-        tree.forget()
-        this.repairMode = false
-        if (tree.byteLength !== this.header.tree.byteLength) await this.writeTree(tree)
-      }
-      this.#reader.unmarkAll(this.tree.length)
-      this.emit('repaired', proof)
-      return true
-    } catch (err) {
-      this.emit('repair-failed', err as Error)
-      if (!isCoded(err)) throw err
-      return false
-    } finally {
-      this.mutex.unlock()
-    }
-  }
-
-  private async writeRepair (nodes: TreeNode[], roots: TreeNode[]): Promise<void> {
-    const indices = nodes.map(n => n.index)
-    const before = await this.storage.getNodes(indices)
-    await this.storage.putNodes(nodes)
-    this.tree.forget(indices)
-
-    // Read back what the disk now holds and check it against the signature.
-    const [after, rootsOnDisk] = await Promise.all([
-      this.storage.getNodes(indices),
-      this.storage.getNodes(roots.map(r => r.index))
-    ])
-    const landed = after.every((n, k) => n !== null && b4a.equals(n.hash, nodes[k]!.hash))
-    const complete = rootsOnDisk.every(n => n !== null)
-    if (landed && (!complete || this.signs(rootsOnDisk as TreeNode[]))) return
-
-    const restore = before.filter((n): n is TreeNode => n !== null)
-    const gone = indices.filter((_, k) => before[k] === null)
-    await Promise.all([this.storage.putNodes(restore), this.storage.deleteNodes(gone)])
-    this.tree.forget(indices)
-    throw WRITE_FAILED('Repaired nodes did not read back as written')
-  }
-
-  private signs (roots: TreeNode[]): boolean {
-    const { length, fork, signature } = this.tree
-    return this.manifest !== null && this.verifySigned(this.manifest, crypto.treeHash(roots), length, fork, signature)
-  }
-
-  /**
-   * Signature check with a memo of the last tree that verified: proofs that
-   * share one signed length (several blocks proven against the same upgrade)
-   * pay for Ed25519 once. The memo holds the exact signed values.
-   */
-  private verifySigned (manifest: Manifest, treeHash: Uint8Array, length: number, fork: number, signature: Uint8Array | null): boolean {
-    const memo = this.lastVerified
-    if (signature === null) return false
-    if (memo !== null && memo.length === length && memo.fork === fork && memo.manifest === manifest &&
-        b4a.equals(memo.treeHash, treeHash) && b4a.equals(memo.signature, signature)) return true
-    if (!manifests.verify(manifest, this.key, treeHash, length, fork, signature)) return false
-    this.lastVerified = { manifest, treeHash: b4a.from(treeHash), length, fork, signature: b4a.from(signature) }
-    return true
-  }
-
-  private manifestFor (offered: Manifest | null): Manifest | null {
-    if (this.manifest !== null) return this.manifest
-    if (offered !== null && manifests.isValidManifest(this.key, offered)) return offered
-    return null
+    tree.setState({ ...tree.state(), roots, byteLength: sumSizes(roots) })
+    // Nodes verified against the roots we had in repair mode are checked again against the signed ones.
+    tree.forget()
+    this.repairMode = false
+    if (tree.byteLength !== this.header.tree.byteLength) await this.writeTree(tree)
   }
 
   private async adoptManifest (manifest: Manifest): Promise<void> {
-    this.manifest = manifest
+    this.#verifier.adopt(manifest)
     this.header = { ...this.header, manifest: m.encode(m.manifest, manifest) }
     await this.storage.writeHeader(this.header)
     this.emit('manifest')
@@ -672,189 +485,21 @@ export class Core {
   }
 
   // -------------------------------------------------------------------------
-  // Audit
-
-  /**
-   * Checks every held block against its leaf and every stored node against
-   * its parent, up to the signed roots. A rotten or lost node whose true value
-   * can be recomputed from below it is rewritten; one that cannot is dropped
-   * (a dropped root puts the core in repair mode). Corrupt blocks are cleared;
-   * blocks that cannot be tied to the roots are marked unverified (not served,
-   * fetched again on read). Garbage on disk only ever yields coded errors.
-   */
-  async audit (): Promise<AuditReport> {
-    await this.mutex.lock()
-    try {
-      const tree = this.tree
-      const storage = this.storage
-      const report = await auditTree({
-        length: tree.length,
-        byteLength: tree.byteLength,
-        // Out of repair mode the roots in memory are the signed ones, whatever the disk says now.
-        roots: this.repairMode ? null : tree.roots,
-        readTree: (start, end) => storage.readTreeBytes(start, end),
-        readData: (offset, size) => storage.readDataUpTo(offset, size),
-        has: i => this.bitfield.get(i),
-        firstHeld: i => this.bitfield.firstSet(i),
-        signs: roots => this.signs(roots)
-      })
-      const restored = report.restoredNodes.map(n => ({ index: n.index, size: n.size, hash: b4a.from(n.hash) }))
-      if (restored.length > 0) {
-        await storage.putNodes(restored)
-        tree.forget(restored.map(n => n.index))
-        for (const n of restored) tree.trust(n)
-      }
-      if (report.droppedNodes.length > 0) {
-        await storage.deleteNodes(report.droppedNodes)
-        tree.forget(report.droppedNodes)
-      }
-      if (report.corruptBlocks.length > 0) {
-        await this.settle()
-        for (const i of report.corruptBlocks) this.bitfield.set(i, false)
-        this.contiguous = Math.min(this.contiguous, ...report.corruptBlocks)
-        await storage.writeBitfield(this.bitfield.takeDirty())
-      }
-      // The marks are now exactly what this audit could not verify.
-      this.#reader.setMarks(report.unverifiedBlocks, tree.length)
-      if (report.unverifiedBlocks.length > 0) this.contiguous = Math.min(this.contiguous, report.unverifiedBlocks[0]!)
-
-      if (report.droppedRoots.length > 0) {
-        this.repairMode = true
-        tree.setState({ ...tree.state(), roots: tree.roots.filter(r => !report.droppedRoots.includes(r.index)) })
-        tree.forget()
-      } else if (this.repairMode && report.roots !== null) {
-        // Every root is back, recomputed from below and checked against the signature.
-        const roots = report.roots.map(r => ({ index: r.index, size: r.size, hash: b4a.from(r.hash) }))
-        tree.setState({ ...tree.state(), roots, byteLength: sumSizes(roots) })
-        tree.forget()
-        this.repairMode = false
-        if (tree.byteLength !== this.header.tree.byteLength) await this.writeTree(tree)
-      }
-      for (const [start, length] of runs([...report.corruptBlocks, ...report.unverifiedBlocks])) this.emit('drop', start, length, false)
-      return report
-    } catch (err) {
-      if (isCoded(err)) throw err
-      throw STORAGE_CORRUPT('Audit could not read the core: ' + (err instanceof Error ? err.message : String(err)))
-    } finally {
-      this.mutex.unlock()
-    }
-  }
-
-  // -------------------------------------------------------------------------
   // Data from peers: verified first, stored after, never the other way round
 
-  /**
-   * Checks a peer's data message against our tree and key. Throws a coded
-   * error (INVALID_PROOF, INVALID_SIGNATURE, INVALID_OPERATION when it needs
-   * a node we lack) and stores nothing.
-   */
-  async verifyData (data: m.DataMessage): Promise<VerifiedData> {
-    const tree = this.tree
-    const baseLength = tree.length
-    const baseFork = tree.fork
-    const epoch = this.#epoch
-    if (data.fork !== baseFork) throw INVALID_OPERATION('Data is for fork ' + data.fork + ', we are on ' + baseFork)
-    const manifest = this.manifestFor(data.manifest)
-    if (manifest === null) throw INVALID_PROOF('The manifest of this core is not known yet')
-
-    // Anchored in verified nodes only: a rotten node of ours must not make an
-    // honest peer look hostile. In repair mode nothing is checked against the
-    // signature yet, so nothing anchors: MISSING_NODE asks for the tree first.
-    const batch = await verifyAgainst(this.repairMode ? unanchored(tree) : tree.verified, data as Proof)
-    if (data.upgrade !== null) {
-      if (!this.verifySigned(manifest, batch.hash(), batch.length, batch.fork, batch.signature)) {
-        throw INVALID_SIGNATURE('Upgrade signature does not verify')
-      }
-    }
-    if (this.manifest === null) await this.adoptManifest(manifest)
-    const block = data.block === null ? null : { index: data.block.index, value: data.block.value }
-    return { upgrade: data.upgrade === null ? null : batch, block, nodes: batch.nodes, baseLength, baseFork, epoch }
+  /** See `peer-data`: checks a peer's data message, storing nothing. */
+  verifyData (data: m.DataMessage): Promise<VerifiedData> {
+    return verifyData(this.#host, data)
   }
 
-  /**
-   * `verifyData` for the common case, without waiting: a block proof (no
-   * upgrade, hash or seek) on our fork whose path ends in a verified node at
-   * hand. Null when the proof takes more than that (then `verifyData`);
-   * 'unanchored' when its path ends in a node we do not hold (verifyData
-   * would throw MISSING_NODE: asked with too few nodes); throws
-   * INVALID_PROOF like `verifyData`. Stores nothing.
-   */
+  /** See `peer-data`: `verifyData` for a plain block proof, without waiting. */
   verifyBlockNow (data: m.DataMessage): VerifiedData | 'unanchored' | null {
-    const tree = this.tree
-    if (data.block === null || data.upgrade !== null || data.hash !== null || data.seek !== null) return null
-    if (this.repairMode || this.manifest === null || data.fork !== tree.fork) return null
-    const nodes: TreeNode[] = []
-    const result = { anchored: false }
-    // The path must end in a node we trust: one verifyTree compared (it throws on a mismatch).
-    verifyTree(data as Proof, nodes, tree.matcher, result)
-    if (!result.anchored) return 'unanchored'
-    return { upgrade: null, block: data.block, nodes, baseLength: tree.length, baseFork: tree.fork, epoch: this.#epoch }
+    return verifyBlockNow(this, data)
   }
 
-  /**
-   * Stores what `verifyData` checked. Returns false when our tree moved on in
-   * between in a way that makes the check stale (then nothing is stored).
-   */
-  async applyData (v: VerifiedData): Promise<boolean> {
-    if (v.epoch !== this.#epoch) return false
-    if (v.upgrade !== null) {
-      const applied = await this.applyUpgrade(v)
-      if (!applied) return false
-    } else if (this.tree.fork !== v.baseFork) {
-      return false
-    }
-    if (v.block !== null) return this.storeBlock(v.block.index, v.block.value, v.nodes, v.epoch)
-    if (v.upgrade === null && v.nodes.length > 0) return this.storeNodes(v.nodes, v.epoch)
-    return true
-  }
-
-  /** Keeps the nodes of a hash or seek proof (checked against our tree), so reads and seeks can use them. */
-  private async storeNodes (nodes: TreeNode[], epoch: number): Promise<boolean> {
-    await this.mutex.lock()
-    try {
-      if (epoch !== this.#epoch) return false
-      const fresh = nodes.filter(n => inTree(n.index, this.tree.length))
-      try {
-        await this.storage.putNodes(fresh)
-      } catch (err) {
-        throw wrapWrite(err)
-      }
-      // Checked against our verified tree before they got here: trusted as such.
-      for (const n of fresh) this.tree.trust(n)
-      return true
-    } finally {
-      this.mutex.unlock()
-    }
-  }
-
-  private async applyUpgrade (v: VerifiedData): Promise<boolean> {
-    const batch = v.upgrade!
-    await this.mutex.lock()
-    try {
-      const tree = this.tree
-      if (v.epoch !== this.#epoch) return false
-      if (tree.fork !== v.baseFork || tree.length !== v.baseLength) {
-        // Someone else upgraded us meanwhile: fine if it got us at least as far.
-        return tree.fork === batch.fork && tree.length >= batch.length
-      }
-      if (this.repairMode) return false
-      if (batch.length <= tree.length) return true // nothing new
-      tree.stage(v.nodes)
-      try {
-        await this.storage.putNodes(v.nodes)
-        await this.writeTree(batch)
-      } catch (err) {
-        tree.unstage(v.nodes)
-        tree.forget(v.nodes.map(n => n.index))
-        throw wrapWrite(err)
-      }
-      tree.setState({ roots: batch.roots, length: batch.length, byteLength: batch.byteLength, fork: batch.fork, signature: batch.signature })
-      tree.unstage(v.nodes)
-      this.emit('append')
-      return true
-    } finally {
-      this.mutex.unlock()
-    }
+  /** See `peer-data`: stores what `verifyData` checked; false when it went stale. */
+  applyData (v: VerifiedData): Promise<boolean> {
+    return applyData(this.#host, v)
   }
 
   /**
@@ -871,59 +516,12 @@ export class Core {
 
   /** `storeBlock` with a callback instead of a promise (the download path: one less promise a block). */
   queueBlock (index: number, value: Uint8Array, nodes: TreeNode[], epoch: number, done: StoredCallback): void {
-    if (epoch !== this.#epoch) {
-      done(null, false)
-      return
-    }
-    if (this.has(index)) {
-      done(null, true)
-      return
-    }
-    const pending = this.pendingBlocks.get(index)
-    if (pending !== undefined) {
-      pending.done.push(done)
-      return
-    }
-    this.tree.stage(nodes)
-    this.pendingBlocks.set(index, { index, value, nodes, epoch, done: [done] })
-    if (this.flushingBlocks === null) this.flushingBlocks = this.flushBlocks()
+    this.#writer.queue(index, value, nodes, epoch, done)
   }
 
   /** Whether a block is queued for disk (so there is no point fetching it again). */
   isStoring (index: number): boolean {
-    return this.pendingBlocks.has(index)
-  }
-
-  private async flushBlocks (): Promise<void> {
-    try {
-      while (this.pendingBlocks.size > 0) {
-        // Under the mutex: a truncation or reorg never runs halfway through a
-        // batch, and a batch never runs after one it was not verified for.
-        let written: PendingBlock[] = []
-        await this.mutex.lock()
-        try {
-          const all = [...this.pendingBlocks.values()].sort((a, b) => a.index - b.index)
-          this.pendingBlocks = new Map()
-          const batch = all.filter(b => b.epoch === this.#epoch)
-          for (const b of all) if (b.epoch !== this.#epoch) for (const d of b.done) d(null, false)
-          if (batch.length === 0) continue
-          try {
-            await this.writeBlocks(batch)
-            written = batch
-          } catch (err) {
-            const e = wrapWrite(err)
-            for (const b of batch) for (const d of b.done) d(e, false)
-          }
-        } finally {
-          this.mutex.unlock()
-        }
-        // Told once the lock is free: readers woken by it may take the lock themselves.
-        if (written.length > 0) this.#announce(written)
-        for (const b of written) for (const d of b.done) d(null, true)
-      }
-    } finally {
-      this.flushingBlocks = null
-    }
+    return this.#writer.has(index)
   }
 
   /**
@@ -932,168 +530,26 @@ export class Core {
    */
   private leaveTree (): void {
     this.#epoch++
-    for (const b of this.pendingBlocks.values()) for (const d of b.done) d(null, false)
-    this.pendingBlocks = new Map()
+    this.#writer.drop()
     this.tree.clearStaged()
   }
 
   // -------------------------------------------------------------------------
   // Following a peer to a higher fork
 
-  /**
-   * Checks a peer's proof of a higher fork (a signed tree from length 0, as
-   * Hypercore 11 asks for it) and starts the search for where it leaves our
-   * tree. Throws INVALID_PROOF / INVALID_SIGNATURE for a bad proof; stores
-   * nothing but a manifest we lacked (it hashes to our key).
-   */
-  async verifyFork (data: m.DataMessage): Promise<VerifiedFork> {
-    const epoch = this.#epoch
-    if (data.fork <= this.tree.fork) throw INVALID_OPERATION('Fork ' + data.fork + ' is not above ours (' + this.tree.fork + ')')
-    if (data.upgrade === null || data.upgrade.start !== 0 || data.upgrade.length === 0) {
-      throw INVALID_PROOF('A fork proof upgrades from length 0')
-    }
-    const batch = this.verifyFullyRemote(data as Proof)
-    if (this.manifest === null && data.manifest !== null) {
-      await this.mutex.run(async () => {
-        if (this.manifest === null) await this.adoptManifest(data.manifest!)
-      })
-    }
-    const point = await ForkPoint.start(batch, this.tree.length, i => this.tree.getNode(i))
-    return { point, epoch }
+  /** See `reorg`: checks a peer's proof of a higher fork and starts the search for where it leaves ours. */
+  verifyFork (data: m.DataMessage): Promise<VerifiedFork> {
+    return verifyFork(this.#host, data)
   }
 
   /** Takes a hash proof that carries a fork search further (see `ForkPoint.update`). */
-  async continueFork (fork: VerifiedFork, data: m.DataMessage): Promise<void> {
-    if (fork.epoch !== this.#epoch) return
-    await fork.point.update(data, i => this.tree.getNode(i))
+  continueFork (fork: VerifiedFork, data: m.DataMessage): Promise<void> {
+    return continueFork(this, fork, data)
   }
 
-  /**
-   * Moves to a verified higher fork: truncates to the common ancestor length
-   * and adopts the fork's signed tree, atomically under the mutex. Resolves
-   * false, changing nothing, when the search went stale (we truncated or
-   * moved meanwhile) or is not finished.
-   *
-   * Crash order: the bits and nodes past the ancestors go first (under the
-   * old header that reads as blocks and nodes gone missing: at worst a
-   * reopen in repair mode, never a block of the other fork), then the header
-   * of the new fork, then its nodes (a reopen before they land is in repair
-   * mode on the new fork, healed from the peers that have it).
-   */
-  async reorg (fork: VerifiedFork): Promise<boolean> {
-    await this.mutex.lock()
-    try {
-      const { point } = fork
-      const batch = point.batch
-      const tree = this.tree
-      if (fork.epoch !== this.#epoch || !point.finished || batch.fork <= tree.fork) return false
-
-      const oldLength = tree.length
-      const ancestors = Math.min(point.ancestors, oldLength, batch.length)
-      let dataEnd: number | null = null
-      try {
-        dataEnd = await tree.verifiedOffset(2 * ancestors)
-      } catch {
-        // A sparse tree may not know where the block lies: the bytes past it stay, unreferenced.
-      }
-      if (this.onbeforetruncate !== null) await this.onbeforetruncate(ancestors, oldLength)
-      this.leaveTree()
-      this.bitfield.truncate(ancestors)
-      this.contiguous = Math.min(this.contiguous, ancestors)
-      try {
-        await Promise.all([
-          this.storage.writeBitfield(this.bitfield.takeDirty()),
-          this.storage.deleteNodeRange(2 * ancestors, Infinity),
-          this.storage.deleteNodes(crossingParents(ancestors, Math.max(oldLength, batch.length)))
-        ])
-        await this.writeTree(batch)
-      } catch (err) {
-        tree.forget()
-        throw wrapWrite(err)
-      }
-
-      tree.stage(batch.nodes)
-      tree.setState({ roots: batch.roots, length: batch.length, byteLength: batch.byteLength, fork: batch.fork, signature: batch.signature })
-      this.repairMode = false
-      try {
-        await Promise.all([
-          this.storage.putNodes(batch.nodes),
-          dataEnd === null ? null : this.storage.truncateData(dataEnd)
-        ])
-      } catch (err) {
-        // The header is on the new fork; without its nodes on disk a reopen repairs them from peers.
-        throw wrapWrite(err)
-      } finally {
-        tree.unstage(batch.nodes)
-      }
-      this.emit('truncate', ancestors, batch.fork)
-      return true
-    } finally {
-      this.mutex.unlock()
-    }
-  }
-
-  /** Writes a batch of verified blocks; the caller (flushBlocks) holds the lock, so a clear, truncate or audit never sees a block half stored. */
-  private async writeBlocks (batch: PendingBlock[]): Promise<void> {
-    const tree = this.tree
-    // Offsets from verified sizes (the proof's nodes are staged): a rotten size never misplaces a block.
-    // A block right after another is at its offset plus its size (verified with its leaf); the first
-    // of a run is where the last batch ended, or found in the tree.
-    const offsets = new Array<number>(batch.length)
-    const next = this.#next
-    for (let k = 0; k < batch.length; k++) {
-      const b = batch[k]!
-      if (k > 0 && b.index === batch[k - 1]!.index + 1) {
-        offsets[k] = offsets[k - 1]! + batch[k - 1]!.value.byteLength
-        continue
-      }
-      if (b.index === next.index && next.epoch === this.#epoch) {
-        offsets[k] = next.offset
-        continue
-      }
-      const quick = tree.peekOffset(2 * b.index)
-      offsets[k] = quick !== -1 ? quick : await tree.verifiedOffset(2 * b.index)
-    }
-    const last = batch[batch.length - 1]!
-    const nodes: TreeNode[] = []
-    for (const b of batch) for (const n of b.nodes) nodes.push(n)
-
-    // Adjacent blocks become one write, and so do nodes (see withGapsFilled).
-    const writes: Array<Promise<void>> = [this.storage.putNodes(withGapsFilled(tree, nodes))]
-    let runStart = 0
-    for (let k = 1; k <= batch.length; k++) {
-      const prev = batch[k - 1]!
-      const contiguous = k < batch.length && batch[k]!.index === prev.index + 1 && offsets[k] === offsets[k - 1]! + prev.value.byteLength
-      if (contiguous) continue
-      const run = batch.slice(runStart, k)
-      const bytes = run.length === 1 ? run[0]!.value : b4a.concat(run.map(b => b.value))
-      writes.push(this.storage.writeData(offsets[runStart]!, bytes))
-      runStart = k
-    }
-    await Promise.all(writes)
-
-    // Bits only once the data is on disk: a set bit always means the block is there.
-    let start = batch[0]!.index
-    for (let k = 1; k <= batch.length; k++) {
-      if (k < batch.length && batch[k]!.index === batch[k - 1]!.index + 1) continue
-      const end = batch[k - 1]!.index + 1
-      this.bitfield.setRange(start, end, true)
-      this.#reader.unmark(start, end)
-      if (k < batch.length) start = batch[k]!.index
-    }
-    await this.storage.writeBitfield(this.bitfield.takeDirty())
-    tree.unstage(nodes)
-    this.#next = { index: last.index + 1, offset: offsets[batch.length - 1]! + last.value.byteLength, epoch: this.#epoch }
-  }
-
-  /** `have` for each run of neighbouring blocks just stored. */
-  #announce (batch: PendingBlock[]): void {
-    let start = batch[0]!.index
-    for (let k = 1; k <= batch.length; k++) {
-      if (k < batch.length && batch[k]!.index === batch[k - 1]!.index + 1) continue
-      this.emit('have', start, batch[k - 1]!.index - start + 1)
-      if (k < batch.length) start = batch[k]!.index
-    }
+  /** See `reorg`: moves to a verified higher fork in one step; false, changing nothing, when stale. */
+  reorg (fork: VerifiedFork): Promise<boolean> {
+    return reorg(this.#host, fork)
   }
 
   // -------------------------------------------------------------------------
@@ -1104,21 +560,7 @@ export class Core {
 
   /** Whether `keyPair` can sign this core: its secret key is there and it is a declared signer. */
   canSign (keyPair: crypto.KeyPair | null | undefined): boolean {
-    if (!keyPair || !keyPair.secretKey || this.manifest === null) return false
-    return this.manifest.signers.some(s => b4a.equals(s.publicKey, keyPair.publicKey))
-  }
-
-  /** The signature of `batch`: the one given (checked), or one made with the key pair. */
-  private signBatch (batch: TreeBatch, opts: CommitOptions): Uint8Array {
-    if (opts.signature) {
-      if (this.manifest === null || !this.verifySigned(this.manifest, batch.hash(), batch.length, batch.fork, opts.signature)) {
-        throw INVALID_SIGNATURE('The signature does not sign this tree')
-      }
-      return opts.signature
-    }
-    const keyPair = opts.keyPair ?? this.keyPair
-    if (!this.canSign(keyPair)) throw SESSION_NOT_WRITABLE('Cannot sign this core without one of its signing keys')
-    return manifests.sign(this.manifest!, this.key, batch.hash(), batch.length, batch.fork, keyPair!)
+    return this.#verifier.canSign(keyPair)
   }
 
   /** Writes the header for `state`; `appendedFrom` < length only from append. */
@@ -1142,7 +584,7 @@ export class Core {
   }
 
   async close (): Promise<void> {
-    while (this.flushingBlocks !== null) await this.flushingBlocks.catch(noop)
+    await this.#writer.idle()
     await this.mutex.lock()
     try {
       if (this.writable && !this.repairMode) await this.settle().catch(noop)
@@ -1154,131 +596,3 @@ export class Core {
 }
 
 function noop (): void {}
-
-/** The tree with no node to anchor a peer's proof in (repair mode). */
-function unanchored (tree: MerkleTree): NodeSource & { peekNode (index: number): TreeNode | undefined } {
-  return {
-    get roots () { return tree.roots },
-    get length () { return tree.length },
-    get byteLength () { return tree.byteLength },
-    get fork () { return tree.fork },
-    get signature () { return tree.signature },
-    getNode: async () => null,
-    peekNode: () => undefined
-  }
-}
-
-function settled (h: Header): Header {
-  return { ...h, hints: { contiguousLength: h.hints?.contiguousLength ?? 0, appendedFrom: h.tree.length } }
-}
-
-/** Gaps between nodes written together that are filled from verified nodes at hand. */
-const MAX_NODE_GAP = 8
-
-/**
- * The nodes sorted, with short gaps between them filled with the verified
- * nodes at hand for those indices, so they go to disk in a few runs (a
- * download's batch leaves out the nodes earlier batches wrote: without the
- * fill, one write each for about twenty runs). A verified node written
- * again writes what the tree file holds already, or ought to.
- */
-function withGapsFilled (tree: MerkleTree, nodes: TreeNode[]): TreeNode[] {
-  if (nodes.length < 2) return nodes
-  const sorted = nodes.slice().sort((a, b) => a.index - b.index)
-  const out: TreeNode[] = [sorted[0]!]
-  for (let k = 1; k < sorted.length; k++) {
-    const prev = out[out.length - 1]!.index
-    const next = sorted[k]!
-    const gap = next.index - prev - 1
-    if (gap > 0 && gap <= MAX_NODE_GAP) {
-      const fill: TreeNode[] = []
-      for (let i = prev + 1; i < next.index; i++) {
-        const node = tree.peekNode(i)
-        if (node === undefined) break
-        fill.push(node)
-      }
-      if (fill.length === gap) for (const n of fill) out.push(n)
-    }
-    out.push(next)
-  }
-  return out
-}
-
-function sumSizes (nodes: readonly TreeNode[]): number {
-  let s = 0
-  for (const n of nodes) s += n.size
-  return s
-}
-
-/** Parents left of the new head whose span crosses it: no longer in the tree. */
-function crossingParents (newLength: number, oldLength: number): number[] {
-  const head = 2 * newLength
-  const out: number[] = []
-  if (newLength === 0) return out
-  const ite = new Iterator(head - 2)
-  for (let level = 0; level < 64; level++) {
-    ite.parent()
-    if (ite.rightSpan() >= 2 * oldLength) break
-    if (ite.contains(head) && ite.index < head && !inTree(ite.index, newLength)) out.push(ite.index)
-  }
-  return out
-}
-
-function decodeStoredManifest (bytes: Uint8Array, key: Uint8Array): Manifest {
-  let manifest: Manifest
-  try {
-    manifest = m.decodeExact(m.manifest, bytes)
-  } catch {
-    throw STORAGE_CORRUPT('Stored manifest does not decode')
-  }
-  if (!manifests.isValidManifest(key, manifest)) throw STORAGE_CORRUPT('Stored manifest does not hash to the key')
-  return manifest
-}
-
-function newHeader (opts: CoreOpenOptions): Header {
-  let keyPair = opts.keyPair ?? null
-  let manifest = opts.manifest ? manifests.createManifest(opts.manifest) : null
-  const key = opts.key ?? null
-
-  if (keyPair === null && manifest === null && key === null) keyPair = crypto.keyPair()
-  if (keyPair !== null && !crypto.validateKeyPair(keyPair)) throw BAD_ARGUMENT('Key pair does not match')
-  if (manifest === null && keyPair !== null) {
-    manifest = manifests.defaultManifest(keyPair.publicKey)
-    // A key pair whose default key is not the key asked for is not ours to use.
-    if (key !== null && !b4a.equals(manifests.manifestHash(manifest), key)) {
-      manifest = null
-      keyPair = null
-    }
-  }
-  const resolvedKey = key ?? manifests.manifestHash(manifest!)
-  if (manifest !== null && !b4a.equals(manifests.manifestHash(manifest), resolvedKey)) {
-    throw BAD_ARGUMENT('Manifest does not match the key')
-  }
-  return {
-    key: resolvedKey,
-    manifest: manifest === null ? null : m.encode(m.manifest, manifest),
-    keyPair: keyPair === null ? null : { publicKey: keyPair.publicKey, secretKey: keyPair.secretKey },
-    tree: { fork: 0, length: 0, byteLength: 0, signature: null }
-  }
-}
-
-function adoptOptions (header: Header, opts: CoreOpenOptions): Header {
-  if (opts.key && !b4a.equals(opts.key, header.key)) throw STORAGE_CONFLICT('Another Hypercore is stored here')
-  if (opts.keyPair && header.keyPair === null && header.manifest !== null) {
-    return { ...header, keyPair: { publicKey: opts.keyPair.publicKey, secretKey: opts.keyPair.secretKey } }
-  }
-  return header
-}
-
-async function wipe (storage: CoreStorage): Promise<void> {
-  await Promise.all([
-    storage.deleteNodeRange(0, Infinity),
-    storage.truncateData(0),
-    storage.truncateBitfield(0)
-  ])
-}
-
-function wrapWrite (err: unknown): Error {
-  if (isCoded(err)) return err
-  return WRITE_FAILED('Write to storage failed: ' + (err instanceof Error ? err.message : String(err)))
-}
