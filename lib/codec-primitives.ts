@@ -135,7 +135,7 @@ export const uint32array: Codec<Uint32Array> = {
 }
 
 // ---------------------------------------------------------------------------
-// Tree nodes
+// Tree nodes (in data proofs and in multi-signature patches alike)
 
 export const node: Codec<TreeNode> = {
   preencode (state, n) {
