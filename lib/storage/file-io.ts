@@ -1,0 +1,97 @@
+/**
+ * random-access-storage's callback calls as promises, and `readUpTo`, the
+ * read that tolerates a file ending first.
+ *
+ * Apart because every file of a core (header, tree, data, bitfield) goes
+ * through them, and so does nothing else: the layout modules beside this one
+ * speak in promises and never see a callback.
+ */
+import type { RandomAccessStorage } from 'random-access-storage'
+
+export const EMPTY = new Uint8Array(0)
+
+/**
+ * Resolves once the core's files are open; null when they already are (so a
+ * hot path need not await); rejects with SESSION_CLOSED once they are closing.
+ */
+export type Ready = () => Promise<void> | null
+
+export function pRead (s: RandomAccessStorage, offset: number, size: number): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    s.read(offset, size, (err, data) => {
+      if (err) reject(err)
+      else resolve(data as Uint8Array)
+    })
+  })
+}
+
+export function pWrite (s: RandomAccessStorage, offset: number, data: Uint8Array): Promise<void> {
+  return new Promise((resolve, reject) => {
+    s.write(offset, data, (err) => {
+      if (err) reject(err)
+      else resolve()
+    })
+  })
+}
+
+export function pDel (s: RandomAccessStorage, offset: number, size: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    s.del(offset, size, (err) => {
+      if (err) reject(err)
+      else resolve()
+    })
+  })
+}
+
+export function pTruncate (s: RandomAccessStorage, offset: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    s.truncate(offset, (err) => {
+      if (err) reject(err)
+      else resolve()
+    })
+  })
+}
+
+export function pSize (s: RandomAccessStorage): Promise<number> {
+  return new Promise((resolve, reject) => {
+    s.stat((err, st) => {
+      if (err) reject(err)
+      else resolve(st === undefined ? 0 : st.size)
+    })
+  })
+}
+
+export function pClose (s: RandomAccessStorage): Promise<void> {
+  return new Promise((resolve, reject) => {
+    s.close((err) => {
+      if (err) reject(err)
+      else resolve()
+    })
+  })
+}
+
+export function pUnlink (s: RandomAccessStorage): Promise<void> {
+  return new Promise((resolve, reject) => {
+    s.unlink((err) => {
+      if (err) reject(err)
+      else resolve()
+    })
+  })
+}
+
+/**
+ * Reads [offset, offset + size), or less when the file ends first (both
+ * random-access-file and random-access-memory error on short reads).
+ */
+export async function readUpTo (s: RandomAccessStorage, offset: number, size: number): Promise<Uint8Array> {
+  if (size === 0) return EMPTY
+  try {
+    return await pRead(s, offset, size)
+  } catch (err) {
+    const fileSize = await pSize(s)
+    // The file holds the range after all (it grew meanwhile): read again once.
+    if (fileSize >= offset + size) return await pRead(s, offset, size)
+    if (fileSize <= offset) return EMPTY
+    return await pRead(s, offset, fileSize - offset)
+  }
+}
