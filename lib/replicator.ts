@@ -1,18 +1,29 @@
 /**
- * Request scheduling for one core across all its peers: which blocks and
- * upgrades we want, which peer to ask, what to do with the answers, and when
- * to heal the tree from peers. Following a peer to a higher fork is in
- * `fork-switch.ts`, seeks that wait for the network in `seeks.ts`. Wire
+ * One core's replication across all its peers: peers coming and going,
+ * local changes told to peers, the answers to our requests (data, noData)
+ * and what each means, and the scheduling pass that ties the parts below
+ * together. What to ask whom for blocks is in `block-scheduler.ts`
+ * (download ranges in `download-ranges.ts`, proof sizes in
+ * `proof-sizing.ts`), upgrades in `upgrades.ts`, requests in flight in
+ * `inflight-requests.ts`, healing the tree from peers in
+ * `repair-requests.ts`, following a peer to a higher fork in
+ * `fork-switch.ts`, seeks that wait for the network in `seeks.ts`, the
+ * muxes and channels in `channels.ts`, `settled()` in `settled.ts`. Wire
  * details live in `peer.ts`; verification and storage in `core.ts`.
  */
 import type Protomux from 'protomux'
-import { Peer, PROTOCOL, type PeerHost, type RequestBody } from './peer'
-import { Deadlines, HOTSWAP_MS } from './deadlines'
+import type { Peer, PeerHost } from './peer'
+import { Channels, corked } from './channels'
 import { unslabProof } from './unslab'
-import { Iterator, parent } from './flat-tree'
-import { treeNodeProofRequest } from './fully-remote-proof'
 import { ForkSwitch } from './fork-switch'
 import { Seeks, type SeekOptions } from './seeks'
+import { InflightRequests, type Request } from './inflight-requests'
+import { DownloadRanges, type Download } from './download-ranges'
+import { ProofSizing, missingNodeCount } from './proof-sizing'
+import { BlockScheduler } from './block-scheduler'
+import { RepairRequests } from './repair-requests'
+import { Upgrades } from './upgrades'
+import { Settled } from './settled'
 import { REQUEST_CANCELLED, isCoded, missingNodeOf } from './errors'
 import type { Core, VerifiedData } from './core'
 import type { DataMessage, NoDataMessage } from './messages'
@@ -20,59 +31,6 @@ import type { Proof } from './proof'
 
 /** Requests in flight to one peer at a time. */
 const DEFAULT_MAX_INFLIGHT = 512
-/** Blocks looked at per range per scheduling pass, so a pass stays short. */
-const MAX_SCAN = 4096
-/** Blocks a peer said it does not have, remembered per peer (then forgotten). */
-const MAX_NOT_AVAILABLE = 4096
-
-type RequestKind = 'block' | 'upgrade' | 'repair' | 'node' | 'fork' | 'seek'
-
-interface Request {
-  id: number
-  peer: Peer
-  sent: number
-  kind: RequestKind
-  /** Block index ('block'; for 'upgrade', the block asked for with it, or -1) or tree node index ('node'). */
-  index: number
-  /** The fork asked about (ours, except when following a peer to its fork). */
-  fork: number
-  /** The core's epoch when asked: an answer from before a truncation is stale. */
-  epoch: number
-  /** A block request whose proof was sized to what earlier answers of its peer will bring (see `proofNodes`). */
-  sized: boolean
-  /** Neighbours in the list of requests in flight, oldest first (see `Deadlines`). */
-  older: Request | null
-  newer: Request | null
-}
-
-interface Range {
-  start: number
-  /** Exclusive; Infinity follows the core as it grows. */
-  end: number
-  blocks: number[] | null
-  /** Everything before this is stored. */
-  cursor: number
-  /** Everything before this is stored or asked for: where the next pass looks. */
-  scanFrom: number
-  resolve (): void
-  reject (err: Error): void
-  done: Promise<void>
-}
-
-/** A download in progress, as `core.download()` returns it. */
-export class Download {
-  constructor (private readonly replicator: Replicator, private readonly range: Range) {}
-
-  /** Resolves when every block of the range is stored locally. */
-  done (): Promise<void> {
-    return this.range.done
-  }
-
-  /** Stops downloading; `done()` rejects with REQUEST_CANCELLED. */
-  destroy (): void {
-    this.replicator.removeRange(this.range, REQUEST_CANCELLED('Download was destroyed'))
-  }
-}
 
 export interface ReplicatorEvents {
   'peer-add' (peer: Peer): void
@@ -94,46 +52,18 @@ export interface ExtensionHandler {
 
 export class Replicator implements PeerHost {
   readonly peers: Peer[] = []
-  private readonly muxes = new Map<Protomux, () => void>()
-  /** Channels we opened whose remote side has not answered yet. */
-  private readonly opening = new Set<Peer>()
-  private nextId = 1
-  private readonly requests = new Map<number, Request>()
-  private readonly blockRequests = new Map<number, Request>()
-  private readonly nodeRequests = new Map<number, Request>()
-  /** Peers already asked for a lost node, so a refusal moves on to the next. */
-  private readonly nodeTries = new Map<number, Set<Peer>>()
-  /** Nodes we ought to hold but lost; asked for again as peers come. */
-  private readonly lost = new Set<number>()
-  private upgradeRequest: Request | null = null
-  /** An upgrade answer is being verified and applied: do not ask for another meanwhile. */
-  private applyingUpgrade = 0
-  private readonly wantedBlocks = new Map<number, number>()
-  /**
-   * Wanted blocks not asked for yet (or to be looked at again): a pass looks
-   * at these only, not at every block waited for (hundreds, with many `get`s
-   * in flight). A rescan puts every wanted block back.
-   */
-  readonly #unasked = new Set<number>()
-  /** Blocks whose answer is being verified. */
-  private readonly verifying = new Set<number>()
-  /** Blocks whose sized proof came short: asked for again with every node we lack. */
-  private readonly fullProofs = new Set<number>()
-  /** Peers that refused an upgrade asked for with a block (see `blockWithUpgrade`). */
-  readonly #plainUpgrades = new WeakSet<Peer>()
-  private readonly ranges = new Set<Range>()
-  private notAvailable = new WeakMap<Peer, Set<number>>()
-  private readonly upgradeFailed = new WeakMap<Peer, number>()
-  private readonly settleWaiters: Array<() => void> = []
+  readonly #channels = new Channels(this)
+  readonly #inflight: InflightRequests
+  readonly #ranges: DownloadRanges
+  readonly #sizing = new ProofSizing()
+  readonly #blocks: BlockScheduler
+  readonly #repair: RepairRequests
+  readonly #upgrades: Upgrades
+  readonly #settled: Settled
   private readonly extensions = new Map<string, ExtensionHandler>()
-  private findingPeersCount = 0
-  private rangeCheckQueued = false
-  readonly #deadlines = new Deadlines<Request>((timedOut, hotswap) => this.expired(timedOut, hotswap))
   private updateQueued = false
   private destroyed = false
-  private rotate = 0
   private remoteContiguous = 0
-  private maxInflight: number
   readonly #forks: ForkSwitch
   readonly #seeks: Seeks
   /** The core's length as last seen here, to tell peers what a truncation dropped. */
@@ -142,20 +72,26 @@ export class Replicator implements PeerHost {
   downloading = true
 
   constructor (readonly core: Core, private readonly emit: Emit, maxInflight = DEFAULT_MAX_INFLIGHT) {
-    this.maxInflight = maxInflight
     this.#knownLength = core.length
+    const inflight = this.#inflight = new InflightRequests(core, (timedOut, hotswap) => this.expired(timedOut, hotswap))
+    const ranges = this.#ranges = new DownloadRanges(core)
+    this.#blocks = new BlockScheduler({ core, peers: this.peers, inflight, ranges, sizing: this.#sizing }, maxInflight)
+    const pickPeer = (ok: (p: Peer) => boolean): Peer | null => this.#blocks.pickPeer(ok)
+    this.#repair = new RepairRequests({ core, peers: this.peers, inflight, pickPeer })
+    this.#upgrades = new Upgrades({ core, inflight, blocks: this.#blocks })
     this.#forks = new ForkSwitch({
       core,
       peers: this.peers,
-      request: (peer, body, fork) => this.send(peer, 'fork', -1, body, fork),
-      pickPeer: ok => this.pickPeer(ok),
+      request: (peer, body, fork) => inflight.send(peer, 'fork', -1, body, fork).id,
+      pickPeer,
       hostile: (peer, err) => this.hostile(peer, err)
     })
+    this.#settled = new Settled({ peers: this.peers, channels: this.#channels, upgrades: this.#upgrades, forks: this.#forks })
     this.#seeks = new Seeks({
       core,
       peers: this.peers,
-      pickPeer: ok => this.pickPeer(ok),
-      request: (peer, body) => this.send(peer, 'seek', -1, body)
+      pickPeer,
+      request: (peer, body) => inflight.send(peer, 'seek', -1, body).id
     })
   }
 
@@ -168,7 +104,7 @@ export class Replicator implements PeerHost {
 
   /** Requests in flight per peer, at most (Hypercore's setInflightRange sets its upper bound). */
   setMaxInflight (n: number): void {
-    if (Number.isSafeInteger(n) && n > 0) this.maxInflight = n
+    this.#blocks.setMaxInflight(n)
     this.scheduleUpdate()
   }
 
@@ -177,86 +113,54 @@ export class Replicator implements PeerHost {
 
   /** Replicates over `mux` (one channel for this core; other cores share the mux). */
   attach (mux: Protomux): void {
-    if (this.destroyed) return
-    if (this.muxes.has(mux)) {
-      // Attached before and its channel closed since (a Store closes idle channels): open it again.
-      if (mux.stream.handshakeHash !== null && !mux.opened({ protocol: PROTOCOL, id: this.core.discoveryKey })) {
-        const peer = Peer.open(this, mux)
-        if (peer !== null) this.opening.add(peer)
-      }
-      return
-    }
-    const open = (): void => {
-      if (this.destroyed || !this.muxes.has(mux)) return
-      const peer = Peer.open(this, mux)
-      if (peer !== null) this.opening.add(peer)
-    }
-    const onclose = (): void => this.detach(mux)
-    this.muxes.set(mux, onclose)
-    mux.pair({ protocol: PROTOCOL, id: this.core.discoveryKey }, open)
-    mux.stream.setMaxListeners?.(0)
-    mux.stream.on('close', onclose)
-    // Already connected: open now, so a remote channel waiting on us is taken up.
-    if (mux.stream.handshakeHash !== null) open()
-    else mux.stream.opened.then(opened => { if (opened) open() }, noop)
-  }
-
-  private detach (mux: Protomux): void {
-    const onclose = this.muxes.get(mux)
-    if (onclose === undefined) return
-    this.muxes.delete(mux)
-    mux.stream.removeListener('close', onclose)
-    mux.unpair({ protocol: PROTOCOL, id: this.core.discoveryKey })
+    this.#channels.attach(mux)
   }
 
   attached (mux: Protomux): boolean {
-    return this.muxes.has(mux)
+    return this.#channels.attached(mux)
   }
 
   destroy (): void {
     if (this.destroyed) return
     this.destroyed = true
-    this.#deadlines.destroy()
-    // Channels the remote has not answered yet close too: a later instance of the core must be able to open its own.
-    for (const peer of [...this.peers, ...this.opening]) peer.close()
-    for (const mux of [...this.muxes.keys()]) this.detach(mux)
-    for (const range of [...this.ranges]) this.removeRange(range, REQUEST_CANCELLED('The core was closed'))
+    this.#settled.close()
+    this.#inflight.destroy()
+    this.#channels.destroy(this.peers)
+    this.#ranges.clear(REQUEST_CANCELLED('The core was closed'))
     this.#seeks.destroy()
-    this.wakeSettled()
+    this.#settled.wake()
   }
 
   onopen (peer: Peer): void {
-    this.opening.delete(peer)
+    this.#channels.answered(peer)
     this.peers.push(peer)
     this.emit('peer-add', peer)
-    if (this.core.repairMode) this.recoverFrom(peer)
-    for (const index of this.lost) if (!this.nodeRequests.has(index)) this.askForNode(index, new Set())
+    this.#repair.onpeer(peer)
     this.#seeks.onpeers()
     this.scheduleUpdate()
   }
 
   onclose (peer: Peer): void {
-    this.opening.delete(peer)
+    this.#channels.answered(peer)
     const i = this.peers.indexOf(peer)
     if (i === -1) {
-      this.wakeSettled()
+      this.#settled.wake()
       return
     }
     this.peers.splice(i, 1)
     // Whatever it owed us goes back in the queue for the others.
-    for (const req of [...this.requests.values()]) if (req.peer === peer) this.giveUp(req)
-    this.rescan()
+    for (const req of [...this.#inflight.values()]) if (req.peer === peer) this.giveUp(req)
+    this.#blocks.rescan()
     this.emit('peer-remove', peer)
     this.scheduleUpdate()
   }
 
   onsync (peer: Peer): void {
     // What it could not give us before it may give now (it may have healed).
-    this.notAvailable.delete(peer)
-    if (this.core.repairMode) this.recoverFrom(peer)
-    for (const index of this.lost) if (!this.nodeRequests.has(index)) this.askForNode(index, new Set())
+    this.#blocks.forgive(peer)
+    this.#repair.onpeer(peer)
     this.#seeks.onpeers()
-    this.rescan()
+    this.#blocks.rescan()
     this.scheduleUpdate()
   }
 
@@ -264,8 +168,8 @@ export class Replicator implements PeerHost {
     this.updateRemoteContiguous()
     this.#seeks.nudge()
     // It announced blocks: what it once answered noData for, it may have again (fetched back after rot).
-    this.notAvailable.delete(peer)
-    this.rescan()
+    this.#blocks.forgive(peer)
+    this.#blocks.rescan()
     this.scheduleUpdate()
   }
 
@@ -284,7 +188,7 @@ export class Replicator implements PeerHost {
   }
 
   isFindingPeers (): boolean {
-    return this.findingPeersCount > 0
+    return this.#settled.finding
   }
 
   onupload (peer: Peer, index: number, byteLength: number): void {
@@ -299,7 +203,7 @@ export class Replicator implements PeerHost {
     this.updateRemoteContiguous()
     this.#knownLength = this.core.length
     // Our tree changed (grew, forked or healed): what peers refused before may be asked again.
-    for (const peer of this.peers) this.notAvailable.delete(peer)
+    for (const peer of this.peers) this.#blocks.forgive(peer)
     for (const peer of this.peers) peer.sendSync()
     this.#seeks.nudge()
     this.scheduleUpdate()
@@ -316,32 +220,20 @@ export class Replicator implements PeerHost {
     const dropped = this.#knownLength - length
     this.#knownLength = core.length
     this.#forks.onlocaltruncate()
-    for (const req of [...this.requests.values()]) {
+    for (const req of [...this.#inflight.values()]) {
       if (req.kind === 'fork' || req.epoch === core.epoch) continue
       this.giveUp(req)
       req.peer.sendCancel(req.id)
     }
-    this.notAvailable = new WeakMap()
+    this.#blocks.forgiveAll()
     for (const peer of this.peers) peer.announceDrop(length, dropped)
-    for (const range of this.ranges) {
-      if (range.blocks === null) range.cursor = Math.max(range.start, Math.min(range.cursor, length))
-      else range.cursor = Math.min(range.cursor, lowerBound(range.blocks, length))
-      range.scanFrom = range.cursor
-    }
+    this.#ranges.ontruncate(length)
   }
 
   /** Blocks [start, start + length) are now stored here. */
   onlocalhave (start: number, length: number): void {
     for (const peer of this.peers) peer.announce(start, length)
-    // After the `download` events of these blocks, which follow in microtasks:
-    // a range's done() must not resolve ahead of them (as in Hypercore 11).
-    if (!this.rangeCheckQueued) {
-      this.rangeCheckQueued = true
-      setImmediate(() => {
-        this.rangeCheckQueued = false
-        this.checkRanges()
-      })
-    }
+    this.#ranges.checkSoon()
     this.#seeks.nudge()
     this.scheduleUpdate()
   }
@@ -360,51 +252,22 @@ export class Replicator implements PeerHost {
 
   /** Registers interest in one block; returns the release. */
   want (index: number): () => void {
-    this.wantedBlocks.set(index, (this.wantedBlocks.get(index) ?? 0) + 1)
-    this.#unasked.add(index)
+    const release = this.#blocks.want(index)
     this.scheduleUpdate()
-    let released = false
-    return () => {
-      if (released) return
-      released = true
-      const n = (this.wantedBlocks.get(index) ?? 1) - 1
-      if (n <= 0) {
-        this.wantedBlocks.delete(index)
-        this.#unasked.delete(index)
-      } else {
-        this.wantedBlocks.set(index, n)
-      }
-    }
+    return release
   }
 
   /** Downloads [start, end) or the listed blocks; end Infinity follows appends. */
   download (start: number, end: number, blocks: number[] | null): Download {
-    let resolve!: () => void
-    let reject!: (err: Error) => void
-    const done = new Promise<void>((res, rej) => { resolve = res; reject = rej })
-    done.catch(noop)
-    const cursor = blocks === null ? start : 0
-    const range: Range = { start, end, blocks: blocks === null ? null : [...blocks].sort((a, b) => a - b), cursor, scanFrom: cursor, resolve, reject, done }
-    this.ranges.add(range)
-    this.checkRanges()
+    const download = this.#ranges.add(start, end, blocks)
+    this.#ranges.check()
     this.scheduleUpdate()
-    return new Download(this, range)
+    return download
   }
 
-  removeRange (range: Range, err: Error): void {
-    if (!this.ranges.delete(range)) return
-    range.reject(err)
-  }
-
+  /** A session is finding peers: `settled()` waits for one until the release is called. */
   findingPeers (): () => void {
-    this.findingPeersCount++
-    let done = false
-    return () => {
-      if (done) return
-      done = true
-      this.findingPeersCount--
-      this.wakeSettled()
-    }
+    return this.#settled.findingPeers()
   }
 
   /**
@@ -420,32 +283,7 @@ export class Replicator implements PeerHost {
    * that we have not tried (so `update()` knows whether anything came of it).
    */
   settled (): Promise<void> {
-    if (this.isSettled()) return Promise.resolve()
-    return new Promise(resolve => this.settleWaiters.push(resolve))
-  }
-
-  private isSettled (): boolean {
-    if (this.destroyed) return true
-    if (this.findingPeersCount > 0 && this.peers.length === 0) return false
-    if (this.opening.size > 0 || this.anyHandshaking()) return false
-    if (this.upgradeRequest !== null || this.applyingUpgrade > 0) return false
-    if (this.#forks.busy || this.#forks.available) return false
-    const core = this.core
-    for (const p of this.peers) {
-      if (!p.remoteSynced) return false
-      if (p.remoteFork === core.fork && p.remoteLength > core.length && (this.upgradeFailed.get(p) ?? -1) < p.remoteLength) return false
-    }
-    return true
-  }
-
-  private anyHandshaking (): boolean {
-    for (const mux of this.muxes.keys()) if (!mux.stream.destroyed && mux.stream.handshakeHash === null) return true
-    return false
-  }
-
-  private wakeSettled (): void {
-    if (this.settleWaiters.length === 0 || !this.isSettled()) return
-    for (const w of this.settleWaiters.splice(0)) w()
+    return this.#settled.wait()
   }
 
   // -------------------------------------------------------------------------
@@ -453,53 +291,15 @@ export class Replicator implements PeerHost {
 
   /** Asks every peer for a proof of our length, to restore missing roots. */
   recoverTreeNodeFromPeers (): void {
-    for (const peer of this.peers) this.recoverFrom(peer)
-  }
-
-  private recoverFrom (peer: Peer): void {
-    const core = this.core
-    if (!peer.remoteOpened || peer.remoteFork !== core.fork || peer.remoteLength < core.length || core.length === 0) return
-    for (const req of this.requests.values()) if (req.kind === 'repair' && req.peer === peer) return
-    this.send(peer, 'repair', -1, { block: null, hash: null, seek: null, upgrade: { start: 0, length: core.length }, manifest: core.manifest === null })
+    this.#repair.recoverAll()
   }
 
   /**
-   * A node we lack turned up while serving or reading. If it is one we ought
-   * to hold (we hold a block beneath it or its sibling — a sparse core lacks
-   * most nodes by design), fetch a proof for it from a peer and repair.
+   * A node we lack turned up while serving or reading (`held`: one we know
+   * we held): repaired from peers if it is one we ought to hold.
    */
   onmissingnode (index: number, held = false): void {
-    const core = this.core
-    if (this.nodeRequests.has(index) || core.length === 0 || (!held && !this.shouldHold(index))) return
-    this.lost.add(index)
-    this.askForNode(index, new Set())
-  }
-
-  private shouldHold (index: number): boolean {
-    const ite = new Iterator(index)
-    ite.parent()
-    const first = ite.leftSpan() / 2
-    const last = ite.rightSpan() / 2
-    const bit = this.core.bitfield.firstSet(first)
-    return bit !== -1 && bit <= last
-  }
-
-  private askForNode (index: number, tried: Set<Peer>): void {
-    const core = this.core
-    let req
-    try {
-      req = treeNodeProofRequest(index, core.length)
-    } catch {
-      return
-    }
-    const cut = req.upgrade!.length
-    // Peers holding every block up to the cut hold the node; then any long enough.
-    const ok = (p: Peer): boolean => !tried.has(p) && p.remoteFork === core.fork && p.remoteLength >= cut
-    const peer = this.pickPeer(p => ok(p) && p.remoteContiguous >= cut) ?? this.pickPeer(ok)
-    if (peer === null) return
-    tried.add(peer)
-    this.nodeTries.set(index, tried)
-    this.send(peer, 'node', index, { block: null, hash: req.hash ?? null, seek: null, upgrade: req.upgrade!, manifest: false })
+    this.#repair.onmissingnode(index, held)
   }
 
   // -------------------------------------------------------------------------
@@ -511,7 +311,7 @@ export class Replicator implements PeerHost {
    * of its own; anything else takes `handleData`.
    */
   ondata (peer: Peer, data: DataMessage): void {
-    const req = data.request !== 0 ? this.requests.get(data.request) ?? null : null
+    const req = data.request !== 0 ? this.#inflight.get(data.request) ?? null : null
     if (req !== null && req.kind === 'block' && req.peer === peer && req.epoch === this.core.epoch && data.block?.index === req.index) {
       let verified
       try {
@@ -519,7 +319,7 @@ export class Replicator implements PeerHost {
       } catch (err) {
         this.finish(req)
         if (!isCoded(err)) throw err
-        this.rescan()
+        this.#blocks.rescan()
         this.hostile(peer, err)
         return
       }
@@ -527,13 +327,16 @@ export class Replicator implements PeerHost {
         peer.sizedProofs++
         if (verified === 'unanchored') {
           this.finish(req)
-          this.shortProof(peer, req)
+          // Asked again, with every node we lack.
+          this.#sizing.short(peer, req.index)
+          this.#blocks.rescan()
+          this.scheduleUpdate()
           return
         }
       }
       if (verified !== null && verified !== 'unanchored') {
         this.finish(req)
-        this.fullProofs.delete(req.index)
+        this.#sizing.answered(req.index)
         this.storeVerified(peer, verified)
         return
       }
@@ -551,11 +354,11 @@ export class Replicator implements PeerHost {
     const index = verified.block!.index
     const byteLength = verified.block!.value.byteLength
     // Answered but not stored yet: not asked for again meanwhile.
-    this.verifying.add(index)
+    this.#blocks.onverifying(index)
     this.core.queueBlock(index, verified.block!.value, verified.nodes, verified.epoch, (err, stored) => {
-      this.verifying.delete(index)
+      this.#blocks.onverified(index)
       // A failed write is our disk's fault, not the peer's: ask again later.
-      if (err !== null || !stored) this.rescan()
+      if (err !== null || !stored) this.#blocks.rescan()
       else this.emit('download', index, byteLength, peer)
       this.scheduleUpdate()
     })
@@ -567,7 +370,7 @@ export class Replicator implements PeerHost {
   }
 
   private async handleData (peer: Peer, data: DataMessage): Promise<void> {
-    const req = data.request !== 0 ? this.requests.get(data.request) ?? null : null
+    const req = data.request !== 0 ? this.#inflight.get(data.request) ?? null : null
     if (req !== null && req.peer !== peer) return
     if (req !== null) this.finish(req)
     const core = this.core
@@ -580,7 +383,7 @@ export class Replicator implements PeerHost {
     if (data.fork !== core.fork || (req !== null && req.epoch !== core.epoch)) {
       // Made for a tree we are not on (we moved, or the peer did): stale, not hostile.
       if (req !== null) this.settleSide(req)
-      this.rescan()
+      this.#blocks.rescan()
       this.scheduleUpdate()
       return
     }
@@ -594,13 +397,7 @@ export class Replicator implements PeerHost {
     }
     if (req?.kind === 'repair' || req?.kind === 'node' || (data.request === 0 && fullyRemote && core.repairMode)) {
       const ok = fullyRemote && await core.repair(data as Proof)
-      if (req?.kind === 'node') {
-        if (ok) {
-          this.nodeTries.delete(req.index)
-          this.lost.delete(req.index)
-        }
-        else this.askForNode(req.index, this.nodeTries.get(req.index) ?? new Set([peer]))
-      }
+      if (req?.kind === 'node') this.#repair.onanswer(req.index, peer, ok)
       this.afterRepair(ok)
       return
     }
@@ -609,20 +406,20 @@ export class Replicator implements PeerHost {
     if (core.repairMode && data.upgrade !== null) {
       // Our roots are missing, so an upgrade cannot be checked: heal first.
       const ok = fullyRemote && await core.repair(data as Proof)
-      if (!fullyRemote) this.recoverFrom(peer)
+      if (!fullyRemote) this.#repair.recoverFrom(peer)
       this.afterRepair(ok)
       return
     }
 
-    if (data.upgrade !== null) this.applyingUpgrade++
+    if (data.upgrade !== null) this.#upgrades.onapplying()
     // Answered but not stored yet: not asked for again meanwhile (a sync arriving with it would).
     const block = data.block?.index ?? -1
-    if (block !== -1) this.verifying.add(block)
+    if (block !== -1) this.#blocks.onverifying(block)
     try {
       await this.verifyAndApply(peer, req, data)
     } finally {
-      if (data.upgrade !== null) this.applyingUpgrade--
-      if (block !== -1) this.verifying.delete(block)
+      if (data.upgrade !== null) this.#upgrades.onapplied()
+      if (block !== -1) this.#blocks.onverified(block)
     }
     this.scheduleUpdate()
   }
@@ -647,29 +444,29 @@ export class Replicator implements PeerHost {
         // A node of ours is gone (or, in repair mode, not yet checked): that
         // calls for a repair, not a conflict. The block was not stored: ask again.
         this.onmissingnode(missing)
-        this.rescan()
+        this.#blocks.rescan()
         this.scheduleUpdate()
         return
       }
       if (!isCoded(err)) throw err
-      this.rescan()
+      this.#blocks.rescan()
       // Checked against a tree we left while checking: not the peer's fault.
       if (core.epoch !== epoch) return
       this.hostile(peer, err)
       return
     }
-    if (req.kind === 'upgrade' && verified.upgrade === null) this.upgradeFailed.set(peer, peer.remoteLength)
+    if (req.kind === 'upgrade' && verified.upgrade === null) this.#upgrades.failed(peer)
     let stored
     try {
       stored = await core.applyData(verified)
     } catch (err) {
       // Our disk failed us, not the peer: keep it, and ask again later.
       if (!isCoded(err)) throw err
-      this.rescan()
+      this.#blocks.rescan()
       return
     }
     if (!stored) {
-      this.rescan()
+      this.#blocks.rescan()
       return
     }
     if (verified.block !== null) this.emit('download', verified.block.index, verified.block.value.byteLength, peer)
@@ -688,21 +485,16 @@ export class Replicator implements PeerHost {
   }
 
   onnodata (peer: Peer, msg: NoDataMessage): void {
-    const req = this.requests.get(msg.request)
+    const req = this.#inflight.get(msg.request)
     if (req === undefined || req.peer !== peer) return
     this.giveUp(req)
-    this.rescan()
+    this.#blocks.rescan()
     if (req.kind === 'block') {
-      let set = this.notAvailable.get(peer)
-      if (set === undefined) this.notAvailable.set(peer, set = new Set())
-      if (set.size >= MAX_NOT_AVAILABLE) set.clear()
-      set.add(req.index)
+      this.#blocks.refused(peer, req.index)
     } else if (req.kind === 'upgrade') {
-      // Refused with a block attached: ask that peer for upgrades alone from now on.
-      if (req.index !== -1) this.#plainUpgrades.add(peer)
-      else this.upgradeFailed.set(peer, peer.remoteLength)
+      this.#upgrades.onrefused(peer, req)
     } else if (req.kind === 'node') {
-      this.askForNode(req.index, this.nodeTries.get(req.index) ?? new Set([peer]))
+      this.#repair.onrefused(req.index, peer)
     }
     this.scheduleUpdate()
   }
@@ -765,230 +557,20 @@ export class Replicator implements PeerHost {
   private update (): void {
     if (this.destroyed) return
     // Every request of this pass leaves in one frame per connection.
-    const corked: Protomux[] = []
-    for (const p of this.peers) {
-      if (corked.includes(p.mux)) continue
-      p.mux.cork()
-      corked.push(p.mux)
-    }
-    try {
-      this.schedule()
-    } finally {
-      for (const mux of corked) mux.uncork()
-    }
+    corked(this.peers, this.#pass)
   }
 
-  private schedule (): void {
-    const core = this.core
+  /** One pass: whatever can be asked for now is (a field, so each pass hands `corked` the same function). */
+  readonly #pass = (): void => {
     this.#forks.next()
-    if (this.upgradeRequest === null && this.applyingUpgrade === 0 && !core.repairMode) {
-      const peer = this.pickPeer(p => p.remoteFork === core.fork && p.remoteLength > core.length &&
-        (this.upgradeFailed.get(p) ?? -1) < p.remoteLength)
-      if (peer !== null) {
-        const block = this.blockWithUpgrade(peer)
-        this.send(peer, 'upgrade', block, {
-          block: block === -1 ? null : { index: block, nodes: 0 },
-          hash: null, seek: null,
-          upgrade: { start: core.length, length: peer.remoteLength - core.length },
-          manifest: core.manifest === null
-        })
-      }
-    }
-    for (const index of this.#unasked) {
-      const r = this.requestBlock(index)
-      // Asked, or here: looked at again only after a rescan (a failure, a hotswap, a new peer).
-      if (r !== 'busy' && r !== 'nobody') this.#unasked.delete(index)
-    }
-    for (const range of this.ranges) this.fillRange(range)
-    this.wakeSettled()
-  }
-
-  private fillRange (range: Range): void {
-    const core = this.core
-    let i = Math.max(range.cursor, range.scanFrom)
-    let pending = false
-    if (range.blocks !== null) {
-      for (let scanned = 0; i < range.blocks.length && scanned < MAX_SCAN; i++, scanned++) {
-        const r = this.requestBlock(range.blocks[i]!)
-        if (r === 'busy') break
-        if (r === 'nobody') pending = true
-        if (!pending) range.scanFrom = i + 1
-      }
-      return
-    }
-    const end = Math.min(range.end, core.length)
-    for (let scanned = 0; i < end && scanned < MAX_SCAN; scanned++) {
-      i = core.bitfield.firstUnset(i)
-      if (i >= end) break
-      const r = this.requestBlock(i)
-      if (r === 'busy') break
-      // Blocks nobody has yet must be looked at again on the next pass.
-      if (r === 'nobody') pending = true
-      i++
-      if (!pending) range.scanFrom = i
-    }
-  }
-
-  /**
-   * The first new block we will want once an upgrade from `peer` lands, to
-   * ask for with the upgrade in one request (as Hypercore 11 can): one
-   * message each way instead of two, and the block's proof shares the
-   * upgrade's nodes. -1 when none is wanted, the peer may not hold it, or it
-   * refused such a request before (then upgrades are asked for alone).
-   */
-  private blockWithUpgrade (peer: Peer): number {
-    const length = this.core.length
-    if (this.#plainUpgrades.has(peer) || peer.remoteContiguous <= length) return -1
-    for (const range of this.ranges) {
-      if (range.blocks === null && range.end > length) return length
-      if (range.blocks !== null) {
-        const next = range.blocks[lowerBound(range.blocks, length)]
-        if (next !== undefined && next < peer.remoteContiguous) return next
-      }
-    }
-    let first = -1
-    for (const index of this.wantedBlocks.keys()) {
-      if (index >= length && index < peer.remoteContiguous && (first === -1 || index < first)) first = index
-    }
-    return first
-  }
-
-  /** A request failed or a peer left: the next pass rescans every range from its cursor, and every wanted block. */
-  private rescan (): void {
-    for (const index of this.wantedBlocks.keys()) this.#unasked.add(index)
-    for (const range of this.ranges) range.scanFrom = range.cursor
-  }
-
-  /** Sends a request for block `index` if it is needed and someone has it. */
-  private requestBlock (index: number): 'have' | 'sent' | 'inflight' | 'busy' | 'nobody' {
-    const core = this.core
-    if (core.has(index) || core.isStoring(index) || this.verifying.has(index)) return 'have'
-    const inflight = this.blockRequests.get(index)
-    // A slow peer does not hold a block hostage: after a while, ask another too.
-    if (inflight !== undefined && Date.now() - inflight.sent < HOTSWAP_MS) return 'inflight'
-    if (index >= core.length) return 'nobody' // after the upgrade
-    const na = (p: Peer): boolean => this.notAvailable.get(p)?.has(index) === true
-    const peer = this.pickHolder(index, inflight?.peer ?? null)
-    if (peer === null && inflight !== undefined) return 'inflight'
-    if (peer === null) {
-      let holders = 0
-      for (const p of this.peers) {
-        if (p.remoteFork !== core.fork || na(p)) continue
-        if (p.has(index)) holders++
-        else if (p.remoteLength > index) p.wantAround(index)
-      }
-      return holders > 0 ? 'busy' : 'nobody'
-    }
-    const sized = this.sizedProofNodes(peer, index)
-    const missing = this.missingNodeCount(2 * index, sized + 1)
-    const nodes = Math.min(missing, sized)
-    const id = this.send(peer, 'block', index, {
-      block: { index, nodes },
-      hash: null, seek: null, upgrade: null, manifest: false
-    })
-    // Sized short of what we lack: an answer that does not reach a node we hold means ask again in full.
-    if (nodes < missing) {
-      this.requests.get(id)!.sized = true
-      peer.sizedAsked++
-    }
-    peer.lastBlockAsked = index
-    return 'sent'
-  }
-
-  /** pickPeer for block `index`: an open peer on our fork that has it, did not refuse it, and is not `not`. */
-  private pickHolder (index: number, not: Peer | null): Peer | null {
-    const fork = this.core.fork
-    let best: Peer | null = null
-    const n = this.peers.length
-    for (let k = 0; k < n; k++) {
-      const p = this.peers[(this.rotate + k) % n]!
-      if (!p.remoteOpened || p.removed || p.inflight >= this.maxInflight || p === not) continue
-      if (p.remoteFork !== fork || !p.has(index)) continue
-      if (best !== null && p.inflight >= best.inflight) continue
-      if (this.notAvailable.get(p)?.has(index) === true) continue
-      best = p
-    }
-    this.rotate++
-    return best
-  }
-
-  /**
-   * At most how many nodes to ask `peer` for with block `index` (we ask for
-   * fewer when we lack fewer). A peer answers in order, and each answer brings the
-   * nodes on its block's way up: by the time this block's answer comes, the
-   * answer for the block last asked of the same peer has made their common
-   * ancestor known (a verified leaf's ancestors are verified). So the proof
-   * need only reach it: a download block after block needs about two nodes
-   * a block instead of the nine or ten we lack while hundreds are in flight.
-   * Infinity when no earlier answer is to be counted on. An answer that comes short anyway (the earlier one failed, the peer
-   * answered out of order) is asked again in full (`shortProof`); a peer
-   * whose answers come short often is asked in full from then on.
-   */
-  private sizedProofNodes (peer: Peer, index: number): number {
-    const last = peer.lastBlockAsked
-    if (last === -1 || last === index || (this.fullProofs.size > 0 && this.fullProofs.has(index))) return Infinity
-    if (peer.shortProofs > 16 && peer.shortProofs * 8 > peer.sizedProofs) return Infinity
-    // On trial until 64 answers came: a peer that answers out of order (Hypercore 11 may) costs few re-asks.
-    if (peer.sizedProofs < 64 && peer.sizedAsked - peer.sizedProofs >= 32) return Infinity
-    // Levels up to the common ancestor of the two leaves.
-    let a = last
-    let b = index
-    let levels = 0
-    while (a !== b) {
-      a = Math.floor(a / 2)
-      b = Math.floor(b / 2)
-      levels++
-    }
-    return levels
-  }
-
-  /** A sized proof came short: ask for the block again, with every node we lack. */
-  private shortProof (peer: Peer, req: Request): void {
-    peer.shortProofs++
-    if (this.fullProofs.size >= MAX_NOT_AVAILABLE) this.fullProofs.clear()
-    this.fullProofs.add(req.index)
-    this.rescan()
-    this.scheduleUpdate()
+    this.#upgrades.ask()
+    this.#blocks.pass()
+    this.#settled.wake()
   }
 
   /** How many nodes from leaf `leaf` up we lack (what a block proof must include), at most `limit`. */
   missingNodeCount (leaf: number, limit = Infinity): number {
-    const tree = this.core.tree
-    const head = 2 * tree.length
-    const ite = new Iterator(leaf)
-    let count = 0
-    while (count < limit && !ite.contains(head) && !tree.hasVerified(ite.index)) {
-      // A root we lack (repair mode) is not asked for: a block proof never carries one.
-      ite.parent()
-      if (ite.contains(head)) break
-      count++
-    }
-    return count
-  }
-
-  /** The least loaded open peer that passes `ok` and has room, or null. */
-  private pickPeer (ok: (p: Peer) => boolean): Peer | null {
-    let best: Peer | null = null
-    const n = this.peers.length
-    for (let k = 0; k < n; k++) {
-      const p = this.peers[(this.rotate + k) % n]!
-      if (!p.remoteOpened || p.removed || p.inflight >= this.maxInflight || !ok(p)) continue
-      if (best === null || p.inflight < best.inflight) best = p
-    }
-    this.rotate++
-    return best
-  }
-
-  private send (peer: Peer, kind: RequestKind, index: number, body: RequestBody, fork = this.core.fork): number {
-    const id = this.nextId++
-    const req: Request = { id, peer, sent: Date.now(), kind, index, fork, epoch: this.core.epoch, sized: false, older: null, newer: null }
-    this.#deadlines.add(req)
-    this.requests.set(id, req)
-    if (kind === 'block') this.blockRequests.set(index, req)
-    else if (kind === 'upgrade') this.upgradeRequest = req
-    else if (kind === 'node') this.nodeRequests.set(index, req)
-    peer.sendRequest({ id, fork, block: body.block, hash: body.hash, seek: body.seek, upgrade: body.upgrade, manifest: body.manifest, priority: 0 })
-    return id
+    return missingNodeCount(this.core.tree, leaf, limit)
   }
 
   /**
@@ -999,57 +581,18 @@ export class Replicator implements PeerHost {
     for (const req of timedOut) {
       this.giveUp(req)
       req.peer.sendCancel(req.id)
-      if (req.kind === 'upgrade') this.upgradeFailed.set(req.peer, req.peer.remoteLength)
+      if (req.kind === 'upgrade') this.#upgrades.failed(req.peer)
     }
     if (timedOut.length > 0 || hotswap) {
-      this.rescan()
+      this.#blocks.rescan()
       this.scheduleUpdate()
     }
   }
 
   private finish (req: Request): void {
-    if (!this.requests.delete(req.id)) return
-    this.#deadlines.remove(req)
-    req.peer.inflight--
-    if (req.kind === 'block') {
-      if (this.blockRequests.get(req.index) === req) this.blockRequests.delete(req.index)
-      // Answered or not, a wanted block is looked at again: it may not be here yet.
-      if (this.wantedBlocks.has(req.index)) this.#unasked.add(req.index)
-    }
-    else if (req.kind === 'upgrade') this.upgradeRequest = null
-    else if (req.kind === 'node') this.nodeRequests.delete(req.index)
-    this.wakeSettled()
+    if (!this.#inflight.remove(req)) return
+    // Answered or not, a wanted block is looked at again: it may not be here yet.
+    if (req.kind === 'block') this.#blocks.requeue(req.index)
+    this.#settled.wake()
   }
-
-  private checkRanges (): void {
-    const core = this.core
-    for (const range of this.ranges) {
-      if (range.blocks !== null) {
-        while (range.cursor < range.blocks.length && core.has(range.blocks[range.cursor]!)) range.cursor++
-        if (range.cursor >= range.blocks.length) this.completeRange(range)
-        continue
-      }
-      range.cursor = core.bitfield.firstUnset(range.cursor)
-      if (range.end !== Infinity && range.cursor >= range.end) this.completeRange(range)
-    }
-  }
-
-  private completeRange (range: Range): void {
-    this.ranges.delete(range)
-    range.resolve()
-  }
-}
-
-function noop (): void {}
-
-/** The first position in sorted `list` whose value is at least `value`. */
-function lowerBound (list: number[], value: number): number {
-  let lo = 0
-  let hi = list.length
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1
-    if (list[mid]! < value) lo = mid + 1
-    else hi = mid
-  }
-  return lo
 }

@@ -1,0 +1,76 @@
+/**
+ * How many tree nodes to ask for with a block. A proof must reach a node we
+ * hold; while a download runs hundreds of requests deep, the answers ahead
+ * of a block's will have brought most of its way up, so asking for all we
+ * lack now would fetch the same nodes many times over. Apart from the
+ * scheduler because it is a policy of its own, with its own memory (blocks
+ * whose sized proof came short) and its own per-peer trust (`Peer`'s
+ * `sized*`/`shortProofs` counters).
+ */
+import { Iterator } from './flat-tree'
+import type { MerkleTree } from './merkle-tree'
+import type { Peer } from './peer'
+
+/** Blocks remembered as needing a full proof (then forgotten). */
+const MAX_FULL_PROOFS = 4096
+
+export class ProofSizing {
+  /** Blocks whose sized proof came short: asked for again with every node we lack. */
+  readonly #full = new Set<number>()
+
+  /**
+   * At most how many nodes to ask `peer` for with block `index` (we ask for
+   * fewer when we lack fewer). A peer answers in order, and each answer brings the
+   * nodes on its block's way up: by the time this block's answer comes, the
+   * answer for the block last asked of the same peer has made their common
+   * ancestor known (a verified leaf's ancestors are verified). So the proof
+   * need only reach it: a download block after block needs about two nodes
+   * a block instead of the nine or ten we lack while hundreds are in flight.
+   * Infinity when no earlier answer is to be counted on. An answer that comes short anyway (the earlier one failed, the peer
+   * answered out of order) is asked again in full (`short`); a peer
+   * whose answers come short often is asked in full from then on.
+   */
+  nodes (peer: Peer, index: number): number {
+    const last = peer.lastBlockAsked
+    if (last === -1 || last === index || (this.#full.size > 0 && this.#full.has(index))) return Infinity
+    if (peer.shortProofs > 16 && peer.shortProofs * 8 > peer.sizedProofs) return Infinity
+    // On trial until 64 answers came: a peer that answers out of order (Hypercore 11 may) costs few re-asks.
+    if (peer.sizedProofs < 64 && peer.sizedAsked - peer.sizedProofs >= 32) return Infinity
+    // Levels up to the common ancestor of the two leaves.
+    let a = last
+    let b = index
+    let levels = 0
+    while (a !== b) {
+      a = Math.floor(a / 2)
+      b = Math.floor(b / 2)
+      levels++
+    }
+    return levels
+  }
+
+  /** The sized proof `peer` sent for block `index` came short: next time, ask for every node we lack. */
+  short (peer: Peer, index: number): void {
+    peer.shortProofs++
+    if (this.#full.size >= MAX_FULL_PROOFS) this.#full.clear()
+    this.#full.add(index)
+  }
+
+  /** Block `index` came with a proof that sufficed. */
+  answered (index: number): void {
+    this.#full.delete(index)
+  }
+}
+
+/** How many nodes from leaf `leaf` up `tree` lacks (what a block proof must include), at most `limit`. */
+export function missingNodeCount (tree: MerkleTree, leaf: number, limit = Infinity): number {
+  const head = 2 * tree.length
+  const ite = new Iterator(leaf)
+  let count = 0
+  while (count < limit && !ite.contains(head) && !tree.hasVerified(ite.index)) {
+    // A root we lack (repair mode) is not asked for: a block proof never carries one.
+    ite.parent()
+    if (ite.contains(head)) break
+    count++
+  }
+  return count
+}
