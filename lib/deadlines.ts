@@ -21,22 +21,26 @@ export interface Timed {
 }
 
 export class Deadlines<R extends Timed> {
-  head: R | null = null
-  tail: R | null = null
+  #head: R | null = null
+  #tail: R | null = null
   /** The oldest request not yet past HOTSWAP_MS. */
   #swapCursor: R | null = null
   #timer: ReturnType<typeof setTimeout> | null = null
   #due = Infinity
 
   /** `onexpired(timedOut, hotswap)`: requests past the timeout, and whether a block request passed HOTSWAP_MS. */
-  constructor (private readonly onexpired: (timedOut: R[], hotswap: boolean) => void) {}
+  readonly #onexpired: (timedOut: R[], hotswap: boolean) => void
+
+  constructor (onexpired: (timedOut: R[], hotswap: boolean) => void) {
+    this.#onexpired = onexpired
+  }
 
   add (req: R): void {
-    req.older = this.tail
+    req.older = this.#tail
     req.newer = null
-    if (this.tail !== null) this.tail.newer = req
-    else this.head = req
-    this.tail = req
+    if (this.#tail !== null) this.#tail.newer = req
+    else this.#head = req
+    this.#tail = req
     if (this.#swapCursor === null) this.#swapCursor = req
     this.#arm(req.sent + HOTSWAP_MS)
   }
@@ -44,16 +48,16 @@ export class Deadlines<R extends Timed> {
   remove (req: R): void {
     if (this.#swapCursor === req) this.#swapCursor = req.newer
     if (req.older !== null) req.older.newer = req.newer
-    else if (this.head === req) this.head = req.newer
+    else if (this.#head === req) this.#head = req.newer
     if (req.newer !== null) req.newer.older = req.older
-    else if (this.tail === req) this.tail = req.older
+    else if (this.#tail === req) this.#tail = req.older
     req.older = req.newer = null
-    if (this.head === null) this.#disarm()
+    if (this.#head === null) this.#disarm()
   }
 
   destroy (): void {
     this.#disarm()
-    this.head = this.tail = this.#swapCursor = null
+    this.#head = this.#tail = this.#swapCursor = null
   }
 
   #arm (at: number): void {
@@ -80,11 +84,11 @@ export class Deadlines<R extends Timed> {
       this.#swapCursor = this.#swapCursor.newer
     }
     const timedOut: R[] = []
-    for (let r = this.head; r !== null && now - r.sent >= REQUEST_TIMEOUT_MS; r = r.newer) timedOut.push(r)
-    this.onexpired(timedOut, hotswap)
+    for (let r = this.#head; r !== null && now - r.sent >= REQUEST_TIMEOUT_MS; r = r.newer) timedOut.push(r)
+    this.#onexpired(timedOut, hotswap)
     const next = Math.min(
       this.#swapCursor === null ? Infinity : this.#swapCursor.sent + HOTSWAP_MS,
-      this.head === null ? Infinity : this.head.sent + REQUEST_TIMEOUT_MS
+      this.#head === null ? Infinity : this.#head.sent + REQUEST_TIMEOUT_MS
     )
     if (next !== Infinity) this.#arm(next)
   }

@@ -84,7 +84,7 @@ export class Peer {
   /**
    * The replicator's notes for sizing block proofs: the block it last asked
    * this peer for, and how often a proof sized on the strength of that
-   * answer arriving first came short (see Replicator.proofNodes).
+   * answer arriving first came short (see ProofSizing.nodes).
    */
   lastBlockAsked = -1
   /** Sized proofs asked for, answered, and answered short. */
@@ -365,7 +365,8 @@ export class Peer {
     const end = Math.min(start + length, core.length)
     for (let at = start; at < end; at += BITFIELD_CHUNK) {
       const bits = Math.min(BITFIELD_CHUNK, end - at)
-      if (core.bitfield.firstSet(at) === -1 || core.bitfield.firstSet(at) >= at + bits) continue
+      const first = core.bitfield.firstSet(at)
+      if (first === -1 || first >= at + bits) continue
       this.bitfield.send({ start: at, bitfield: core.bitfield.words(at, Math.ceil(bits / 32)) })
     }
   }

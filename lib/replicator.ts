@@ -343,7 +343,7 @@ export class Replicator implements PeerHost {
     }
     // Long-lived parts (roots, signature, manifest) must not pin the receive buffer.
     unslabProof(data)
-    this.handleData(peer, data).catch(err => {
+    this.handleData(peer, data, req).catch(err => {
       // Nothing a peer sends may take us down: drop it instead.
       this.hostile(peer, err as Error)
     })
@@ -369,8 +369,8 @@ export class Replicator implements PeerHost {
     peer.close()
   }
 
-  private async handleData (peer: Peer, data: DataMessage): Promise<void> {
-    const req = data.request !== 0 ? this.#inflight.get(data.request) ?? null : null
+  /** `req`: the request `data` answers, as `ondata` looked it up (null if none). */
+  private async handleData (peer: Peer, data: DataMessage, req: Request | null): Promise<void> {
     if (req !== null && req.peer !== peer) return
     if (req !== null) this.finish(req)
     const core = this.core
@@ -416,20 +416,13 @@ export class Replicator implements PeerHost {
     const block = data.block?.index ?? -1
     if (block !== -1) this.#blocks.onverifying(block)
     try {
-      await this.verifyAndApply(peer, req, data)
+      await this.checkAndStore(peer, req, data)
     } finally {
+      this.settleSide(req)
       if (data.upgrade !== null) this.#upgrades.onapplied()
       if (block !== -1) this.#blocks.onverified(block)
     }
     this.scheduleUpdate()
-  }
-
-  private async verifyAndApply (peer: Peer, req: Request, data: DataMessage): Promise<void> {
-    try {
-      await this.checkAndStore(peer, req, data)
-    } finally {
-      this.settleSide(req)
-    }
   }
 
   private async checkAndStore (peer: Peer, req: Request, data: DataMessage): Promise<void> {
