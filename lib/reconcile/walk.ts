@@ -284,8 +284,7 @@ export class TreeWalk {
     const ctx = this.#ctx
     switch (t.kind) {
       case K_CHILDREN:
-        t.myKids = ctx.index().kidsAt(t.prefix, t.depth, true)
-        writeKids(w, t.myKids, t.depth, t.mc, true)
+        this.#writeKids(t, w)
         return
       case K_SINGLE: {
         if (t.actor !== ME) return
@@ -304,15 +303,12 @@ export class TreeWalk {
         } else {
           t.myTag = TAG_CHILDREN
           w.u8(TAG_CHILDREN)
-          t.myKids = ctx.index().kidsAt(t.prefix, t.depth, true)
-          writeKids(w, t.myKids, t.depth, t.mc, true)
+          this.#writeKids(t, w)
         }
         return
       }
       case K_HALF:
-        if (t.actor !== ME) return
-        t.myKids = ctx.index().kidsAt(t.prefix, t.depth, true)
-        writeKids(w, t.myKids, t.depth, t.mc, true)
+        if (t.actor === ME) this.#writeKids(t, w)
         return
       case K_ALL:
         if (t.actor === ME) writeChunk(ctx.tree, t, w, budget, false)
@@ -339,6 +335,12 @@ export class TreeWalk {
     }
   }
 
+  /** Our children of the prefix (kept, to compare with theirs). */
+  #writeKids (t: Task, w: Writer): void {
+    t.myKids = this.#ctx.index().kidsAt(t.prefix, t.depth)
+    writeKids(w, t.myKids, t.depth, t.mc)
+  }
+
   /** Our ids under the prefix whose hashes are not among theirs, as one chunk. */
   #writeUnhashed (t: Task, w: Writer): void {
     const index = this.#ctx.index()
@@ -362,7 +364,7 @@ export class TreeWalk {
     const ctx = this.#ctx
     switch (t.kind) {
       case K_CHILDREN:
-        t.theirKids = readKids(r, t.prefix, t.depth, t.tc, true, t.tlo, t.thi, true)
+        t.theirKids = readKids(r, t.prefix, t.depth, t.tc, t.tlo, t.thi)
         return
       case K_SINGLE: {
         if (t.actor !== THEM) return
@@ -387,7 +389,7 @@ export class TreeWalk {
           for (let i = 0; i < t.k; i++) if (!ctx.has(ids, i * ID_BYTES)) ctx.learn(ids, i * ID_BYTES)
         } else if (tag === TAG_CHILDREN) {
           if (t.depth >= MAX_DEPTH) throw INVALID_MESSAGE('No children below a whole id')
-          t.theirKids = readKids(r, t.prefix, t.depth, t.tc, true, t.tlo, t.thi, true)
+          t.theirKids = readKids(r, t.prefix, t.depth, t.tc, t.tlo, t.thi)
         } else if (tag === TAG_LIST) {
           readChunk(t, r, { ids: HASH_MAX }, true, ctx)
           if (!t.theirDone) throw INVALID_MESSAGE('A short list comes in one piece')
@@ -397,7 +399,7 @@ export class TreeWalk {
         return
       }
       case K_HALF:
-        if (t.actor === THEM) t.theirKids = readKids(r, t.prefix, t.depth, t.tc, true, t.tlo, t.thi, true)
+        if (t.actor === THEM) t.theirKids = readKids(r, t.prefix, t.depth, t.tc, t.tlo, t.thi)
         return
       case K_ALL:
         if (t.actor === THEM) readChunk(t, r, budget, false, ctx)
