@@ -93,7 +93,7 @@ class Task extends IdStream {
 }
 
 /** Which sides settle a prefix with these counts by sending their ids (0: neither, descend). */
-export function listers (mc: number, tc: number): number {
+function listers (mc: number, tc: number): number {
   if (mc <= LIST_MAX && tc <= LIST_MAX) return BOTH
   const min = Math.min(mc, tc)
   const max = Math.max(mc, tc)
@@ -101,11 +101,14 @@ export function listers (mc: number, tc: number): number {
   return 0
 }
 
+/** Whether a walk over sets of these sizes settles the root by sending ids: the bulk path. */
+export function startsInBulk (mc: number, tc: number): boolean {
+  return mc === 0 || tc === 0 || (mc !== tc && listers(mc, tc) !== 0)
+}
+
 export class TreeWalk {
   readonly #ctx: WalkContext
   #agenda: Task[] = []
-  /** The root is settled by sending ids: the bulk path. */
-  readonly bulk: boolean
   readonly #h = new Uint32Array(2)
 
   /** Starts at the root, with both counts and both fingerprints of the whole sets known. */
@@ -118,7 +121,6 @@ export class TreeWalk {
     root.mhi = mhi
     root.tlo = tlo
     root.thi = thi
-    this.bulk = mc === 0 || tc === 0 || (mc !== tc && listers(mc, tc) !== 0)
     this.#classify(root, this.#agenda)
   }
 
