@@ -36,6 +36,7 @@ import { performance } from 'perf_hooks'
 import b4a from 'b4a'
 import { ReconcileSet, sync, type SyncResult } from '../lib/reconcile'
 import { fmtBytesSI, fmtSI, type Chart } from './plot'
+import { textTable, type Column } from './harness'
 
 export type Contender = 'nomadcore' | 'riblt' | 'negentropy'
 
@@ -404,9 +405,7 @@ export function reconcileCells (rows: readonly ReconcileRow[]): { head: string[]
 /** A plain-text table of the rows. */
 export function formatReconcileRows (rows: readonly ReconcileRow[]): string {
   const { head, body } = reconcileCells(rows)
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map(b => b[i]!.length)))
-  const line = (cells: string[]): string => cells.map((c, i) => i <= 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)).join('  ').trimEnd()
-  return [line(head), line(widths.map(w => '-'.repeat(w))), ...body.map(line)].join('\n')
+  return textTable(head.map((header, i): Column => ({ header, align: i <= 1 ? 'left' : 'right' })), body)
 }
 
 const COLORS: Record<Contender, string> = { nomadcore: '#1f5fbf', riblt: '#e08a00', negentropy: '#7b3fa0' }

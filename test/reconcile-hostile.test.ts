@@ -30,6 +30,16 @@ function hello (fields: { count: number, limit?: number, est?: Uint8Array, since
   return w.finish()
 }
 
+/** What `fn` throws, or null. */
+function thrown (fn: () => void): unknown {
+  try {
+    fn()
+  } catch (err) {
+    return err
+  }
+  return null
+}
+
 /** Runs an honest exchange until round `k`, then hands a's side the remote's message `fn` makes of b's. */
 function tamper (A: ReconcileSet, B: ReconcileSet, opts: { sessionKey?: Uint8Array }, k: number, fn: (m: Uint8Array) => Uint8Array): 'ok' | 'coded' | 'over' {
   const sa = new Session(A, opts)
@@ -186,24 +196,16 @@ test('hostile: a bulk transfer bigger than announced, more ids than a session ma
   const cappedHello = capped.start()
   capped.receive(sender.start())
   t.is(feed(capped, sender.receive(cappedHello)!), 'coded', 'more ids than maxLearned')
-  let err: unknown = null
-  try {
+  t.ok(isCoded(thrown(() => {
     const q = pair(2000, 400, 100, 58)
     sync(q.a, q.b, { maxLearned: 50 })
-  } catch (e) {
-    err = e
-  }
-  t.ok(isCoded(err, 'INVALID_MESSAGE'), 'decoded ids count against maxLearned too')
+  }), 'INVALID_MESSAGE'), 'decoded ids count against maxLearned too')
 
   // Too many open prefixes in the tree walk.
-  err = null
-  try {
+  t.ok(isCoded(thrown(() => {
     const q = pair(100, 3000, 3000, 59)
     sync(q.a, q.b, { maxOpen: 16 })
-  } catch (e) {
-    err = e
-  }
-  t.ok(isCoded(err, 'INVALID_MESSAGE'), 'more open prefixes than maxOpen')
+  }), 'INVALID_MESSAGE'), 'more open prefixes than maxOpen')
 })
 
 test('hostile: cells corrupted on the way never make the decoder report a wrong difference', async t => {

@@ -31,6 +31,33 @@ function crowdedPool (n: number, seed: number): Uint8Array[] {
   return pool
 }
 
+/**
+ * Replays inserts ([true, i]) and deletes ([false, i]) of pool ids on a set
+ * of the first `initial`, beside a map of the ids it should hold. `each`
+ * sees every insert's or delete's result and whether the id was there;
+ * `halfway` runs once, after the middle op (not at all when there are none).
+ */
+function replay<T> (pool: Uint8Array[], ops: Array<[boolean, number]>, initial: number, halfway: (s: ReconcileSet, present: Map<string, Uint8Array>) => T,
+  each: (ins: boolean, result: boolean, was: boolean) => void = () => {}): { s: ReconcileSet, present: Map<string, Uint8Array>, snap: T | null } {
+  const s = ReconcileSet.from(pool.slice(0, initial))
+  const present = new Map<string, Uint8Array>()
+  for (const id of pool.slice(0, initial)) present.set(hex(id), id)
+  let snap: T | null = null
+  ops.forEach(([ins, i], k) => {
+    const id = pool[i]!
+    const was = present.has(hex(id))
+    if (ins) {
+      each(true, s.insert(id), was)
+      present.set(hex(id), id)
+    } else {
+      each(false, s.delete(id), was)
+      present.delete(hex(id))
+    }
+    if (k === ops.length >> 1) snap = halfway(s, present)
+  })
+  return { s, present, snap }
+}
+
 // ---------------------------------------------------------------------------
 // What the set keeps
 
@@ -40,27 +67,13 @@ test('insert and delete keep the cached coded symbols equal to symbols built fro
     fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 0, max: pool.length - 1 })), { maxLength: 400 }),
     fc.integer({ min: 0, max: 100 }),
     (ops, initial) => {
-      const s = ReconcileSet.from(pool.slice(0, initial))
-      const present = new Map<string, Uint8Array>()
-      for (const id of pool.slice(0, initial)) present.set(hex(id), id)
-      let snap: { ids: Uint8Array[], table: SymbolTable } | null = null
-      ops.forEach(([ins, i], k) => {
-        const id = pool[i]!
-        if (ins) {
-          s.insert(id)
-          present.set(hex(id), id)
-        } else {
-          s.delete(id)
-          present.delete(hex(id))
-        }
-        if (k === ops.length >> 1) snap = { ids: [...present.values()], table: s.symbols() }
-      })
+      const { s, present, snap } = replay(pool, ops, initial, (s, present) => ({ ids: [...present.values()], table: s.symbols() }))
       // The cells as kept equal the cells of the ids there are, coded afresh.
       if (!sameTable(s.symbols(), encodeIds([...present.values()], s.symbols().cells))) return false
       if (s.symbols().cells < cellsFor(s.size)) return false
       // A snapshot taken halfway still codes the ids of then (copy on write).
       if (snap !== null) {
-        const { ids, table } = snap as { ids: Uint8Array[], table: SymbolTable }
+        const { ids, table } = snap
         if (!sameTable(table, encodeIds(ids, table.cells))) return false
       }
       return true
@@ -253,21 +266,11 @@ test('insert and delete keep the tree equal to a fresh build of the same ids (pr
     fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 0, max: pool.length - 1 })), { maxLength: 600 }),
     fc.integer({ min: 0, max: 120 }),
     (ops, initial) => {
-      const s = ReconcileSet.from(pool.slice(0, initial))
-      const present = new Map<string, Uint8Array>()
-      for (const id of pool.slice(0, initial)) present.set(hex(id), id)
-      let snap: { ids: string[], tree: ReturnType<ReconcileSet['snapshot']> } | null = null
-      ops.forEach(([ins, i], k) => {
-        const id = pool[i]!
-        if (ins) {
-          if (s.insert(id) === present.has(hex(id))) throw new Error('insert result')
-          present.set(hex(id), id)
-        } else {
-          if (s.delete(id) !== present.has(hex(id))) throw new Error('delete result')
-          present.delete(hex(id))
-        }
-        if (k === ops.length >> 1) snap = { ids: [...present.keys()].sort(), tree: s.snapshot() }
-      })
+      const { s, present, snap } = replay(pool, ops, initial, (s, present) => ({ ids: [...present.keys()].sort(), tree: s.snapshot() }),
+        (ins, result, was) => {
+          if (ins && result === was) throw new Error('insert result')
+          if (!ins && result !== was) throw new Error('delete result')
+        })
       s.verifyIntegrity()
       const fresh = ReconcileSet.from([...present.values()])
       if (JSON.stringify(hexes(s.all())) !== JSON.stringify(hexes(fresh.all()))) return false
@@ -280,7 +283,7 @@ test('insert and delete keep the tree equal to a fresh build of the same ids (pr
       for (const id of pool) if (s.has(id) !== present.has(hex(id))) return false
       // A snapshot taken halfway still shows the set as it was then (copy on write).
       if (snap !== null) {
-        const { ids, tree } = snap as { ids: string[], tree: ReturnType<ReconcileSet['snapshot']> }
+        const { ids, tree } = snap
         const flat = tree.flat()
         const got: string[] = []
         for (let i = 0; i < flat.length; i += 32) got.push(hex(flat.subarray(i, i + 32)))

@@ -28,6 +28,7 @@
  */
 import type { TreeData } from './tree-data'
 import { ID_BYTES, words } from './ids'
+import { fmix32 } from './hash'
 
 export const SHORT_BYTES = 8
 export const LONG_BYTES = ID_BYTES - SHORT_BYTES
@@ -44,15 +45,6 @@ export function cellsFor (n: number): number {
   let c = MIN_CELLS
   while (c < n && c < MAX_CELLS) c *= 2
   return c
-}
-
-function fmix32 (h: number): number {
-  h ^= h >>> 16
-  h = Math.imul(h, 0x85ebca6b)
-  h ^= h >>> 13
-  h = Math.imul(h, 0xc2b2ae35)
-  h ^= h >>> 16
-  return h >>> 0
 }
 
 /** The short id of the id at buf[at..]: its first 8 bytes as two little-endian words. */

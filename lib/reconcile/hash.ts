@@ -30,7 +30,8 @@ const SHARED_CONTEXT = b4a.from('nomadcore/reconcile/v2/shared')
 /** Ids hashed per native call. */
 const CHUNK = 8192
 
-function fmix32 (h: number): number {
+/** The 32-bit finalizer of MurmurHash3: every input bit flips about half the output bits. */
+export function fmix32 (h: number): number {
   h ^= h >>> 16
   h = Math.imul(h, 0x85ebca6b)
   h ^= h >>> 13

@@ -35,7 +35,7 @@ import { decode } from './peel'
 import { MAX_REQUESTS, EST1_ERROR, EST2_ERROR, estimate, firstBatch, nextBatch, readBatch, readEst1, readEst2, writeBatch, writeEst1, writeEst2, type Batch } from './plan'
 import { SINCE_HARD_MAX, readSince, sinceMatches, writeSince } from './since'
 import { IdStream, readChunk, writeListChunk } from './bulk'
-import { TreeWalk, listers, type WalkContext } from './walk'
+import { TreeWalk, startsInBulk, type WalkContext } from './walk'
 import { KeyedIndex } from './walk-index'
 import { Reader, Writer } from './wire'
 
@@ -373,7 +373,7 @@ export class Session {
       return null
     }
     if (mc === tc && sameFp) return null
-    if (mc === 0 || tc === 0 || (mc !== tc && listers(mc, tc) !== 0)) return this.#startWalk('bulk')
+    if (startsInBulk(mc, tc)) return this.#startWalk('bulk')
     const d = estimate(this.#symbols!.est1, this.#theirEst1!, 16, tc - mc)
     if (d !== null) return this.#startSymbols(d, EST1_ERROR)
     this.#phase = 'est2'

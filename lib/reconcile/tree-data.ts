@@ -9,7 +9,7 @@
  * same object as an immutable snapshot, copying it before it next writes.
  * Everything here only reads.
  */
-import { ID_BYTES, nibbleAt, hasPrefix, searchLeaf, comparePrefix, words } from './ids'
+import { ID_BYTES, nibbleAt, searchLeaf, comparePrefix, words } from './ids'
 import { mixHi, mixLo } from './hash'
 
 /** The unkeyed summary of the ids under a prefix: what the tree keeps per node. */
@@ -94,20 +94,13 @@ export class TreeData {
    * several.
    */
   onlyUnder (prefix: Uint8Array, depth: number): [Uint8Array, number] | null | 'many' {
-    let node = 0
-    while (this.child[node]! >= 0 && this.depth[node]! < depth) node = this.child[node]! + nibbleAt(prefix, 0, this.depth[node]!)
-    if (this.child[node]! >= 0) return this.count[node]! > 1 ? 'many' : null
-    const n = this.count[node]!
-    const buf = this.leaves[node]
-    let found = -1
-    for (let i = 0; i < n; i++) {
-      const c = comparePrefix(buf!, i * ID_BYTES, prefix, depth)
-      if (c < 0) continue
-      if (c > 0) break
-      if (found >= 0) return 'many'
-      found = i
-    }
-    return found < 0 ? null : [buf!, found * ID_BYTES]
+    const loc = new Int32Array(3)
+    this.locate(prefix, depth, loc)
+    const node = loc[0]!
+    if (loc[1] === -1) return this.count[node]! > 1 ? 'many' : null
+    const k = loc[2]! - loc[1]!
+    if (k === 0) return null
+    return k > 1 ? 'many' : [this.leaves[node]!, loc[1]! * ID_BYTES]
   }
 
   /**
@@ -245,23 +238,22 @@ export class TreeData {
 
   /** Summary of the ids whose first `depth` digits are those of `prefix`. */
   summary (prefix: Uint8Array, depth: number): NodeSummary {
-    let node = 0
-    while (this.child[node]! >= 0 && this.depth[node]! < depth) node = this.child[node]! + nibbleAt(prefix, 0, this.depth[node]!)
+    const loc = new Int32Array(3)
+    this.locate(prefix, depth, loc)
+    const node = loc[0]!
     const sum = new Uint32Array(2)
     const xor = new Int32Array(8)
     let count = 0
-    if (this.child[node]! >= 0 || this.depth[node] === depth) {
+    if (loc[1] === -1 || this.depth[node] === depth) {
       count = this.count[node]!
       sum[0] = this.sums[node * 2]!
       sum[1] = this.sums[node * 2 + 1]!
       for (let k = 0; k < 8; k++) xor[k] = this.xors[node * 8 + k]!
     } else {
       const buf = this.leaves[node]
-      const n = this.count[node]!
       const w = buf === null ? null : words(buf)
-      for (let i = 0; i < n; i++) {
-        if (!hasPrefix(buf!, i * ID_BYTES, prefix, depth)) continue
-        count++
+      count = loc[2]! - loc[1]!
+      for (let i = loc[1]!; i < loc[2]!; i++) {
         const lo = mixLo(w!, i * 8)
         const s = (sum[0]! + lo) >>> 0
         sum[1] = sum[1]! + mixHi(w!, i * 8) + (s < lo ? 1 : 0)

@@ -102,30 +102,28 @@ export class KeyedIndex {
   }
 
   /**
-   * Our 16 children of a prefix: counts and keyed fingerprints. `compress`:
-   * of the longest prefix all our ids under it share (when that is longer),
-   * with the heavy path.
+   * Our 16 children of a prefix: counts and keyed fingerprints — of the
+   * longest prefix all our ids under it share (when that is longer), with
+   * the heavy path.
    */
-  kidsAt (prefix: Uint8Array, depth: number, compress: boolean): Kids {
+  kidsAt (prefix: Uint8Array, depth: number): Kids {
     const t = this.#tree
     const kids = new Kids()
     kids.q = depth
-    if (compress) {
-      const a = t.endUnder(prefix, depth, false)
-      const b = t.endUnder(prefix, depth, true)
-      if (a !== null && b !== null && (a[0] !== b[0] || a[1] !== b[1])) {
-        // Two different ids differ at some digit before the last: q < MAX_DEPTH.
-        let q = depth
-        while (nibbleAt(a[0], a[1], q) === nibbleAt(b[0], b[1], q)) q++
-        if (q > depth) {
-          const qp = new Uint8Array(ID_BYTES)
-          qp.set(a[0].subarray(a[1], a[1] + ((q + 1) >>> 1)))
-          if ((q & 1) === 1) qp[q >>> 1] = qp[q >>> 1]! & 0xf0
-          kids.qp = qp
-          kids.q = q
-          prefix = qp
-          depth = q
-        }
+    const a = t.endUnder(prefix, depth, false)
+    const b = t.endUnder(prefix, depth, true)
+    if (a !== null && b !== null && (a[0] !== b[0] || a[1] !== b[1])) {
+      // Two different ids differ at some digit before the last: q < MAX_DEPTH.
+      let q = depth
+      while (nibbleAt(a[0], a[1], q) === nibbleAt(b[0], b[1], q)) q++
+      if (q > depth) {
+        const qp = new Uint8Array(ID_BYTES)
+        qp.set(a[0].subarray(a[1], a[1] + ((q + 1) >>> 1)))
+        if ((q & 1) === 1) qp[q >>> 1] = qp[q >>> 1]! & 0xf0
+        kids.qp = qp
+        kids.q = q
+        prefix = qp
+        depth = q
       }
     }
     const loc = this.#loc
@@ -149,14 +147,12 @@ export class KeyedIndex {
         kids.lo[v] = s
       }
     }
-    if (compress) {
-      let pc = 0
-      for (let v = 0; v < 16; v++) pc += kids.c[v]!
-      const hv = heavyChild(kids, pc)
-      if (hv >= 0) {
-        kids.hv = hv
-        kids.heavy = this.kidsAt(childPrefix(prefix, depth, hv), depth + 1, true)
-      }
+    let pc = 0
+    for (let v = 0; v < 16; v++) pc += kids.c[v]!
+    const hv = heavyChild(kids, pc)
+    if (hv >= 0) {
+      kids.hv = hv
+      kids.heavy = this.kidsAt(childPrefix(prefix, depth, hv), depth + 1)
     }
     return kids
   }

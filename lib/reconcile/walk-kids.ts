@@ -7,8 +7,8 @@
  *
  * On the wire: a bitmap of the non-empty children, then for each but the
  * last its fingerprint and its count (zigzag, relative to an even split of
- * the parent's); the last one's count (and fingerprint, when the parent's
- * is known) is what is left of the parent's.
+ * the parent's); the last one's count and fingerprint are what is left of
+ * the parent's (the reader knows both).
  */
 import { INVALID_MESSAGE } from '../errors'
 import { MAX_DEPTH, nibbleAt, childPrefix } from './ids'
@@ -53,8 +53,8 @@ function popcount16 (x: number): number {
   return n
 }
 
-/** Writes `kids` of a parent at `depth` holding `pc` ids (whose fingerprint the reader knows when `fpKnown`). */
-export function writeKids (w: Writer, kids: Kids, depth: number, pc: number, fpKnown: boolean): void {
+/** Writes `kids` of a parent at `depth` holding `pc` ids (whose count and fingerprint the reader knows). */
+export function writeKids (w: Writer, kids: Kids, depth: number, pc: number): void {
   if (kids.q > depth) {
     // An empty bitmap for a non-empty parent: a span of shared digits follows.
     w.u16(0)
@@ -78,25 +78,22 @@ export function writeKids (w: Writer, kids: Kids, depth: number, pc: number, fpK
   let seen = 0
   for (let v = 0; v < 16; v++) {
     if (kids.c[v] === 0) continue
-    if (++seen < k) {
-      w.fp(kids.lo[v]!, kids.hi[v]!)
-      w.uint(zigzag(kids.c[v]! - exp))
-    } else if (!fpKnown) {
-      w.fp(kids.lo[v]!, kids.hi[v]!)
-    }
+    if (++seen === k) break
+    w.fp(kids.lo[v]!, kids.hi[v]!)
+    w.uint(zigzag(kids.c[v]! - exp))
   }
-  if (kids.heavy !== null) writeKids(w, kids.heavy, kids.q + 1, kids.c[kids.hv]!, true)
+  if (kids.heavy !== null) writeKids(w, kids.heavy, kids.q + 1, kids.c[kids.hv]!)
 }
 
 /**
  * Reads children of a parent at `depth` holding `pc` ids with fingerprint
- * (plo, phi) when `fpKnown`. `span`: path compression and heavy paths may follow.
+ * (plo, phi), with their path compression and heavy path.
  */
-export function readKids (r: Reader, prefix: Uint8Array, depth: number, pc: number, fpKnown: boolean, plo: number, phi: number, span: boolean): Kids {
+export function readKids (r: Reader, prefix: Uint8Array, depth: number, pc: number, plo: number, phi: number): Kids {
   const kids = new Kids()
   kids.q = depth
   let bitmap = r.u16()
-  if (bitmap === 0 && pc > 0 && span) {
+  if (bitmap === 0 && pc > 0) {
     const skip = r.uint(MAX_DEPTH - 1 - depth)
     if (skip < 1 || pc < 2) throw INVALID_MESSAGE('Bad span')
     const packed = r.fixed((skip + 1) >>> 1)
@@ -137,22 +134,14 @@ export function readKids (r: Reader, prefix: Uint8Array, depth: number, pc: numb
       lo = s
     } else {
       kids.c[v] = pc - sum
-      if (fpKnown) {
-        kids.lo[v] = (plo - lo) >>> 0
-        kids.hi[v] = (phi - hi - (plo < lo ? 1 : 0)) >>> 0
-      } else {
-        r.fp(h)
-        kids.lo[v] = h[0]!
-        kids.hi[v] = h[1]!
-      }
+      kids.lo[v] = (plo - lo) >>> 0
+      kids.hi[v] = (phi - hi - (plo < lo ? 1 : 0)) >>> 0
     }
   }
-  if (span) {
-    const hv = heavyChild(kids, pc)
-    if (hv >= 0) {
-      kids.hv = hv
-      kids.heavy = readKids(r, childPrefix(kids.qp ?? prefix, kids.q, hv), kids.q + 1, kids.c[hv]!, true, kids.lo[hv]!, kids.hi[hv]!, true)
-    }
+  const hv = heavyChild(kids, pc)
+  if (hv >= 0) {
+    kids.hv = hv
+    kids.heavy = readKids(r, childPrefix(kids.qp ?? prefix, kids.q, hv), kids.q + 1, kids.c[hv]!, kids.lo[hv]!, kids.hi[hv]!)
   }
   return kids
 }

@@ -93,7 +93,7 @@ class Task extends IdStream {
 }
 
 /** Which sides settle a prefix with these counts by sending their ids (0: neither, descend). */
-export function listers (mc: number, tc: number): number {
+function listers (mc: number, tc: number): number {
   if (mc <= LIST_MAX && tc <= LIST_MAX) return BOTH
   const min = Math.min(mc, tc)
   const max = Math.max(mc, tc)
@@ -101,11 +101,14 @@ export function listers (mc: number, tc: number): number {
   return 0
 }
 
+/** Whether a walk over sets of these sizes settles the root by sending ids: the bulk path. */
+export function startsInBulk (mc: number, tc: number): boolean {
+  return mc === 0 || tc === 0 || (mc !== tc && listers(mc, tc) !== 0)
+}
+
 export class TreeWalk {
   readonly #ctx: WalkContext
   #agenda: Task[] = []
-  /** The root is settled by sending ids: the bulk path. */
-  readonly bulk: boolean
   readonly #h = new Uint32Array(2)
 
   /** Starts at the root, with both counts and both fingerprints of the whole sets known. */
@@ -118,7 +121,6 @@ export class TreeWalk {
     root.mhi = mhi
     root.tlo = tlo
     root.thi = thi
-    this.bulk = mc === 0 || tc === 0 || (mc !== tc && listers(mc, tc) !== 0)
     this.#classify(root, this.#agenda)
   }
 
@@ -284,8 +286,7 @@ export class TreeWalk {
     const ctx = this.#ctx
     switch (t.kind) {
       case K_CHILDREN:
-        t.myKids = ctx.index().kidsAt(t.prefix, t.depth, true)
-        writeKids(w, t.myKids, t.depth, t.mc, true)
+        this.#writeKids(t, w)
         return
       case K_SINGLE: {
         if (t.actor !== ME) return
@@ -304,15 +305,12 @@ export class TreeWalk {
         } else {
           t.myTag = TAG_CHILDREN
           w.u8(TAG_CHILDREN)
-          t.myKids = ctx.index().kidsAt(t.prefix, t.depth, true)
-          writeKids(w, t.myKids, t.depth, t.mc, true)
+          this.#writeKids(t, w)
         }
         return
       }
       case K_HALF:
-        if (t.actor !== ME) return
-        t.myKids = ctx.index().kidsAt(t.prefix, t.depth, true)
-        writeKids(w, t.myKids, t.depth, t.mc, true)
+        if (t.actor === ME) this.#writeKids(t, w)
         return
       case K_ALL:
         if (t.actor === ME) writeChunk(ctx.tree, t, w, budget, false)
@@ -339,6 +337,12 @@ export class TreeWalk {
     }
   }
 
+  /** Our children of the prefix (kept, to compare with theirs). */
+  #writeKids (t: Task, w: Writer): void {
+    t.myKids = this.#ctx.index().kidsAt(t.prefix, t.depth)
+    writeKids(w, t.myKids, t.depth, t.mc)
+  }
+
   /** Our ids under the prefix whose hashes are not among theirs, as one chunk. */
   #writeUnhashed (t: Task, w: Writer): void {
     const index = this.#ctx.index()
@@ -362,7 +366,7 @@ export class TreeWalk {
     const ctx = this.#ctx
     switch (t.kind) {
       case K_CHILDREN:
-        t.theirKids = readKids(r, t.prefix, t.depth, t.tc, true, t.tlo, t.thi, true)
+        t.theirKids = readKids(r, t.prefix, t.depth, t.tc, t.tlo, t.thi)
         return
       case K_SINGLE: {
         if (t.actor !== THEM) return
@@ -387,7 +391,7 @@ export class TreeWalk {
           for (let i = 0; i < t.k; i++) if (!ctx.has(ids, i * ID_BYTES)) ctx.learn(ids, i * ID_BYTES)
         } else if (tag === TAG_CHILDREN) {
           if (t.depth >= MAX_DEPTH) throw INVALID_MESSAGE('No children below a whole id')
-          t.theirKids = readKids(r, t.prefix, t.depth, t.tc, true, t.tlo, t.thi, true)
+          t.theirKids = readKids(r, t.prefix, t.depth, t.tc, t.tlo, t.thi)
         } else if (tag === TAG_LIST) {
           readChunk(t, r, { ids: HASH_MAX }, true, ctx)
           if (!t.theirDone) throw INVALID_MESSAGE('A short list comes in one piece')
@@ -397,7 +401,7 @@ export class TreeWalk {
         return
       }
       case K_HALF:
-        if (t.actor === THEM) t.theirKids = readKids(r, t.prefix, t.depth, t.tc, true, t.tlo, t.thi, true)
+        if (t.actor === THEM) t.theirKids = readKids(r, t.prefix, t.depth, t.tc, t.tlo, t.thi)
         return
       case K_ALL:
         if (t.actor === THEM) readChunk(t, r, budget, false, ctx)
