@@ -319,7 +319,7 @@ export class SharedCore {
   snapshot (): Snapshot {
     const core = this.core!
     const tree: SnapshotTree = { length: core.length, byteLength: core.byteLength, fork: core.fork, roots: core.tree.roots }
-    return this.adoptSnapshot(new Snapshot(tree, core.length))
+    return this.adoptSnapshot(new Snapshot(tree))
   }
 
   /** Counts one more session on `snap`. */
@@ -337,7 +337,7 @@ export class SharedCore {
    * on timeout, on the session closing, or when a truncation removes a block
    * that was asked for inside the session's length.
    */
-  waitForBlock (index: number, owner: SessionLink, inside: boolean, timeout: number): Promise<void> {
+  #waitForBlock (index: number, owner: SessionLink, inside: boolean, timeout: number): Promise<void> {
     const release = this.replicator?.want(index) ?? noop
     return new Promise<void>((resolve, reject) => {
       let set = this.#waiting.get(index)
@@ -415,7 +415,7 @@ export class SharedCore {
       if (req.closed()) throw SESSION_CLOSED('cannot get on a closed session', core.discoveryKey)
       if (!req.wait) return null
       req.onwait()
-      await this.waitForBlock(index, req.link, req.inside, req.timeout)
+      await this.#waitForBlock(index, req.link, req.inside, req.timeout)
     }
   }
 
