@@ -15,7 +15,6 @@ import { Replicator } from './replicator'
 import { CoreStorage } from './storage'
 import { Snapshot, type SnapshotTree } from './snapshot'
 import type { Peer } from './peer'
-import { discoveryKey } from './crypto'
 import b4a from 'b4a'
 import { encodeFullyRemote, decodeFullyRemote, treeNodeProofRequest } from './fully-remote-proof'
 import type { Proof, ProofRequest } from './proof'
@@ -117,11 +116,6 @@ export class SharedCore {
   /** The core's key: known before it opens when it was opened by key. */
   get key (): Uint8Array | null {
     return this.core?.key ?? this.#keyHint
-  }
-
-  get discoveryKey (): Uint8Array | null {
-    if (this.core !== null) return this.core.discoveryKey
-    return this.#keyHint === null ? null : discoveryKey(this.#keyHint)
   }
 
   async #open (opts: SharedOpenOptions): Promise<void> {
