@@ -48,21 +48,31 @@ export class BlockCodec {
     }
   }
 
-  /** A stored block as a value: decrypted (a copy) unless asked not to, padding stripped, decoded with `enc`. */
-  async decode (core: CoreLike, index: number, block: Uint8Array, enc: Codec, opts: { decrypt?: boolean }, discoveryKey: Uint8Array | null): Promise<unknown> {
+  /**
+   * A stored block as a value: decrypted (a copy) unless asked not to,
+   * padding stripped, decoded with `enc`. Synchronous without encryption, so
+   * a plain `get` makes no promise here.
+   */
+  decode (core: CoreLike, index: number, block: Uint8Array, enc: Codec, opts: { decrypt?: boolean }): unknown {
     const encryption = this.encryption
-    if (encryption !== null) {
-      const view = encryptionCore(core)
-      if (opts.decrypt !== false) {
-        block = b4a.from(block) // decrypted in place: never touch bytes another reader may hold
-        await encryption.decrypt(index, block, view)
-      }
-      block = block.subarray(checkPadding(encryption.padding(view, index)))
+    if (encryption === null) return decodeValue(enc, block, core)
+    return this.#decrypt(encryption, core, index, block, enc, opts.decrypt !== false)
+  }
+
+  async #decrypt (encryption: EncryptionProvider, core: CoreLike, index: number, block: Uint8Array, enc: Codec, decrypt: boolean): Promise<unknown> {
+    const view = encryptionCore(core)
+    if (decrypt) {
+      block = b4a.from(block) // decrypted in place: never touch bytes another reader may hold
+      await encryption.decrypt(index, block, view)
     }
-    try {
-      return enc.decode(block)
-    } catch (err) {
-      throw DECODING_ERROR(err instanceof Error ? err.message : String(err), discoveryKey)
-    }
+    return decodeValue(enc, block.subarray(checkPadding(encryption.padding(view, index))), core)
+  }
+}
+
+function decodeValue (enc: Codec, block: Uint8Array, core: CoreLike): unknown {
+  try {
+    return enc.decode(block)
+  } catch (err) {
+    throw DECODING_ERROR(err instanceof Error ? err.message : String(err), core.discoveryKey)
   }
 }

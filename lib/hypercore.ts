@@ -108,7 +108,6 @@ export class Hypercore extends EventEmitter {
   readonly verify: boolean
 
   readonly #binding: SessionBinding
-  readonly #keyHint: Uint8Array | null
   readonly #codec: BlockCodec
   readonly #reader: SessionReader
   readonly #writer: SessionWriter
@@ -128,7 +127,7 @@ export class Hypercore extends EventEmitter {
     opts = args.opts
     const { parent, store } = takeSessionSource<Hypercore>()
 
-    this.#keyHint = parseKey(args.key ?? opts.key ?? null)
+    const keyHint = parseKey(args.key ?? opts.key ?? null)
     this.#codec = new BlockCodec(opts.valueEncoding, opts.encodeBatch ?? null)
     this.wait = opts.wait !== false
     this.timeout = opts.timeout ?? 0
@@ -137,7 +136,7 @@ export class Hypercore extends EventEmitter {
     this.#encryptionOption = encryptionOption(opts)
 
     const from = parent !== null ? parent.#binding : null
-    this.#binding = new SessionBinding(this, this.#keyHint, args.storage, opts, from, store)
+    this.#binding = new SessionBinding(this, keyHint, args.storage, opts, from, store)
     this.#reader = new SessionReader(this, this.#binding, this.#codec, opts)
     this.#writer = new SessionWriter(this, this.#binding, this.#codec, opts.writable === false, opts.keyPair ?? null)
     this.#replication = new SessionReplication(this, this.#binding)
@@ -220,7 +219,7 @@ export class Hypercore extends EventEmitter {
   // -------------------------------------------------------------------------
   // Properties
 
-  get key (): Uint8Array | null { return this.#binding.shared?.key ?? this.#keyHint }
+  get key (): Uint8Array | null { return this.#binding.key }
   get discoveryKey (): Uint8Array | null {
     const key = this.key
     return key === null ? null : this.#binding.shared?.core?.discoveryKey ?? crypto.discoveryKey(key)

@@ -178,6 +178,9 @@ export class SessionBinding {
   /** The session as the shared core knows it. */
   get link (): SessionLink { return this.#link }
 
+  /** The core's key: the shared core's, else the one the session was opened with (null for a new core before it opens). */
+  get key (): Uint8Array | null { return this.#shared?.key ?? this.#keyHint }
+
   /** The shared core, or null before it is bound. */
   get shared (): SharedCore | null { return this.#shared }
 

@@ -50,7 +50,7 @@ export class SessionReader {
     const block = await this.#read(index, opts)
     if (block === null) return null
     if (opts.raw === true) return block
-    return this.#codec.decode(this.#binding.core, index, block, enc, opts, s.discoveryKey)
+    return this.#codec.decode(this.#binding.core, index, block, enc, opts)
   }
 
   /** The stored bytes of block `index` as this session sees them, waiting for them if asked to. */

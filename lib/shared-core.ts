@@ -15,7 +15,6 @@ import { Replicator } from './replicator'
 import { CoreStorage } from './storage'
 import { Snapshot, type SnapshotTree } from './snapshot'
 import type { Peer } from './peer'
-import { discoveryKey } from './crypto'
 import b4a from 'b4a'
 import { encodeFullyRemote, decodeFullyRemote, treeNodeProofRequest } from './fully-remote-proof'
 import type { Proof, ProofRequest } from './proof'
@@ -117,11 +116,6 @@ export class SharedCore {
   /** The core's key: known before it opens when it was opened by key. */
   get key (): Uint8Array | null {
     return this.core?.key ?? this.#keyHint
-  }
-
-  get discoveryKey (): Uint8Array | null {
-    if (this.core !== null) return this.core.discoveryKey
-    return this.#keyHint === null ? null : discoveryKey(this.#keyHint)
   }
 
   async #open (opts: SharedOpenOptions): Promise<void> {
@@ -319,7 +313,7 @@ export class SharedCore {
   snapshot (): Snapshot {
     const core = this.core!
     const tree: SnapshotTree = { length: core.length, byteLength: core.byteLength, fork: core.fork, roots: core.tree.roots }
-    return this.adoptSnapshot(new Snapshot(tree, core.length))
+    return this.adoptSnapshot(new Snapshot(tree))
   }
 
   /** Counts one more session on `snap`. */
@@ -337,7 +331,7 @@ export class SharedCore {
    * on timeout, on the session closing, or when a truncation removes a block
    * that was asked for inside the session's length.
    */
-  waitForBlock (index: number, owner: SessionLink, inside: boolean, timeout: number): Promise<void> {
+  #waitForBlock (index: number, owner: SessionLink, inside: boolean, timeout: number): Promise<void> {
     const release = this.replicator?.want(index) ?? noop
     return new Promise<void>((resolve, reject) => {
       let set = this.#waiting.get(index)
@@ -415,7 +409,7 @@ export class SharedCore {
       if (req.closed()) throw SESSION_CLOSED('cannot get on a closed session', core.discoveryKey)
       if (!req.wait) return null
       req.onwait()
-      await this.waitForBlock(index, req.link, req.inside, req.timeout)
+      await this.#waitForBlock(index, req.link, req.inside, req.timeout)
     }
   }
 

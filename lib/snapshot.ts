@@ -33,12 +33,13 @@ export class Snapshot implements SnapshotTree {
   /** Blocks stored after the snapshot was taken: not the snapshot's to keep. */
   readonly #later = new Bitfield()
 
-  constructor (tree: SnapshotTree, coreLength: number) {
+  /** A snapshot of the core's current tree: every block below its length is still the core's. */
+  constructor (tree: SnapshotTree) {
     this.length = tree.length
     this.byteLength = tree.byteLength
     this.fork = tree.fork
     this.roots = tree.roots.slice()
-    this.compatLength = Math.min(tree.length, coreLength)
+    this.compatLength = tree.length
   }
 
   /** Blocks [start, start + length) were stored in the core. */
@@ -48,8 +49,8 @@ export class Snapshot implements SnapshotTree {
   }
 
   /**
-   * Blocks in [from, to) are about to be truncated away: which of them this
-   * snapshot wants kept (it held them when it was taken and reads them still).
+   * Block `index` is about to be truncated away: whether this snapshot wants
+   * it kept (it held it when it was taken and reads it still).
    */
   wants (index: number): boolean {
     return index < this.compatLength && !this.#later.get(index) && !this.#retained.has(index)

@@ -9,6 +9,7 @@ import { sideBySide, outcome, link, HC11, type SessionLike } from './helpers/sid
 import { Hypercore } from '../lib/hypercore'
 import { keyPair } from '../lib/crypto'
 import { until } from './helpers/replication'
+import { tmpDir } from './helpers/oracle'
 
 const text = (s: string): Uint8Array => b4a.from(s)
 const hex = (b: Uint8Array | null): string | null => b === null ? null : b4a.toString(b, 'hex')
@@ -123,15 +124,6 @@ test('properties Hypercore 11 has: contiguousByteLength, padding, snapshotted', 
   })
   t.alike(ours, theirs)
 })
-
-async function tmpDir (t: { teardown (fn: () => unknown, o?: { order?: number }): void }): Promise<string> {
-  const fs = await import('fs')
-  const os = await import('os')
-  const path = await import('path')
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nomadcore-api-'))
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }), { order: Number.MAX_SAFE_INTEGER })
-  return dir
-}
 
 test('a reader that is shown a second signed tree at its length emits conflict and closes, as Hypercore 11 does', async t => {
   const kp = keyPair()

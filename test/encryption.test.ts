@@ -58,6 +58,16 @@ async function follow11 (t: Teardownable, source: Hypercore | EncryptedHypercore
   return updating
 }
 
+/** A nomadcore reader and a Hypercore 11 reader of `w`, neither given its encryption key, both caught up with it. */
+async function readersWithoutKey (t: Teardownable, w: EncryptedHypercore11): Promise<{ ours: Hypercore, theirs: EncryptedHypercore11 }> {
+  const ours = await ramCore(t, w.key)
+  const theirs = await hc11(t, w.key)
+  replicate(t, w, ours)
+  await ours.update({ wait: true })
+  await follow11(t, w, theirs)
+  return { ours, theirs }
+}
+
 // ---------------------------------------------------------------------------
 // The scheme on its own
 
@@ -231,11 +241,7 @@ test('a core nomadcore encrypts replicates to Hypercore 11 and reads back with t
 test('without the key a nomadcore reader sees the ciphertext Hypercore 11\'s reader sees, padding included', async t => {
   const w = await hc11(t, null, { encryption: { key: ENCRYPTION_KEY } })
   await w.append(blocks(10))
-  const ours = await ramCore(t, w.key)
-  const theirs = await hc11(t, w.key)
-  replicate(t, w, ours)
-  await ours.update({ wait: true })
-  await follow11(t, w, theirs)
+  const { ours, theirs } = await readersWithoutKey(t, w)
   t.is(ours.encryption, null)
   for (let i = 0; i < 10; i++) {
     const a = await ours.get(i) as Uint8Array
@@ -289,11 +295,7 @@ test('a block key ({ block: true } or isBlockKey) encrypts as Hypercore 11 does,
 test('setEncryptionKey after open decrypts what was ciphertext, and setEncryption(null) shows it again, as in Hypercore 11', async t => {
   const w = await hc11(t, null, { encryption: { key: ENCRYPTION_KEY } })
   await w.append(blocks(4))
-  const ours = await ramCore(t, w.key)
-  const theirs = await hc11(t, w.key)
-  replicate(t, w, ours)
-  await ours.update({ wait: true })
-  await follow11(t, w, theirs)
+  const { ours, theirs } = await readersWithoutKey(t, w)
   const cipher = await ours.get(1)
 
   await ours.setEncryptionKey(ENCRYPTION_KEY)

@@ -4,12 +4,11 @@
  * to and from Hypercore 11.
  */
 import test from 'brittle'
-import b4a from 'b4a'
 import RAM from 'random-access-memory'
 import { Hypercore } from '../lib/hypercore'
-import { sideBySide, HC11, type Env } from './helpers/side-by-side'
+import { sideBySide, HC11 } from './helpers/side-by-side'
 import { replicate, type Replicable } from './helpers/replication'
-import type { Teardownable } from './helpers/oracle'
+import { tmpDir, type Teardownable } from './helpers/oracle'
 type Test = test.Context
 
 interface BeeEntry { seq: number, key: unknown, value: unknown }
@@ -41,7 +40,7 @@ const entries = async (it: AsyncIterable<BeeEntry>): Promise<unknown[]> => {
   return out
 }
 
-function bee (env: Env | null, core: unknown, t: Teardownable): Bee {
+function bee (core: unknown, t: Teardownable): Bee {
   const db = new Hyperbee(core, { keyEncoding: 'utf-8', valueEncoding: 'json' })
   t.teardown(() => db.close().catch(() => {}))
   return db
@@ -49,7 +48,7 @@ function bee (env: Env | null, core: unknown, t: Teardownable): Bee {
 
 test('Hyperbee does the same on nomadcore as on Hypercore 11: put, get, del, ranges, batch, sub, peek', async t => {
   const { ours, theirs } = await sideBySide(t, async env => {
-    const db = bee(env, env.open(), t)
+    const db = bee(env.open(), t)
     await db.ready()
     for (const k of ['b', 'a', 'd', 'c', 'e']) await db.put(k, { k })
     await db.del('d')
@@ -76,7 +75,7 @@ test('Hyperbee does the same on nomadcore as on Hypercore 11: put, get, del, ran
 
 test('Hyperbee checkouts, snapshots, history and diffs agree with Hypercore 11', async t => {
   const { ours, theirs } = await sideBySide(t, async env => {
-    const db = bee(env, env.open(), t)
+    const db = bee(env.open(), t)
     await db.ready()
     await db.put('a', 1)
     await db.put('b', 2)
@@ -105,7 +104,7 @@ test('Hyperbee checkouts, snapshots, history and diffs agree with Hypercore 11',
 
 test('Hyperbee watch and getAndWatch see new versions on nomadcore', async t => {
   const core = new Hypercore(() => new RAM())
-  const db = bee(null, core, t)
+  const db = bee(core, t)
   await db.ready()
   await db.put('a', 1)
   const watcher = db.watch({ gte: 'a', lt: 'z' })
@@ -129,12 +128,12 @@ test('Hyperbee watch and getAndWatch see new versions on nomadcore', async t => 
 
 async function replicatedBee (t: Test, writerCore: Replicable & { ready (): Promise<void>, key: Uint8Array | null }, makeReader: (key: Uint8Array) => Replicable & { ready (): Promise<void> }): Promise<void> {
   await writerCore.ready()
-  const writer = bee(null, writerCore, t)
+  const writer = bee(writerCore, t)
   await writer.ready()
   for (let i = 0; i < 50; i++) await writer.put('key-' + String(i).padStart(2, '0'), { i })
   const readerCore = makeReader(writerCore.key!)
   replicate(t, writerCore, readerCore)
-  const reader = bee(null, readerCore, t)
+  const reader = bee(readerCore, t)
   await reader.ready()
   await reader.update({ wait: true })
   t.alike(await reader.get('key-07'), await writer.get('key-07'), 'a key read across the wire')
@@ -154,23 +153,11 @@ test('Hyperbee replicates from a nomadcore writer to a nomadcore reader, live', 
 })
 
 test('Hyperbee replicates from a nomadcore writer to a Hypercore 11 reader, live', async t => {
-  const dir = await tmp(t)
+  const dir = await tmpDir(t)
   await replicatedBee(t, new Hypercore(() => new RAM()), key => new HC11(dir, key) as unknown as Replicable & { ready (): Promise<void> })
 })
 
 test('Hyperbee replicates from a Hypercore 11 writer to a nomadcore reader, live', async t => {
-  const dir = await tmp(t)
+  const dir = await tmpDir(t)
   await replicatedBee(t, new HC11(dir) as unknown as Replicable & { ready (): Promise<void>, key: Uint8Array | null }, key => new Hypercore(() => new RAM(), key))
 })
-
-async function tmp (t: Teardownable): Promise<string> {
-  const fs = await import('fs')
-  const os = await import('os')
-  const path = await import('path')
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nomadcore-bee-'))
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }), { order: Number.MAX_SAFE_INTEGER })
-  return dir
-}
-
-/** So the bee's keys print as text in failures. */
-export const keyText = (k: unknown): unknown => (k instanceof Uint8Array ? b4a.toString(k) : k)
