@@ -55,11 +55,9 @@ export class BlockScheduler {
     this.#maxInflight = maxInflight
   }
 
-  /** Requests in flight per peer, at most; false if `n` is not a positive integer. */
-  setMaxInflight (n: number): boolean {
-    if (!Number.isSafeInteger(n) || n <= 0) return false
+  /** Requests in flight per peer, at most (a positive integer: SharedCore checks it). */
+  setMaxInflight (n: number): void {
     this.#maxInflight = n
-    return true
   }
 
   /** Registers interest in one block; returns the release. */

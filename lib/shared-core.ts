@@ -497,6 +497,8 @@ export class SharedCore {
 
   /** Requests in flight per peer (Hyperbee raises it for small blocks). */
   setMaxInflight (n: number): void {
+    // Checked here, before the replicator exists too: a core asked for 0 (or NaN) would never request a block.
+    if (!Number.isSafeInteger(n) || n <= 0) return
     this.#maxInflight = n
     this.replicator?.setMaxInflight(n)
   }
