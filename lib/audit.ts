@@ -44,9 +44,9 @@ export interface AuditReport {
   blocks: number
   /** Held blocks that match a leaf tied to the signed roots. */
   verifiedBlocks: number
-  /** Held blocks whose bytes do not match their good leaf: to be cleared and fetched again. */
+  /** Held blocks whose bytes do not match their good leaf, ascending: to be cleared and fetched again. */
   corruptBlocks: number[]
-  /** Held blocks that cannot be tied to the roots (a node above them is lost): not to be served until they are. */
+  /** Held blocks that cannot be tied to the roots (a node above them is lost), ascending: not to be served until they are. */
   unverifiedBlocks: number[]
   /** Stored nodes that are rotten and cannot be recomputed here: to be dropped and fetched from peers. */
   droppedNodes: number[]
