@@ -106,16 +106,12 @@ export class MerkleTree implements NodeSource, TreeState {
    */
   peekNode (index: number): TreeNode | undefined {
     const hit = this.#staged.get(index) ?? this.#cache.get(index, VERIFIED)
-    if (hit !== undefined) return hit
-    for (const r of this.roots) if (r.index === index) return r
-    return undefined
+    return hit !== undefined ? hit : this.#rootAt(index)
   }
 
   /** Whether verified node `index` is at hand (peekNode without making a copy). */
   hasVerified (index: number): boolean {
-    if (this.#cache.has(index, VERIFIED) || this.#staged.has(index)) return true
-    for (const r of this.roots) if (r.index === index) return true
-    return false
+    return this.#cache.has(index, VERIFIED) || this.#staged.has(index) || this.#rootAt(index) !== undefined
   }
 
   /**
@@ -133,6 +129,7 @@ export class MerkleTree implements NodeSource, TreeState {
   /** `matchesVerified` as a function to hand on. */
   readonly matcher = (node: TreeNode): boolean | undefined => this.matchesVerified(node)
 
+  /** The root at `index`, if it is one of ours (roots are held apart from the cache: never evicted). */
   #rootAt (index: number): TreeNode | undefined {
     for (const r of this.roots) if (r.index === index) return r
     return undefined
@@ -144,8 +141,7 @@ export class MerkleTree implements NodeSource, TreeState {
     if (size !== -1) return size
     const staged = this.#staged.get(index)
     if (staged !== undefined) return staged.size
-    for (const r of this.roots) if (r.index === index) return r.size
-    return -1
+    return this.#rootAt(index)?.size ?? -1
   }
 
   /** Size of node `index` as stored (or verified) if it is at hand, else -1: for `verify: false` reads. */
