@@ -17,9 +17,10 @@
  */
 import b4a from 'b4a'
 import { Iterator, fullRoots, leftChild, rightChild, leftSpan, rightSpan, countLeaves, depth } from './flat-tree'
-import { leafHashAt, leafHashInto, parentHashAt, parentNode } from './crypto'
+import { leafHashInto, matchesLeaf, parentHashAt, parentNode } from './crypto'
 import { TREE_NODE_SIZE, decodeNode, storedNodeState } from './storage'
-import type { TreeNode } from './tree-node'
+import { equalHashes, sameNode, type TreeNode } from './tree-node'
+import { readU64 } from './storage/uint-le'
 
 export interface AuditTarget {
   length: number
@@ -44,9 +45,9 @@ export interface AuditReport {
   blocks: number
   /** Held blocks that match a leaf tied to the signed roots. */
   verifiedBlocks: number
-  /** Held blocks whose bytes do not match their good leaf: to be cleared and fetched again. */
+  /** Held blocks whose bytes do not match their good leaf, ascending: to be cleared and fetched again. */
   corruptBlocks: number[]
-  /** Held blocks that cannot be tied to the roots (a node above them is lost): not to be served until they are. */
+  /** Held blocks that cannot be tied to the roots (a node above them is lost), ascending: not to be served until they are. */
   unverifiedBlocks: number[]
   /** Stored nodes that are rotten and cannot be recomputed here: to be dropped and fetched from peers. */
   droppedNodes: number[]
@@ -67,10 +68,8 @@ const DATA_WINDOW = 4 * 1024 * 1024
 const TREE_WINDOW = 256
 const MAX_WINDOWS = 1024
 
-const same = (a: TreeNode, b: TreeNode): boolean => a.size === b.size && b4a.equals(a.hash, b.hash)
-
 function parentMatches (parent: TreeNode, left: TreeNode, right: TreeNode): boolean {
-  return left.size + right.size === parent.size && b4a.equals(parentNode(parent.index, left, right).hash, parent.hash)
+  return left.size + right.size === parent.size && equalHashes(parentNode(parent.index, left, right).hash, parent.hash)
 }
 
 /** Stored nodes, from big runs (one pass) or small windows (the walk). */
@@ -191,7 +190,7 @@ async function trustRoots (ctx: Ctx, indices: number[], stored: Array<TreeNode |
   const { report, target } = ctx
   if (target.roots !== null) {
     report.roots = target.roots
-    target.roots.forEach((r, k) => { if (stored[k] === null || !same(stored[k]!, r)) restore(ctx, r) })
+    target.roots.forEach((r, k) => { if (stored[k] === null || !sameNode(stored[k]!, r)) restore(ctx, r) })
     return target.roots
   }
   if (stored.every(r => r !== null) && target.signs(stored as TreeNode[])) {
@@ -208,12 +207,12 @@ async function trustRoots (ctx: Ctx, indices: number[], stored: Array<TreeNode |
   if (indices.every((_, k) => stored[k] !== null || below[k] !== null)) {
     const tries: Array<Array<TreeNode | null>> = [indices.map((_, k) => pick(k, false)), indices.map((_, k) => pick(k, true))]
     for (let j = 0; j < indices.length; j++) {
-      if (below[j] !== null && stored[j] !== null && !same(below[j]!, stored[j]!)) tries.push(indices.map((_, k) => pick(k, k === j)))
+      if (below[j] !== null && stored[j] !== null && !sameNode(below[j]!, stored[j]!)) tries.push(indices.map((_, k) => pick(k, k === j)))
     }
     for (const roots of tries) {
       if (!target.signs(roots as TreeNode[])) continue
       report.roots = roots as TreeNode[]
-      roots.forEach((r, k) => { if (stored[k] === null || !same(stored[k]!, r!)) restore(ctx, r!) })
+      roots.forEach((r, k) => { if (stored[k] === null || !sameNode(stored[k]!, r!)) restore(ctx, r!) })
       return roots
     }
   }
@@ -221,7 +220,7 @@ async function trustRoots (ctx: Ctx, indices: number[], stored: Array<TreeNode |
   // disagrees with what lies below it is rotten. The others are kept as they
   // are, the anchors a core in repair mode has until its roots are back. If
   // none disagrees yet a complete set does not sign, nothing tells them apart.
-  const rotten = indices.map((_, k) => stored[k] !== null && below[k] !== null && !same(stored[k]!, below[k]!))
+  const rotten = indices.map((_, k) => stored[k] !== null && below[k] !== null && !sameNode(stored[k]!, below[k]!))
   const complete = stored.every(r => r !== null)
   const none = complete && !rotten.some(x => x)
   const trusted = indices.map((_, k) => none || rotten[k] ? null : stored[k]!)
@@ -301,8 +300,8 @@ async function resolveChildren (ctx: Ctx, index: number, node: TreeNode, left: T
 
   // Neither stored nor recomputed values hash to the parent: drop what does
   // not agree with below it; when both do (or neither), nothing tells them apart.
-  const leftOk = left !== null && leftBelow !== null && same(left, leftBelow)
-  const rightOk = right !== null && rightBelow !== null && same(right, rightBelow)
+  const leftOk = left !== null && leftBelow !== null && sameNode(left, leftBelow)
+  const rightOk = right !== null && rightBelow !== null && sameNode(right, rightBelow)
   if (left !== null && (!leftOk || rightOk)) ctx.report.droppedNodes.push(l)
   if (right !== null && (!rightOk || leftOk)) ctx.report.droppedNodes.push(r)
   return { l: null, r: null }
@@ -320,7 +319,7 @@ function settle (ctx: Ctx, l: TreeNode, r: TreeNode, left: TreeNode | null, righ
  * nodes by design; those stay absent).
  */
 function restoreIfWrong (ctx: Ctx, node: TreeNode, stored: TreeNode | null): void {
-  const wrong = stored !== null ? !same(stored, node) : ctx.nodes.garbage.has(node.index) || holdsUnder(ctx, node.index)
+  const wrong = stored !== null ? !sameNode(stored, node) : ctx.nodes.garbage.has(node.index) || holdsUnder(ctx, node.index)
   if (wrong) restore(ctx, node)
 }
 
@@ -351,13 +350,6 @@ async function checkLeaf (ctx: Ctx, index: number, leaf: TreeNode, offset: numbe
   const data = await ctx.data.read(offset, leaf.size)
   if (data !== null && matchesLeaf(leaf, data)) report.verifiedBlocks++
   else report.corruptBlocks.push(block)
-}
-
-const scratch = b4a.alloc(32)
-
-function matchesLeaf (leaf: TreeNode, data: Uint8Array): boolean {
-  leafHashInto(scratch, data)
-  return b4a.equals(scratch, leaf.hash)
 }
 
 /** Held blocks in [first, last] that nothing above vouches for. */
@@ -427,7 +419,7 @@ function checkRun (target: AuditTarget, tree: Uint8Array, lo: number, hi: number
     const size = sizes[k]!
     if (target.has((lo + k) / 2)) {
       if (data === null || at + size > data.byteLength) return -1
-      leafHashAt(out, data, at, size)
+      leafHashInto(out, data.subarray(at, at + size))
       if (!hashAt(tree, k * TREE_NODE_SIZE, out)) return -1
       held++
     }
@@ -447,12 +439,8 @@ function checkRun (target: AuditTarget, tree: Uint8Array, lo: number, hi: number
 
 /** Size of the stored node at byte `p`; -1 when it is missing or cannot be a node. */
 function sizeAt (tree: Uint8Array, p: number): number {
-  const lo = (tree[p]! | (tree[p + 1]! << 8) | (tree[p + 2]! << 16) | (tree[p + 3]! << 24)) >>> 0
-  const hi = (tree[p + 4]! | (tree[p + 5]! << 8) | (tree[p + 6]! << 16) | (tree[p + 7]! << 24)) >>> 0
-  if (hi > 0x1fffff) return -1
-  const size = hi * 0x100000000 + lo
-  if (size === 0 && storedNodeState(tree, p) === 'missing') return -1
-  return size
+  const size = readU64(tree, p)
+  return size === 0 && storedNodeState(tree, p) === 'missing' ? -1 : size
 }
 
 function hashAt (tree: Uint8Array, p: number, hash: Uint8Array): boolean {

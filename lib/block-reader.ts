@@ -12,14 +12,13 @@
  *
  * The marks live in memory; a reopened core verifies on read anyway.
  */
-import b4a from 'b4a'
 import { Bitfield } from './bitfield'
-import { leafHashInto } from './crypto'
+import { matchesLeaf } from './crypto'
 import { byteOffset } from './proof'
 import { MISSING_NODE, isCoded, missingNodeOf } from './errors'
 import type { MerkleTree } from './merkle-tree'
 import type { CoreStorage } from './storage'
-import { equalHashes, type TreeNode } from './tree-node'
+import type { TreeNode } from './tree-node'
 
 /** How a block is read. */
 export interface ReadOptions {
@@ -276,15 +275,6 @@ interface Located {
   leaf: TreeNode | null
   offset: number
   size: number
-}
-
-const leafScratch = b4a.alloc(32)
-
-/** Whether `bytes` are the block `leaf` (a verified leaf) commits to. */
-function matchesLeaf (leaf: TreeNode, bytes: Uint8Array): boolean {
-  if (bytes.byteLength !== leaf.size) return false
-  leafHashInto(leafScratch, bytes)
-  return equalHashes(leafScratch, leaf.hash)
 }
 
 /** Sorted [start, length] runs of the given block indices. */

@@ -179,13 +179,9 @@ export class BlockWriter {
     await Promise.all(writes)
 
     // Bits only once the data is on disk: a set bit always means the block is there.
-    let start = batch[0]!.index
-    for (let k = 1; k <= batch.length; k++) {
-      if (k < batch.length && batch[k]!.index === batch[k - 1]!.index + 1) continue
-      const end = batch[k - 1]!.index + 1
+    for (const [start, end] of indexRuns(batch)) {
       bitfield.setRange(start, end, true)
       reader.unmark(start, end)
-      if (k < batch.length) start = batch[k]!.index
     }
     await storage.writeBitfield(bitfield.takeDirty())
     tree.unstage(nodes)
@@ -194,13 +190,20 @@ export class BlockWriter {
 
   /** `stored` for each run of neighbouring blocks just written. */
   #announce (batch: PendingBlock[]): void {
-    let start = batch[0]!.index
-    for (let k = 1; k <= batch.length; k++) {
-      if (k < batch.length && batch[k]!.index === batch[k - 1]!.index + 1) continue
-      this.#host.stored(start, batch[k - 1]!.index - start + 1)
-      if (k < batch.length) start = batch[k]!.index
-    }
+    for (const [start, end] of indexRuns(batch)) this.#host.stored(start, end - start)
   }
+}
+
+/** [start, end) of each run of neighbouring blocks in a batch sorted by index. */
+function indexRuns (batch: readonly PendingBlock[]): Array<[number, number]> {
+  const out: Array<[number, number]> = []
+  let start = batch[0]!.index
+  for (let k = 1; k <= batch.length; k++) {
+    if (k < batch.length && batch[k]!.index === batch[k - 1]!.index + 1) continue
+    out.push([start, batch[k - 1]!.index + 1])
+    if (k < batch.length) start = batch[k]!.index
+  }
+  return out
 }
 
 /**

@@ -5,7 +5,7 @@
  */
 import sodium from 'sodium-universal'
 import b4a from 'b4a'
-import type { TreeNode } from './tree-node'
+import { equalHashes, type TreeNode } from './tree-node'
 
 // Domain separation against second-preimage attacks on the tree (parents are type 1, written inline).
 const LEAF_TYPE = b4a.from([0])
@@ -82,16 +82,13 @@ export function leafHashInto (out: Uint8Array, data: Uint8Array): void {
   sodium.crypto_generichash(out, leafInput(size))
 }
 
-/** leafHash of the `size` bytes of `buf` at `at`, into `out` (no views made: the audit's inner loop). */
-export function leafHashAt (out: Uint8Array, buf: Uint8Array, at: number, size: number): void {
-  if (size > SCRATCH_DATA) {
-    leafHashInto(out, buf.subarray(at, at + size))
-    return
-  }
-  scratch[0] = 0
-  writeU64(scratch, 1, size)
-  scratch.set(buf.subarray(at, at + size), 9)
-  sodium.crypto_generichash(out, leafInput(size))
+const leafScratch = b4a.alloc(32)
+
+/** Whether `bytes` are the block `leaf` commits to. */
+export function matchesLeaf (leaf: TreeNode, bytes: Uint8Array): boolean {
+  if (bytes.byteLength !== leaf.size) return false
+  leafHashInto(leafScratch, bytes)
+  return equalHashes(leafScratch, leaf.hash)
 }
 
 /** The parent hash of the 32-byte child hashes at `buf[left]` and `buf[right]`, sizes summing to `size`, into `out`. */

@@ -130,7 +130,7 @@ export async function audit (host: HealingHost): Promise<AuditReport> {
     if (report.corruptBlocks.length > 0) {
       await host.settle()
       for (const i of report.corruptBlocks) bitfield.set(i, false)
-      host.lowerContiguous(Math.min(...report.corruptBlocks))
+      host.lowerContiguous(report.corruptBlocks[0]!)
       await storage.writeBitfield(bitfield.takeDirty())
     }
     // The marks are now exactly what this audit could not verify.

@@ -106,16 +106,12 @@ export class MerkleTree implements NodeSource, TreeState {
    */
   peekNode (index: number): TreeNode | undefined {
     const hit = this.#staged.get(index) ?? this.#cache.get(index, VERIFIED)
-    if (hit !== undefined) return hit
-    for (const r of this.roots) if (r.index === index) return r
-    return undefined
+    return hit !== undefined ? hit : this.#rootAt(index)
   }
 
   /** Whether verified node `index` is at hand (peekNode without making a copy). */
   hasVerified (index: number): boolean {
-    if (this.#cache.has(index, VERIFIED) || this.#staged.has(index)) return true
-    for (const r of this.roots) if (r.index === index) return true
-    return false
+    return this.#cache.has(index, VERIFIED) || this.#staged.has(index) || this.#rootAt(index) !== undefined
   }
 
   /**
@@ -133,6 +129,7 @@ export class MerkleTree implements NodeSource, TreeState {
   /** `matchesVerified` as a function to hand on. */
   readonly matcher = (node: TreeNode): boolean | undefined => this.matchesVerified(node)
 
+  /** The root at `index`, if it is one of ours (roots are held apart from the cache: never evicted). */
   #rootAt (index: number): TreeNode | undefined {
     for (const r of this.roots) if (r.index === index) return r
     return undefined
@@ -144,8 +141,7 @@ export class MerkleTree implements NodeSource, TreeState {
     if (size !== -1) return size
     const staged = this.#staged.get(index)
     if (staged !== undefined) return staged.size
-    for (const r of this.roots) if (r.index === index) return r.size
-    return -1
+    return this.#rootAt(index)?.size ?? -1
   }
 
   /** Size of node `index` as stored (or verified) if it is at hand, else -1: for `verify: false` reads. */
@@ -173,13 +169,41 @@ export class MerkleTree implements NodeSource, TreeState {
   async verifyNode (index: number): Promise<TreeNode | LostNode | null> {
     const now = this.verifyNodeNow(index)
     if (now !== undefined) return now
-    const { length, fork } = this
     await this.#readAroundOnce(index)
-    const again = this.verifyNodeNow(index)
-    if (again !== undefined) return again
-    const start = await this.#storedNode(index)
-    if (start === null) return { missing: index }
+    // Nodes read for this climb are held here as well: the cache may let one
+    // go before the climb gets to it. The climb itself never waits, so it
+    // checks everything against one state of the tree; each node is read at
+    // most once, and a climb that lacks none ends.
+    const read = new Map<number, TreeNode>()
+    for (;;) {
+      const climbed = this.#climb(index, read)
+      if (typeof climbed !== 'number') return climbed
+      const node = await this.#storedNode(climbed)
+      if (node === null) return { missing: climbed }
+      read.set(climbed, node)
+    }
+  }
 
+  /**
+   * `verifyNode` from what is in memory, without waiting: undefined when it
+   * would take a read (the node or a sibling on the way up is not cached).
+   */
+  verifyNodeNow (index: number): TreeNode | LostNode | null | undefined {
+    const climbed = this.#climb(index)
+    return typeof climbed === 'number' ? undefined : climbed
+  }
+
+  /**
+   * The climb of `verifyNode` through the nodes in memory (and `read`), or
+   * the index of the first stored node it lacks.
+   */
+  #climb (index: number, read?: Map<number, TreeNode>): TreeNode | LostNode | null | number {
+    if (!inTree(index, this.length)) return null
+    const known = this.peekNode(index)
+    if (known !== undefined) return known
+    const start = read?.get(index) ?? this.#cache.get(index, STORED)
+    if (start === undefined) return index
+    const length = this.length
     const climbed: TreeNode[] = [start]
     let node = start
     const ite = new Iterator(index)
@@ -188,44 +212,8 @@ export class MerkleTree implements NodeSource, TreeState {
       // `node` sits where a root of our length is, and that root we lack.
       if (!inTree(up, length)) return { missing: ite.index }
       const sib = ite.sibling()
-      const sibling = this.peekNode(sib) ?? await this.#storedNode(sib)
-      if (sibling === null) return { missing: sib }
-      ite.parent()
-      node = sib > node.index ? parentNode(up, node, sibling) : parentNode(up, sibling, node)
-      climbed.push(sibling)
-      const anchor = this.peekNode(up)
-      if (anchor !== undefined) {
-        if (!sameNode(anchor, node)) return null
-        break
-      }
-      climbed.push(node)
-    }
-    // A truncation meanwhile may have cut what we checked against; an append does not.
-    if (this.fork !== fork || this.length < length) return null
-    for (const n of climbed) this.#cache.set(n, VERIFIED)
-    return start
-  }
-
-  /**
-   * `verifyNode` from what is in memory, without waiting: undefined when it
-   * would take a read (the node or a sibling on the way up is not cached).
-   */
-  verifyNodeNow (index: number): TreeNode | LostNode | null | undefined {
-    if (!inTree(index, this.length)) return null
-    const known = this.peekNode(index)
-    if (known !== undefined) return known
-    const start = this.#cache.get(index, STORED)
-    if (start === undefined) return undefined
-    const length = this.length
-    const climbed: TreeNode[] = [start]
-    let node = start
-    const ite = new Iterator(index)
-    for (;;) {
-      const up = parent(ite.index)
-      if (!inTree(up, length)) return { missing: ite.index }
-      const sib = ite.sibling()
-      const sibling = this.peekNode(sib) ?? this.#cache.get(sib, STORED)
-      if (sibling === undefined) return undefined
+      const sibling = this.peekNode(sib) ?? read?.get(sib) ?? this.#cache.get(sib, STORED)
+      if (sibling === undefined) return sib
       ite.parent()
       node = sib > node.index ? parentNode(up, node, sibling) : parentNode(up, sibling, node)
       climbed.push(sibling)

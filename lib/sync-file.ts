@@ -45,28 +45,18 @@ export class SyncFile extends Base {
   readNow (offset: number, size: number): Uint8Array | null {
     if (!this.opened || this.closed || this.suspended || this._queued.length > 0 || this._pending > 0) return null
     const data = Buffer.allocUnsafe(size)
-    let at = 0
     try {
-      while (at < size) {
-        const n = fs.readSync(this.fd, data, at, size - at, offset + at)
-        if (n === 0) return null
-        at += n
-      }
+      return readInto(this.fd, data, offset) < size ? null : data
     } catch {
       return null // the queued read reports it
     }
-    return data
   }
 
   _read (req: FileRequest): void {
     const data = Buffer.allocUnsafe(req.size)
-    let at = 0
+    let at: number
     try {
-      while (at < req.size) {
-        const n = fs.readSync(this.fd, data, at, req.size - at, req.offset + at)
-        if (n === 0) break
-        at += n
-      }
+      at = readInto(this.fd, data, req.offset)
     } catch (err) {
       req.callback(err as Error)
       return
@@ -110,6 +100,17 @@ export class SyncFile extends Base {
     }
     req.callback(null)
   }
+}
+
+/** Fills `data` from byte `offset` of the file; how many bytes it got (fewer where the file ends). */
+function readInto (fd: number, data: Uint8Array, offset: number): number {
+  let at = 0
+  while (at < data.byteLength) {
+    const n = fs.readSync(fd, data, at, data.byteLength - at, offset + at)
+    if (n === 0) break
+    at += n
+  }
+  return at
 }
 
 /** random-access-file's error for a read past the end of the file. */
