@@ -12,6 +12,7 @@
  * coalesced so the storage layer can write few, small runs.
  */
 import { BAD_ARGUMENT } from './errors'
+import { lowerBound } from './sorted'
 
 export const PAGE_BYTES = 32768
 export const PAGE_BITS = PAGE_BYTES * 8
@@ -366,18 +367,6 @@ function checkRange (start: number, end: number): void {
   checkIndex(start)
   checkIndex(end)
   if (end < start) throw BAD_ARGUMENT('Bitfield range end must be >= start')
-}
-
-/** First position in sorted `arr` whose value is >= v. */
-function lowerBound (arr: number[], v: number): number {
-  let lo = 0
-  let hi = arr.length
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1
-    if (arr[mid] < v) lo = mid + 1
-    else hi = mid
-  }
-  return lo
 }
 
 /** Sorts and merges flat [start, end) pairs, joining ranges closer than DIRTY_GAP. */

@@ -7,6 +7,7 @@
  */
 import { REQUEST_CANCELLED } from './errors'
 import type { Core } from './core'
+import { lowerBound } from './sorted'
 
 /** Blocks looked at per range per scheduling pass, so a pass stays short. */
 const MAX_SCAN = 4096
@@ -180,15 +181,3 @@ export class DownloadRanges {
 }
 
 function noop (): void {}
-
-/** The first position in sorted `list` whose value is at least `value`. */
-function lowerBound (list: number[], value: number): number {
-  let lo = 0
-  let hi = list.length
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1
-    if (list[mid]! < value) lo = mid + 1
-    else hi = mid
-  }
-  return lo
-}
