@@ -6,12 +6,11 @@
  * read-side state of a session (its read hooks and marks) and everything
  * that reads through it, while the class keeps the Hypercore 11 surface.
  */
-import * as fs from 'node:fs'
-import * as path from 'node:path'
 import type { Hypercore } from './hypercore'
 import type { SessionBinding } from './session-binding'
 import type { BlockCodec } from './block-codec'
 import { Marks } from './marks'
+import { CoreStorage } from './storage'
 import { resolveEncoding } from './value-encoding'
 import * as crypto from './crypto'
 import { ASSERTION, SESSION_CLOSED, missingNodeOf } from './errors'
@@ -174,14 +173,7 @@ export class SessionReader {
 /** Disk space a directory core's files take (null for other storage): what `info({ storage: true })` reports. */
 async function storageUse (dir: string | null): Promise<Info['storage']> {
   if (dir === null) return null
-  const used = async (name: string): Promise<number> => {
-    try {
-      const st = await fs.promises.stat(path.join(dir, name))
-      return st.blocks * 512
-    } catch {
-      return 0
-    }
-  }
-  const [oplog, tree, blocks, bitfield] = await Promise.all(['header', 'tree', 'data', 'bitfield'].map(used))
-  return { oplog: oplog!, tree: tree!, blocks: blocks!, bitfield: bitfield! }
+  const use = await CoreStorage.diskUse(dir)
+  // Named as Hypercore 11's info() names them: its oplog is our header.
+  return { oplog: use.header, tree: use.tree, blocks: use.data, bitfield: use.bitfield }
 }

@@ -92,6 +92,18 @@ export class CoreStorage {
     return new CoreStorage((name) => new SyncFile(path.join(dir, name), { lock: lock && name === 'header' }) as unknown as RandomAccessStorage)
   }
 
+  /** Bytes on disk (allocated blocks) of each of a core's files in `dir`; 0 for a file not there. */
+  static async diskUse (dir: string): Promise<Record<typeof FILES[number], number>> {
+    const used = await Promise.all(FILES.map(async name => {
+      try {
+        return (await fs.promises.stat(path.join(dir, name))).blocks * 512
+      } catch {
+        return 0
+      }
+    }))
+    return { header: used[0]!, tree: used[1]!, data: used[2]!, bitfield: used[3]! }
+  }
+
   /** True if `dir` holds a core with a non-empty header file. */
   static async exists (dir: string): Promise<boolean> {
     try {
