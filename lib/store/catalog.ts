@@ -23,7 +23,8 @@ import * as zlib from 'node:zlib'
 import type { RandomAccessStorage } from 'random-access-storage'
 import { discoveryKey, writeU64 } from '../crypto'
 import { EMPTY_STATE, PREFIX_BYTES, prefixOf, sameState, type CoreState } from './core-state'
-import { readAll, write, closeFile } from './file-io'
+import { pClose, pWrite } from '../storage/file-io'
+import { readAll } from './file-io'
 
 const KEY_BYTES = 32
 const STATE_BYTES = 40
@@ -303,13 +304,13 @@ export class Catalog {
 
   async #write (): Promise<void> {
     const writes: Array<Promise<void>> = []
-    for (const record of this.#pendingKeys) writes.push(write(this.#files.keys, record.slot * KEY_BYTES, record.key))
+    for (const record of this.#pendingKeys) writes.push(pWrite(this.#files.keys, record.slot * KEY_BYTES, record.key))
     this.#pendingKeys.clear()
-    for (const record of this.#pendingStates) writes.push(write(this.#files.state, record.slot * STATE_BYTES, encodeState(record)))
+    for (const record of this.#pendingStates) writes.push(pWrite(this.#files.state, record.slot * STATE_BYTES, encodeState(record)))
     this.#pendingStates.clear()
     if (this.#pendingAliases.length > 0) {
       const all = b4a.concat(this.#pendingAliases.splice(0))
-      writes.push(write(this.#files.aliases, this.#aliasesLength, all))
+      writes.push(pWrite(this.#files.aliases, this.#aliasesLength, all))
       this.#aliasesLength += all.byteLength
     }
     for (const remote of this.#pendingSyncPoints) {
@@ -319,7 +320,7 @@ export class Catalog {
       writeU64(bytes, 32, point.seq)
       writeU32(bytes, 40, point.slots)
       writeU32(bytes, 44, zlib.crc32(bytes.subarray(0, 44)))
-      writes.push(write(this.#files.syncPoints, slot * SYNC_POINT_BYTES, bytes))
+      writes.push(pWrite(this.#files.syncPoints, slot * SYNC_POINT_BYTES, bytes))
     }
     this.#pendingSyncPoints.clear()
     await Promise.all(writes)
@@ -330,7 +331,7 @@ export class Catalog {
     this.#timer = null
     await this.flush().catch(noop)
     this.#closed = true
-    await Promise.all(Object.values(this.#files).map(f => closeFile(f).catch(noop)))
+    await Promise.all(Object.values(this.#files).map(f => pClose(f).catch(noop)))
   }
 }
 
