@@ -21,7 +21,8 @@
 import b4a from 'b4a'
 import * as zlib from 'node:zlib'
 import type { RandomAccessStorage } from 'random-access-storage'
-import { discoveryKey, writeU64 } from '../crypto'
+import { discoveryKey } from '../crypto'
+import { readU32, readU64, writeU32, writeU64 } from '../storage/uint-le'
 import { EMPTY_STATE, PREFIX_BYTES, prefixOf, sameState, type CoreState } from './core-state'
 import { pClose, pWrite } from '../storage/file-io'
 import { readAll } from './file-io'
@@ -367,21 +368,6 @@ function checksum (bytes: Uint8Array, slot: number): number {
   const s = b4a.allocUnsafe(4)
   writeU32(s, 0, slot)
   return zlib.crc32(s, zlib.crc32(bytes.subarray(0, 36)))
-}
-
-function readU32 (b: Uint8Array, at: number): number {
-  return (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0
-}
-
-function writeU32 (b: Uint8Array, at: number, n: number): void {
-  b[at] = n
-  b[at + 1] = n >>> 8
-  b[at + 2] = n >>> 16
-  b[at + 3] = n >>> 24
-}
-
-function readU64 (b: Uint8Array, at: number): number {
-  return readU32(b, at) + readU32(b, at + 4) * 0x100000000
 }
 
 function isZero (b: Uint8Array): boolean {
