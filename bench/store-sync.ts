@@ -18,10 +18,9 @@
 import * as fs from 'fs'
 import * as os from 'os'
 import * as path from 'path'
-import * as v8 from 'v8'
-import * as vm from 'vm'
 import b4a from 'b4a'
 import { Store, type StoreOptions } from '../lib/store'
+import { collectGarbage } from './harness'
 
 const BLOCK_BYTES = 40
 const GROWN_A = 20
@@ -129,14 +128,9 @@ async function reconnect (a: Store, b: Store, done: Promise<void>): Promise<{ ms
   return { ms, bytes: link.bytes(), channels: channels(a, b) - before, link }
 }
 
-function gc (): () => void {
-  v8.setFlagsFromString('--expose-gc')
-  return vm.runInNewContext('gc') as () => void
-}
-
-async function heap (collect: () => void): Promise<number> {
+async function heap (): Promise<number> {
   for (let i = 0; i < 3; i++) {
-    collect()
+    collectGarbage()
     await sleep(20)
   }
   return process.memoryUsage().heapUsed
@@ -219,15 +213,14 @@ export async function storeSyncBench (opts: { cores?: number, root?: string, log
 
     // 5. Memory of an idle store holding every core.
     await Promise.all([a.close(), b.close()])
-    const collect = gc()
-    const base = await heap(collect)
+    const base = await heap()
     a = new Store(dirs[0], options)
     await a.ready()
     await sleep(300)
-    const idleHeap = (await heap(collect)) - base
+    const idleHeap = (await heap()) - base
     const open = Array.from({ length: 100 }, (_, i) => a.get({ name: 'a' + i, active: false }))
     await Promise.all(open.map(c => c.ready()))
-    const openHeap = (await heap(collect)) - base
+    const openHeap = (await heap()) - base
     await Promise.all(open.map(c => c.close()))
     log(`idle store: ${(idleHeap / 2 ** 20).toFixed(1)} MiB heap, with 100 cores open ${(openHeap / 2 ** 20).toFixed(1)} MiB`)
     return { rows, idleHeap, openHeap, cores: total + NEW_CORES }

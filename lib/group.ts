@@ -19,7 +19,7 @@ import type Protomux from 'protomux'
 import c from 'compact-encoding'
 import b4a from 'b4a'
 import { keyedHash, namespace, sign, verify, type KeyPair } from './crypto'
-import type { CoreState } from './store/core-state'
+import { PREFIX_BYTES, type CoreState } from './store/core-state'
 
 export const GROUP_PROTOCOL = 'nomadcore/group/2'
 
@@ -29,8 +29,6 @@ const [GROUP_ID, GROUP_INITIATOR, GROUP_RESPONDER, IDENTITY_PROOF] = namespace('
 export const MAX_RECORDS = 1024
 /** Prefixes in one `want` message, at most. */
 export const MAX_WANTS = 4096
-/** Bytes of an id prefix in `want`. */
-const PREFIX_BYTES = 16
 
 /** Handshake flag: the store keeps full replicas of every core (both ends of a group must agree). */
 export const FLAG_FULL = 1

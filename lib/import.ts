@@ -18,7 +18,7 @@ import { CoreStorage } from './storage'
 import { discoveryKey } from './crypto'
 import { fullRoots } from './flat-tree'
 import { BAD_ARGUMENT, STORAGE_CORRUPT, isCoded, type ErrorCode } from './errors'
-import type { TreeNode } from './tree-node'
+import { sameNode, type TreeNode } from './tree-node'
 
 export type { SourceMode, PrimaryKeyResult }
 
@@ -326,7 +326,7 @@ async function planFor (dst: Destination, core: SourceCore, id: string, src: Par
       case 'keep-if-prefix': {
         const indices = fullRoots(2 * decision.prefix)
         const [ours, theirs] = await Promise.all([existing.nodes(indices), core.nodes(indices)])
-        const same = indices.every((_, k) => sameNode(ours[k] ?? null, theirs[k] ?? null))
+        const same = indices.every((_, k) => presentAndSame(ours[k] ?? null, theirs[k] ?? null))
         return same ? { kind: 'keep' } : { kind: 'conflict', why: `The destination holds a different tree at length ${decision.prefix}` }
       }
       case 'replace': {
@@ -346,14 +346,14 @@ async function holdsNodes (dir: string, nodes: TreeNode[]): Promise<boolean> {
   const storage = CoreStorage.fromDirectory(dir)
   try {
     const found = await storage.getNodes(nodes.map(n => n.index))
-    return nodes.every((n, k) => sameNode(n, found[k] ?? null))
+    return nodes.every((n, k) => presentAndSame(n, found[k] ?? null))
   } finally {
     await storage.close()
   }
 }
 
-function sameNode (a: TreeNode | null, b: TreeNode | null): boolean {
-  return a !== null && b !== null && a.size === b.size && b4a.equals(a.hash, b.hash)
+function presentAndSame (a: TreeNode | null, b: TreeNode | null): boolean {
+  return a !== null && b !== null && sameNode(a, b)
 }
 
 function copyNode (n: TreeNode): TreeNode {

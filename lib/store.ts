@@ -215,18 +215,19 @@ export class Store extends EventEmitter {
     if (opts instanceof Uint8Array || typeof opts === 'string') opts = { key: opts }
     if (opts === null || typeof opts !== 'object') throw BAD_ARGUMENT('get() takes a key or options')
     const root = this.#root
-    const { name, discoveryKey, preload, manifest, overwrite, createIfMissing, storage: _s, core: _c, ...session } = opts
+    // What only finds or creates the core stays out of the session's options.
+    const { name, preload, discoveryKey: _d, manifest: _m, overwrite: _o, createIfMissing: _c2, storage: _s, core: _c, ...session } = opts
     if (session.writable === undefined && this.readOnly) session.writable = false
     const active = session.active !== false && this.active
 
     let shared: SharedCore | Promise<SharedCore>
-    if (name !== undefined || preload || (discoveryKey !== undefined && (opts.key === undefined || opts.key === null) && !manifest)) {
+    if (name !== undefined || preload || byDiscoveryKey(opts)) {
       // A name needs the primary key, a discovery key the catalog: both are on disk.
       shared = this.#resolve(opts)
     } else {
       const key = this.#keyOf(opts)
       session.key = key
-      const open: OpenOptions = { keyPair: opts.keyPair ?? null, manifest: manifest ?? null, overwrite, createIfMissing }
+      const open = openOptions(opts)
       shared = root.opened ? root.core(key, open) : root.opening.then(() => root.core(key, open))
     }
     const made = sessionOn(shared, session, this.#family)
@@ -254,7 +255,7 @@ export class Store extends EventEmitter {
     const root = this.#root
     await root.opening
     this.#assertOpen()
-    const open: OpenOptions = { keyPair: opts.keyPair ?? null, manifest: opts.manifest ?? null, overwrite: opts.overwrite, createIfMissing: opts.createIfMissing }
+    const open = openOptions(opts)
     if (opts.name !== undefined && opts.name !== null) {
       const name = b4a.from(opts.name)
       open.keyPair = createKeyPair(root.primaryKey!, this.ns, name)
@@ -272,7 +273,7 @@ export class Store extends EventEmitter {
       if (record !== null) root.catalog.setAlias(record, this.ns, name)
       return shared
     }
-    if (opts.discoveryKey !== undefined && (opts.key === undefined || opts.key === null) && !opts.manifest) {
+    if (opts.discoveryKey !== undefined && byDiscoveryKey(opts)) {
       const dk = typeof opts.discoveryKey === 'string' ? parseKey(opts.discoveryKey)! : opts.discoveryKey
       const record = root.catalog.get(dk)
       if (record === null) throw STORAGE_EMPTY('No Hypercore is stored here')
@@ -414,6 +415,16 @@ export class Store extends EventEmitter {
     await Promise.all(closing)
     await this.#root.close()
   }
+}
+
+/** How `get` opens the core `opts` names. */
+function openOptions (opts: StoreGetOptions): OpenOptions {
+  return { keyPair: opts.keyPair ?? null, manifest: opts.manifest ?? null, overwrite: opts.overwrite, createIfMissing: opts.createIfMissing }
+}
+
+/** `opts` names a held core by its discovery key alone (no key or manifest to open it by). */
+function byDiscoveryKey (opts: StoreGetOptions): boolean {
+  return opts.discoveryKey !== undefined && (opts.key === undefined || opts.key === null) && !opts.manifest
 }
 
 function noop (): void {}

@@ -9,7 +9,7 @@ import { openAlone } from '../util/access'
 import { REMOTE_FILE, announcedLength, writeRemote } from '../util/remote'
 import { progressBar, showProgress, type Progress } from '../util/progress'
 import { report, formatBytes, formatMs } from '../util/output'
-import { action, withJson, withProgress, withPeerOptions } from '../util/run'
+import { action, onInterrupt, withJson, withProgress, withPeerOptions } from '../util/run'
 
 interface Options extends PeerOptions { json?: boolean, progress?: boolean, timeout: string }
 
@@ -117,17 +117,12 @@ Example:
       let core: Hypercore | null = null
       let link: PeerLink | null = null
       const bar = progressBar('download', showProgress(opts) && opts.json !== true)
-      let interrupted = false
-      const oninterrupt = (): void => {
-        if (interrupted) process.exit(130)
-        interrupted = true
-        stop?.(new CliError('INTERRUPTED', `interrupted at ${core?.contiguousLength ?? 0}/${core?.length ?? 0} blocks: run the same command again to resume`, 130))
-      }
       let stop: ((err: Error) => void) | null = null
       const stopped = new Promise<never>((_resolve, reject) => { stop = reject })
       stopped.catch(() => {})
-      process.on('SIGINT', oninterrupt)
-      process.on('SIGTERM', oninterrupt)
+      const dispose = onInterrupt(() => {
+        stop?.(new CliError('INTERRUPTED', `interrupted at ${core?.contiguousLength ?? 0}/${core?.length ?? 0} blocks: run the same command again to resume`, 130))
+      })
       try {
         // Before creating anything: an unreachable peer leaves no directory behind.
         if (state === 'core') core = await openAlone(dir, 'a clone into it', () => openCore(dir, key, { createIfMissing: false }))
@@ -160,8 +155,7 @@ Example:
         }
         throw err instanceof CliError ? err : new CliError(errorCode(err), describeError(err, dir))
       } finally {
-        process.off('SIGINT', oninterrupt)
-        process.off('SIGTERM', oninterrupt)
+        dispose()
         await link?.close()
         await closeQuietly(core)
       }

@@ -3,7 +3,7 @@ import { importStore, type ImportSummary, type CoreRef } from '../../lib/import'
 import { CliError, describeError, errorCode } from '../util/errors'
 import { progressBar, showProgress } from '../util/progress'
 import { report, formatBytes, formatMs } from '../util/output'
-import { action, withJson, withProgress } from '../util/run'
+import { action, onInterrupt, withJson, withProgress } from '../util/run'
 
 interface Options { json?: boolean, progress?: boolean, copySource?: boolean }
 
@@ -64,13 +64,7 @@ Exit status: 0 everything imported (or already there), 2 some cores could not
 be imported (listed, with why), 130 interrupted, 1 error.`)))
     .action(action(async (src: string, dst: string, opts: Options) => {
       const controller = new AbortController()
-      let interrupts = 0
-      const oninterrupt = (): void => {
-        if (++interrupts > 1) process.exit(EXIT_INTERRUPTED)
-        controller.abort()
-      }
-      process.on('SIGINT', oninterrupt)
-      process.on('SIGTERM', oninterrupt)
+      const dispose = onInterrupt(() => controller.abort())
       const bar = progressBar('import', showProgress(opts) && opts.json !== true)
       let t0 = 0
       let started = false
@@ -94,8 +88,7 @@ be imported (listed, with why), 130 interrupted, 1 error.`)))
         throw err instanceof CliError ? err : new CliError(errorCode(err), describeError(err))
       } finally {
         bar.stop()
-        process.off('SIGINT', oninterrupt)
-        process.off('SIGTERM', oninterrupt)
+        dispose()
       }
       report(opts, summary, describeImport(summary))
       if (summary.interrupted) return EXIT_INTERRUPTED

@@ -10,7 +10,7 @@ import type { ControlServer } from '../util/control'
 import { treeHealth, servableBlocks } from '../util/health'
 import { formatAddress, replicateSocket, createSwarm, destroySwarm, parseBootstrap, type Address } from '../util/net'
 import { formatBytes } from '../util/output'
-import { action, atExit, runCleanups, withJson } from '../util/run'
+import { action, atExit, onInterrupt, withJson } from '../util/run'
 import { takeEarlySignal } from '../util/signals'
 
 interface Options { json?: boolean, port?: string, host?: string, swarm?: boolean, bootstrap?: string }
@@ -55,28 +55,9 @@ export function listenTcp (core: Hypercore, host: string, port: number, onevent:
  * second one while stopping gives up on it: exit 130 at once.
  */
 function untilSignal (): { stopped: Promise<string>, dispose: () => void } {
-  let first: string | null = null
   let resolve: (sig: string) => void = () => {}
   const stopped = new Promise<string>(res => { resolve = res })
-  const on = (sig: string): void => {
-    if (first !== null) {
-      runCleanups()
-      process.exit(130)
-    }
-    first = sig
-    resolve(sig)
-  }
-  process.on('SIGINT', on)
-  process.on('SIGTERM', on)
-  const early = takeEarlySignal()
-  if (early !== null) on(early)
-  return {
-    stopped,
-    dispose: () => {
-      process.off('SIGINT', on)
-      process.off('SIGTERM', on)
-    }
-  }
+  return { stopped, dispose: onInterrupt(sig => resolve(sig), takeEarlySignal()) }
 }
 
 /** The lines (stderr) and fields (JSON) that say a core in repair mode serves little. */

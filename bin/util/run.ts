@@ -23,6 +23,31 @@ export function runCleanups (): void {
   }
 }
 
+/**
+ * Calls `stop` on the first SIGINT or SIGTERM (`early`, a signal that came
+ * before, counts as that first one): the command stops cleanly. A second one
+ * gives up on that: the clean-ups run and the process exits 130 at once.
+ * Returns the removal of the handlers.
+ */
+export function onInterrupt (stop: (sig: string) => void, early: string | null = null): () => void {
+  let stopping = false
+  const on = (sig: string): void => {
+    if (stopping) {
+      runCleanups()
+      process.exit(130)
+    }
+    stopping = true
+    stop(sig)
+  }
+  process.on('SIGINT', on)
+  process.on('SIGTERM', on)
+  if (early !== null) on(early)
+  return () => {
+    process.off('SIGINT', on)
+    process.off('SIGTERM', on)
+  }
+}
+
 /** True when the command line asks for JSON (also for errors before an action runs). */
 export function wantsJson (argv: string[] = process.argv): boolean {
   const end = argv.indexOf('--')

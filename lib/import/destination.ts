@@ -24,6 +24,7 @@ import { CoreStorage, type Header } from '../storage'
 import { Bitfield } from '../bitfield'
 import { fullRoots } from '../flat-tree'
 import { treeHash } from '../crypto'
+import { pClose, pRead, pSize, pWrite } from '../storage/file-io'
 import type { TreeNode } from '../tree-node'
 
 const SCRATCH = '.import-tmp'
@@ -63,7 +64,7 @@ export class Destination {
     await fs.promises.mkdir(path.join(dir, 'cores'), { recursive: true })
     const lock = new RandomAccessFile(path.join(dir, 'primary-key'), { lock: true })
     // A zero-length write opens (creating) the file, which is what takes the lock.
-    await rafWrite(lock, 0, new Uint8Array(0))
+    await pWrite(lock, 0, new Uint8Array(0))
     let keys: fs.promises.FileHandle | null = null
     try {
       await recoverScratch(dir)
@@ -76,7 +77,7 @@ export class Destination {
       return new Destination(dir, lock, keys, known, length)
     } catch (err) {
       await keys?.close().catch(noop)
-      await rafClose(lock).catch(noop)
+      await pClose(lock).catch(noop)
       throw err
     }
   }
@@ -95,15 +96,15 @@ export class Destination {
    * whether the two agree otherwise (a different one is left as it is).
    */
   async adoptPrimaryKey (seed: Uint8Array | null): Promise<PrimaryKeyResult> {
-    const size = await rafSize(this.#lock)
+    const size = await pSize(this.#lock)
     if (size === KEY_BYTES) {
-      const current = await rafRead(this.#lock, 0, KEY_BYTES)
+      const current = await pRead(this.#lock, 0, KEY_BYTES)
       if (seed === null) return 'none'
       return b4a.equals(current, seed) ? 'unchanged' : 'different'
     }
     if (seed === null) return 'none'
     if (size !== 0) return 'different' // not a primary key we understand: not ours to overwrite
-    await rafWrite(this.#lock, 0, seed)
+    await pWrite(this.#lock, 0, seed)
     await fsyncFile(path.join(this.dir, 'primary-key'))
     return 'imported'
   }
@@ -186,9 +187,9 @@ export class Destination {
       await this.#keys.close()
       await fs.promises.rm(path.join(this.dir, SCRATCH), { recursive: true, force: true })
       // An empty primary-key (we created it to take the lock) would read as a broken one.
-      if (await rafSize(this.#lock) === 0) await fs.promises.rm(path.join(this.dir, 'primary-key'), { force: true })
+      if (await pSize(this.#lock) === 0) await fs.promises.rm(path.join(this.dir, 'primary-key'), { force: true })
     } finally {
-      await rafClose(this.#lock)
+      await pClose(this.#lock)
     }
   }
 }
@@ -236,22 +237,6 @@ async function fsyncDir (dir: string): Promise<void> {
   } finally {
     await fh.close()
   }
-}
-
-function rafWrite (s: RandomAccessFile, offset: number, data: Uint8Array): Promise<void> {
-  return new Promise((resolve, reject) => s.write(offset, data, err => err ? reject(err) : resolve()))
-}
-
-function rafRead (s: RandomAccessFile, offset: number, size: number): Promise<Uint8Array> {
-  return new Promise((resolve, reject) => s.read(offset, size, (err, data) => err ? reject(err) : resolve(data!)))
-}
-
-function rafSize (s: RandomAccessFile): Promise<number> {
-  return new Promise((resolve, reject) => s.stat((err, st) => err ? reject(err) : resolve(st?.size ?? 0)))
-}
-
-function rafClose (s: RandomAccessFile): Promise<void> {
-  return new Promise((resolve, reject) => s.close(err => err ? reject(err) : resolve()))
 }
 
 function noop (): void {}

@@ -21,9 +21,11 @@
 import b4a from 'b4a'
 import * as zlib from 'node:zlib'
 import type { RandomAccessStorage } from 'random-access-storage'
-import { discoveryKey, writeU64 } from '../crypto'
+import { discoveryKey } from '../crypto'
+import { readU32, readU64, writeU32, writeU64 } from '../storage/uint-le'
 import { EMPTY_STATE, PREFIX_BYTES, prefixOf, sameState, type CoreState } from './core-state'
-import { readAll, write, closeFile } from './file-io'
+import { pClose, pWrite } from '../storage/file-io'
+import { readAll } from './file-io'
 
 const KEY_BYTES = 32
 const STATE_BYTES = 40
@@ -303,13 +305,13 @@ export class Catalog {
 
   async #write (): Promise<void> {
     const writes: Array<Promise<void>> = []
-    for (const record of this.#pendingKeys) writes.push(write(this.#files.keys, record.slot * KEY_BYTES, record.key))
+    for (const record of this.#pendingKeys) writes.push(pWrite(this.#files.keys, record.slot * KEY_BYTES, record.key))
     this.#pendingKeys.clear()
-    for (const record of this.#pendingStates) writes.push(write(this.#files.state, record.slot * STATE_BYTES, encodeState(record)))
+    for (const record of this.#pendingStates) writes.push(pWrite(this.#files.state, record.slot * STATE_BYTES, encodeState(record)))
     this.#pendingStates.clear()
     if (this.#pendingAliases.length > 0) {
       const all = b4a.concat(this.#pendingAliases.splice(0))
-      writes.push(write(this.#files.aliases, this.#aliasesLength, all))
+      writes.push(pWrite(this.#files.aliases, this.#aliasesLength, all))
       this.#aliasesLength += all.byteLength
     }
     for (const remote of this.#pendingSyncPoints) {
@@ -319,7 +321,7 @@ export class Catalog {
       writeU64(bytes, 32, point.seq)
       writeU32(bytes, 40, point.slots)
       writeU32(bytes, 44, zlib.crc32(bytes.subarray(0, 44)))
-      writes.push(write(this.#files.syncPoints, slot * SYNC_POINT_BYTES, bytes))
+      writes.push(pWrite(this.#files.syncPoints, slot * SYNC_POINT_BYTES, bytes))
     }
     this.#pendingSyncPoints.clear()
     await Promise.all(writes)
@@ -330,7 +332,7 @@ export class Catalog {
     this.#timer = null
     await this.flush().catch(noop)
     this.#closed = true
-    await Promise.all(Object.values(this.#files).map(f => closeFile(f).catch(noop)))
+    await Promise.all(Object.values(this.#files).map(f => pClose(f).catch(noop)))
   }
 }
 
@@ -366,21 +368,6 @@ function checksum (bytes: Uint8Array, slot: number): number {
   const s = b4a.allocUnsafe(4)
   writeU32(s, 0, slot)
   return zlib.crc32(s, zlib.crc32(bytes.subarray(0, 36)))
-}
-
-function readU32 (b: Uint8Array, at: number): number {
-  return (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0
-}
-
-function writeU32 (b: Uint8Array, at: number, n: number): void {
-  b[at] = n
-  b[at + 1] = n >>> 8
-  b[at + 2] = n >>> 16
-  b[at + 3] = n >>> 24
-}
-
-function readU64 (b: Uint8Array, at: number): number {
-  return readU32(b, at) + readU32(b, at + 4) * 0x100000000
 }
 
 function isZero (b: Uint8Array): boolean {

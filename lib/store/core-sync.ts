@@ -61,13 +61,12 @@ class CoreSync {
   readonly asked: boolean
   session: Hypercore | null = null
   started = 0
-  hadPeer = false
   progress = ''
   progressAt = 0
   finished = false
   /** Runs in one of the store's own slots. */
   slot = false
-  /** The peer on this connection, once seen (it keeps what the remote last said after it closes). */
+  /** The peer on this connection, once seen (it keeps what the remote last said after it closes); its channel counted. */
   peer: Peer | null = null
   /** The core is open and attached to the connection. */
   attached = false
@@ -175,17 +174,17 @@ export class CoreSyncs {
 
   #run (sync: CoreSync, slot: boolean): void {
     if (slot) this.#running++
+    sync.slot = slot
     sync.started = sync.progressAt = Date.now()
     let session: Hypercore
     try {
       session = this.#host.use(sync.record)
     } catch {
-      this.#finish(sync, slot, false)
+      this.#finish(sync, false)
       return
     }
     sync.session = session
     this.#active.add(sync)
-    sync.slot = slot
     // Channels that open together go out together: one frame on the wire instead of one each.
     this.#cork(sync.mux)
     if (this.#host.memberOn(sync.mux) !== null) this.#batch(sync.mux, true)
@@ -198,7 +197,7 @@ export class CoreSyncs {
       this.#uncork(sync.mux)
     }, () => {
       this.#uncork(sync.mux)
-      this.#finish(sync, slot, false)
+      this.#finish(sync, false)
     })
   }
 
@@ -248,17 +247,16 @@ export class CoreSyncs {
     for (const sync of [...this.#active]) {
       const session = sync.session
       if (session === null || !sync.attached) continue
-      const slot = sync.slot
       if (sync.mux.stream.destroyed || session.closing !== null) {
-        this.#finish(sync, slot, false)
+        this.#finish(sync, false)
         continue
       }
       const peer = peerOn(session, sync.mux)
       if (peer === null) {
         // The remote closed the channel (perhaps before we saw it open): it is done with the core.
         // Agreed if what the peer last said matches what we hold.
-        if (sync.hadPeer || !sync.mux.opened({ protocol: PROTOCOL, id: sync.record.discoveryKey })) this.#finish(sync, slot, sync.peer !== null && this.#agreed(session, sync.peer, true))
-        else if (now - sync.started > OPEN_TIMEOUT) this.#finish(sync, slot, false)
+        if (sync.peer !== null || !sync.mux.opened({ protocol: PROTOCOL, id: sync.record.discoveryKey })) this.#finish(sync, sync.peer !== null && this.#agreed(session, sync.peer, true))
+        else if (now - sync.started > OPEN_TIMEOUT) this.#finish(sync, false)
         continue
       }
       this.#seen(sync, peer)
@@ -269,11 +267,11 @@ export class CoreSyncs {
       }
       if (this.#host.memberOn(sync.mux) === null) {
         // A plain peer that does not want it: served only for as long as it asks.
-        if (peer.remoteSynced) this.#finish(sync, slot, false)
+        if (peer.remoteSynced) this.#finish(sync, false)
         continue
       }
       if (this.#agreed(session, peer, false)) {
-        this.#finish(sync, slot, true)
+        this.#finish(sync, true)
         continue
       }
       converging.add(sync.mux)
@@ -282,7 +280,7 @@ export class CoreSyncs {
         sync.progress = progress
         sync.progressAt = now
       } else if (now - sync.progressAt > STALL_TIMEOUT) {
-        this.#finish(sync, slot, false)
+        this.#finish(sync, false)
       }
     }
     for (const sync of this.#active) if (!sync.attached && this.#host.memberOn(sync.mux) !== null) converging.add(sync.mux)
@@ -307,8 +305,7 @@ export class CoreSyncs {
 
   /** The channel of `sync` is up: counted once, and its peer kept. */
   #seen (sync: CoreSync, peer: Peer): void {
-    if (sync.hadPeer) return
-    sync.hadPeer = true
+    if (sync.peer !== null) return
     sync.peer = peer
     this.#host.onchannel()
   }
@@ -322,7 +319,7 @@ export class CoreSyncs {
     return session.contiguousLength >= session.length && peer.remoteContiguous >= session.length
   }
 
-  #finish (sync: CoreSync, slot: boolean, agreed: boolean): void {
+  #finish (sync: CoreSync, agreed: boolean): void {
     if (sync.finished) return
     sync.finished = true
     this.#active.delete(sync)
@@ -333,7 +330,7 @@ export class CoreSyncs {
       this.#host.refresh(sync.record)
       this.#host.unuse(sync.record)
     }
-    if (slot) this.#running--
+    if (sync.slot) this.#running--
     if (sync.asked) this.#freeSlotFor(sync.mux)
     this.#host.memberOn(sync.mux)?.oncoresyncdone(sync.record, agreed)
     this.#drain()
@@ -367,7 +364,7 @@ export class CoreSyncs {
           sync.finished = true
           syncs.delete(sync.record.id)
         } else {
-          this.#finish(sync, sync.slot, false)
+          this.#finish(sync, false)
         }
       }
     }

@@ -9,7 +9,7 @@
  * file is suspended (closed, and reopened transparently on its next read or
  * write) and the opener waits for its slot.
  */
-import RandomAccessFile from 'random-access-file'
+import { SyncFile } from '../sync-file'
 
 /** What random-access-storage gives a storage implementation (it ships no types). */
 interface Request {
@@ -25,6 +25,7 @@ interface StorageInternals {
   _truncate (req: Request): void
   _stat (req: Request): void
   suspend (cb?: (err: Error | null) => void): void
+  readNow (offset: number, size: number): Uint8Array | null
   /** Operations running, and queued behind a blocking one: a file with neither is idle. */
   readonly _pending: number
   readonly _queued: unknown[]
@@ -32,7 +33,7 @@ interface StorageInternals {
 }
 
 type FileBase = new (filename: string, opts?: { directory?: string }) => StorageInternals
-const Base = RandomAccessFile as unknown as FileBase
+const Base = SyncFile as unknown as FileBase
 
 /** Default bound: well under the 1024 descriptors many systems allow a process by default. */
 export const DEFAULT_MAX_OPEN_FILES = 512
@@ -122,7 +123,11 @@ export class FilePool {
   }
 }
 
-/** A random-access-file that takes a slot of its pool before it opens. */
+/**
+ * A file that takes a slot of its pool before it opens. A SyncFile, as a
+ * directory core's files are (lib/sync-file.ts): a store's cores read and
+ * write with the same synchronous calls.
+ */
 export class PooledFile extends Base {
   readonly #pool: FilePool
 
@@ -159,6 +164,12 @@ export class PooledFile extends Base {
       done.call(req, err, value)
     }
     super._close(req)
+  }
+
+  override readNow (offset: number, size: number): Uint8Array | null {
+    const data = super.readNow(offset, size)
+    if (data !== null) this.#pool.touch(this)
+    return data
   }
 
   override _read (req: Request): void {

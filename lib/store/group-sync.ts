@@ -81,9 +81,10 @@ export class GroupSync {
   #session: Session | null = null
   #seq = 0
   #doneSeq = 0
-  #sessionFull = false
   #snapshotSeq = 0
   #snapshotSlots = 0
+  /** Cores the running session leaves out (0: it compares everything). */
+  #placeholders = 0
   readonly #missing = new Map<number, Agreement>()
   /** The ids the member last told us for cores (hex), and the ones we last sent it. */
   readonly #remoteIds = new Map<string, string>()
@@ -252,7 +253,6 @@ export class GroupSync {
       placeholders = all.size
       set = states.withPlaceholders(all)
     }
-    this.#sessionFull = placeholders === 0
     this.#snapshotSeq = catalog.seq
     this.#snapshotSlots = catalog.slots
     this.#checkedAt = this.#activity
@@ -260,8 +260,6 @@ export class GroupSync {
     const session = this.#session = new Session(set, { sessionKey: this.peer.handshakeHash })
     this.peer.sendReconcile(seq, session.start())
   }
-
-  #placeholders = 0
 
   onreconcile (seq: number, payload: Uint8Array): void {
     if (seq <= this.#doneSeq) return // a finished session
@@ -308,7 +306,7 @@ export class GroupSync {
     }
     const entry = this.#entry(seq)
     entry.mine = missing.length
-    entry.full = this.#sessionFull
+    entry.full = this.#placeholders === 0
     entry.snapshot = this.#snapshotSeq
     entry.slots = this.#snapshotSlots
     this.#host.emit('reconciled', this.peer, stats)
@@ -385,8 +383,6 @@ export class GroupSync {
     this.#liveTimer = null
   }
 }
-
-
 
 function hex (b: Uint8Array): string {
   return b4a.toString(b as Buffer, 'hex')

@@ -7,7 +7,6 @@
  */
 import b4a from 'b4a'
 import { hash, keyedHash, keyPair, namespace, type KeyPair } from '../crypto'
-import { defaultManifest, manifestHash } from '../manifest'
 import { BAD_ARGUMENT } from '../errors'
 
 const [SEED_NS] = namespace('corestore', 1) as [Uint8Array]
@@ -35,9 +34,4 @@ export function deriveSeed (primaryKey: Uint8Array, ns: Uint8Array, name: string
 /** The key pair of core `name` in namespace `ns`: Corestore 7's `createKeyPair(name, ns)`. */
 export function createKeyPair (primaryKey: Uint8Array, ns: Uint8Array, name: string | Uint8Array): KeyPair {
   return keyPair(deriveSeed(primaryKey, ns, name))
-}
-
-/** The key of a core signed by `publicKey` alone, with Corestore's default manifest (version 1). */
-export function defaultCoreKey (publicKey: Uint8Array): Uint8Array {
-  return manifestHash(defaultManifest(publicKey))
 }

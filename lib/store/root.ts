@@ -29,7 +29,8 @@ import { FilePool, DEFAULT_MAX_OPEN_FILES } from './file-pool'
 import { CoreSyncs, DEFAULT_MAX_SYNCS, type CoreSyncHost } from './core-sync'
 import { GroupSync, type GroupSyncHost } from './group-sync'
 import type { ManifestInput } from '../manifest'
-import { readAll, write, closeFile } from './file-io'
+import { pClose, pWrite } from '../storage/file-io'
+import { readAll } from './file-io'
 
 const [IDENTITY_NS] = crypto.namespace('nomadcore/store', 1) as [Uint8Array]
 /** Events after which a core's state may have changed. */
@@ -135,7 +136,7 @@ export class StoreRoot implements GroupHost, GroupSyncHost, CoreSyncHost {
     let pk = await readAll(lock)
     if (pk.byteLength !== 32) {
       pk = primaryKey ?? crypto.randomBytes(32)
-      await write(lock, 0, pk)
+      await pWrite(lock, 0, pk)
     } else if (primaryKey !== null && !b4a.equals(pk, primaryKey)) {
       throw STORAGE_CONFLICT('Another store is stored here (its primary key differs)')
     }
@@ -502,7 +503,7 @@ export class StoreRoot implements GroupHost, GroupSyncHost, CoreSyncHost {
       await oc.closed
     }))
     if (this.primaryKey !== null) await this.catalog.close().catch(noop)
-    if (this.#lock !== null) await closeFile(this.#lock).catch(noop)
+    if (this.#lock !== null) await pClose(this.#lock).catch(noop)
   }
 }
 
