@@ -20,7 +20,7 @@ import { Iterator, fullRoots, leftChild, rightChild, leftSpan, rightSpan, countL
 import { leafHashInto, matchesLeaf, parentHashAt, parentNode } from './crypto'
 import { TREE_NODE_SIZE, decodeNode, storedNodeState } from './storage'
 import { equalHashes, sameNode, type TreeNode } from './tree-node'
-import { readU64 } from './storage/uint-le'
+import { readU64 } from './uint-le'
 
 export interface AuditTarget {
   length: number

@@ -6,6 +6,10 @@
 import sodium from 'sodium-universal'
 import b4a from 'b4a'
 import { equalHashes, type TreeNode } from './tree-node'
+import { writeU64 } from './uint-le'
+
+// Sizes in hash inputs are written with the one uint64 writer the formats use.
+export { writeU64 }
 
 // Domain separation against second-preimage attacks on the tree (parents are type 1, written inline).
 const LEAF_TYPE = b4a.from([0])
@@ -21,20 +25,6 @@ function u64 (n: number): Uint8Array {
   const b = new Uint8Array(8)
   writeU64(b, 0, n)
   return b
-}
-
-/** Writes a non-negative safe integer as uint64 little endian. */
-export function writeU64 (buf: Uint8Array, at: number, n: number): void {
-  const lo = n >>> 0
-  const hi = (n - lo) / 0x100000000
-  buf[at] = lo
-  buf[at + 1] = lo >>> 8
-  buf[at + 2] = lo >>> 16
-  buf[at + 3] = lo >>> 24
-  buf[at + 4] = hi
-  buf[at + 5] = hi >>> 8
-  buf[at + 6] = hi >>> 16
-  buf[at + 7] = hi >>> 24
 }
 
 /** BLAKE2b-256 of the concatenation of `data`. */

@@ -28,7 +28,8 @@
  */
 import sodium from 'sodium-universal'
 import b4a from 'b4a'
-import { caps, writeU64 } from './crypto'
+import { caps } from './crypto'
+import { writeU64 } from './uint-le'
 import { isCompat } from './manifest'
 import { ASSERTION, BAD_ARGUMENT } from './errors'
 import type { Manifest } from './messages'

@@ -21,7 +21,7 @@ import b4a from 'b4a'
 import c from 'compact-encoding'
 import sodium from 'sodium-universal'
 import { BAD_ARGUMENT, STORAGE_CORRUPT, isCoded } from '../errors'
-import { readU32, readU64, writeU32, writeU64 } from './uint-le'
+import { readU32, readU64, writeU32, writeU64 } from '../uint-le'
 
 export interface HeaderKeyPair {
   publicKey: Uint8Array

@@ -12,7 +12,7 @@ import type { RandomAccessStorage } from 'random-access-storage'
 import { BAD_ARGUMENT } from '../errors'
 import type { TreeNode } from '../tree-node'
 import { pSize, pTruncate, pWrite, readUpTo, type Ready } from './file-io'
-import { readU64, writeU64 } from './uint-le'
+import { readU64, writeU64 } from '../uint-le'
 
 export const TREE_NODE_SIZE = 40
 

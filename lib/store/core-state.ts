@@ -11,7 +11,8 @@
  * should not cost a channel on every reconnect.
  */
 import b4a from 'b4a'
-import { hash, writeU64 } from '../crypto'
+import { hash } from '../crypto'
+import { writeU64 } from '../uint-le'
 
 /** The core is in repair mode (tree roots missing): a peer can heal it. */
 export const STATE_REPAIR = 1

@@ -1,10 +1,11 @@
 /**
- * The little-endian integers of the on-disk formats (header slot prefix,
- * tree node sizes), read and written in place.
+ * Little-endian integers, read and written in place: the on-disk formats
+ * (header slot prefix, tree node sizes, the store's catalog) and the sizes
+ * inside hash inputs and nonces.
  *
- * Apart because the header slot and the tree node file both use them and
- * neither owns them. Sizes are safe integers, so a uint64 that does not fit
- * one reads as -1: such bytes are rot, never a value.
+ * Apart because none of their users owns them. Sizes are safe integers, so
+ * a uint64 that does not fit one reads as -1: such bytes are rot, never a
+ * value.
  */
 
 export function writeU32 (buf: Uint8Array, at: number, n: number): void {
