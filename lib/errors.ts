@@ -91,3 +91,8 @@ export function missingNodeOf (err: unknown): number | null {
 export function isCoded (err: unknown, code?: ErrorCode): err is HypercoreError {
   return err instanceof HypercoreError && (code === undefined || err.code === code)
 }
+
+/** A coded error's message without the "CODE: " prefix it reads with (for a line that names the code apart). */
+export function plainMessage (err: { code: string, message: string }): string {
+  return err.message.startsWith(err.code + ': ') ? err.message.slice(err.code.length + 2) : err.message
+}

@@ -17,7 +17,7 @@ import { decide, type Decision } from './import/compare'
 import { CoreStorage } from './storage'
 import { discoveryKey } from './crypto'
 import { fullRoots } from './flat-tree'
-import { BAD_ARGUMENT, STORAGE_CORRUPT, isCoded, type ErrorCode } from './errors'
+import { BAD_ARGUMENT, STORAGE_CORRUPT, isCoded, plainMessage, type ErrorCode } from './errors'
 import { sameNode, type TreeNode } from './tree-node'
 
 export type { SourceMode, PrimaryKeyResult }
@@ -366,10 +366,6 @@ function notesOf (result: CopyResult, sessions: string[]): string[] {
   if (result.droppedKeyPair) notes.push('the secret key was left out: it does not match the public key')
   if (sessions.length > 0) notes.push(`named session${plural(sessions.length)} not imported (only the core itself is): ${sessions.join(', ')}`)
   return notes
-}
-
-function plainMessage (err: { code: string, message: string }): string {
-  return err.message.startsWith(err.code + ': ') ? err.message.slice(err.code.length + 2) : err.message
 }
 
 function capitalise (s: string): string {

@@ -2,6 +2,7 @@
  * Errors the CLI shows: one line on stderr, a non-zero exit code, no stack
  * trace (set NOMADCORE_DEBUG=1 to see one).
  */
+import { plainMessage } from '../../lib/errors'
 
 /**
  * What went wrong, as a stable code a script can branch on (with --json it is
@@ -74,9 +75,7 @@ export function describeError (err: unknown, dir?: string): string {
   if (err instanceof CliError) return oneLine(err.message)
   const e = (typeof err === 'object' && err !== null ? err : { message: String(err) }) as CodedError
   const code = typeof e.code === 'string' ? e.code : ''
-  const raw = typeof e.message === 'string' ? e.message : String(err)
-  // Our errors read "CODE: message".
-  const msg = raw.startsWith(code + ': ') ? raw.slice(code.length + 2) : raw
+  const msg = plainMessage({ code, message: typeof e.message === 'string' ? e.message : String(err) })
   const where = dir !== undefined ? dir : (typeof e.path === 'string' ? e.path : '')
   switch (code) {
     case 'ELOCKED':
