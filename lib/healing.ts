@@ -120,7 +120,7 @@ export async function audit (host: HealingHost): Promise<AuditReport> {
     const restored = report.restoredNodes.map(n => ({ index: n.index, size: n.size, hash: b4a.from(n.hash) }))
     if (restored.length > 0) {
       await storage.putNodes(restored)
-      tree.forget(restored.map(n => n.index))
+      // trust() replaces whatever the cache held for these nodes.
       for (const n of restored) tree.trust(n)
     }
     if (report.droppedNodes.length > 0) {
