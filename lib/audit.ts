@@ -17,7 +17,7 @@
  */
 import b4a from 'b4a'
 import { Iterator, fullRoots, leftChild, rightChild, leftSpan, rightSpan, countLeaves, depth } from './flat-tree'
-import { leafHashInto, matchesLeaf, parentHashAt, parentNode } from './crypto'
+import { leafHashInto, leafMatchesInPlace, matchesLeaf, parentMatchesAt, parentNode } from './crypto'
 import { TREE_NODE_SIZE, decodeNode, storedNodeState } from './storage'
 import { equalHashes, sameNode, type TreeNode } from './tree-node'
 import { readU64 } from './uint-le'
@@ -381,8 +381,6 @@ function restore (ctx: Ctx, node: TreeNode): void {
 // ---------------------------------------------------------------------------
 // The one-pass check
 
-const out = b4a.alloc(32)
-
 /**
  * Checks the whole subtree at `index` in one pass over its stored nodes and
  * its data, read with one read each. Returns how many held blocks it
@@ -419,8 +417,7 @@ function checkRun (target: AuditTarget, tree: Uint8Array, lo: number, hi: number
     const size = sizes[k]!
     if (target.has((lo + k) / 2)) {
       if (data === null || at + size > data.byteLength) return -1
-      leafHashInto(out, data.subarray(at, at + size))
-      if (!hashAt(tree, k * TREE_NODE_SIZE, out)) return -1
+      if (!leafMatchesInPlace(data, at, size, tree, k * TREE_NODE_SIZE + 8)) return -1
       held++
     }
     at += size
@@ -430,8 +427,7 @@ function checkRun (target: AuditTarget, tree: Uint8Array, lo: number, hi: number
     for (let k = 2 * half - 1; k < count; k += 4 * half) {
       const size = sizes[k]!
       if (sizes[k - half]! + sizes[k + half]! !== size) return -1
-      parentHashAt(out, size, tree, (k - half) * TREE_NODE_SIZE + 8, (k + half) * TREE_NODE_SIZE + 8)
-      if (!hashAt(tree, k * TREE_NODE_SIZE, out)) return -1
+      if (!parentMatchesAt(tree, size, (k - half) * TREE_NODE_SIZE + 8, (k + half) * TREE_NODE_SIZE + 8, k * TREE_NODE_SIZE + 8)) return -1
     }
   }
   return held

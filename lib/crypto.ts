@@ -5,8 +5,9 @@
  */
 import sodium from 'sodium-universal'
 import b4a from 'b4a'
+import { ScratchHasher } from './blake2b'
 import { equalHashes, type TreeNode } from './tree-node'
-import { writeU64 } from './uint-le'
+import { readU32, writeU32, writeU64 } from './uint-le'
 
 // Sizes in hash inputs are written with the one uint64 writer the formats use.
 export { writeU64 }
@@ -41,16 +42,10 @@ export function hash (data: Uint8Array | Uint8Array[]): Uint8Array {
  * of parts (what the audit and verified reads spend their time on).
  */
 const SCRATCH_DATA = 4096
-const scratch = b4a.alloc(9 + SCRATCH_DATA)
-const leafInputs: Uint8Array[] = []
+const hasher = new ScratchHasher(9 + SCRATCH_DATA)
+const scratch = hasher.input
+const digest = hasher.digest
 const PARENT_INPUT = 9 + 32 + 32
-const parentInput = scratch.subarray(0, PARENT_INPUT)
-
-function leafInput (size: number): Uint8Array {
-  let view = leafInputs[size]
-  if (view === undefined) view = leafInputs[size] = scratch.subarray(0, 9 + size)
-  return view
-}
 
 /** Hash of a leaf: type ‖ uint64 size ‖ bytes. */
 export function leafHash (data: Uint8Array): Uint8Array {
@@ -69,27 +64,86 @@ export function leafHashInto (out: Uint8Array, data: Uint8Array): void {
   scratch[0] = 0
   writeU64(scratch, 1, size)
   scratch.set(data, 9)
-  sodium.crypto_generichash(out, leafInput(size))
+  hasher.hash(9 + size)
+  copyHash(out, digest)
 }
 
 const leafScratch = b4a.alloc(32)
 
+function copyHash (out: Uint8Array, hash: Uint8Array): void {
+  for (let k = 0; k < 32; k++) out[k] = hash[k]!
+}
+
 /** Whether `bytes` are the block `leaf` commits to. */
 export function matchesLeaf (leaf: TreeNode, bytes: Uint8Array): boolean {
   if (bytes.byteLength !== leaf.size) return false
-  leafHashInto(leafScratch, bytes)
-  return equalHashes(leafScratch, leaf.hash)
+  if (bytes.byteLength > SCRATCH_DATA) {
+    leafHashInto(leafScratch, bytes)
+    return equalHashes(leafScratch, leaf.hash)
+  }
+  scratch[0] = 0
+  writeU64(scratch, 1, bytes.byteLength)
+  scratch.set(bytes, 9)
+  hasher.hash(9 + bytes.byteLength)
+  return equalHashes(digest, leaf.hash)
 }
 
-/** The parent hash of the 32-byte child hashes at `buf[left]` and `buf[right]`, sizes summing to `size`, into `out`. */
-export function parentHashAt (out: Uint8Array, size: number, buf: Uint8Array, left: number, right: number): void {
+/**
+ * Whether the `size` bytes at `buf[at]` hash, as a leaf, to the 32 bytes at
+ * `hashes[p]`. The block is hashed where it lies: the 9 bytes before it are
+ * borrowed for the leaf's type and size and put back, so `buf` must be the
+ * caller's own and not read meanwhile (the audit's read buffer).
+ */
+export function leafMatchesInPlace (buf: Uint8Array, at: number, size: number, hashes: Uint8Array, p: number): boolean {
+  if (at < 9) {
+    if (size > SCRATCH_DATA) return leafMatchesCopied(buf.subarray(at, at + size), hashes, p)
+    scratch[0] = 0
+    writeU64(scratch, 1, size)
+    scratch.set(buf.subarray(at, at + size), 9)
+    hasher.hash(9 + size)
+  } else {
+    const s = at - 9
+    const saved0 = buf[s]!
+    const savedLo = readU32(buf, s + 1)
+    const savedHi = readU32(buf, s + 5)
+    buf[s] = 0
+    writeU64(buf, s + 1, size)
+    try {
+      hasher.hashOf(buf, s, 9 + size)
+    } finally {
+      buf[s] = saved0
+      writeU32(buf, s + 1, savedLo)
+      writeU32(buf, s + 5, savedHi)
+    }
+  }
+  return digestAt(hashes, p)
+}
+
+function leafMatchesCopied (bytes: Uint8Array, hashes: Uint8Array, p: number): boolean {
+  leafHashInto(leafScratch, bytes)
+  for (let k = 0; k < 32; k++) if (hashes[p + k] !== leafScratch[k]) return false
+  return true
+}
+
+/** Whether `digest` equals the 32 bytes at `buf[p]`. */
+function digestAt (buf: Uint8Array, p: number): boolean {
+  for (let k = 0; k < 32; k++) if (buf[p + k] !== digest[k]) return false
+  return true
+}
+
+/**
+ * Whether the 32 bytes at `buf[p]` are the parent hash of the child hashes at
+ * `buf[left]` and `buf[right]`, whose sizes sum to `size`.
+ */
+export function parentMatchesAt (buf: Uint8Array, size: number, left: number, right: number, p: number): boolean {
   scratch[0] = 1
   writeU64(scratch, 1, size)
   for (let k = 0; k < 32; k++) {
     scratch[9 + k] = buf[left + k]!
     scratch[41 + k] = buf[right + k]!
   }
-  sodium.crypto_generichash(out, parentInput)
+  hasher.hash(PARENT_INPUT)
+  return digestAt(buf, p)
 }
 
 /** Hash of a parent over its two children, in index order. */
@@ -106,7 +160,8 @@ export function parentHashInto (out: Uint8Array, size: number, left: Uint8Array,
   writeU64(scratch, 1, size)
   scratch.set(left, 9)
   scratch.set(right, 41)
-  sodium.crypto_generichash(out, parentInput)
+  hasher.hash(PARENT_INPUT)
+  copyHash(out, digest)
 }
 
 /** The tree hash that gets signed: all roots with their index and size. */

@@ -1,6 +1,7 @@
 import test from 'brittle'
 import fc from 'fast-check'
 import * as crypto from '../lib/crypto'
+import { ScratchHasher, directHashing } from '../lib/blake2b'
 import * as flat from '../lib/flat-tree'
 import type { TreeNode } from '../lib/tree-node'
 import { hcCrypto, hcCaps, hcMultisig, tmpDir, makeHypercore, type OracleTreeNode } from './helpers/oracle'
@@ -125,6 +126,56 @@ test('parent hashes agree with hypercore-crypto for any two children in either o
     const b = { index: 6, size: sb, hash: hb }
     return same(crypto.parentHash(a, b), hcCrypto.parent(a, b))
   }), 1000)
+})
+
+test('the direct BLAKE2b path is taken under Node and hashes any range exactly as sodium does', (t) => {
+  t.ok(directHashing, 'sodium-native\'s binding passed its known-answer check')
+  const hasher = new ScratchHasher(4096)
+  property(t, 'input prefix', fc.property(fc.uint8Array({ maxLength: 4096 }), d => {
+    hasher.input.set(d)
+    hasher.hash(d.byteLength)
+    return same(hasher.digest, hcCrypto.hash(d))
+  }))
+  property(t, 'range of another buffer', fc.property(fc.uint8Array({ maxLength: 600 }), fc.nat(), fc.nat(), (d, x, y) => {
+    const at = d.byteLength === 0 ? 0 : x % d.byteLength
+    const length = (d.byteLength - at) === 0 ? 0 : y % (d.byteLength - at + 1)
+    hasher.hashOf(d, at, length)
+    return same(hasher.digest, hcCrypto.hash(d.subarray(at, at + length)))
+  }))
+})
+
+test('a hash range outside its buffer throws a RangeError instead of reaching native code', (t) => {
+  const hasher = new ScratchHasher(64)
+  t.exception.all(() => hasher.hash(65), /out of bounds/)
+  t.exception.all(() => hasher.hash(-1), /out of bounds/)
+  t.exception.all(() => hasher.hashOf(new Uint8Array(10), 4, 7), /out of bounds/)
+  t.exception.all(() => hasher.hashOf(new Uint8Array(10), -1, 2), /out of bounds/)
+  hasher.hashOf(new Uint8Array(10), 4, 6)
+  t.ok(same(hasher.digest, hcCrypto.hash(Buffer.alloc(6))), 'the last byte of the buffer is in range')
+})
+
+test('a leaf checked in place matches exactly its block and leaves the buffer as it was', (t) => {
+  property(t, 'leafMatchesInPlace', fc.property(fc.uint8Array({ maxLength: 40 }), fc.uint8Array({ maxLength: 5000 }), fc.boolean(), (before, block, flip) => {
+    const buf = Buffer.concat([before, block, Buffer.from([1, 2, 3])])
+    const copy = Buffer.from(buf)
+    const hashes = Buffer.alloc(50)
+    hashes.set(hcCrypto.data(Buffer.from(block)), 11)
+    if (flip && block.byteLength > 0) buf[before.byteLength] ^= 1
+    const matches = crypto.leafMatchesInPlace(buf, before.byteLength, block.byteLength, hashes, 11)
+    if (flip && block.byteLength > 0) buf[before.byteLength] ^= 1
+    return matches === !(flip && block.byteLength > 0) && buf.equals(copy)
+  }))
+})
+
+test('a parent checked in place matches exactly the hash of its two stored children', (t) => {
+  property(t, 'parentMatchesAt', fc.property(node, node, fc.boolean(), (a, b, flip) => {
+    const buf = Buffer.alloc(3 * 40)
+    buf.set(a.hash, 8)
+    buf.set(b.hash, 88)
+    buf.set(hcCrypto.parent({ ...a, index: 0 }, { ...b, index: 2 }), 48)
+    if (flip) buf[60] ^= 0x80
+    return crypto.parentMatchesAt(buf, a.size + b.size, 8, 88, 48) === !flip
+  }))
 })
 
 test('parentNode sums the sizes and hashes like hypercore-crypto', (t) => {
