@@ -13,6 +13,7 @@
  * The marks live in memory; a reopened core verifies on read anyway.
  */
 import { Bitfield } from './bitfield'
+import { CoreBlockCache } from './block-cache'
 import { matchesLeaf } from './crypto'
 import { byteOffset } from './proof'
 import { MISSING_NODE, isCoded, missingNodeOf } from './errors'
@@ -47,6 +48,8 @@ export class BlockReader {
   readonly #host: BlockReaderHost
   /** Held blocks that cannot be verified now. */
   readonly #unverified = new Bitfield()
+  /** Blocks read and verified lately, kept so a second read hashes nothing. */
+  readonly #cache = new CoreBlockCache()
 
   constructor (host: BlockReaderHost) {
     this.#host = host
@@ -79,9 +82,12 @@ export class BlockReader {
     }
     const leaf = await this.#leaf(index, opts)
     if (leaf === null) return null
+    const kept = this.#cache.get(index, leaf.hash)
+    if (kept !== null) return kept
     const bytes = await this.#readHeld(await tree.verifiedOffset(2 * index), leaf.size)
     if (bytes !== null && matchesLeaf(leaf, bytes)) {
       this.#verified(index)
+      this.#cache.put(index, leaf.hash, bytes)
       return bytes
     }
     await this.#host.dropRotten(index, opts.serving === true)
@@ -108,10 +114,19 @@ export class BlockReader {
     }
     const leaf = tree.verifyNodeNow(2 * index)
     if (leaf === undefined || leaf === null || 'missing' in leaf) return null
+    const kept = this.#cache.get(index, leaf.hash)
+    if (kept !== null) return kept
     const offset = tree.peekOffset(2 * index)
     if (offset === -1) return null
     const bytes = storage.readDataNow(offset, leaf.size)
-    return bytes !== null && matchesLeaf(leaf, bytes) ? bytes : null
+    if (bytes === null || !matchesLeaf(leaf, bytes)) return null
+    this.#cache.put(index, leaf.hash, bytes)
+    return bytes
+  }
+
+  /** Lets go of the blocks kept in memory for this core (it closed). */
+  close (): void {
+    this.#cache.drop()
   }
 
   /**

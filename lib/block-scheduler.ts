@@ -88,8 +88,14 @@ export class BlockScheduler {
     this.#verifying.add(index)
   }
 
+  /**
+   * The answer for block `index` was stored or not. A pass meanwhile found it
+   * being verified and let it go: if it is still wanted, it is looked at again
+   * (an answer that was not stored would otherwise leave its `get` waiting).
+   */
   onverified (index: number): void {
     this.#verifying.delete(index)
+    if (this.#wanted.has(index)) this.#unasked.add(index)
   }
 
   /** `peer` answered that it does not have block `index`: not asked of it again until forgiven. */

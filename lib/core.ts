@@ -584,6 +584,7 @@ export class Core {
   }
 
   async close (): Promise<void> {
+    this.#reader.close()
     await this.#writer.idle()
     await this.mutex.lock()
     try {

@@ -22,6 +22,7 @@ import type { ReplicatorEvents } from './replicator'
 import type { Peer } from './peer'
 import type { StorageFactory } from './storage'
 import { createExtension } from './extension'
+import { setBlockCacheSize } from './block-cache'
 import { keyOf, protocolMuxer, createProtocolStream, type KeyOptions, type ProtocolStreamCreateOptions } from './statics'
 import type { Codec, ValueEncoding } from './value-encoding'
 import { createReadStream, createByteStream, createWriteStream, type ReadStreamOptions, type ByteStreamOptions } from './streams'
@@ -571,6 +572,11 @@ export class Hypercore extends EventEmitter {
 
   static discoveryKey (key: Uint8Array): Uint8Array {
     return crypto.discoveryKey(key)
+  }
+
+  /** Bytes of verified blocks all cores of the process may keep in memory (16 MiB at first; 0: none). */
+  static setBlockCacheSize (bytes: number): void {
+    setBlockCacheSize(bytes)
   }
 
   /** The protomux a protocol stream carries (what `replicate()` attaches cores to). */

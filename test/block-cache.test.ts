@@ -1,0 +1,136 @@
+/**
+ * Verified blocks kept in memory: a block read again is not read from disk
+ * or hashed again, yet nothing it keeps is ever returned for a block that
+ * changed since (cleared, truncated away, replaced on a new fork), callers
+ * get buffers of their own, and the process-wide budget holds.
+ */
+import test from 'brittle'
+import * as fs from 'fs'
+import * as path from 'path'
+import b4a from 'b4a'
+import RAM from 'random-access-memory'
+import { Hypercore, freshDir, openCore, blocks, text } from './helpers/core'
+import { replicate, until } from './helpers/replication'
+import { ScratchHasher } from '../lib/blake2b'
+import { blockCacheUsed, blockCacheSize, DEFAULT_BLOCK_CACHE_BYTES } from '../lib/block-cache'
+
+/** Counts BLAKE2b calls over inputs of `length` bytes while `fn` runs. */
+async function hashesOf (length: number, fn: () => Promise<unknown>): Promise<number> {
+  const original = ScratchHasher.prototype.hash
+  let n = 0
+  ScratchHasher.prototype.hash = function (this: ScratchHasher, len: number) {
+    if (len === length) n++
+    original.call(this, len)
+  }
+  try {
+    await fn()
+  } finally {
+    ScratchHasher.prototype.hash = original
+  }
+  return n
+}
+
+function ramCore (t: { teardown (fn: () => unknown): void }, key?: Uint8Array): Promise<Hypercore> {
+  const core = new Hypercore(() => new RAM(), key)
+  t.teardown(() => core.close())
+  return core.ready().then(() => core)
+}
+
+test('a block read a second time is not hashed again, and matches the first read', async t => {
+  const core = await openCore(t, freshDir(t))
+  const block = b4a.alloc(1000, 'x')
+  await core.append([block, block, block])
+  t.is(await hashesOf(9 + 1000, () => core.get(1)), 1, 'the first read checks the block against its leaf')
+  t.is(await hashesOf(9 + 1000, () => core.get(1)), 0, 'the second is answered from verified memory')
+  t.alike(await core.get(1), block)
+  t.is(await hashesOf(9 + 1000, () => core.get(1, { verify: false })), 0, 'verify: false reads the disk unchecked, as before')
+})
+
+test('a caller that changes a returned block changes no later read', async t => {
+  const core = await openCore(t, freshDir(t))
+  await core.append(blocks(4))
+  const first = await core.get(2) as Uint8Array
+  first.fill(0)
+  const second = await core.get(2) as Uint8Array
+  t.is(text(second), text(blocks(1, 2)[0]))
+  t.not(second, first, 'each read gets its own buffer')
+})
+
+test('rot that reaches the data file after a block was verified is not served: the kept bytes are the verified ones', async t => {
+  const dir = freshDir(t)
+  const core = await openCore(t, dir)
+  await core.append(blocks(8))
+  await core.get(5)
+  const file = path.join(dir, 'data')
+  const bytes = fs.readFileSync(file)
+  const at = blocks(5).reduce((sum, b) => sum + b.byteLength, 0)
+  bytes[at] ^= 0xff
+  fs.writeFileSync(file, bytes)
+  t.is(text(await core.get(5)), text(blocks(1, 5)[0]))
+  t.ok(core.has(5))
+})
+
+test('a cleared block is not answered from memory', async t => {
+  const core = await openCore(t, freshDir(t))
+  await core.append(blocks(8))
+  await core.get(3)
+  await core.clear(3)
+  t.is(await core.get(3, { wait: false }), null)
+})
+
+test('a block truncated away and written anew reads as the new block', async t => {
+  const core = await openCore(t, freshDir(t))
+  await core.append(blocks(8))
+  t.is(text(await core.get(6)), text(blocks(1, 6)[0]))
+  await core.truncate(4)
+  await core.append([b4a.from('four'), b4a.from('five'), b4a.from('six'), b4a.from('seven')])
+  t.is(text(await core.get(6)), 'six')
+  t.is(core.fork, 1)
+})
+
+test('a replica that follows a reorg reads the new fork\'s block, never the one it read before', async t => {
+  const writer = await ramCore(t)
+  await writer.append(blocks(10))
+  const reader = await ramCore(t, writer.key!)
+  const link = replicate(t, writer, reader)
+  await reader.get(7)
+  t.is(await hashesOf(9 + blocks(1, 7)[0]!.byteLength, () => reader.get(7)), 0, 'block 7 is kept in memory')
+  t.is(text(await reader.get(7)), text(blocks(1, 7)[0]))
+  await writer.truncate(5)
+  await writer.append([b4a.from('f5'), b4a.from('f6'), b4a.from('f7'), b4a.from('f8'), b4a.from('f9')])
+  await until(() => reader.fork === 1 && reader.length === 10)
+  t.is(text(await reader.get(7, { timeout: 5000 })), 'f7')
+  link.destroy()
+})
+
+test('the cache keeps to its budget, and a core that closes lets go of what it kept', async t => {
+  t.is(blockCacheSize(), DEFAULT_BLOCK_CACHE_BYTES, '16 MiB unless set')
+  const before = blockCacheUsed()
+  const core = new Hypercore(freshDir(t))
+  await core.ready()
+  const block = b4a.alloc(4096, 'y')
+  await core.append(Array.from({ length: 64 }, () => block))
+  for (let i = 0; i < 64; i++) await core.get(i)
+  const kept = blockCacheUsed() - before
+  t.ok(kept >= 64 * 4096, 'every block read is kept')
+
+  Hypercore.setBlockCacheSize(before + 10 * 5000)
+  t.ok(blockCacheUsed() <= before + 10 * 5000, 'a smaller budget evicts at once')
+  for (let i = 0; i < 64; i++) await core.get(i)
+  t.ok(blockCacheUsed() <= before + 10 * 5000, 'and holds while reading')
+  t.is(await hashesOf(9 + 4096, () => core.get(63)), 0, 'the block read last is still kept')
+  t.is(await hashesOf(9 + 4096, () => core.get(0)), 1, 'one read long ago was let go')
+
+  Hypercore.setBlockCacheSize(0)
+  t.is(blockCacheUsed(), 0, 'a budget of 0 keeps nothing')
+  await core.get(5)
+  t.is(blockCacheUsed(), 0)
+
+  Hypercore.setBlockCacheSize(DEFAULT_BLOCK_CACHE_BYTES)
+  await core.get(5)
+  t.ok(blockCacheUsed() > 0)
+  await core.close()
+  t.is(blockCacheUsed(), 0, 'closing the core lets go of its blocks')
+  t.exception.all(() => Hypercore.setBlockCacheSize(-1), /non-negative integer/)
+  t.exception.all(() => Hypercore.setBlockCacheSize(1.5), /non-negative integer/)
+})
