@@ -83,7 +83,7 @@ export const randomGet: Row = {
   id: 'get',
   label: 'random get, 10k-block core',
   unit: 'get',
-  note: '`get(i)` at uniformly random indices of a 10,000-block core; the same index sequence for both.',
+  note: '`get(i)` at uniformly random indices of a 10,000-block core; the same index sequence for both. nomadcore checks a block against its verified leaf each time it reads it from disk, and keeps its verified bytes in memory once it has read it twice (16 MiB for the process, which this core fits); a kept block is neither read from disk nor hashed again. The core stays open across rounds: the first round starts with nothing kept, later ones find most blocks kept.',
   async prepare (contender, env): Promise<Trial> {
     const core = await readCore(contender, env)
     const indices = randomInts(0x6e7, env.count(20_000), 0, core.length)
@@ -100,7 +100,7 @@ export const readStream: Row = {
   id: 'read-stream',
   label: 'createReadStream, every block of a 10k-block core',
   unit: 'block',
-  note: '`createReadStream()` over the 10,000-block core of `get`, consumed with `for await` from the first block to the last (nomadcore checks every block against its verified leaf).',
+  note: '`createReadStream()` over the 10,000-block core of `get`, consumed with `for await` from the first block to the last (nomadcore checks every block against its verified leaf, or finds it in its block cache: the `get` rows before this one, on the same open core, read most blocks twice).',
   async prepare (contender, env): Promise<Trial> {
     const core = await readCore(contender, env)
     return {
@@ -117,7 +117,7 @@ export const randomGetRaw: Row = {
   id: 'get-raw',
   label: 'random get, 10k-block core, verify: false',
   unit: 'get',
-  note: 'As `get`, with `get(i, { verify: false })`: nomadcore reads the stored bytes unchecked, as Hypercore 11 always does (its column is the same call as in `get`). The difference between the two nomadcore figures is what checking each block against its verified leaf costs.',
+  note: 'As `get`, with `get(i, { verify: false })`: nomadcore reads the stored bytes from disk unchecked every time, as Hypercore 11 always does (its column is the same call as in `get`).',
   async prepare (contender, env): Promise<Trial> {
     const core = await readCore(contender, env)
     const indices = randomInts(0x6e7, env.count(20_000), 0, core.length)
@@ -147,7 +147,7 @@ function coldGet (id: string, verify: boolean): Row {
     label: `random get, 10k-block core just reopened${verify ? '' : ', verify: false'}`,
     unit: 'get',
     note: verify
-      ? 'As `get`, on the same kind of core closed and reopened before each round (untimed): no tree node is in memory, so nomadcore verifies each leaf the first time, reading it with its neighbours (the 16-leaf subtree around it) and hashing up to a verified node, then caches what it verified.'
+      ? 'As `get`, on the same kind of core closed and reopened before each round (untimed): no tree node or block is in memory, so nomadcore verifies each leaf the first time, reading it with its neighbours (the 16-leaf subtree around it) and hashing up to a verified node, then caches what it verified, and hashes each block the first time it reads it.'
       : 'As `get-cold`, with `verify: false` for nomadcore.',
     async prepare (contender, env): Promise<Trial> {
       const dir = await coldReadDir(contender, env)

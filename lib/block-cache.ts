@@ -12,7 +12,6 @@
  * to its buffer changes nothing here.
  */
 import b4a from 'b4a'
-import { equalHashes } from './tree-node'
 
 /** What the process-wide budget starts at: a 10,000-block core of 1 KiB blocks fits. */
 export const DEFAULT_BLOCK_CACHE_BYTES = 16 * 1024 * 1024
@@ -20,12 +19,15 @@ export const DEFAULT_BLOCK_CACHE_BYTES = 16 * 1024 * 1024
 const ENTRY_OVERHEAD = 160
 /** Blocks above this are not kept: one would push out hundreds of small ones. */
 const MAX_BLOCK = 64 * 1024
+/** Blocks a core remembers having read once (indices only), before it forgets them all. */
+const MAX_SEEN = 4096
 
 interface Entry {
   readonly owner: Map<number, Entry>
   readonly index: number
-  readonly leafHash: Uint8Array
-  readonly bytes: Uint8Array
+  /** The block's bytes, then the 32-byte leaf hash they were verified against (one buffer: fewer objects to keep). */
+  readonly kept: Uint8Array
+  readonly size: number
 }
 
 let budget = DEFAULT_BLOCK_CACHE_BYTES
@@ -34,7 +36,13 @@ let used = 0
 const order = new Set<Entry>()
 
 function cost (entry: Entry): number {
-  return entry.bytes.byteLength + ENTRY_OVERHEAD
+  return entry.size + ENTRY_OVERHEAD
+}
+
+function keptFor (entry: Entry, leafHash: Uint8Array): boolean {
+  const kept = entry.kept
+  for (let k = 0, at = entry.size; k < 32; k++, at++) if (kept[at] !== leafHash[k]) return false
+  return true
 }
 
 function remove (entry: Entry): void {
@@ -69,32 +77,43 @@ export function blockCacheUsed (): number {
 /** One core's part of the cache. */
 export class CoreBlockCache {
   readonly #entries = new Map<number, Entry>()
+  /**
+   * Blocks read once and not kept: a block is kept on its second read. A
+   * block read only once (a stream, a scan) then costs an index here, not a
+   * copy and an entry that would push out blocks that are read again.
+   */
+  readonly #seen = new Set<number>()
 
   /** A copy of block `index` if it is kept as verified against `leafHash`, else null. */
   get (index: number, leafHash: Uint8Array): Uint8Array | null {
     const entry = this.#entries.get(index)
     if (entry === undefined) return null
-    if (!equalHashes(entry.leafHash, leafHash)) {
+    if (!keptFor(entry, leafHash)) {
       remove(entry)
       return null
     }
     order.delete(entry)
     order.add(entry)
-    const copy = b4a.allocUnsafe(entry.bytes.byteLength)
-    copy.set(entry.bytes)
+    const copy = b4a.allocUnsafe(entry.size)
+    copy.set(entry.kept.subarray(0, entry.size))
     return copy
   }
 
-  /** Keeps a copy of block `index`, just verified against `leafHash`. */
+  /** Keeps a copy of block `index`, just verified against `leafHash`, if it was read before. */
   put (index: number, leafHash: Uint8Array, bytes: Uint8Array): void {
     if (bytes.byteLength > MAX_BLOCK || bytes.byteLength + ENTRY_OVERHEAD > budget) return
+    if (!this.#seen.delete(index)) {
+      if (this.#seen.size >= MAX_SEEN) this.#seen.clear()
+      this.#seen.add(index)
+      return
+    }
     const old = this.#entries.get(index)
     if (old !== undefined) remove(old)
-    const kept = b4a.allocUnsafeSlow(bytes.byteLength)
+    const size = bytes.byteLength
+    const kept = b4a.allocUnsafe(size + 32)
     kept.set(bytes)
-    const hash = new Uint8Array(32)
-    hash.set(leafHash)
-    const entry: Entry = { owner: this.#entries, index, leafHash: hash, bytes: kept }
+    kept.set(leafHash, size)
+    const entry: Entry = { owner: this.#entries, index, kept, size }
     this.#entries.set(index, entry)
     order.add(entry)
     used += cost(entry)
@@ -104,6 +123,7 @@ export class CoreBlockCache {
   /** Lets go of everything this core keeps (it closed). */
   drop (): void {
     for (const entry of [...this.#entries.values()]) remove(entry)
+    this.#seen.clear()
   }
 
   /** Blocks this core keeps now. */
