@@ -402,15 +402,33 @@ async function checkWhole (ctx: Ctx, index: number, node: TreeNode, offset: numb
 
 function checkRun (target: AuditTarget, tree: Uint8Array, lo: number, hi: number, node: TreeNode, data: Uint8Array | null): number {
   const count = hi - lo + 1
+  const sizes = sizesOf(tree, count)
+  if (sizes === null) return -1
+  const top = (count - 1) / 2
+  if (sizes[top] !== node.size || !hashAt(tree, top * TREE_NODE_SIZE, node.hash)) return -1
+  const held = leavesMatch(target, tree, lo, sizes, data)
+  return held !== -1 && parentsMatch(tree, sizes) ? held : -1
+}
+
+// The three passes are functions of their own so that each loop is compiled
+// with what it has seen: one function holding all three was compiled while
+// the later loops had not run yet, then thrown out when they did and
+// compiled again, on every audit after a full garbage collection.
+
+/** The stored sizes of `count` nodes, or null where one is missing or cannot be a node. */
+function sizesOf (tree: Uint8Array, count: number): Float64Array | null {
   const sizes = new Float64Array(count)
   for (let k = 0; k < count; k++) {
     const size = sizeAt(tree, k * TREE_NODE_SIZE)
-    if (size < 0) return -1
+    if (size < 0) return null
     sizes[k] = size
   }
-  const top = (count - 1) / 2
-  if (sizes[top] !== node.size || !hashAt(tree, top * TREE_NODE_SIZE, node.hash)) return -1
+  return sizes
+}
 
+/** How many held blocks of the run match their stored leaves; -1 when one does not. */
+function leavesMatch (target: AuditTarget, tree: Uint8Array, lo: number, sizes: Float64Array, data: Uint8Array | null): number {
+  const count = sizes.length
   let held = 0
   let at = 0
   for (let k = 0; k < count; k += 2) {
@@ -422,15 +440,20 @@ function checkRun (target: AuditTarget, tree: Uint8Array, lo: number, hi: number
     }
     at += size
   }
+  return held
+}
 
+/** Whether every stored parent of the run is its stored children's parent. */
+function parentsMatch (tree: Uint8Array, sizes: Float64Array): boolean {
+  const count = sizes.length
   for (let half = 1; 2 * half - 1 < count; half *= 2) {
     for (let k = 2 * half - 1; k < count; k += 4 * half) {
       const size = sizes[k]!
-      if (sizes[k - half]! + sizes[k + half]! !== size) return -1
-      if (!parentMatchesAt(tree, size, (k - half) * TREE_NODE_SIZE + 8, (k + half) * TREE_NODE_SIZE + 8, k * TREE_NODE_SIZE + 8)) return -1
+      if (sizes[k - half]! + sizes[k + half]! !== size) return false
+      if (!parentMatchesAt(tree, size, (k - half) * TREE_NODE_SIZE + 8, (k + half) * TREE_NODE_SIZE + 8, k * TREE_NODE_SIZE + 8)) return false
     }
   }
-  return held
+  return true
 }
 
 /** Size of the stored node at byte `p`; -1 when it is missing or cannot be a node. */
