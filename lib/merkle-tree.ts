@@ -273,7 +273,6 @@ export class MerkleTree implements NodeSource, TreeState {
   async #storedNode (index: number): Promise<TreeNode | null> {
     const hit = this.#cache.get(index, STORED)
     if (hit !== undefined) return hit
-    this.#cache.missed()
     const node = await this.#storage.getNode(index)
     if (node !== null && inTree(index, this.length)) this.#cache.set(node, STORED)
     return node
@@ -312,7 +311,6 @@ export class MerkleTree implements NodeSource, TreeState {
       if (this.hasVerified(up)) break
     }
     if (indices.length === 0) return
-    this.#cache.missed()
     const nodes = await this.#storage.getNodes(indices)
     for (const n of nodes) if (n !== null && inTree(n.index, this.length)) this.#cache.set(n, STORED)
   }

@@ -11,9 +11,7 @@
  * blocks or more (one in 16) have a table of their own: the many low nodes
  * that reads and downloads stream through never push out the few high ones
  * every climb ends on, so a random read reads its 16-leaf window and stops
- * there, instead of reading a sibling for every level up to a root. The low
- * table starts with a slot for every other low node and doubles, up to one
- * for each, only when reads keep going to disk for nodes it lacks.
+ * there, instead of reading a sibling for every level up to a root.
  *
  * Each entry has a grade: STORED (as the tree file holds it, which rot may
  * have changed) or VERIFIED (tied by hashes to the signed roots). A lookup
@@ -45,45 +43,17 @@ function isHigh (index: number): boolean {
 export class NodeCache {
   readonly #low: Table
   readonly #high: Table
-  /** The most slots the low table may grow to for the tree's length: one for every low node. */
-  #lowBound: number
-  /** Reads of nodes the cache lacked since the low table last grew. */
-  #misses = 0
 
   /** Sized for a tree of `length` blocks (see `fit`). */
   constructor (length = 0) {
-    this.#lowBound = slotsFor(2 * length)
-    this.#low = new Table(slotsFor(length), 1)
+    this.#low = new Table(slotsFor(2 * length), 1)
     this.#high = new Table(slotsFor(length / 8), 16)
   }
 
-  /**
-   * Resizes for a tree of `length` blocks: two slots for every high node, and
-   * for the low ones a slot for every other one, growing to one for each as
-   * reads find nodes missing (see `missed`), within the bound.
-   */
+  /** Resizes for a tree of `length` blocks: a slot for every low node, two for every high one (up to the bound). */
   fit (length: number): void {
-    this.#lowBound = slotsFor(2 * length)
-    this.#low.resize(Math.min(this.#lowBound, Math.max(this.#low.slots, slotsFor(length))))
+    this.#low.resize(slotsFor(2 * length))
     this.#high.resize(slotsFor(length / 8))
-  }
-
-  /**
-   * A read had to go to disk for nodes the cache lacked. A core that reads its
-   * tree all over (random reads, serving) gets a slot for every node; one that
-   * only downloads, or reads in order, finds what it needs among recent nodes
-   * and keeps the smaller table (half the memory: 100 readers of one writer).
-   */
-  missed (): void {
-    const slots = this.#low.slots
-    if (slots >= this.#lowBound || ++this.#misses < slots / 8) return
-    this.#misses = 0
-    this.#low.resize(slots * 2)
-  }
-
-  /** Slots of the low table now (it grows with misses). */
-  get lowSlots (): number {
-    return this.#low.slots
   }
 
   has (index: number, grade: Grade): boolean {
