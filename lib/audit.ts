@@ -19,7 +19,7 @@ import b4a from 'b4a'
 import { Iterator, fullRoots, leftChild, rightChild, leftSpan, rightSpan, countLeaves, depth } from './flat-tree'
 import { leafHashInto, leafMatchesInPlace, matchesLeaf, parentMatchesAt, parentNode } from './crypto'
 import { TREE_NODE_SIZE, decodeNode, storedNodeState } from './storage'
-import { equalHashes, sameNode, type TreeNode } from './tree-node'
+import { equalHashAt, equalHashes, sameNode, type TreeNode } from './tree-node'
 import { readU64 } from './uint-le'
 
 export interface AuditTarget {
@@ -405,7 +405,7 @@ function checkRun (target: AuditTarget, tree: Uint8Array, lo: number, hi: number
   const sizes = sizesOf(tree, count)
   if (sizes === null) return -1
   const top = (count - 1) / 2
-  if (sizes[top] !== node.size || !hashAt(tree, top * TREE_NODE_SIZE, node.hash)) return -1
+  if (sizes[top] !== node.size || !equalHashAt(tree, top * TREE_NODE_SIZE + 8, node.hash)) return -1
   const held = leavesMatch(target, tree, lo, sizes, data)
   return held !== -1 && parentsMatch(tree, sizes) ? held : -1
 }
@@ -462,10 +462,3 @@ function sizeAt (tree: Uint8Array, p: number): number {
   return size === 0 && storedNodeState(tree, p) === 'missing' ? -1 : size
 }
 
-function hashAt (tree: Uint8Array, p: number, hash: Uint8Array): boolean {
-  // Unrolled: see equalHashes in tree-node.ts.
-  for (let k = 0, at = p + 8; k < 32; k += 4, at += 4) {
-    if (tree[at] !== hash[k] || tree[at + 1] !== hash[k + 1] || tree[at + 2] !== hash[k + 2] || tree[at + 3] !== hash[k + 3]) return false
-  }
-  return true
-}

@@ -57,7 +57,7 @@ function agrees (native: NativeHash): boolean {
 
 const native = loadNative()
 
-/** Whether hashes take the direct path (for the bench's report and the tests). */
+/** Whether hashes take the direct path (the tests check it does under Node). */
 export const directHashing = native !== null
 
 /**

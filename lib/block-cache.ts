@@ -12,10 +12,11 @@
  * to its buffer changes nothing here.
  */
 import b4a from 'b4a'
+import { equalHashAt } from './tree-node'
 
 /** What the process-wide budget starts at: a 10,000-block core of 1 KiB blocks fits. */
 export const DEFAULT_BLOCK_CACHE_BYTES = 16 * 1024 * 1024
-/** Bytes an entry costs beyond its block (object, map slots, leaf hash), counted against the budget. */
+/** Bytes an entry costs beyond its block (leaf hash, object, map and set slots), counted against the budget. */
 const ENTRY_OVERHEAD = 160
 /** Blocks above this are not kept: one would push out hundreds of small ones. */
 const MAX_BLOCK = 64 * 1024
@@ -37,12 +38,6 @@ const order = new Set<Entry>()
 
 function cost (entry: Entry): number {
   return entry.size + ENTRY_OVERHEAD
-}
-
-function keptFor (entry: Entry, leafHash: Uint8Array): boolean {
-  const kept = entry.kept
-  for (let k = 0, at = entry.size; k < 32; k++, at++) if (kept[at] !== leafHash[k]) return false
-  return true
 }
 
 function remove (entry: Entry): void {
@@ -88,7 +83,7 @@ export class CoreBlockCache {
   get (index: number, leafHash: Uint8Array): Uint8Array | null {
     const entry = this.#entries.get(index)
     if (entry === undefined) return null
-    if (!keptFor(entry, leafHash)) {
+    if (!equalHashAt(entry.kept, entry.size, leafHash)) {
       remove(entry)
       return null
     }
@@ -124,10 +119,5 @@ export class CoreBlockCache {
   drop (): void {
     for (const entry of [...this.#entries.values()]) remove(entry)
     this.#seen.clear()
-  }
-
-  /** Blocks this core keeps now. */
-  get size (): number {
-    return this.#entries.size
   }
 }

@@ -6,7 +6,7 @@
 import sodium from 'sodium-universal'
 import b4a from 'b4a'
 import { ScratchHasher } from './blake2b'
-import { equalHashes, type TreeNode } from './tree-node'
+import { equalHashAt, equalHashes, type TreeNode } from './tree-node'
 import { readU32, writeU32, writeU64 } from './uint-le'
 
 // Sizes in hash inputs are written with the one uint64 writer the formats use.
@@ -61,11 +61,16 @@ export function leafHashInto (out: Uint8Array, data: Uint8Array): void {
     sodium.crypto_generichash_batch(out, [LEAF_TYPE, u64(size), data])
     return
   }
-  scratch[0] = 0
-  writeU64(scratch, 1, size)
-  scratch.set(data, 9)
-  hasher.hash(9 + size)
+  leafDigest(data)
   copyHash(out, digest)
+}
+
+/** The leaf hash of `bytes` (at most SCRATCH_DATA of them) into `digest`. */
+function leafDigest (bytes: Uint8Array): void {
+  scratch[0] = 0
+  writeU64(scratch, 1, bytes.byteLength)
+  scratch.set(bytes, 9)
+  hasher.hash(9 + bytes.byteLength)
 }
 
 const leafScratch = b4a.alloc(32)
@@ -81,10 +86,7 @@ export function matchesLeaf (leaf: TreeNode, bytes: Uint8Array): boolean {
     leafHashInto(leafScratch, bytes)
     return equalHashes(leafScratch, leaf.hash)
   }
-  scratch[0] = 0
-  writeU64(scratch, 1, bytes.byteLength)
-  scratch.set(bytes, 9)
-  hasher.hash(9 + bytes.byteLength)
+  leafDigest(bytes)
   return equalHashes(digest, leaf.hash)
 }
 
@@ -96,11 +98,12 @@ export function matchesLeaf (leaf: TreeNode, bytes: Uint8Array): boolean {
  */
 export function leafMatchesInPlace (buf: Uint8Array, at: number, size: number, hashes: Uint8Array, p: number): boolean {
   if (at < 9) {
-    if (size > SCRATCH_DATA) return leafMatchesCopied(buf.subarray(at, at + size), hashes, p)
-    scratch[0] = 0
-    writeU64(scratch, 1, size)
-    scratch.set(buf.subarray(at, at + size), 9)
-    hasher.hash(9 + size)
+    const bytes = buf.subarray(at, at + size)
+    if (size > SCRATCH_DATA) {
+      leafHashInto(leafScratch, bytes)
+      return equalHashAt(hashes, p, leafScratch)
+    }
+    leafDigest(bytes)
   } else {
     const s = at - 9
     const saved0 = buf[s]!
@@ -116,19 +119,7 @@ export function leafMatchesInPlace (buf: Uint8Array, at: number, size: number, h
       writeU32(buf, s + 5, savedHi)
     }
   }
-  return digestAt(hashes, p)
-}
-
-function leafMatchesCopied (bytes: Uint8Array, hashes: Uint8Array, p: number): boolean {
-  leafHashInto(leafScratch, bytes)
-  for (let k = 0; k < 32; k++) if (hashes[p + k] !== leafScratch[k]) return false
-  return true
-}
-
-/** Whether `digest` equals the 32 bytes at `buf[p]`. */
-function digestAt (buf: Uint8Array, p: number): boolean {
-  for (let k = 0; k < 32; k++) if (buf[p + k] !== digest[k]) return false
-  return true
+  return equalHashAt(hashes, p, digest)
 }
 
 /**
@@ -143,7 +134,7 @@ export function parentMatchesAt (buf: Uint8Array, size: number, left: number, ri
     scratch[41 + k] = buf[right + k]!
   }
   hasher.hash(PARENT_INPUT)
-  return digestAt(buf, p)
+  return equalHashAt(buf, p, digest)
 }
 
 /** Hash of a parent over its two children, in index order. */

@@ -19,7 +19,7 @@
  * stored". Nodes handed out are copies: a slot reused later never changes a
  * node someone holds.
  */
-import type { TreeNode } from './tree-node'
+import { equalHashAt, type TreeNode } from './tree-node'
 
 export const STORED = 1
 export const VERIFIED = 2
@@ -158,15 +158,7 @@ class Table {
   matches (node: TreeNode, grade: Grade): boolean | undefined {
     const s = this.#slot(node.index, grade)
     if (s === -1) return undefined
-    if (this.#sizes[s] !== node.size) return false
-    const h = this.#hashes
-    const x = node.hash
-    if (x.byteLength !== 32) return false
-    // Unrolled: see equalHashes in tree-node.ts.
-    for (let k = 0, at = 32 * s; k < 32; k += 4, at += 4) {
-      if (h[at] !== x[k] || h[at + 1] !== x[k + 1] || h[at + 2] !== x[k + 2] || h[at + 3] !== x[k + 3]) return false
-    }
-    return true
+    return this.#sizes[s] === node.size && equalHashAt(this.#hashes, 32 * s, node.hash)
   }
 
   set (node: TreeNode, grade: Grade): void {

@@ -21,6 +21,15 @@ export function equalHashes (a: Uint8Array, b: Uint8Array): boolean {
   return true
 }
 
+/** Whether the 32 bytes at `buf[at]` are `hash` (a hash kept inside a larger buffer: a tree run, a cache table). */
+export function equalHashAt (buf: Uint8Array, at: number, hash: Uint8Array): boolean {
+  if (hash.byteLength !== 32) return false
+  for (let k = 0; k < 32; k += 4, at += 4) {
+    if (buf[at] !== hash[k] || buf[at + 1] !== hash[k + 1] || buf[at + 2] !== hash[k + 2] || buf[at + 3] !== hash[k + 3]) return false
+  }
+  return true
+}
+
 /** Whether two nodes have the same size and hash. */
 export function sameNode (a: TreeNode, b: TreeNode): boolean {
   return a.size === b.size && equalHashes(a.hash, b.hash)
