@@ -198,5 +198,3 @@ export const extension: Codec<ExtensionMessage> = {
     return { name, message: take(state, state.end - state.start) }
   }
 }
-
-/** The messages of the replication protocol, one per protomux message type. */

@@ -56,24 +56,21 @@ export function leafHash (data: Uint8Array): Uint8Array {
 
 /** leafHash written into `out` (32 bytes). */
 export function leafHashInto (out: Uint8Array, data: Uint8Array): void {
-  const size = data.byteLength
-  if (size > SCRATCH_DATA) {
-    sodium.crypto_generichash_batch(out, [LEAF_TYPE, u64(size), data])
-    return
-  }
   leafDigest(data)
   copyHash(out, digest)
 }
 
-/** The leaf hash of `bytes` (at most SCRATCH_DATA of them) into `digest`. */
+/** The leaf hash of `bytes` into `digest`. */
 function leafDigest (bytes: Uint8Array): void {
+  if (bytes.byteLength > SCRATCH_DATA) {
+    sodium.crypto_generichash_batch(digest, [LEAF_TYPE, u64(bytes.byteLength), bytes])
+    return
+  }
   scratch[0] = 0
   writeU64(scratch, 1, bytes.byteLength)
   scratch.set(bytes, 9)
   hasher.hash(9 + bytes.byteLength)
 }
-
-const leafScratch = b4a.alloc(32)
 
 function copyHash (out: Uint8Array, hash: Uint8Array): void {
   for (let k = 0; k < 32; k++) out[k] = hash[k]!
@@ -82,10 +79,6 @@ function copyHash (out: Uint8Array, hash: Uint8Array): void {
 /** Whether `bytes` are the block `leaf` commits to. */
 export function matchesLeaf (leaf: TreeNode, bytes: Uint8Array): boolean {
   if (bytes.byteLength !== leaf.size) return false
-  if (bytes.byteLength > SCRATCH_DATA) {
-    leafHashInto(leafScratch, bytes)
-    return equalHashes(leafScratch, leaf.hash)
-  }
   leafDigest(bytes)
   return equalHashes(digest, leaf.hash)
 }
@@ -98,12 +91,7 @@ export function matchesLeaf (leaf: TreeNode, bytes: Uint8Array): boolean {
  */
 export function leafMatchesInPlace (buf: Uint8Array, at: number, size: number, hashes: Uint8Array, p: number): boolean {
   if (at < 9) {
-    const bytes = buf.subarray(at, at + size)
-    if (size > SCRATCH_DATA) {
-      leafHashInto(leafScratch, bytes)
-      return equalHashAt(hashes, p, leafScratch)
-    }
-    leafDigest(bytes)
+    leafDigest(buf.subarray(at, at + size))
   } else {
     const s = at - 9
     const saved0 = buf[s]!

@@ -13,6 +13,7 @@
 import b4a from 'b4a'
 import * as crypto from './crypto'
 import type { KeyPair } from './crypto'
+import { writeU64 } from './uint-le'
 import { BAD_ARGUMENT } from './errors'
 import * as m from './messages'
 import type { Manifest, ManifestSigner, Prologue, MultiSignatureProof } from './messages'
@@ -275,8 +276,8 @@ function treeSignableCompat (treeHash: Uint8Array, length: number, fork: number)
   const out = b4a.allocUnsafe(80)
   out.set(crypto.caps.TREE, 0)
   out.set(treeHash, 32)
-  crypto.writeU64(out, 64, length)
-  crypto.writeU64(out, 72, fork)
+  writeU64(out, 64, length)
+  writeU64(out, 72, fork)
   return out
 }
 

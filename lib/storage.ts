@@ -13,8 +13,8 @@
  *   storage/header-slot.ts  the Header codec and slot format (pure)
  *   storage/header-file.ts  the two slots on disk, writes coalesced
  *   storage/tree-file.ts    the node byte format and runs of nodes
- *   storage/file-io.ts      the storage callbacks as promises
- *   storage/uint-le.ts      little-endian integers of both formats
+ *   storage/file-io.ts      the storage callbacks as promises, argument checks
+ * (little-endian integers of both formats are lib/uint-le.ts)
  */
 import path from 'path'
 import fs from 'fs'
@@ -26,7 +26,7 @@ import type { TreeNode } from './tree-node'
 import type { Header } from './storage/header-slot'
 import { HeaderFile } from './storage/header-file'
 import { TreeFile } from './storage/tree-file'
-import { EMPTY, pClose, pDel, pSize, pTruncate, pUnlink, pWrite, readUpTo } from './storage/file-io'
+import { EMPTY, isBytes, isUint, pClose, pDel, pSize, pTruncate, pUnlink, pWrite, readUpTo } from './storage/file-io'
 
 export type { RandomAccessStorage } from 'random-access-storage'
 export type { DirtyRange } from './bitfield'
@@ -44,14 +44,6 @@ const FILES = ['header', 'tree', 'data', 'bitfield'] as const
 
 /** Reads above this size are checked against the file size first. */
 const LARGE_READ = 16 * 1024 * 1024
-
-function isBytes (b: unknown, len?: number): b is Uint8Array {
-  return b instanceof Uint8Array && (len === undefined || b.byteLength === len)
-}
-
-function isUint (n: unknown): n is number {
-  return typeof n === 'number' && Number.isSafeInteger(n) && n >= 0
-}
 
 function noop (): void {}
 

@@ -10,6 +10,16 @@ import type { RandomAccessStorage } from 'random-access-storage'
 
 export const EMPTY = new Uint8Array(0)
 
+/** Bytes (of `len` bytes, when given): what the storage calls check their arguments with. */
+export function isBytes (b: unknown, len?: number): b is Uint8Array {
+  return b instanceof Uint8Array && (len === undefined || b.byteLength === len)
+}
+
+/** A non-negative safe integer: an offset, a size, an index. */
+export function isUint (n: unknown): n is number {
+  return typeof n === 'number' && Number.isSafeInteger(n) && n >= 0
+}
+
 /**
  * Resolves once the core's files are open; null when they already are (so a
  * hot path need not await); rejects with SESSION_CLOSED once they are closing.

@@ -43,19 +43,7 @@ export class HeaderFile {
    * been written to but neither slot is valid.
    */
   async readHeader (): Promise<Header | null> {
-    const ready = this.#ready()
-    if (ready !== null) await ready
-    while (this.#writing !== null) await this.#writing
-
-    const { bytes, slot0, slot1 } = await this.#readSlots()
-    if (bytes.byteLength === 0) return null
-    if (slot0 !== null && (slot1 === null || slot0.seq >= slot1.seq)) return slot0.header
-    if (slot1 !== null) return slot1.header
-
-    // Slot 1 is only written after slot 0 held a valid header, so with nothing
-    // past slot 0 the only write ever attempted was the first one.
-    if (bytes.byteLength <= HEADER_SLOT_SIZE && looksLikeTornFirstWrite(bytes)) return null
-    throw STORAGE_CORRUPT('Neither header slot holds a valid header')
+    return newestOf(await this.#readSettled())
   }
 
   /**
@@ -63,11 +51,18 @@ export class HeaderFile {
    * is what a crash during the newer one's write falls back to.
    */
   async readHeaders (): Promise<Header[]> {
-    const newest = await this.readHeader()
-    if (newest === null) return []
-    const { slot0, slot1 } = await this.#readSlots()
-    const slots = [slot0, slot1].filter((s): s is DecodedSlot => s !== null).sort((a, b) => b.seq - a.seq)
+    const read = await this.#readSettled()
+    if (newestOf(read) === null) return []
+    const slots = [read.slot0, read.slot1].filter((s): s is DecodedSlot => s !== null).sort((a, b) => b.seq - a.seq)
     return slots.map(s => s.header)
+  }
+
+  /** Both slots as stored once the files are open and no header write is in flight. */
+  async #readSettled (): Promise<ReadSlots> {
+    const ready = this.#ready()
+    if (ready !== null) await ready
+    while (this.#writing !== null) await this.#writing
+    return this.#readSlots()
   }
 
   /**
@@ -145,7 +140,7 @@ export class HeaderFile {
    * the first time: after that the in-memory state (we hold the lock) is
    * authoritative, and a read racing a write must not roll it back.
    */
-  async #readSlots (): Promise<{ bytes: Uint8Array, slot0: DecodedSlot | null, slot1: DecodedSlot | null }> {
+  async #readSlots (): Promise<ReadSlots> {
     const fileSize = await pSize(this.#file)
     const bytes = await readUpTo(this.#file, 0, Math.min(fileSize, 2 * HEADER_SLOT_SIZE))
     const slot0 = decodeHeaderSlot(bytes.subarray(0, Math.min(bytes.byteLength, HEADER_SLOT_SIZE)))
@@ -160,6 +155,28 @@ interface Deferred {
   promise: Promise<void>
   resolve: () => void
   reject: (err: unknown) => void
+}
+
+/** The header file's bytes and what each slot decodes to. */
+interface ReadSlots {
+  bytes: Uint8Array
+  slot0: DecodedSlot | null
+  slot1: DecodedSlot | null
+}
+
+/**
+ * The newest valid header, null if none was ever written (empty file, or a
+ * first write that never completed). Throws STORAGE_CORRUPT if the file has
+ * been written to but neither slot is valid.
+ */
+function newestOf ({ bytes, slot0, slot1 }: ReadSlots): Header | null {
+  if (bytes.byteLength === 0) return null
+  if (slot0 !== null && (slot1 === null || slot0.seq >= slot1.seq)) return slot0.header
+  if (slot1 !== null) return slot1.header
+  // Slot 1 is only written after slot 0 held a valid header, so with nothing
+  // past slot 0 the only write ever attempted was the first one.
+  if (bytes.byteLength <= HEADER_SLOT_SIZE && looksLikeTornFirstWrite(bytes)) return null
+  throw STORAGE_CORRUPT('Neither header slot holds a valid header')
 }
 
 function deferred (): Deferred {

@@ -21,6 +21,8 @@ import b4a from 'b4a'
 import c from 'compact-encoding'
 import sodium from 'sodium-universal'
 import { BAD_ARGUMENT, STORAGE_CORRUPT, isCoded } from '../errors'
+import { uint } from '../codec-primitives'
+import { isBytes, isUint } from './file-io'
 import { readU32, readU64, writeU32, writeU64 } from '../uint-le'
 
 export interface HeaderKeyPair {
@@ -78,14 +80,6 @@ const FLAG_SIGNATURE = 4
 const FLAG_HINTS = 8
 const FLAG_USER_DATA = 16
 const KNOWN_FLAGS = FLAG_MANIFEST | FLAG_KEYPAIR | FLAG_SIGNATURE | FLAG_HINTS | FLAG_USER_DATA
-
-function isBytes (b: unknown, len?: number): b is Uint8Array {
-  return b instanceof Uint8Array && (len === undefined || b.byteLength === len)
-}
-
-function isUint (n: unknown): n is number {
-  return typeof n === 'number' && Number.isSafeInteger(n) && n >= 0
-}
 
 function checkHeader (h: Header): void {
   if (typeof h !== 'object' || h === null) throw BAD_ARGUMENT('Header must be an object')
@@ -181,14 +175,14 @@ const headerEncoding = {
       const secretKey = copy(c.fixed64.decode(state))
       keyPair = { publicKey, secretKey }
     }
-    const fork = decodeUint(state)
-    const length = decodeUint(state)
-    const byteLength = decodeUint(state)
+    const fork = uint.decode(state)
+    const length = uint.decode(state)
+    const byteLength = uint.decode(state)
     const signature = (flags & FLAG_SIGNATURE) !== 0 ? copy(c.buffer.decode(state)) : null
     const header: Header = { key, manifest, keyPair, tree: { fork, length, byteLength, signature } }
-    if ((flags & FLAG_HINTS) !== 0) header.hints = { contiguousLength: decodeUint(state), appendedFrom: decodeUint(state) }
+    if ((flags & FLAG_HINTS) !== 0) header.hints = { contiguousLength: uint.decode(state), appendedFrom: uint.decode(state) }
     if ((flags & FLAG_USER_DATA) !== 0) {
-      const n = decodeUint(state)
+      const n = uint.decode(state)
       // Each entry takes at least two bytes: a count beyond that is garbage.
       if (n > (state.end - state.start) / 2) throw new Error('user data count out of range')
       header.userData = []
@@ -200,12 +194,6 @@ const headerEncoding = {
     }
     return header
   }
-}
-
-function decodeUint (state: c.State): number {
-  const n = c.uint.decode(state)
-  if (!Number.isSafeInteger(n) || n < 0) throw new Error('integer out of range')
-  return n
 }
 
 function copy (b: Uint8Array): Uint8Array {

@@ -11,21 +11,13 @@ import b4a from 'b4a'
 import type { RandomAccessStorage } from 'random-access-storage'
 import { BAD_ARGUMENT } from '../errors'
 import type { TreeNode } from '../tree-node'
-import { pSize, pTruncate, pWrite, readUpTo, type Ready } from './file-io'
+import { isBytes, isUint, pSize, pTruncate, pWrite, readUpTo, type Ready } from './file-io'
 import { readU64, writeU64 } from '../uint-le'
 
 export const TREE_NODE_SIZE = 40
 
 /** Largest single zero-fill write when clearing tree nodes. */
 const MAX_ZERO_WRITE = 1024 * 1024
-
-function isBytes (b: unknown, len?: number): b is Uint8Array {
-  return b instanceof Uint8Array && (len === undefined || b.byteLength === len)
-}
-
-function isUint (n: unknown): n is number {
-  return typeof n === 'number' && Number.isSafeInteger(n) && n >= 0
-}
 
 function checkNode (node: TreeNode): void {
   if (typeof node !== 'object' || node === null || !isUint(node.index) || !isUint(node.size) || !isBytes(node.hash, 32)) {
