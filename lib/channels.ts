@@ -58,10 +58,6 @@ export class Channels {
     mux.unpair({ protocol: PROTOCOL, id: this.#host.core.discoveryKey })
   }
 
-  attached (mux: Protomux): boolean {
-    return this.#muxes.has(mux)
-  }
-
   /** `peer`'s channel opened or closed: no longer waited for. */
   answered (peer: Peer): void {
     this.#opening.delete(peer)

@@ -121,7 +121,7 @@ export class Core {
       bitfield,
       dropRotten: (index, refetch) => this.dropRotten(index, refetch),
       dropped: (start, length, refetch) => {
-        if (this.contiguous > start) this.contiguous = start
+        this.#lowerContiguous(start)
         this.emit('drop', start, length, refetch)
       },
       restored: (start, length) => this.emit('have', start, length)
@@ -145,16 +145,11 @@ export class Core {
       adoptManifest: manifest => this.adoptManifest(manifest),
       appended: () => this.emit('append'),
       leaveTree: () => this.leaveTree(),
-      cutHeld: length => {
-        this.bitfield.truncate(length)
-        this.contiguous = Math.min(this.contiguous, length)
-      },
+      cutHeld: length => this.#cutHeld(length),
       truncated: (length, fork) => this.emit('truncate', length, fork),
       restoreRoots: roots => this.#restoreRoots(roots),
       settle: () => this.settle(),
-      lowerContiguous: index => {
-        this.contiguous = Math.min(this.contiguous, index)
-      }
+      lowerContiguous: index => this.#lowerContiguous(index)
     }
   }
 
@@ -270,10 +265,7 @@ export class Core {
       await this.writeTree(batch)
       tree.forget()
       tree.setState(batch)
-      this.contiguous = Math.min(this.contiguous, newLength)
-
-      this.bitfield.truncate(newLength)
-      this.#reader.truncate(newLength)
+      this.#cutHeld(newLength)
       await Promise.all([
         this.storage.writeBitfield(this.bitfield.takeDirty()),
         this.storage.deleteNodeRange(2 * newLength, 2 * oldLength),
@@ -307,11 +299,22 @@ export class Core {
     }
   }
 
+  /** Nothing from `length` on is held any more, nor marked unverified (a truncation or a reorg cut it). */
+  #cutHeld (length: number): void {
+    this.bitfield.truncate(length)
+    this.#reader.truncate(length)
+    this.#lowerContiguous(length)
+  }
+
+  #lowerContiguous (index: number): void {
+    if (this.contiguous > index) this.contiguous = index
+  }
+
   /** Blocks [start, end) are no longer held: bits first, so no reader trusts the bytes after this. */
   private async unhold (start: number, end: number): Promise<void> {
     this.bitfield.setRange(start, end, false)
     this.#reader.unmark(start, end)
-    if (this.contiguous > start) this.contiguous = start
+    this.#lowerContiguous(start)
     await this.storage.writeBitfield(this.bitfield.takeDirty())
   }
 

@@ -17,7 +17,7 @@ import type NoiseSecretStream from '@hyperswarm/secret-stream'
 import * as id from 'hypercore-id-encoding'
 import type { Replicable } from './protocol-stream'
 import { SharedCore } from './shared-core'
-import type { Core, CoreEvents } from './core'
+import type { CoreEvents } from './core'
 import type { ReplicatorEvents } from './replicator'
 import type { Peer } from './peer'
 import type { StorageFactory } from './storage'
@@ -209,12 +209,6 @@ export class Hypercore extends EventEmitter {
   /** A session frozen at this session's length, fork and tree: later appends and truncations do not show through. */
   snapshot (opts: HypercoreOptions = {}): Hypercore {
     return this.session({ ...opts, snapshot: true })
-  }
-
-  async #live (): Promise<Core> {
-    if (!this.opened) await this.opening
-    if (this.closing !== null) throw SESSION_CLOSED('The session is closed', this.discoveryKey)
-    return this.#binding.core
   }
 
   // -------------------------------------------------------------------------
@@ -409,7 +403,7 @@ export class Hypercore extends EventEmitter {
    * replicated data.
    */
   async audit (): Promise<AuditSummary> {
-    await this.#live()
+    await this.#binding.live()
     return this.#binding.openShared.audit()
   }
 
@@ -505,13 +499,13 @@ export class Hypercore extends EventEmitter {
 
   /** A proof in Hypercore's shape for a block, tree node, byte offset and/or upgrade; `block.value` is filled in. */
   async proof (req: ProofRequest): Promise<Proof> {
-    await this.#live()
+    await this.#binding.live()
     return this.#binding.openShared.proof(req)
   }
 
   /** Verifies a proof that upgrades from length 0 against this core's key. */
   async verifyFullyRemote (proof: Proof): Promise<VerifiedTree> {
-    const batch = (await this.#live()).verifyFullyRemote(proof)
+    const batch = (await this.#binding.live()).verifyFullyRemote(proof)
     return { length: batch.length, fork: batch.fork, byteLength: batch.byteLength, treeHash: batch.hash(), signature: batch.signature }
   }
 
@@ -520,7 +514,7 @@ export class Hypercore extends EventEmitter {
    * and a proof it can check with nothing but the key. Works with Hypercore 11.
    */
   async generateRemoteProofForTreeNode (treeIndex: number): Promise<Uint8Array> {
-    await this.#live()
+    await this.#binding.live()
     return this.#binding.openShared.remoteProofForTreeNode(treeIndex)
   }
 
@@ -531,7 +525,7 @@ export class Hypercore extends EventEmitter {
    * Leaves repair mode, without a reopen, once every root is back.
    */
   async recoverFromRemoteProof (bytes: Uint8Array): Promise<boolean> {
-    await this.#live()
+    await this.#binding.live()
     return this.#binding.openShared.recoverFromRemoteProof(bytes)
   }
 

@@ -116,10 +116,6 @@ export class Replicator implements PeerHost {
     this.#channels.attach(mux)
   }
 
-  attached (mux: Protomux): boolean {
-    return this.#channels.attached(mux)
-  }
-
   destroy (): void {
     if (this.destroyed) return
     this.destroyed = true
@@ -203,7 +199,7 @@ export class Replicator implements PeerHost {
     this.updateRemoteContiguous()
     this.#knownLength = this.core.length
     // Our tree changed (grew, forked or healed): what peers refused before may be asked again.
-    for (const peer of this.peers) this.#blocks.forgive(peer)
+    this.#blocks.forgiveAll()
     for (const peer of this.peers) peer.sendSync()
     this.#seeks.nudge()
     this.scheduleUpdate()

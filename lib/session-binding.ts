@@ -197,6 +197,14 @@ export class SessionBinding {
     return core
   }
 
+  /** The open core once the session has opened; SESSION_CLOSED with `message` when it is closing. */
+  async live (message = 'The session is closed'): Promise<Core> {
+    const s = this.#session
+    if (!s.opened) await s.opening
+    if (s.closing !== null) throw SESSION_CLOSED(message, s.discoveryKey)
+    return this.core
+  }
+
   /** Registers with `shared`; `parent` is the binding of the session this one was made from, if any. */
   #join (shared: SharedCore, parent: SessionBinding | null): void {
     this.#shared = shared

@@ -119,10 +119,8 @@ export class SessionReader {
   }
 
   async info (opts: { storage?: boolean }): Promise<Info> {
+    const core = await this.#binding.live()
     const s = this.#session
-    if (!s.opened) await s.opening
-    if (s.closing !== null) throw SESSION_CLOSED('The session is closed', s.discoveryKey)
-    const core = this.#binding.core
     return {
       key: core.key,
       discoveryKey: core.discoveryKey,

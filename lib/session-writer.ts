@@ -12,7 +12,7 @@ import type { Core } from './core'
 import type { KeyPair } from './crypto'
 import type { BlockCodec } from './block-codec'
 import type { SessionBinding } from './session-binding'
-import { BAD_ARGUMENT, SESSION_CLOSED, SESSION_NOT_WRITABLE } from './errors'
+import { BAD_ARGUMENT, SESSION_NOT_WRITABLE } from './errors'
 import { assertIndex, type AppendOptions, type TruncateOptions } from './session-options'
 
 /** Hypercore 11 enforces nothing, but suggests blocks of at most 15 MiB (each goes over the wire whole). */
@@ -52,15 +52,8 @@ export class SessionWriter {
     return core === null ? false : core.canSign(this.#keyPair ?? core.keyPair)
   }
 
-  /** Resolves once the session is open; SESSION_CLOSED with `message` when it is closing. */
-  async #opened (message: string): Promise<void> {
-    const s = this.#session
-    if (!s.opened) await s.opening
-    if (s.closing !== null) throw SESSION_CLOSED(message, s.discoveryKey)
-  }
-
   async append (blocks: unknown, opts: AppendOptions): Promise<{ length: number, byteLength: number }> {
-    await this.#opened('Cannot append to a closed session')
+    await this.#binding.live('Cannot append to a closed session')
     const core = this.#binding.core
     const s = this.#session
     const keyPair = opts.keyPair ?? this.#keyPair ?? core.keyPair
@@ -80,7 +73,7 @@ export class SessionWriter {
 
   /** Without a signer, only clearing the core on its current fork is allowed. */
   async truncate (newLength: number, opts: number | TruncateOptions): Promise<void> {
-    await this.#opened('Cannot truncate a closed session')
+    await this.#binding.live('Cannot truncate a closed session')
     const core = this.#binding.core
     const o = typeof opts === 'number' ? { fork: opts } : opts
     const fork = o.fork ?? core.fork + 1
@@ -95,7 +88,7 @@ export class SessionWriter {
 
   async clear (start: number, end: number | { diff?: boolean } | undefined, opts: { diff?: boolean }): Promise<{ blocks: number } | null> {
     const s = this.#session
-    await this.#opened('cannot clear on a closed session')
+    await this.#binding.live('cannot clear on a closed session')
     if (typeof end === 'object' && end !== null) {
       opts = end
       end = undefined
@@ -119,7 +112,7 @@ export class SessionWriter {
   }
 
   async setUserData (key: string, value: Uint8Array | string | null): Promise<void> {
-    await this.#opened('The session is closed')
+    await this.#binding.live()
     const core = this.#binding.core
     const bytes = value === null ? null : typeof value === 'string' ? b4a.from(value) : value
     const existing = core.getUserData(key)
