@@ -128,7 +128,7 @@ export class Hypercore extends EventEmitter {
     opts = args.opts
     const { parent, store } = takeSessionSource<Hypercore>()
 
-    const keyHint = parseKey(args.key ?? opts.key ?? null)
+    const keyHint = parseKey(args.key)
     this.#codec = new BlockCodec(opts.valueEncoding, opts.encodeBatch ?? null)
     this.wait = opts.wait !== false
     this.timeout = opts.timeout ?? 0

@@ -95,6 +95,7 @@ export function sessionArguments (storage: StorageArgument, key: KeyArgument, op
     key = opts.key ?? null
   }
   storage ??= opts.storage ?? null
+  key ??= opts.key ?? null
   return { storage: storage as string | StorageFactory | null, key: (key as Uint8Array | string | null | undefined) ?? null, opts }
 }
 

@@ -273,7 +273,7 @@ export class Store extends EventEmitter {
       if (record !== null) root.catalog.setAlias(record, this.ns, name)
       return shared
     }
-    if (opts.discoveryKey !== undefined && byDiscoveryKey(opts)) {
+    if (byDiscoveryKey(opts)) {
       const dk = typeof opts.discoveryKey === 'string' ? parseKey(opts.discoveryKey)! : opts.discoveryKey
       const record = root.catalog.get(dk)
       if (record === null) throw STORAGE_EMPTY('No Hypercore is stored here')
@@ -423,7 +423,7 @@ function openOptions (opts: StoreGetOptions): OpenOptions {
 }
 
 /** `opts` names a held core by its discovery key alone (no key or manifest to open it by). */
-function byDiscoveryKey (opts: StoreGetOptions): boolean {
+function byDiscoveryKey (opts: StoreGetOptions): opts is StoreGetOptions & { discoveryKey: NonNullable<StoreGetOptions['discoveryKey']> } {
   return opts.discoveryKey !== undefined && (opts.key === undefined || opts.key === null) && !opts.manifest
 }
 

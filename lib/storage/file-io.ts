@@ -1,10 +1,11 @@
 /**
- * random-access-storage's callback calls as promises, and `readUpTo`, the
- * read that tolerates a file ending first.
+ * random-access-storage's callback calls as promises, `readUpTo` (the read
+ * that tolerates a file ending first) and `readAll`, and the argument checks
+ * of the storage calls.
  *
- * Apart because every file of a core (header, tree, data, bitfield) goes
- * through them, and so does nothing else: the layout modules beside this one
- * speak in promises and never see a callback.
+ * Apart because every file of a core (header, tree, data, bitfield) and the
+ * store's own small files go through them: the layout modules speak in
+ * promises and never see a callback.
  */
 import type { RandomAccessStorage } from 'random-access-storage'
 
@@ -104,4 +105,10 @@ export async function readUpTo (s: RandomAccessStorage, offset: number, size: nu
     if (fileSize <= offset) return EMPTY
     return await pRead(s, offset, fileSize - offset)
   }
+}
+
+/** The whole file, empty when it does not exist yet (the store's small files). */
+export async function readAll (s: RandomAccessStorage): Promise<Uint8Array> {
+  const size = await pSize(s).catch(() => 0)
+  return size === 0 ? EMPTY : await pRead(s, 0, size)
 }

@@ -24,8 +24,7 @@ import type { RandomAccessStorage } from 'random-access-storage'
 import { discoveryKey } from '../crypto'
 import { readU32, readU64, writeU32, writeU64 } from '../uint-le'
 import { EMPTY_STATE, PREFIX_BYTES, prefixOf, sameState, type CoreState } from './core-state'
-import { pClose, pWrite } from '../storage/file-io'
-import { readAll } from './file-io'
+import { pClose, pWrite, readAll } from '../storage/file-io'
 
 const KEY_BYTES = 32
 const STATE_BYTES = 40

@@ -29,8 +29,7 @@ import { FilePool, DEFAULT_MAX_OPEN_FILES } from './file-pool'
 import { CoreSyncs, DEFAULT_MAX_SYNCS, type CoreSyncHost } from './core-sync'
 import { GroupSync, type GroupSyncHost } from './group-sync'
 import type { ManifestInput } from '../manifest'
-import { pClose, pWrite } from '../storage/file-io'
-import { readAll } from './file-io'
+import { pClose, pWrite, readAll } from '../storage/file-io'
 
 const [IDENTITY_NS] = crypto.namespace('nomadcore/store', 1) as [Uint8Array]
 /** Events after which a core's state may have changed. */
