@@ -77,11 +77,13 @@ test('hostile: random bytes as a hello give coded errors, never a crash', async 
 })
 
 test('hostile: truncated and corrupted messages in every phase give coded errors, never a crash', async t => {
-  // Coded symbols with a shared key, the walk, and coded symbols without a key.
+  // Coded symbols with a shared key, the walk, coded symbols without a key, and the one-sided path.
   const cases = [
     { p: pair(2000, 30, 20, 51), opts: { sessionKey: KEY } },
     { p: pair(100, 2500, 2500, 52), opts: { sessionKey: KEY } },
-    { p: pair(2000, 300, 200, 53), opts: {} }
+    { p: pair(2000, 300, 200, 53), opts: {} },
+    // One-sided: counts, power sums, ids, the verdict.
+    { p: pair(3000, 400, 0, 54), opts: { sessionKey: KEY } }
   ]
   for (const { p, opts } of cases) {
     const A = ReconcileSet.from(p.a)

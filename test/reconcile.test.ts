@@ -27,7 +27,7 @@ test('sync finds exactly the symmetric difference for sets of 0, 1, 2, 100 and 3
     }
   }
   t.pass(`${cases} pairs reconciled exactly`)
-  t.alike([...modes].sort(), ['bulk', 'symbols', 'tree'], 'by coded symbols, in bulk, and by the tree walk (sets too different for the cells)')
+  t.alike([...modes].sort(), ['bulk', 'subset', 'symbols', 'tree'], 'by coded symbols, in bulk, one-sided by power sums, and by the tree walk (sets too different for the cells)')
 })
 
 test('differences of random sizes, also in clustered trees, are found exactly, with a shared key or with nonces (property)', async t => {

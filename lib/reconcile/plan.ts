@@ -58,9 +58,9 @@ export function readEst2 (r: Reader): number[] {
 /**
  * Estimated ids in the symmetric difference from our histogram, theirs
  * (each bucket modulo `mod`) and their count minus ours; null when the
- * buckets have wrapped too often to tell.
+ * buckets have wrapped too often to tell (the estimate is above `max`).
  */
-export function estimate (mine: Int32Array, theirs: readonly number[], mod: number, dn: number): number | null {
+export function estimate (mine: ArrayLike<number>, theirs: ArrayLike<number>, mod: number, dn: number, max = mod === 16 ? EST1_MAX : EST2_MAX): number | null {
   const B = theirs.length
   const mean = dn / B
   let sum = 0
@@ -71,7 +71,7 @@ export function estimate (mine: Int32Array, theirs: readonly number[], mod: numb
     sum += t * t
   }
   const d = sum * B / (B - 1)
-  if (d > (mod === 16 ? EST1_MAX : EST2_MAX)) return null
+  if (d > max) return null
   // At least the count difference, and of its parity; two sets that differ at all differ in 1 or more.
   let e = Math.max(Math.abs(dn), Math.round(d), 1)
   if ((e - Math.abs(dn)) % 2 !== 0) e++

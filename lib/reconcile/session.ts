@@ -35,6 +35,7 @@ import { decode } from './peel'
 import { MAX_REQUESTS, EST1_ERROR, EST2_ERROR, estimate, firstBatch, nextBatch, readBatch, readEst1, readEst2, writeBatch, writeEst1, writeEst2, type Batch } from './plan'
 import { SINCE_HARD_MAX, readSince, sinceMatches, writeSince } from './since'
 import { IdStream, readChunk, writeListChunk } from './bulk'
+import { bucketCounts, findLacking, lacking, planSubset, powerSums, readCounts, readSums, writeCounts, writeSums, type SubsetPlan } from './subset'
 import { TreeWalk, startsInBulk, type WalkContext } from './walk'
 import { KeyedIndex } from './walk-index'
 import { Reader, Writer } from './wire'
@@ -48,6 +49,10 @@ const MSG_MORE = 0x33
 const MSG_DONE = 0x34
 const MSG_WALK = 0x35
 const MSG_ROUND = 0x36
+const MSG_COUNTS = 0x37
+const MSG_SUMS = 0x38
+const MSG_ACK = 0x39
+const MSG_MISFIT = 0x3a
 
 const FLAG_KEYED = 1
 const FLAG_SINCE = 2
@@ -60,7 +65,7 @@ const MAX_IDS_PER_MESSAGE_LIMIT = 1 << 22
 const DEFAULT_MAX_LEARNED = 1 << 22
 const DEFAULT_MAX_OPEN = 1 << 18
 
-export type ReconcileMode = 'symbols' | 'tree' | 'since' | 'bulk'
+export type ReconcileMode = 'symbols' | 'subset' | 'tree' | 'since' | 'bulk'
 
 export interface SessionOptions {
   /** Who the remote is, for the since path: uses and needs `set.markSynced(peer)` from a previous sync. */
@@ -81,7 +86,8 @@ export interface SessionOptions {
   sessionKey?: Uint8Array
 }
 
-type Phase = 'new' | 'hello' | 'fp' | 'est2' | 'encoded' | 'encoder' | 'decoder' | 'returning' | 'requested' | 'falling' | 'walk' | 'done' | 'failed'
+type Phase = 'new' | 'hello' | 'fp' | 'est2' | 'encoded' | 'encoder' | 'decoder' | 'returning' | 'requested' | 'falling' |
+  'counts' | 'lacking' | 'giving' | 'taking' | 'misfit' | 'acked' | 'walk' | 'done' | 'failed'
 
 /**
  * One side of a reconciliation. `start()` gives the first message; hand
@@ -128,6 +134,13 @@ export class Session {
   #backAt = 0
   #backStream: IdStream | null = null
   #walk: TreeWalk | null = null
+
+  /** One-sided path: the split, our bucket counts, what the smaller side lacks per bucket and in all. */
+  #subset: SubsetPlan | null = null
+  #myBuckets: Uint32Array | null = null
+  #lack: Uint8Array | null = null
+  #lackTotal = 0
+  #misfitD = 0
 
   readonly #learned = new IdBuffer(64)
   #stateIds = 0
@@ -330,6 +343,20 @@ export class Session {
         if (this.#phase === 'falling') return this.#startWalk('tree')
         if (this.#backAt >= this.#backN) return null
         return this.#doneChunk()
+      case 'counts':
+        if (type !== MSG_COUNTS) throw INVALID_MESSAGE('Expected bucket counts')
+        return this.#onCounts(r)
+      case 'lacking':
+        if (type !== MSG_SUMS) throw INVALID_MESSAGE('Expected power sums')
+        return this.#onSums(r)
+      case 'giving':
+        return this.#onVerdict(type, r)
+      case 'taking':
+        return this.#onGiven(type, r)
+      case 'misfit':
+      case 'acked':
+        if (!idle) throw INVALID_MESSAGE('Expected an empty message')
+        return this.#phase === 'acked' ? null : this.#startSymbols(this.#misfitD, EST2_ERROR)
       case 'walk': {
         if (type !== MSG_ROUND) throw INVALID_MESSAGE('Expected a round of the tree walk')
         if (msg.byteLength > this.#walk!.maxMessageBytes) throw INVALID_MESSAGE('Message too large')
@@ -375,7 +402,15 @@ export class Session {
     if (mc === tc && sameFp) return null
     if (startsInBulk(mc, tc)) return this.#startWalk('bulk')
     const d = estimate(this.#symbols!.est1, this.#theirEst1!, 16, tc - mc)
+    // Counts far apart and an estimate no larger than their difference (or too large to tell): most likely one set holds the other.
+    const dn = Math.abs(tc - mc)
+    const plan = d === null || dn * 5 >= d * 4 ? planSubset(dn, Math.max(mc, tc)) : null
+    if (plan !== null) return this.#startSubset(plan)
     if (d !== null) return this.#startSymbols(d, EST1_ERROR)
+    return this.#askEst2()
+  }
+
+  #askEst2 (): Writer {
     this.#phase = 'est2'
     return this.#message(MSG_EST2, w => writeEst2(w, this.#symbols!.est2), 136)
   }
@@ -397,6 +432,9 @@ export class Session {
     const dn = Math.abs(this.#myCount - this.#theirCount)
     this.#estimate = d
     this.#oneSided = dn * 5 >= d * 4
+    // Whatever the one-sided path learned is dropped: the cells find all of it again.
+    this.#learned.n = 0
+    this.#stateIds = 0
     const batch = firstBatch(d, dn, error)
     if (batch.S > this.#limit) return this.#startWalk('tree')
     this.#mode = 'symbols'
@@ -480,9 +518,9 @@ export class Session {
     return this.#message(MSG_MORE, w => writeBatch(w, next))
   }
 
-  /** The decoder's next chunk of the ids the encoder lacks. */
-  #doneChunk (): Writer {
-    this.#phase = 'returning'
+  /** The decoder's (or on the one-sided path, the larger side's) next chunk of the ids the other side lacks. */
+  #doneChunk (phase: 'returning' | 'giving' = 'returning'): Writer {
+    this.#phase = phase
     const budget = { ids: this.#peerLimit }
     const w = new Writer(16 + Math.min(this.#backN - this.#backAt, budget.ids) * ID_BYTES)
     w.u8(MSG_DONE)
@@ -517,6 +555,104 @@ export class Session {
     throw INVALID_MESSAGE('Unexpected message')
   }
 
+  // ---------------------------------------------------------------------
+  // The one-sided path (subset.ts): counts, then the smaller side's power
+  // sums, then the larger side's ids, then the smaller side's verdict.
+
+  #startSubset (plan: SubsetPlan): Writer {
+    this.#mode = 'subset'
+    this.#subset = plan
+    this.#myBuckets = bucketCounts(this.#tree!, plan.bits)
+    this.#phase = 'counts'
+    return this.#message(MSG_COUNTS, w => writeCounts(w, this.#myBuckets!), 2 + (2 ** plan.bits) / 2)
+  }
+
+  /** Both sides' counts are known: what the smaller side lacks per bucket, if the counts fit one set holding the other. */
+  #onCounts (r: Reader): Writer | Uint8Array | null {
+    const plan = this.#subset!
+    const theirs = readCounts(r, 2 ** plan.bits)
+    r.end()
+    const mine = this.#myBuckets!
+    this.#myBuckets = null
+    const larger = this.#encoder
+    const { k, total } = larger ? lacking(mine, theirs) : lacking(theirs, mine)
+    const dn = this.#theirCount - this.#myCount
+    if (total !== Math.abs(dn)) {
+      // Each side has ids of its own. The count differences still estimate how many, as the hello's buckets do.
+      const K = theirs.length
+      const d = K >= 16 ? estimate(mine, theirs, 16, dn, 6 * K) : null
+      return d === null ? this.#askEst2() : this.#startSymbols(d, Math.sqrt(2 / (K - 1)))
+    }
+    this.#lack = k
+    this.#lackTotal = total
+    if (larger) {
+      this.#phase = 'lacking'
+      return new Uint8Array(0)
+    }
+    const sums = powerSums(this.#tree!, plan, k)
+    this.#phase = 'taking'
+    return this.#message(MSG_SUMS, w => writeSums(w, sums, plan), 1 + sums.length * plan.bytes)
+  }
+
+  /** The larger side: the smaller side's power sums arrived. Send the ids they point at, or say they fit no subset. */
+  #onSums (r: Reader): Writer {
+    const plan = this.#subset!
+    const sums = readSums(r, this.#lackTotal, plan)
+    r.end()
+    const found = findLacking(this.#tree!, plan, this.#lack!, sums)
+    this.#lack = null
+    if (found.kind === 'misfit') return this.#misfit(found.buckets)
+    this.#back = found.ids.buf
+    this.#backN = found.ids.n
+    this.#backAt = 0
+    return this.#doneChunk('giving')
+  }
+
+  /** The larger side, giving ids: the next chunk, or the smaller side's verdict on them. */
+  #onVerdict (type: number, r: Reader): Writer | Uint8Array | null {
+    if (type < 0) return this.#backAt < this.#backN ? this.#doneChunk('giving') : new Uint8Array(0)
+    if (this.#backAt < this.#backN) throw INVALID_MESSAGE('A verdict before all ids were sent')
+    if (type === MSG_ACK) {
+      r.end()
+      return null
+    }
+    if (type !== MSG_MISFIT) throw INVALID_MESSAGE('Unexpected message')
+    return this.#startSymbols(this.#readMisfit(r), EST2_ERROR)
+  }
+
+  /** The smaller side, after its power sums: the larger side's ids, or word that the sets are not one-sided. */
+  #onGiven (type: number, r: Reader): Writer | Uint8Array | null {
+    if (type < 0) return new Uint8Array(0)
+    if (type === MSG_MISFIT) return this.#startSymbols(this.#readMisfit(r), EST2_ERROR)
+    if (type !== MSG_DONE) throw INVALID_MESSAGE('Expected ids')
+    if (this.#backStream === null) this.#backStream = new IdStream(new Uint8Array(ID_BYTES), 0)
+    readChunk(this.#backStream, r, { ids: this.#recvLimit }, false, this.#ctx)
+    r.end()
+    if (!this.#backStream.theirDone) return new Uint8Array(0)
+    // Ours plus what we learned must be all of theirs: the keyed fingerprints say whether it is.
+    const fp: Sum64 = [this.#myFp[0], this.#myFp[1]]
+    sumHashes(this.#hasher!, this.#learned.buf, this.#learned.n, fp, 1)
+    // If not, ids of our own hid in buckets that looked alike: start over with coded cells.
+    if (fp[0] !== this.#theirFp[0] || fp[1] !== this.#theirFp[1]) return this.#misfit(1)
+    this.#knowsAllAfter = this.#received
+    this.#phase = 'acked'
+    return this.#message(MSG_ACK, () => {}, 1)
+  }
+
+  /** Says the sets are not one-sided (`buckets` showed it); both go on with coded cells on the next round. */
+  #misfit (buckets: number): Writer {
+    this.#misfitD = misfitEstimate(this.#lackTotal, buckets)
+    this.#phase = 'misfit'
+    return this.#message(MSG_MISFIT, w => w.uint(buckets))
+  }
+
+  #readMisfit (r: Reader): number {
+    const buckets = r.uint(2 ** this.#subset!.bits)
+    r.end()
+    if (buckets === 0) throw INVALID_MESSAGE('A misfit of no buckets')
+    return misfitEstimate(this.#lackTotal, buckets)
+  }
+
   #startWalk (mode: ReconcileMode): Writer | null {
     this.#mode = mode
     if (this.#hasher === null) throw INVALID_OPERATION('No session key')
@@ -535,6 +671,11 @@ export class Session {
     this.#walk!.compose(w)
     return w
   }
+}
+
+/** The difference when `buckets` buckets fit no subset: each hides at least one id of the smaller side's own, and as many of the larger's. */
+function misfitEstimate (lacking: number, buckets: number): number {
+  return lacking + 2 * buckets + 2
 }
 
 function concat (a: Uint8Array, b: Uint8Array): Uint8Array {
