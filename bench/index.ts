@@ -250,7 +250,7 @@ function reconcileMarkdown (rows: readonly ReconcileRow[], byN: readonly Reconci
 Hypercore has no counterpart (it does not reconcile sets of ids); the other two are Rateless IBLT
 (\`@peerbit/riblt\`) and Negentropy (\`@nostr-dev-kit/sync\`), on the same sets. bench/reconcile.ts, in memory,
 both sides in one process: two sets of ${n.toLocaleString('en-US')} random 32-byte ids that differ in d ids (half missing
-on each side; d = 1: one id missing on one side), and a one-sided pair (one set lacks some of the other's ids).
+on each side; d = 1: one id missing on one side), a one-sided pair (one set lacks some of the other's ids), and a nearly one-sided one (the smaller set also holds 50 ids of its own).
 ${extra.length > 0 ? `The last ${extra.length === 1 ? 'row is' : `${extra.length} rows are`} nomadcore's sync at d = ${D_BY_N} with smaller sets, for the bytes-against-n plot.\n` : ''}
 ${markdownTable(columns, body)}
 

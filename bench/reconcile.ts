@@ -3,7 +3,7 @@
  * and Negentropy (`@nostr-dev-kit/sync`) on the same sets: two sets of n
  * random 32-byte ids that differ in d ids (half missing on each side; d = 1:
  * one id missing on one side), a one-sided pair (A has n ids, B the same
- * less 5,000), plus nomadcore's own rows: the since path, an empty peer,
+ * less 5,000), a nearly one-sided one (B also holds 50 ids of its own), plus nomadcore's own rows: the since path, an empty peer,
  * a session under a key the sets do not hold a fingerprint for yet, the
  * time to build a set of n ids and to insert or delete one.
  *
@@ -82,6 +82,8 @@ export interface ReconcileBenchOptions {
 const RIBLT_SYMBOL_BYTES = 32 + 8 + 1
 /** Ids only in A in the one-sided pair (or n/20 when that is fewer). */
 const ONE_SIDED = 5000
+/** Ids of B's own in the nearly one-sided pair. */
+const NEARLY_OWN = 50
 
 /** Deterministic ids: xorshift128 filled into one buffer, viewed 32 bytes at a time. */
 function makeIds (n: number, seed: number): Uint8Array[] {
@@ -326,6 +328,17 @@ export async function reconcileBench (opts: ReconcileBenchOptions = {}): Promise
     rows.push(syncRow('one-sided', label, n, oneSided, res, ms, exact))
     log(`one-sided: ${res.bytes} B (${(res.bytes / (oneSided * 32)).toFixed(2)}×) in ${res.rounds}, ${ms.toFixed(0)} ms`)
     await compare('one-sided', label, oneSided, base, base.slice(oneSided), gone, [])
+
+    // Nearly one-sided: B also has a few ids of its own (a node that wrote a little while it was away).
+    const own = extra.slice(0, NEARLY_OWN)
+    for (const id of own) B.insert(id)
+    const near = timedSync(A!, B, 3)
+    const nearExact = sameSet(near.res.missingInB, gone) && sameSet(near.res.missingInA, own)
+    const nearLabel = `sync, nearly one-sided: B lacks ${oneSided.toLocaleString('en-US')} of A's ids, has ${NEARLY_OWN} of its own`
+    rows.push(syncRow('nearly-one-sided', nearLabel, n, oneSided + NEARLY_OWN, near.res, near.ms, nearExact))
+    log(`nearly one-sided: ${near.res.bytes} B (${(near.res.bytes / ((oneSided + NEARLY_OWN) * 32)).toFixed(2)}×) in ${near.res.rounds}, ${near.ms.toFixed(0)} ms`)
+    await compare('nearly-one-sided', nearLabel, oneSided + NEARLY_OWN, base, base.slice(oneSided).concat(own), gone, own)
+    for (const id of own) B.delete(id)
     for (const id of gone) B.insert(id)
   }
 

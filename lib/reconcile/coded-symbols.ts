@@ -137,6 +137,15 @@ function copyTable (t: SymbolTable): SymbolTable {
   return { cells: t.cells, xor: t.xor.slice(), chk: t.chk.slice(), cnt: t.cnt.slice(), est1: t.est1.slice(), est2: t.est2.slice() }
 }
 
+/** A copy of `t` with `n` more ids (back to back in `flat`) coded in: the cells of a set as if it held them too. */
+export function withIds (t: SymbolTable, flat: Uint8Array, n: number): SymbolTable {
+  const out = copyTable(t)
+  const bytes = (flat.byteOffset & 3) === 0 ? flat : flat.slice(0, n * ID_BYTES)
+  const w = new Int32Array(bytes.buffer, bytes.byteOffset, n * 8)
+  for (let i = 0; i < n; i++) apply(out, bytes, i * ID_BYTES, w, i * 8, 1)
+  return out
+}
+
 /**
  * Adds (sign 1) or removes (sign -1) the id at `bytes[at..]` (whose words
  * are `w[o..o+8]`) to every cell of `tab`. The hot loop of building and of

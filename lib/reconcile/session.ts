@@ -32,16 +32,17 @@ import { ReconcileSet } from './set'
 import { SHORT_CELL_BYTES, LONG_BYTES, SHORT_BYTES, cellsFor, type SymbolTable } from './coded-symbols'
 import { fingerprintOf, sumHashes, type Sum64 } from './fingerprint'
 import { decode } from './peel'
-import { MAX_REQUESTS, EST1_ERROR, EST2_ERROR, estimate, firstBatch, nextBatch, readBatch, readEst1, readEst2, writeBatch, writeEst1, writeEst2, type Batch } from './plan'
-import { SINCE_HARD_MAX, readSince, sinceMatches, writeSince } from './since'
+import { MAX_REQUESTS, EST1_ERROR, EST2_ERROR, estimate, firstBatch, nextBatch, readBatch, readEst2, writeBatch, writeEst2, type Batch } from './plan'
+import { SINCE_HARD_MAX, sinceMatches } from './since'
+import { DEFAULT_MAX_IDS_PER_MESSAGE, HELLO_MAX_BYTES, MAX_IDS_PER_MESSAGE_LIMIT, isHello, readHello, writeHello, type Hello } from './hello'
 import { IdStream, readChunk, writeListChunk } from './bulk'
-import { bucketCounts, findLacking, lacking, planSubset, powerSums, readCounts, readSums, writeCounts, writeSums, type SubsetPlan } from './subset'
+import { planSubset, type SubsetPlan } from './subset'
+import { SubsetFlow, type Residual, type SubsetStep } from './subset-flow'
 import { TreeWalk, startsInBulk, type WalkContext } from './walk'
 import { KeyedIndex } from './walk-index'
 import { Reader, Writer } from './wire'
 
-// Message types: the first byte (a hello's low bits are its flags).
-const MSG_HELLO = 0x20
+// Message types: the first byte (0x20 to 0x27: a hello and its flags, hello.ts).
 const MSG_FP = 0x30
 const MSG_EST2 = 0x31
 const MSG_CELLS = 0x32
@@ -49,19 +50,9 @@ const MSG_MORE = 0x33
 const MSG_DONE = 0x34
 const MSG_WALK = 0x35
 const MSG_ROUND = 0x36
-const MSG_COUNTS = 0x37
-const MSG_SUMS = 0x38
-const MSG_ACK = 0x39
-const MSG_MISFIT = 0x3a
-
-const FLAG_KEYED = 1
-const FLAG_SINCE = 2
-const FLAG_LIMIT = 4
-const FLAGS = FLAG_KEYED | FLAG_SINCE | FLAG_LIMIT
+// 0x37 to 0x3c: the one-sided path (subset-flow.ts).
 
 const DEFAULT_SINCE_LIMIT = 1024
-const DEFAULT_MAX_IDS_PER_MESSAGE = 1 << 18
-const MAX_IDS_PER_MESSAGE_LIMIT = 1 << 22
 const DEFAULT_MAX_LEARNED = 1 << 22
 const DEFAULT_MAX_OPEN = 1 << 18
 
@@ -86,8 +77,7 @@ export interface SessionOptions {
   sessionKey?: Uint8Array
 }
 
-type Phase = 'new' | 'hello' | 'fp' | 'est2' | 'encoded' | 'encoder' | 'decoder' | 'returning' | 'requested' | 'falling' |
-  'counts' | 'lacking' | 'giving' | 'taking' | 'misfit' | 'acked' | 'walk' | 'done' | 'failed'
+type Phase = 'new' | 'hello' | 'fp' | 'est2' | 'encoded' | 'encoder' | 'decoder' | 'returning' | 'requested' | 'falling' | 'subset' | 'walk' | 'done' | 'failed'
 
 /**
  * One side of a reconciliation. `start()` gives the first message; hand
@@ -135,12 +125,9 @@ export class Session {
   #backStream: IdStream | null = null
   #walk: TreeWalk | null = null
 
-  /** One-sided path: the split, our bucket counts, what the smaller side lacks per bucket and in all. */
-  #subset: SubsetPlan | null = null
-  #myBuckets: Uint32Array | null = null
-  #lack: Uint8Array | null = null
-  #lackTotal = 0
-  #misfitD = 0
+  #flow: SubsetFlow | null = null
+  /** Counts and fingerprints of the two sets as they are (the walk's, and the cells' bound), whatever the one-sided path learned. */
+  #base = { mine: 0, theirs: 0, myFp: [0, 0] as Sum64, theirFp: [0, 0] as Sum64 }
 
   readonly #learned = new IdBuffer(64)
   #stateIds = 0
@@ -216,17 +203,14 @@ export class Session {
     }
     if (this.#peer !== null && this.#sinceLimit > 0) this.#mySince = this.set.addedSince(this.#peer, this.#sinceLimit)
     const w = new Writer(48 + (this.#mySince?.byteLength ?? 0))
-    let flags = 0
-    if (this.#secret !== null) flags |= FLAG_KEYED
-    if (this.#mySince !== null) flags |= FLAG_SINCE
-    if (this.#recvLimit !== DEFAULT_MAX_IDS_PER_MESSAGE) flags |= FLAG_LIMIT
-    w.u8(MSG_HELLO | flags)
-    if (this.#nonce !== null) w.fixed(this.#nonce)
-    w.uint(this.#myCount)
-    if ((flags & FLAG_LIMIT) !== 0) w.uint(this.#recvLimit)
-    if ((flags & FLAG_KEYED) !== 0) w.fp(this.#myFp[0], this.#myFp[1])
-    if (this.#myCount > 0) writeEst1(w, this.#symbols.est1)
-    if (this.#mySince !== null) writeSince(w, this.#mySince)
+    writeHello(w, {
+      nonce: this.#nonce,
+      count: this.#myCount,
+      limit: this.#recvLimit,
+      fp: this.#secret !== null ? this.#myFp : null,
+      est1: this.#symbols.est1,
+      since: this.#mySince
+    })
     this.#phase = 'hello'
     return this.#send(w)
   }
@@ -301,9 +285,9 @@ export class Session {
     const type = idle ? -1 : r.u8()
     switch (this.#phase) {
       case 'hello':
-        if (type < 0 || (type & ~FLAGS) !== MSG_HELLO) throw INVALID_MESSAGE('Expected a hello (of this protocol version)')
-        if (msg.byteLength > 64 + SINCE_HARD_MAX * ID_BYTES) throw INVALID_MESSAGE('Message too large')
-        this.#onHello(r, type & FLAGS)
+        if (!isHello(type)) throw INVALID_MESSAGE('Expected a hello (of this protocol version)')
+        if (msg.byteLength > HELLO_MAX_BYTES) throw INVALID_MESSAGE('Message too large')
+        this.#onHello(readHello(r, type, this.#secret !== null))
         r.end()
         if (this.#secret !== null) return this.#settle()
         this.#myFp = fingerprintOf(this.#tree!, this.#hasher!)
@@ -343,20 +327,8 @@ export class Session {
         if (this.#phase === 'falling') return this.#startWalk('tree')
         if (this.#backAt >= this.#backN) return null
         return this.#doneChunk()
-      case 'counts':
-        if (type !== MSG_COUNTS) throw INVALID_MESSAGE('Expected bucket counts')
-        return this.#onCounts(r)
-      case 'lacking':
-        if (type !== MSG_SUMS) throw INVALID_MESSAGE('Expected power sums')
-        return this.#onSums(r)
-      case 'giving':
-        return this.#onVerdict(type, r)
-      case 'taking':
-        return this.#onGiven(type, r)
-      case 'misfit':
-      case 'acked':
-        if (!idle) throw INVALID_MESSAGE('Expected an empty message')
-        return this.#phase === 'acked' ? null : this.#startSymbols(this.#misfitD, EST2_ERROR)
+      case 'subset':
+        return this.#onSubset(this.#flow!.receive(type, r))
       case 'walk': {
         if (type !== MSG_ROUND) throw INVALID_MESSAGE('Expected a round of the tree walk')
         if (msg.byteLength > this.#walk!.maxMessageBytes) throw INVALID_MESSAGE('Message too large')
@@ -375,22 +347,20 @@ export class Session {
     return w
   }
 
-  #onHello (r: Reader, flags: number): void {
-    if (((flags & FLAG_KEYED) !== 0) !== (this.#secret !== null)) throw INVALID_MESSAGE('Both sides share a session key, or neither does')
-    const theirNonce = this.#secret === null ? r.fixed(NONCE_BYTES) : null
-    this.#theirCount = r.uint(0xffffffff)
-    this.#peerLimit = Math.min((flags & FLAG_LIMIT) !== 0 ? r.uint() : DEFAULT_MAX_IDS_PER_MESSAGE, MAX_IDS_PER_MESSAGE_LIMIT)
-    if (this.#peerLimit < 1) throw INVALID_MESSAGE('Peer accepts no ids')
-    if (theirNonce === null) r.fp(this.#theirFp)
-    this.#theirEst1 = this.#theirCount > 0 ? readEst1(r) : null
-    if ((flags & FLAG_SINCE) !== 0) this.#theirSince = readSince(r)
-    if (theirNonce !== null) this.#hasher = new KeyedHash(deriveSessionKey(this.#nonce!, theirNonce, null))
+  #onHello (h: Hello): void {
+    this.#theirCount = h.count
+    this.#peerLimit = h.limit
+    if (h.fp !== null) this.#theirFp = h.fp
+    this.#theirEst1 = h.est1 as number[] | null
+    this.#theirSince = h.since
+    if (h.nonce !== null) this.#hasher = new KeyedHash(deriveSessionKey(this.#nonce!, h.nonce, null))
   }
 
   /** Both counts and fingerprints are known: decide how to go on. */
   #settle (): Writer | Uint8Array | null {
     const mc = this.#myCount
     const tc = this.#theirCount
+    this.#base = { mine: mc, theirs: tc, myFp: [this.#myFp[0], this.#myFp[1]], theirFp: [this.#theirFp[0], this.#theirFp[1]] }
     const sameFp = this.#myFp[0] === this.#theirFp[0] && this.#myFp[1] === this.#theirFp[1]
     if (this.#mySince !== null && this.#theirSince !== null &&
       sinceMatches(this.#hasher!, mc, this.#myFp, this.#mySince, tc, this.#theirFp, this.#theirSince)) {
@@ -425,19 +395,33 @@ export class Session {
   }
 
   get #limit (): number {
-    return Math.min(cellsFor(this.#myCount), cellsFor(this.#theirCount))
+    return Math.min(cellsFor(this.#base.mine), cellsFor(this.#base.theirs))
   }
 
-  #startSymbols (d: number, error: number): Writer | Uint8Array | null {
+  /**
+   * Coded cells for a difference of about `d`. After the one-sided path,
+   * either from scratch (what it learned is dropped: the cells find it
+   * again) or, with `residual`, for what is left of it.
+   */
+  #startSymbols (d: number, error: number, residual: Residual | null = null): Writer | Uint8Array | null {
+    if (residual === null) {
+      this.#learned.n = 0
+      this.#stateIds = 0
+    } else if (residual.symbols !== null) {
+      this.#symbols = residual.symbols
+      this.#myCount += residual.extra
+      this.#myFp = residual.fp
+    } else {
+      this.#theirCount += residual.extra
+      this.#theirFp = residual.fp
+    }
     const dn = Math.abs(this.#myCount - this.#theirCount)
     this.#estimate = d
     this.#oneSided = dn * 5 >= d * 4
-    // Whatever the one-sided path learned is dropped: the cells find all of it again.
-    this.#learned.n = 0
-    this.#stateIds = 0
     const batch = firstBatch(d, dn, error)
     if (batch.S > this.#limit) return this.#startWalk('tree')
-    this.#mode = 'symbols'
+    // Cells for what the one-sided path left: it moved most of the difference, and keeps the name.
+    this.#mode = residual === null ? 'symbols' : 'subset'
     return this.#nextBatch(batch)
   }
 
@@ -518,9 +502,9 @@ export class Session {
     return this.#message(MSG_MORE, w => writeBatch(w, next))
   }
 
-  /** The decoder's (or on the one-sided path, the larger side's) next chunk of the ids the other side lacks. */
-  #doneChunk (phase: 'returning' | 'giving' = 'returning'): Writer {
-    this.#phase = phase
+  /** The decoder's next chunk of the ids the encoder lacks. */
+  #doneChunk (): Writer {
+    this.#phase = 'returning'
     const budget = { ids: this.#peerLimit }
     const w = new Writer(16 + Math.min(this.#backN - this.#backAt, budget.ids) * ID_BYTES)
     w.u8(MSG_DONE)
@@ -556,101 +540,47 @@ export class Session {
   }
 
   // ---------------------------------------------------------------------
-  // The one-sided path (subset.ts): counts, then the smaller side's power
-  // sums, then the larger side's ids, then the smaller side's verdict.
+  // The one-sided path (subset-flow.ts)
 
   #startSubset (plan: SubsetPlan): Writer {
     this.#mode = 'subset'
-    this.#subset = plan
-    this.#myBuckets = bucketCounts(this.#tree!, plan.bits)
-    this.#phase = 'counts'
-    return this.#message(MSG_COUNTS, w => writeCounts(w, this.#myBuckets!), 2 + (2 ** plan.bits) / 2)
+    this.#phase = 'subset'
+    const session = this
+    const ctx = this.#ctx
+    this.#flow = new SubsetFlow({
+      has: ctx.has,
+      learn: ctx.learn,
+      keep: ctx.keep,
+      get tree () { return session.#tree! },
+      get symbols () { return session.#symbols! },
+      get hasher () { return session.#hasher! },
+      get myCount () { return session.#myCount },
+      get theirCount () { return session.#theirCount },
+      get myFp () { return session.#myFp },
+      get theirFp () { return session.#theirFp },
+      get theirEst1 () { return session.#theirEst1! },
+      get learned () { return session.#learned },
+      get recvLimit () { return session.#recvLimit },
+      get peerLimit () { return session.#peerLimit }
+    }, plan, this.#encoder)
+    return this.#flow.start()
   }
 
-  /** Both sides' counts are known: what the smaller side lacks per bucket, if the counts fit one set holding the other. */
-  #onCounts (r: Reader): Writer | Uint8Array | null {
-    const plan = this.#subset!
-    const theirs = readCounts(r, 2 ** plan.bits)
-    r.end()
-    const mine = this.#myBuckets!
-    this.#myBuckets = null
-    const larger = this.#encoder
-    const { k, total } = larger ? lacking(mine, theirs) : lacking(theirs, mine)
-    const dn = this.#theirCount - this.#myCount
-    if (total !== Math.abs(dn)) {
-      // Each side has ids of its own. The count differences still estimate how many, as the hello's buckets do.
-      const K = theirs.length
-      const d = K >= 16 ? estimate(mine, theirs, 16, dn, 6 * K) : null
-      return d === null ? this.#askEst2() : this.#startSymbols(d, Math.sqrt(2 / (K - 1)))
+  #onSubset (step: SubsetStep): Writer | Uint8Array | null {
+    switch (step.kind) {
+      case 'send':
+        if (step.knows === true) this.#knowsAllAfter = this.#received
+        return step.msg
+      case 'done':
+        this.#flow = null
+        return null
+      case 'est2':
+        this.#flow = null
+        return this.#askEst2()
+      case 'symbols':
+        this.#flow = null
+        return this.#startSymbols(step.d, step.error, step.residual)
     }
-    this.#lack = k
-    this.#lackTotal = total
-    if (larger) {
-      this.#phase = 'lacking'
-      return new Uint8Array(0)
-    }
-    const sums = powerSums(this.#tree!, plan, k)
-    this.#phase = 'taking'
-    return this.#message(MSG_SUMS, w => writeSums(w, sums, plan), 1 + sums.length * plan.bytes)
-  }
-
-  /** The larger side: the smaller side's power sums arrived. Send the ids they point at, or say they fit no subset. */
-  #onSums (r: Reader): Writer {
-    const plan = this.#subset!
-    const sums = readSums(r, this.#lackTotal, plan)
-    r.end()
-    const found = findLacking(this.#tree!, plan, this.#lack!, sums)
-    this.#lack = null
-    if (found.kind === 'misfit') return this.#misfit(found.buckets)
-    this.#back = found.ids.buf
-    this.#backN = found.ids.n
-    this.#backAt = 0
-    return this.#doneChunk('giving')
-  }
-
-  /** The larger side, giving ids: the next chunk, or the smaller side's verdict on them. */
-  #onVerdict (type: number, r: Reader): Writer | Uint8Array | null {
-    if (type < 0) return this.#backAt < this.#backN ? this.#doneChunk('giving') : new Uint8Array(0)
-    if (this.#backAt < this.#backN) throw INVALID_MESSAGE('A verdict before all ids were sent')
-    if (type === MSG_ACK) {
-      r.end()
-      return null
-    }
-    if (type !== MSG_MISFIT) throw INVALID_MESSAGE('Unexpected message')
-    return this.#startSymbols(this.#readMisfit(r), EST2_ERROR)
-  }
-
-  /** The smaller side, after its power sums: the larger side's ids, or word that the sets are not one-sided. */
-  #onGiven (type: number, r: Reader): Writer | Uint8Array | null {
-    if (type < 0) return new Uint8Array(0)
-    if (type === MSG_MISFIT) return this.#startSymbols(this.#readMisfit(r), EST2_ERROR)
-    if (type !== MSG_DONE) throw INVALID_MESSAGE('Expected ids')
-    if (this.#backStream === null) this.#backStream = new IdStream(new Uint8Array(ID_BYTES), 0)
-    readChunk(this.#backStream, r, { ids: this.#recvLimit }, false, this.#ctx)
-    r.end()
-    if (!this.#backStream.theirDone) return new Uint8Array(0)
-    // Ours plus what we learned must be all of theirs: the keyed fingerprints say whether it is.
-    const fp: Sum64 = [this.#myFp[0], this.#myFp[1]]
-    sumHashes(this.#hasher!, this.#learned.buf, this.#learned.n, fp, 1)
-    // If not, ids of our own hid in buckets that looked alike: start over with coded cells.
-    if (fp[0] !== this.#theirFp[0] || fp[1] !== this.#theirFp[1]) return this.#misfit(1)
-    this.#knowsAllAfter = this.#received
-    this.#phase = 'acked'
-    return this.#message(MSG_ACK, () => {}, 1)
-  }
-
-  /** Says the sets are not one-sided (`buckets` showed it); both go on with coded cells on the next round. */
-  #misfit (buckets: number): Writer {
-    this.#misfitD = misfitEstimate(this.#lackTotal, buckets)
-    this.#phase = 'misfit'
-    return this.#message(MSG_MISFIT, w => w.uint(buckets))
-  }
-
-  #readMisfit (r: Reader): number {
-    const buckets = r.uint(2 ** this.#subset!.bits)
-    r.end()
-    if (buckets === 0) throw INVALID_MESSAGE('A misfit of no buckets')
-    return misfitEstimate(this.#lackTotal, buckets)
   }
 
   #startWalk (mode: ReconcileMode): Writer | null {
@@ -659,7 +589,8 @@ export class Session {
     // Whatever the symbols path learned is dropped: the walk finds all of it again.
     this.#learned.n = 0
     this.#stateIds = 0
-    this.#walk = new TreeWalk(this.#ctx, this.#myCount, this.#theirCount, this.#myFp[0], this.#myFp[1], this.#theirFp[0], this.#theirFp[1])
+    const { mine, theirs, myFp, theirFp } = this.#base
+    this.#walk = new TreeWalk(this.#ctx, mine, theirs, myFp[0], myFp[1], theirFp[0], theirFp[1])
     this.#phase = 'walk'
     return this.#walkMessage()
   }
@@ -671,11 +602,6 @@ export class Session {
     this.#walk!.compose(w)
     return w
   }
-}
-
-/** The difference when `buckets` buckets fit no subset: each hides at least one id of the smaller side's own, and as many of the larger's. */
-function misfitEstimate (lacking: number, buckets: number): number {
-  return lacking + 2 * buckets + 2
 }
 
 function concat (a: Uint8Array, b: Uint8Array): Uint8Array {

@@ -145,19 +145,30 @@ export function readCounts (r: Reader, K: number): Uint8Array {
   return out
 }
 
+/** A count difference modulo 16 this high is read as the smaller side holding 16 − v more ids there. */
+const NEGATIVE = 12
+
 /**
  * How many ids the smaller side lacks in each bucket, from the larger
- * side's counts and the smaller's (either may be modulo 16), and their sum.
+ * side's counts and the smaller's (either may be modulo 16), and their sum;
+ * and how many buckets show the smaller side with more ids (left out: k = 0).
  */
-export function lacking (larger: ArrayLike<number>, smaller: ArrayLike<number>): { k: Uint8Array, total: number } {
+export function lacking (larger: ArrayLike<number>, smaller: ArrayLike<number>): { k: Uint8Array, total: number, negative: number, excess: number } {
   const k = new Uint8Array(larger.length)
   let total = 0
+  let negative = 0
+  let excess = 0
   for (let b = 0; b < k.length; b++) {
     const v = (larger[b]! - smaller[b]!) & 15
+    if (v >= NEGATIVE) {
+      negative++
+      excess += 16 - v
+      continue
+    }
     k[b] = v
     total += v
   }
-  return { k, total }
+  return { k, total, negative, excess }
 }
 
 /** Where each bucket's sums start in a list of all of them (k[b] for bucket b). */
@@ -246,13 +257,16 @@ function polynomial (s: Float64Array, from: number, k: number, p: number, inv: F
   for (let i = 1; i <= k; i += 2) e[from + i - 1] = (p - e[from + i - 1]!) % p
 }
 
-export type Found = { kind: 'ids', ids: IdBuffer } | { kind: 'misfit', buckets: number }
+export interface Found {
+  /** Sorted: in every bucket that fits, the ids the smaller side lacks and any whose hash collides with one of them. */
+  ids: IdBuffer
+  /** Buckets with fewer roots than ids missing (the smaller side has ids of its own there): none of their ids are in `ids`. */
+  misfit: number
+  /** Ids missing in those buckets, by the counts. */
+  misfitLack: number
+}
 
-/**
- * The larger side: from the smaller side's power sums, the ids of ours it
- * lacks (and any whose hash collides with one of them), sorted; or how
- * many buckets had fewer roots than ids missing (the sets are not one-sided).
- */
+/** The larger side: from the smaller side's power sums, the ids of ours it lacks. */
 export function findLacking (tree: TreeData, plan: SubsetPlan, k: Uint8Array, theirs: Uint32Array): Found {
   const mine = powerSums(tree, plan, k)
   const { bits, p } = plan
@@ -266,22 +280,47 @@ export function findLacking (tree: TreeData, plan: SubsetPlan, k: Uint8Array, th
   for (let b = 0; b < k.length; b++) if (k[b]! > 0) polynomial(delta, at[b]!, k[b]!, p, inv, e)
   const coef = Uint32Array.from(e)
 
-  const roots = new Uint8Array(k.length)
   const ids = new IdBuffer(Math.max(16, mine.length))
+  let misfit = 0
+  let misfitLack = 0
+  // Ids come in order, so a bucket's are together: when it ends, its roots are dropped if too few.
+  let cur = -1
+  let from = 0
+  let roots = 0
+  const close = (): void => {
+    if (cur >= 0 && roots < k[cur]!) {
+      ids.n = from
+      misfit++
+      misfitLack += k[cur]!
+    }
+  }
   tree.forEachLeaf((buf, n) => {
     for (let i = 0, a = 0; i < n; i++, a += ID_BYTES) {
       const b = bucketOf(buf, a, bits)
       const kb = k[b]!
       if (kb === 0) continue
+      if (b !== cur) {
+        close()
+        cur = b
+        from = ids.n
+        roots = 0
+      }
       const x = hashOf(buf, a, plan)
       let v = 1
       for (let j = at[b]!, end = j + kb; j < end; j++) v = addMod(mul(v, x), coef[j]!, p)
       if (v !== 0) continue
       ids.push(buf, a)
-      if (roots[b]! < 255) roots[b]!++
+      roots++
     }
   })
-  let misfit = 0
-  for (let b = 0; b < k.length; b++) if (roots[b]! < k[b]!) misfit++
-  return misfit > 0 ? { kind: 'misfit', buckets: misfit } : { kind: 'ids', ids }
+  close()
+  // Buckets where ids are missing though we hold none: a misfit all the same.
+  const counts = bucketCounts(tree, bits)
+  for (let b = 0; b < k.length; b++) {
+    if (k[b]! > 0 && counts[b] === 0) {
+      misfit++
+      misfitLack += k[b]!
+    }
+  }
+  return { ids, misfit, misfitLack }
 }
