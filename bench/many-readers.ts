@@ -4,11 +4,17 @@
  * reader against the data it holds. nomadcore only: Hypercore 11 keeps a
  * core in RocksDB on disk and has no in-memory storage to put a hundred
  * readers in.
+ *
+ * Each round runs in a process of its own (this file, run directly), so
+ * the memory it measures is the scenario's and not what the rows before it
+ * left in the bench's heap; one untimed reader downloads first, so one
+ * reader and a hundred both run warm code.
  */
+import { spawn } from 'child_process'
 import RAM from 'random-access-memory'
 import { Hypercore } from '../lib/hypercore'
 import { RssSampler } from './replication'
-import { blockPool, fmtInt, fmtOps, type BenchEnv, type Column, type Contender, type Row, type RowResult, type Section, type Trial } from './harness'
+import { blockPool, collectGarbage, fmtInt, fmtOps, type BenchEnv, type Column, type Metrics, type Row, type RowResult, type Section } from './harness'
 
 const BLOCKS = 10_000
 const BLOCK_SIZE = 1024
@@ -35,18 +41,81 @@ function countedRam (): { factory: (name: string) => RAM, bytes: () => number } 
   }
 }
 
-/** The in-memory writer, filled once (untimed). */
-function memoryWriter (contender: Contender, env: BenchEnv, n: number): Promise<Hypercore> {
-  return env.shared(contender, `many-readers-writer-${n}`, async () => {
-    const w = new Hypercore(() => new RAM())
-    await w.ready()
-    for (let i = 0; i < n; i += 1000) {
-      const batch: Uint8Array[] = []
-      for (let k = i; k < Math.min(n, i + 1000); k++) batch.push(POOL[k % POOL.length]!)
-      await w.append(batch)
-    }
-    return w
-  }, w => w.close())
+/** The in-memory writer, filled (untimed). */
+async function memoryWriter (n: number): Promise<Hypercore> {
+  const w = new Hypercore(() => new RAM())
+  await w.ready()
+  for (let i = 0; i < n; i += 1000) {
+    const batch: Uint8Array[] = []
+    for (let k = i; k < Math.min(n, i + 1000); k++) batch.push(POOL[k % POOL.length]!)
+    await w.append(batch)
+  }
+  return w
+}
+
+/**
+ * The scenario, in this process: a writer of `n` blocks, then `readers`
+ * fresh readers each piped to it, timed until all hold every block; then
+ * every reader checked. Metrics: the time, RSS at the start and at its peak,
+ * the bytes each reader's files hold.
+ */
+async function readersRound (readers: number, n: number): Promise<Metrics> {
+  const writer = await memoryWriter(n)
+  // One untimed reader first, so the timed ones run warm code whatever their number.
+  const warm = new Hypercore(() => new RAM(), writer.key!)
+  const wa = writer.replicate(true) as unknown as NodeJS.ReadWriteStream & { destroy (): void }
+  const wb = warm.replicate(false) as unknown as NodeJS.ReadWriteStream & { destroy (): void }
+  wa.pipe(wb).pipe(wa)
+  await warm.download({ start: 0, end: n }).done()
+  wa.destroy()
+  wb.destroy()
+  await warm.close()
+  const ram = countedRam()
+  const cores: Hypercore[] = []
+  const streams: Array<{ destroy (): void }> = []
+  collectGarbage()
+  const rss = new RssSampler()
+  const t0 = performance.now()
+  for (let r = 0; r < readers; r++) {
+    const reader = new Hypercore(ram.factory, writer.key!)
+    cores.push(reader)
+    const a = writer.replicate(true) as unknown as NodeJS.ReadWriteStream & { destroy (): void }
+    const b = reader.replicate(false) as unknown as NodeJS.ReadWriteStream & { destroy (): void }
+    a.pipe(b).pipe(a)
+    streams.push(a, b)
+  }
+  await Promise.all(cores.map(c => c.download({ start: 0, end: n }).done()))
+  const timedMs = performance.now() - t0
+  const { rssStartMiB, rssPeakMiB } = rss.stop()
+  for (const s of streams) s.destroy()
+  for (const c of cores) {
+    if (c.length !== n || !(await c.has(0, n))) throw new Error(`a reader holds ${c.length} blocks, not ${n}`)
+  }
+  const last = await cores[cores.length - 1]!.get(n - 1) as Uint8Array
+  if (Buffer.compare(last, POOL[(n - 1) % POOL.length]!) !== 0) throw new Error('a reader\'s last block is not the writer\'s')
+  const heldMiB = ram.bytes() / MIB / readers
+  await Promise.all(cores.map(c => c.close()))
+  await writer.close()
+  return { timedMs, rssStartMiB, rssPeakMiB, heldMiB, readers }
+}
+
+/** One round in a child process (this file): its metrics, from the one JSON line it prints. */
+function roundInChild (readers: number, n: number): Promise<Metrics> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [__filename, String(readers), String(n)], { stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.setEncoding('utf8')
+    child.stdout.on('data', (chunk: string) => { out += chunk })
+    child.on('error', reject)
+    child.on('close', code => {
+      if (code !== 0) return reject(new Error(`the readers' process exited with ${String(code)}`))
+      try {
+        resolve(JSON.parse(out) as Metrics)
+      } catch (err) {
+        reject(err)
+      }
+    })
+  })
 }
 
 function readersRow (id: string, readers: number): Row {
@@ -56,42 +125,16 @@ function readersRow (id: string, readers: number): Row {
     unit: 'block',
     contenders: ['nomadcore'],
     rounds: { max: readers > 1 ? 1 : 3 },
-    warmup: readers === 1,
+    warmup: false,
     quick: readers === 1,
     note: `A writer of ${fmtInt(BLOCKS)} blocks of 1 KiB in memory (random-access-memory, filled untimed) and ${readers} fresh in-memory ` +
-      `reader${readers === 1 ? '' : 's'}, all in this process, each piped to the writer over its own secret stream; timed until every reader ` +
-      'holds every block (`download().done()`). ops = blocks stored, all readers together. Memory: see the many-readers table.',
-    async prepare (contender, env): Promise<Trial> {
+      `reader${readers === 1 ? '' : 's'}, all in one process of their own (a child of the bench, one per round), each piped to the writer over its own secret stream; timed ` +
+      'in that process, after one untimed reader has downloaded the core (warm code), from the first reader made until every reader holds every block (`download().done()`). ops = blocks stored, all readers together. Memory: see the many-readers table.',
+    async prepare (contender, env) {
       const n = env.count(BLOCKS, 200)
-      const writer = await memoryWriter(contender, env, n)
-      const ram = countedRam()
-      const cores: Hypercore[] = []
-      const streams: Array<{ destroy (): void }> = []
       return {
         ops: n * readers,
-        async run () {
-          const rss = new RssSampler()
-          for (let r = 0; r < readers; r++) {
-            const reader = new Hypercore(ram.factory, writer.key!)
-            cores.push(reader)
-            const a = writer.replicate(true) as unknown as NodeJS.ReadWriteStream & { destroy (): void }
-            const b = reader.replicate(false) as unknown as NodeJS.ReadWriteStream & { destroy (): void }
-            a.pipe(b).pipe(a)
-            streams.push(a, b)
-          }
-          await Promise.all(cores.map(c => c.download({ start: 0, end: n }).done()))
-          const { rssStartMiB, rssPeakMiB } = rss.stop()
-          return { rssStartMiB, rssPeakMiB, heldMiB: ram.bytes() / MIB / readers, readers }
-        },
-        async dispose () {
-          for (const s of streams) s.destroy()
-          for (const c of cores) {
-            if (c.length !== n || !(await c.has(0, n))) throw new Error(`a reader holds ${c.length} blocks, not ${n}`)
-          }
-          const last = await cores[cores.length - 1]!.get(n - 1) as Uint8Array
-          if (Buffer.compare(last, POOL[(n - 1) % POOL.length]!) !== 0) throw new Error('a reader\'s last block is not the writer\'s')
-          await Promise.all(cores.map(c => c.close()))
-        }
+        run: () => roundInChild(readers, n)
       }
     }
   }
@@ -134,4 +177,14 @@ export const manyReadersSection: Section = {
   notes: '*RSS per reader*: (peak RSS during the round − RSS at its start) / readers: everything the process grew by, the writer\'s side of every connection included. ' +
     '*held per reader*: the bytes of the reader\'s random-access-memory files (its blocks, tree, bitfield and header, in the 1 MiB pages random-access-memory allocates). ' +
     'One round for 100 readers.'
+}
+
+if (require.main === module) {
+  const [readers, n] = process.argv.slice(2).map(Number)
+  readersRound(readers!, n!).then(m => {
+    process.stdout.write(JSON.stringify(m) + '\n')
+  }, err => {
+    console.error(err)
+    process.exitCode = 1
+  })
 }

@@ -28,22 +28,11 @@ export type Grade = typeof STORED | typeof VERIFIED
 const MIN_SLOTS = 1024
 const MAX_SLOTS = 1 << 16
 
-/** `count` slots, within bounds. */
+/** At least `count` slots (a power of two), within bounds. */
 export function slotsFor (count: number): number {
-  return Math.min(MAX_SLOTS, Math.max(MIN_SLOTS, Math.ceil(count)))
-}
-
-/**
- * The slot count for `want` slots in a table of `current`: exactly what a
- * tree of known length needs (a replica learns it at once; a power of two
- * above it wasted up to half the table, 0.6 MiB a reader of a 10,000-block
- * core), growing by half at least as appends ask for more, so a writer
- * does not copy its table on every append. Never shrinks.
- */
-export function grownSlots (current: number, want: number): number {
-  const need = slotsFor(want)
-  if (need <= current) return current
-  return Math.min(MAX_SLOTS, Math.max(need, Math.ceil(current * 1.5)))
+  let slots = MIN_SLOTS
+  while (slots < count && slots < MAX_SLOTS) slots *= 2
+  return slots
 }
 
 /** Nodes of depth 4 or more (16 blocks or more) end in four one-bits. */
@@ -61,10 +50,10 @@ export class NodeCache {
     this.#high = new Table(slotsFor(length / 8), 16)
   }
 
-  /** Grows for a tree of `length` blocks: a slot for every low node, two for every high one (up to the bound). */
+  /** Resizes for a tree of `length` blocks: a slot for every low node, two for every high one (up to the bound). */
   fit (length: number): void {
-    this.#low.resize(grownSlots(this.#low.slots, 2 * length))
-    this.#high.resize(grownSlots(this.#high.slots, length / 8))
+    this.#low.resize(slotsFor(2 * length))
+    this.#high.resize(slotsFor(length / 8))
   }
 
   has (index: number, grade: Grade): boolean {
@@ -99,6 +88,7 @@ export class NodeCache {
 
 /** One direct-mapped table: node i in slot floor(i / spread) mod the slot count. */
 class Table {
+  #mask = 0
   /** index + 1 of the node in each slot; 0 = empty. */
   #keys = new Float64Array(0)
   #sizes = new Float64Array(0)
@@ -114,10 +104,11 @@ class Table {
     return this.#keys.length
   }
 
-  /** Changes the slot count, keeping what fits. */
+  /** Changes the slot count (a power of two), keeping what fits. */
   resize (slots: number): void {
     if (slots === this.#keys.length) return
     const { keys, sizes, grades, hashes } = { keys: this.#keys, sizes: this.#sizes, grades: this.#grades, hashes: this.#hashes }
+    this.#mask = slots - 1
     this.#keys = new Float64Array(slots)
     this.#sizes = new Float64Array(slots)
     this.#grades = new Uint8Array(slots)
@@ -133,7 +124,8 @@ class Table {
   }
 
   #slotOf (index: number): number {
-    return (this.spread === 1 ? index : Math.floor(index / this.spread)) % this.#keys.length
+    // `&` keeps the low 32 bits of an index past 2^32, which is all the mask looks at.
+    return (this.spread === 1 ? index : Math.floor(index / this.spread)) & this.#mask
   }
 
   #slot (index: number, grade: Grade): number {
