@@ -10,7 +10,7 @@ import b4a from 'b4a'
 import { isCoded } from '../lib/errors'
 import { ReconcileSet, Session, sync } from '../lib/reconcile'
 import { Writer } from '../lib/reconcile/wire'
-import { pair, randomId, feed, transcript } from './helpers/reconcile'
+import { pair, randomId, feed, transcript, thrown } from './helpers/reconcile'
 
 const KEY = randomId()
 
@@ -28,16 +28,6 @@ function hello (fields: { count: number, limit?: number, est?: Uint8Array, since
     for (const id of fields.since) w.fixed(id)
   }
   return w.finish()
-}
-
-/** What `fn` throws, or null. */
-function thrown (fn: () => void): unknown {
-  try {
-    fn()
-  } catch (err) {
-    return err
-  }
-  return null
 }
 
 /** Runs an honest exchange until round `k`, then hands a's side the remote's message `fn` makes of b's. */

@@ -10,7 +10,7 @@ import { isCoded } from '../lib/errors'
 import { ReconcileSet, Session, sync } from '../lib/reconcile'
 import { bucketCounts, findLacking, lacking, planSubset, powerSums, SUBSET_MIN, type SubsetPlan } from '../lib/reconcile/subset'
 import { Writer } from '../lib/reconcile/wire'
-import { prng, makeIds, pair, exact, hexes, randomId, feed } from './helpers/reconcile'
+import { prng, makeIds, pair, exact, hexes, randomId, feed, thrown } from './helpers/reconcile'
 
 const KEY = randomId()
 const MSG_SUMS = 0x38
@@ -231,15 +231,6 @@ test('hostile: power sums outside the field, too few or too many, a residual of 
   late.sa.receive(late.mb)
   t.is(feed(late.sa, w.finish()), 'coded', 'trailing bytes after a verdict')
 })
-
-function thrown (fn: () => void): unknown {
-  try {
-    fn()
-  } catch (err) {
-    return err
-  }
-  return null
-}
 
 function concat (a: Uint8Array, b: Uint8Array): Uint8Array {
   const out = new Uint8Array(a.byteLength + b.byteLength)

@@ -105,3 +105,13 @@ export function feed (s: Session, msg: Uint8Array): 'ok' | 'coded' {
     throw err
   }
 }
+
+/** What `fn` throws, or null. */
+export function thrown (fn: () => void): unknown {
+  try {
+    fn()
+  } catch (err) {
+    return err
+  }
+  return null
+}
