@@ -238,3 +238,43 @@ function concat (a: Uint8Array, b: Uint8Array): Uint8Array {
   out.set(b, a.byteLength)
   return out
 }
+
+test('hostile: an id changed on the way to the smaller side never enters the cells as one of its own', async t => {
+  // B lacks 600 of A's ids and holds 3 of its own: the ids A gives are followed by coded cells for the rest.
+  const p = pair(6000, 603, 3, 70)
+  const A = ReconcileSet.from(p.a)
+  const B = ReconcileSet.from(p.b)
+  let refused = 0
+  let runs = 0
+  await t.execution(() => fc.assert(fc.property(fc.nat(), fc.integer({ min: 1, max: 255 }), (pos, flip) => {
+    const sa = new Session(A, { sessionKey: KEY })
+    const sb = new Session(B, { sessionKey: KEY })
+    let ma: Uint8Array | null = sa.start()
+    let mb: Uint8Array | null = sb.start()
+    let flipped = false
+    runs++
+    while (ma !== null && mb !== null) {
+      if (!flipped && ma[0] === 0x3b && ma.byteLength > 64) {
+        // A's first chunk of ids: one byte flipped in its last 32 bytes (an id).
+        ma = ma.slice()
+        ma[ma.byteLength - 1 - (pos % 32)] ^= flip
+        flipped = true
+      }
+      let na: Uint8Array | null
+      let nb: Uint8Array | null
+      try {
+        na = sa.receive(mb)
+        nb = sb.receive(ma)
+      } catch (err) {
+        if (!isCoded(err)) throw err
+        refused++
+        return // refused: fine
+      }
+      ma = na
+      mb = nb
+    }
+    if (!flipped) throw new Error('no ids to change')
+    if (!exact({ missingInA: sa.missing(), missingInB: sb.missing() }, p)) throw new Error('a wrong difference')
+  }), { numRuns: 60 }))
+  t.ok(refused > 0, `${refused} of ${runs} refused with a coded error, the rest exact`)
+})

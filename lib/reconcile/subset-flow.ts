@@ -11,7 +11,11 @@
  *     and the learned ones make the larger side's keyed fingerprint; else
  *     RESIDUAL: both go on with coded cells for what is left, the smaller
  *     side's cells and count and fingerprint taken as if it held what it
- *     learned (cells add up, so nothing learned is sent again).
+ *     learned (cells add up, so nothing learned is sent again). RESIDUAL
+ *     names the given ids the smaller side already had, so the larger side
+ *     checks the fingerprint it states against the ids it gave: an id that
+ *     changed on the way cannot enter the cells as one of the smaller side's
+ *     own.
  *
  * Counts that show the smaller side with more ids in more than a few
  * buckets end the path after round 1 with coded cells sized from the
@@ -91,6 +95,9 @@ export class SubsetFlow {
   #give: IdBuffer | null = null
   #giveAt = 0
   #stream: IdStream | null = null
+  /** The smaller side: how many given ids it has read, and which of them it had already. */
+  #read = 0
+  readonly #had: number[] = []
   /** What to do on the round after a verdict other than ACK. */
   #then: SubsetStep | null = null
 
@@ -202,12 +209,36 @@ export class SubsetFlow {
       return { kind: 'done' }
     }
     if (type !== MSG_RESIDUAL) throw INVALID_MESSAGE('Unexpected message')
-    const extra = r.uint(this.#give!.n)
+    const give = this.#give!
+    const extra = r.uint(give.n)
     const fp: Sum64 = [0, 0]
     r.fp(fp)
     const d = r.uint()
-    r.end()
+    const had = r.uint(give.n)
     if (d < 1) throw INVALID_MESSAGE('A difference of nothing')
+    if (had + extra !== give.n) throw INVALID_MESSAGE('Given ids neither had nor learned')
+    // What they learned: the ids we gave but those they name as had. Their fingerprint plus those must be the one they state.
+    const learned = new IdBuffer(Math.max(1, extra))
+    let next = had > 0 ? r.uint(give.n - 1) : give.n
+    for (let i = 0, k = 1; i < give.n; i++) {
+      if (i === next) {
+        if (k < had) {
+          const gap = r.uint(give.n)
+          if (gap < 1 || next + gap >= give.n) throw INVALID_MESSAGE('Had ids out of order')
+          next += gap
+        } else {
+          next = give.n
+        }
+        k++
+        continue
+      }
+      learned.push(give.buf, i * ID_BYTES)
+    }
+    r.end()
+    const ctx = this.#ctx
+    const sum: Sum64 = [ctx.theirFp[0], ctx.theirFp[1]]
+    sumHashes(ctx.hasher, learned.buf, learned.n, sum, 1)
+    if (sum[0] !== fp[0] || sum[1] !== fp[1]) throw INVALID_MESSAGE('A residual that is not their set plus the ids given')
     return { kind: 'symbols', d, error: EST1_ERROR, residual: { extra, fp, symbols: null } }
   }
 
@@ -223,7 +254,16 @@ export class SubsetFlow {
       throw INVALID_MESSAGE('Expected ids')
     }
     const ctx = this.#ctx
-    readChunk(this.#stream, r, { ids: ctx.recvLimit }, false, ctx)
+    readChunk(this.#stream, r, { ids: ctx.recvLimit }, false, {
+      has: (src, at) => {
+        const have = ctx.has(src, at)
+        if (have) this.#had.push(this.#read)
+        this.#read++
+        return have
+      },
+      learn: ctx.learn,
+      keep: ctx.keep
+    })
     r.end()
     if (!this.#stream.theirDone) return EMPTY
     // Ours plus what we learned must be all of theirs: the keyed fingerprints say whether it is.
@@ -245,6 +285,10 @@ export class SubsetFlow {
         w.uint(learned.n)
         w.fp(fp[0], fp[1])
         w.uint(d)
+        // The given ids we had already, by index: the first, then the gaps.
+        const had = this.#had
+        w.uint(had.length)
+        for (let i = 0; i < had.length; i++) w.uint(i === 0 ? had[0]! : had[i]! - had[i - 1]!)
       })
     }
   }
