@@ -10,7 +10,7 @@ import b4a from 'b4a'
 import { isCoded } from '../lib/errors'
 import { ReconcileSet, Session, sync } from '../lib/reconcile'
 import { Writer } from '../lib/reconcile/wire'
-import { pair, randomId, feed, transcript, thrown } from './helpers/reconcile'
+import { pair, randomId, feed, transcript, thrown, tamperedExchange } from './helpers/reconcile'
 
 const KEY = randomId()
 
@@ -208,27 +208,16 @@ test('hostile: cells corrupted on the way never make the decoder report a wrong 
   await t.execution(() => fc.assert(fc.property(fc.nat(), fc.integer({ min: 1, max: 255 }), (pos, flip) => {
     const sa = new Session(A, { sessionKey: KEY })
     const sb = new Session(B, { sessionKey: KEY })
-    let ma: Uint8Array | null = sa.start()
-    let mb: Uint8Array | null = sb.start()
     let flipped = false
-    while (ma !== null && mb !== null) {
-      if (!flipped && mb[0] === 0x32) {
-        // The encoder's cells: one byte flipped past the type.
-        mb = mb.slice()
-        mb[1 + (pos % (mb.byteLength - 1))] ^= flip
-        flipped = true
-      }
-      let na: Uint8Array | null
-      try {
-        na = sa.receive(mb)
-      } catch (err) {
-        if (isCoded(err)) return // refused outright: fine too
-        throw err
-      }
-      const nb: Uint8Array | null = sb.receive(ma)
-      ma = na
-      mb = nb
-    }
+    const res = tamperedExchange(sa, sb, (m, fromA) => {
+      if (flipped || fromA || m[0] !== 0x32) return m
+      // The encoder's cells: one byte flipped past the type.
+      const bad = m.slice()
+      bad[1 + (pos % (bad.byteLength - 1))] ^= flip
+      flipped = true
+      return bad
+    })
+    if (res === 'coded') return // refused outright: fine too
     if (!flipped) throw new Error('no cells to corrupt')
     if (sa.mode === 'tree') tree++
     const got = sa.missing().map(x => b4a.toString(x, 'hex')).sort()

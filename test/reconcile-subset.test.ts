@@ -10,7 +10,7 @@ import { isCoded } from '../lib/errors'
 import { ReconcileSet, Session, sync } from '../lib/reconcile'
 import { bucketCounts, findLacking, lacking, planSubset, powerSums, SUBSET_MIN, type SubsetPlan } from '../lib/reconcile/subset'
 import { Writer } from '../lib/reconcile/wire'
-import { prng, makeIds, pair, exact, hexes, randomId, feed, thrown } from './helpers/reconcile'
+import { prng, makeIds, pair, exact, hexes, randomId, feed, thrown, tamperedExchange } from './helpers/reconcile'
 
 const KEY = randomId()
 const MSG_SUMS = 0x38
@@ -249,29 +249,19 @@ test('hostile: an id changed on the way to the smaller side never enters the cel
   await t.execution(() => fc.assert(fc.property(fc.nat(), fc.integer({ min: 1, max: 255 }), (pos, flip) => {
     const sa = new Session(A, { sessionKey: KEY })
     const sb = new Session(B, { sessionKey: KEY })
-    let ma: Uint8Array | null = sa.start()
-    let mb: Uint8Array | null = sb.start()
     let flipped = false
     runs++
-    while (ma !== null && mb !== null) {
-      if (!flipped && ma[0] === 0x3b && ma.byteLength > 64) {
-        // A's first chunk of ids: one byte flipped in its last 32 bytes (an id).
-        ma = ma.slice()
-        ma[ma.byteLength - 1 - (pos % 32)] ^= flip
-        flipped = true
-      }
-      let na: Uint8Array | null
-      let nb: Uint8Array | null
-      try {
-        na = sa.receive(mb)
-        nb = sb.receive(ma)
-      } catch (err) {
-        if (!isCoded(err)) throw err
-        refused++
-        return // refused: fine
-      }
-      ma = na
-      mb = nb
+    const res = tamperedExchange(sa, sb, (m, fromA) => {
+      if (flipped || !fromA || m[0] !== 0x3b || m.byteLength <= 64) return m
+      // A's first chunk of ids: one byte flipped in its last 32 bytes (an id).
+      const bad = m.slice()
+      bad[bad.byteLength - 1 - (pos % 32)] ^= flip
+      flipped = true
+      return bad
+    })
+    if (res === 'coded') {
+      refused++
+      return // refused: fine
     }
     if (!flipped) throw new Error('no ids to change')
     if (!exact({ missingInA: sa.missing(), missingInB: sb.missing() }, p)) throw new Error('a wrong difference')

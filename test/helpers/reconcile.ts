@@ -115,3 +115,25 @@ export function thrown (fn: () => void): unknown {
   }
   return null
 }
+
+/**
+ * A full exchange in which `tamper` sees each message on its way (`fromA`:
+ * sent by a) and may hand over another: 'coded' when a side refused one
+ * with a coded error, else 'done'.
+ */
+export function tamperedExchange (sa: Session, sb: Session, tamper: (msg: Uint8Array, fromA: boolean) => Uint8Array): 'done' | 'coded' {
+  let ma: Uint8Array | null = sa.start()
+  let mb: Uint8Array | null = sb.start()
+  while (ma !== null && mb !== null) {
+    const toA = tamper(mb, false)
+    const toB = tamper(ma, true)
+    try {
+      ma = sa.receive(toA)
+      mb = sb.receive(toB)
+    } catch (err) {
+      if (isCoded(err)) return 'coded'
+      throw err
+    }
+  }
+  return 'done'
+}
