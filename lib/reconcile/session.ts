@@ -3,14 +3,16 @@
  * code (no leader) and send one message per round at the same time, so a
  * round is one flight; a side with nothing to say sends an empty message.
  *
- *  1. hello: count, the 16-bucket estimator, and either the keyed
- *     fingerprint of the whole set (when the sides share a secret: the key
- *     is known up front and the set keeps the fingerprint up to date) or a
- *     nonce (the key then comes from both nonces, and the fingerprints
- *     follow in a round of their own). Plus the since list, if any.
+ *  1. hello (hello.ts): count, the 16-bucket estimator, and either the
+ *     keyed fingerprint of the whole set (when the sides share a secret:
+ *     the key is known up front and the set keeps the fingerprint up to
+ *     date) or a nonce (the key then comes from both nonces, and the
+ *     fingerprints follow in a round of their own). Plus the since list.
  *  2. from the hellos, both decide alike: equal sets are done; the since
  *     path (since.ts) may settle it; an empty or cold side gets ids in bulk
- *     (the walk's bulk tasks); otherwise the side with more ids encodes,
+ *     (the walk's bulk tasks); counts far apart with an estimate no larger
+ *     than their difference take the one-sided path (subset-flow.ts), which
+ *     may end in coded cells for what it leaves; otherwise the side with more ids encodes,
  *     the other decodes, and the estimate sizes the first batch of cells
  *     (plan.ts; a saturated estimate first costs a round of finer ones).
  *  3. the encoder sends the cells (coded-symbols.ts); the decoder peels
