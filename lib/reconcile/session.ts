@@ -11,15 +11,17 @@
  *  2. from the hellos, both decide alike: equal sets are done; the since
  *     path (since.ts) may settle it; an empty or cold side gets ids in bulk
  *     (the walk's bulk tasks); counts far apart with an estimate no larger
- *     than their difference take the one-sided path (subset-flow.ts), which
- *     may end in coded cells for what it leaves; otherwise the side with more ids encodes,
- *     the other decodes, and the estimate sizes the first batch of cells
- *     (plan.ts; a saturated estimate first costs a round of finer ones).
- *  3. the encoder sends the cells (coded-symbols.ts); the decoder peels
- *     (peel.ts) and confirms with the keyed fingerprints, then sends the
- *     ids it has that the encoder lacks — or asks for more cells — or,
- *     when decoding stalls for good or does not confirm, has both fall back
- *     to the tree walk (walk.ts), which always finds the exact difference.
+ *     than their difference take the one-sided path (subset-flow.ts),
+ *     which may end in coded cells for what it leaves; otherwise the side
+ *     with more ids encodes, the other decodes, and the estimate sizes the
+ *     first batch of cells (plan.ts; a saturated estimate first costs a
+ *     round of finer ones).
+ *  3. the cells (symbols-flow.ts): the encoder sends them
+ *     (coded-symbols.ts); the decoder peels (peel.ts) and confirms with the
+ *     keyed fingerprints, then sends the ids it has that the encoder lacks
+ *     — or asks for more cells — or, when decoding stalls for good or does
+ *     not confirm, has both fall back to the tree walk (walk.ts), which
+ *     always finds the exact difference.
  *
  * Decoding treats the bytes as hostile: anything malformed, inconsistent or
  * over a limit is an INVALID_MESSAGE error, and the session is dead after it.
@@ -28,18 +30,17 @@ import b4a from 'b4a'
 import sodium from 'sodium-universal'
 import { INVALID_MESSAGE, INVALID_OPERATION, BAD_ARGUMENT, isCoded } from '../errors'
 import { KeyedHash, deriveSessionKey, deriveSharedKey, NONCE_BYTES } from './hash'
-import { ID_BYTES, IdBuffer, sortIds } from './ids'
+import { ID_BYTES, IdBuffer } from './ids'
 import type { TreeData } from './tree-data'
 import { ReconcileSet } from './set'
-import { SHORT_CELL_BYTES, LONG_BYTES, SHORT_BYTES, cellsFor, type SymbolTable } from './coded-symbols'
-import { fingerprintOf, sumHashes, type Sum64 } from './fingerprint'
-import { decode } from './peel'
-import { MAX_REQUESTS, EST1_ERROR, EST2_ERROR, estimate, firstBatch, nextBatch, readBatch, readEst2, writeBatch, writeEst2, type Batch } from './plan'
+import { cellsFor, type SymbolTable } from './coded-symbols'
+import { fingerprintOf, type Sum64 } from './fingerprint'
+import { EST1_ERROR, EST2_ERROR, estimate, firstBatch, readEst2, writeEst2 } from './plan'
 import { SINCE_HARD_MAX, sinceMatches } from './since'
 import { DEFAULT_MAX_IDS_PER_MESSAGE, HELLO_MAX_BYTES, MAX_IDS_PER_MESSAGE_LIMIT, isHello, readHello, writeHello, type Hello } from './hello'
-import { IdStream, readChunk, writeListChunk } from './bulk'
 import { planSubset, type SubsetPlan } from './subset'
 import { SubsetFlow, type Residual, type SubsetStep } from './subset-flow'
+import { SymbolsFlow, type SymbolsStep } from './symbols-flow'
 import { TreeWalk, startsInBulk, type WalkContext } from './walk'
 import { KeyedIndex } from './walk-index'
 import { Reader, Writer } from './wire'
@@ -47,10 +48,7 @@ import { Reader, Writer } from './wire'
 // Message types: the first byte (0x20 to 0x27: a hello and its flags, hello.ts).
 const MSG_FP = 0x30
 const MSG_EST2 = 0x31
-const MSG_CELLS = 0x32
-const MSG_MORE = 0x33
-const MSG_DONE = 0x34
-const MSG_WALK = 0x35
+// 0x32 to 0x35: coded cells (symbols-flow.ts).
 const MSG_ROUND = 0x36
 // 0x37 to 0x3c: the one-sided path (subset-flow.ts).
 
@@ -79,7 +77,7 @@ export interface SessionOptions {
   sessionKey?: Uint8Array
 }
 
-type Phase = 'new' | 'hello' | 'fp' | 'est2' | 'encoded' | 'encoder' | 'decoder' | 'returning' | 'requested' | 'falling' | 'subset' | 'walk' | 'done' | 'failed'
+type Phase = 'new' | 'hello' | 'fp' | 'est2' | 'symbols' | 'subset' | 'walk' | 'done' | 'failed'
 
 /**
  * One side of a reconciliation. `start()` gives the first message; hand
@@ -114,19 +112,8 @@ export class Session {
   #estimate = -1
   #oneSided = false
 
-  /** Symbols path: the cells sent so far (and before the last batch), what the decoder holds of them, requests made, the ids to send back. */
-  #batch: Batch = { S: 0, L: 0 }
-  #prevBatch: Batch = { S: 0, L: 0 }
-  #shortCells: Uint8Array = new Uint8Array(0)
-  #longCells: Uint8Array = new Uint8Array(0)
-  #requests = 0
-  #lastDecoded = -1
-  #back: Uint8Array | null = null
-  #backN = 0
-  #backAt = 0
-  #backStream: IdStream | null = null
   #walk: TreeWalk | null = null
-
+  #cells: SymbolsFlow | null = null
   #flow: SubsetFlow | null = null
   /** Counts and fingerprints of the two sets as they are (the walk's, and the cells' bound), whatever the one-sided path learned. */
   #base = { mine: 0, theirs: 0, myFp: [0, 0] as Sum64, theirFp: [0, 0] as Sum64 }
@@ -307,30 +294,10 @@ export class Session {
         const d = estimate(this.#symbols!.est2, theirs, 256, this.#theirCount - this.#myCount)
         return d === null ? this.#startWalk('tree') : this.#startSymbols(d, EST2_ERROR)
       }
-      case 'encoded':
-        // We sent cells; the decoder had nothing to say this round.
-        if (!idle) throw INVALID_MESSAGE('Expected an empty message')
-        this.#phase = 'encoder'
-        return new Uint8Array(0)
-      case 'encoder':
-        return this.#onDecoderSays(type, r)
-      case 'decoder':
-        if (type !== MSG_CELLS) throw INVALID_MESSAGE('Expected cells')
-        return this.#onCells(r)
-      case 'returning':
-      case 'requested':
-      case 'falling':
-        // The encoder waits for us this round.
-        if (!idle) throw INVALID_MESSAGE('Expected an empty message')
-        if (this.#phase === 'requested') {
-          this.#phase = 'decoder'
-          return new Uint8Array(0)
-        }
-        if (this.#phase === 'falling') return this.#startWalk('tree')
-        if (this.#backAt >= this.#backN) return null
-        return this.#doneChunk()
+      case 'symbols':
+        return this.#onStep(this.#cells!.receive(type, r))
       case 'subset':
-        return this.#onSubset(this.#flow!.receive(type, r))
+        return this.#onStep(this.#flow!.receive(type, r))
       case 'walk': {
         if (type !== MSG_ROUND) throw INVALID_MESSAGE('Expected a round of the tree walk')
         if (msg.byteLength > this.#walk!.maxMessageBytes) throw INVALID_MESSAGE('Message too large')
@@ -424,121 +391,27 @@ export class Session {
     if (batch.S > this.#limit) return this.#startWalk('tree')
     // Cells for what the one-sided path left: it moved most of the difference, and keeps the name.
     this.#mode = residual === null ? 'symbols' : 'subset'
-    return this.#nextBatch(batch)
-  }
-
-  /** Sends the encoder's cells of `batch` beyond those sent already; the decoder waits for them. */
-  #nextBatch (batch: Batch): Writer | Uint8Array {
-    const prev = this.#prevBatch = this.#batch
-    this.#batch = batch
-    if (!this.#encoder) {
-      this.#phase = 'decoder'
-      return new Uint8Array(0)
-    }
-    this.#phase = 'encoded'
-    const t = this.#symbols!
-    const bytes = new Uint8Array(t.xor.buffer, t.xor.byteOffset, t.cells * ID_BYTES)
-    const w = new Writer(1 + (batch.S - prev.S) * SHORT_CELL_BYTES + (batch.L - prev.L) * LONG_BYTES)
-    w.u8(MSG_CELLS)
-    for (let c = prev.S; c < batch.S; c++) {
-      w.fixed(bytes.subarray(c * ID_BYTES, c * ID_BYTES + SHORT_BYTES))
-      w.u32(t.chk[c]! >>> 0)
-      w.u8(t.cnt[c]! & 255)
-    }
-    for (let c = prev.L; c < batch.L; c++) w.fixed(bytes.subarray(c * ID_BYTES + SHORT_BYTES, (c + 1) * ID_BYTES))
-    return w
-  }
-
-  /** The decoder: the encoder's next cells arrived. Decode, confirm, answer. */
-  #onCells (r: Reader): Writer {
-    const prev = this.#prevBatch
-    const b = this.#batch
-    const shortNew = r.fixed((b.S - prev.S) * SHORT_CELL_BYTES)
-    const longNew = r.fixed((b.L - prev.L) * LONG_BYTES)
-    r.end()
-    this.#shortCells = concat(this.#shortCells, shortNew)
-    this.#longCells = concat(this.#longCells, longNew)
-    const res = decode({
-      mine: this.#symbols!,
-      tree: this.#tree!,
-      short: this.#shortCells,
-      S: b.S,
-      long: this.#longCells,
-      L: b.L,
-      dn: this.#theirCount - this.#myCount
-    })
-    if (res.kind === 'done') {
-      // Confirm with the keyed fingerprints: ours, plus theirs we lack, less ours they lack.
-      const fp: Sum64 = [this.#myFp[0], this.#myFp[1]]
-      sumHashes(this.#hasher!, res.theirs, res.nTheirs, fp, 1)
-      sumHashes(this.#hasher!, res.mine, res.nMine, fp, -1)
-      if (fp[0] === this.#theirFp[0] && fp[1] === this.#theirFp[1] && res.nTheirs <= this.#maxLearned) {
-        for (let i = 0; i < res.nTheirs; i++) this.#learn(res.theirs, i * ID_BYTES)
-        this.#knowsAllAfter = this.#received
-        const { sorted } = sortIds(res.mine, res.nMine)
-        this.#back = sorted
-        this.#backN = res.nMine
-        this.#backAt = 0
-        return this.#doneChunk()
-      }
-      return this.#fallBack()
-    }
-    if (res.kind === 'fail' || this.#requests >= MAX_REQUESTS) return this.#fallBack()
-    if (res.kind === 'short') {
-      // More cells decoded nothing more: ids that collide in the code, which no number of cells separates.
-      if (res.decoded === this.#lastDecoded) return this.#fallBack()
-      this.#lastDecoded = res.decoded
-    }
-    const d = Math.max(this.#estimate, 1)
-    const dn = Math.abs(this.#myCount - this.#theirCount)
-    const next = nextBatch(b, d, dn, res.kind === 'short' ? { decoded: res.decoded, left: res.left } : { u: res.u })
-    if (next.S > this.#limit) {
-      if (b.S >= this.#limit) return this.#fallBack()
-      next.S = this.#limit
-      next.L = Math.min(next.L, next.S)
-    }
-    this.#requests++
-    this.#prevBatch = b
-    this.#batch = next
-    this.#phase = 'requested'
-    return this.#message(MSG_MORE, w => writeBatch(w, next))
-  }
-
-  /** The decoder's next chunk of the ids the encoder lacks. */
-  #doneChunk (): Writer {
-    this.#phase = 'returning'
-    const budget = { ids: this.#peerLimit }
-    const w = new Writer(16 + Math.min(this.#backN - this.#backAt, budget.ids) * ID_BYTES)
-    w.u8(MSG_DONE)
-    this.#backAt = writeListChunk(this.#back!, this.#backN, this.#backAt, w, budget)
-    return w
-  }
-
-  #fallBack (): Writer {
-    this.#phase = 'falling'
-    return this.#message(MSG_WALK, () => {})
-  }
-
-  /** The encoder: what the decoder said about our cells. */
-  #onDecoderSays (type: number, r: Reader): Writer | Uint8Array | null {
-    if (type === MSG_DONE) {
-      if (this.#backStream === null) this.#backStream = new IdStream(new Uint8Array(ID_BYTES), 0)
-      readChunk(this.#backStream, r, { ids: this.#recvLimit }, false, this.#ctx)
-      r.end()
-      if (!this.#backStream.theirDone) return new Uint8Array(0)
-      return null
-    }
-    if (type === MSG_MORE) {
-      const next = readBatch(r, this.#batch, this.#limit)
-      r.end()
-      if (this.#requests++ >= MAX_REQUESTS) throw INVALID_MESSAGE('Too many requests for cells')
-      return this.#nextBatch(next)
-    }
-    if (type === MSG_WALK) {
-      r.end()
-      return this.#startWalk('tree')
-    }
-    throw INVALID_MESSAGE('Unexpected message')
+    this.#phase = 'symbols'
+    const session = this
+    const ctx = this.#ctx
+    this.#cells = new SymbolsFlow({
+      has: ctx.has,
+      learn: ctx.learn,
+      keep: ctx.keep,
+      get tree () { return session.#tree! },
+      get symbols () { return session.#symbols! },
+      get hasher () { return session.#hasher! },
+      get myCount () { return session.#myCount },
+      get theirCount () { return session.#theirCount },
+      get myFp () { return session.#myFp },
+      get theirFp () { return session.#theirFp },
+      get estimate () { return session.#estimate },
+      get limit () { return session.#limit },
+      get maxLearned () { return session.#maxLearned },
+      get recvLimit () { return session.#recvLimit },
+      get peerLimit () { return session.#peerLimit }
+    }, this.#encoder)
+    return this.#cells.start(batch)
   }
 
   // ---------------------------------------------------------------------
@@ -568,20 +441,19 @@ export class Session {
     return this.#flow.start()
   }
 
-  #onSubset (step: SubsetStep): Writer | Uint8Array | null {
+  /** What the one-sided path or the cells say to do next. */
+  #onStep (step: SubsetStep | SymbolsStep): Writer | Uint8Array | null {
+    if (step.kind === 'send') {
+      if (step.knows === true) this.#knowsAllAfter = this.#received
+      return step.msg
+    }
+    this.#flow = null
+    this.#cells = null
     switch (step.kind) {
-      case 'send':
-        if (step.knows === true) this.#knowsAllAfter = this.#received
-        return step.msg
-      case 'done':
-        this.#flow = null
-        return null
-      case 'est2':
-        this.#flow = null
-        return this.#askEst2()
-      case 'symbols':
-        this.#flow = null
-        return this.#startSymbols(step.d, step.error, step.residual)
+      case 'done': return null
+      case 'est2': return this.#askEst2()
+      case 'symbols': return this.#startSymbols(step.d, step.error, step.residual)
+      case 'walk': return this.#startWalk('tree')
     }
   }
 
@@ -604,12 +476,4 @@ export class Session {
     this.#walk!.compose(w)
     return w
   }
-}
-
-function concat (a: Uint8Array, b: Uint8Array): Uint8Array {
-  if (b.byteLength === 0) return a
-  const out = new Uint8Array(a.byteLength + b.byteLength)
-  out.set(a)
-  out.set(b, a.byteLength)
-  return out
 }

@@ -1,0 +1,238 @@
+/**
+ * The coded cells' messages (the cells are coded-symbols.ts, their
+ * decoding peel.ts, the batch sizes plan.ts). The side with more ids
+ * encodes; both sides still send one message per round:
+ *
+ *  - the encoder sends a batch of cells (CELLS), the decoder nothing;
+ *  - the decoder peels and confirms with the keyed fingerprints, then sends
+ *    the ids it has that the encoder lacks (DONE, in chunks), or asks for
+ *    more cells (MORE, with the new batch's sizes), or, when decoding
+ *    stalls for good or does not confirm, says so (WALK) and both go on
+ *    with the tree walk on the next round.
+ */
+import { INVALID_MESSAGE, INVALID_OPERATION } from '../errors'
+import { ID_BYTES, sortIds } from './ids'
+import type { TreeData } from './tree-data'
+import type { KeyedHash } from './hash'
+import { SHORT_CELL_BYTES, LONG_BYTES, SHORT_BYTES, type SymbolTable } from './coded-symbols'
+import { sumHashes, type Sum64 } from './fingerprint'
+import { decode } from './peel'
+import { MAX_REQUESTS, nextBatch, readBatch, writeBatch, type Batch } from './plan'
+import { IdStream, readChunk, writeListChunk, type IdSink } from './bulk'
+import { Reader, Writer } from './wire'
+
+export const MSG_CELLS = 0x32
+export const MSG_MORE = 0x33
+export const MSG_DONE = 0x34
+export const MSG_WALK = 0x35
+
+/** What the cells need of their session (counts and fingerprints as the cells see the sets). */
+export interface SymbolsContext extends IdSink {
+  readonly tree: TreeData
+  readonly symbols: SymbolTable
+  readonly hasher: KeyedHash
+  readonly myCount: number
+  readonly theirCount: number
+  readonly myFp: Sum64
+  readonly theirFp: Sum64
+  /** The estimated difference the first batch was sized for. */
+  readonly estimate: number
+  /** The most cells either side offers. */
+  readonly limit: number
+  readonly maxLearned: number
+  readonly recvLimit: number
+  readonly peerLimit: number
+}
+
+export type SymbolsStep =
+  /** `knows`: this side now knows the whole difference. */
+  | { kind: 'send', msg: Writer | Uint8Array, knows?: boolean }
+  | { kind: 'done' }
+  | { kind: 'walk' }
+
+type Phase = 'encoded' | 'encoder' | 'decoder' | 'returning' | 'requested' | 'falling'
+
+const EMPTY: SymbolsStep = { kind: 'send', msg: new Uint8Array(0) }
+
+export class SymbolsFlow {
+  readonly #ctx: SymbolsContext
+  readonly #encoder: boolean
+  #phase: Phase = 'decoder'
+  /** Cells [0, S) short and [0, L) long sent so far, and before the last batch. */
+  #batch: Batch = { S: 0, L: 0 }
+  #prevBatch: Batch = { S: 0, L: 0 }
+  /** The decoder: the cells received so far. */
+  #shortCells: Uint8Array = new Uint8Array(0)
+  #longCells: Uint8Array = new Uint8Array(0)
+  #requests = 0
+  #lastDecoded = -1
+  /** The decoder: our ids the encoder lacks, sorted, and how many are sent. The encoder: how it reads them. */
+  #back: Uint8Array | null = null
+  #backN = 0
+  #backAt = 0
+  #backStream: IdStream | null = null
+
+  constructor (ctx: SymbolsContext, encoder: boolean) {
+    this.#ctx = ctx
+    this.#encoder = encoder
+  }
+
+  /** The first batch: the encoder's cells, or the decoder's empty message. */
+  start (batch: Batch): Writer | Uint8Array {
+    return this.#nextBatch(batch)
+  }
+
+  /** The remote's message (type -1: an empty one). */
+  receive (type: number, r: Reader): SymbolsStep {
+    switch (this.#phase) {
+      case 'encoded':
+        // We sent cells; the decoder had nothing to say this round.
+        if (type >= 0) throw INVALID_MESSAGE('Expected an empty message')
+        this.#phase = 'encoder'
+        return EMPTY
+      case 'encoder':
+        return this.#onDecoderSays(type, r)
+      case 'decoder':
+        if (type !== MSG_CELLS) throw INVALID_MESSAGE('Expected cells')
+        return this.#onCells(r)
+      case 'returning':
+      case 'requested':
+      case 'falling':
+        // The encoder waits for us this round.
+        if (type >= 0) throw INVALID_MESSAGE('Expected an empty message')
+        if (this.#phase === 'requested') {
+          this.#phase = 'decoder'
+          return EMPTY
+        }
+        if (this.#phase === 'falling') return { kind: 'walk' }
+        if (this.#backAt >= this.#backN) return { kind: 'done' }
+        return { kind: 'send', msg: this.#doneChunk() }
+    }
+    throw INVALID_OPERATION('Unexpected state')
+  }
+
+  /** Sends the encoder's cells of `batch` beyond those sent already; the decoder waits for them. */
+  #nextBatch (batch: Batch): Writer | Uint8Array {
+    const prev = this.#prevBatch = this.#batch
+    this.#batch = batch
+    if (!this.#encoder) {
+      this.#phase = 'decoder'
+      return new Uint8Array(0)
+    }
+    this.#phase = 'encoded'
+    const t = this.#ctx.symbols
+    const bytes = new Uint8Array(t.xor.buffer, t.xor.byteOffset, t.cells * ID_BYTES)
+    const w = new Writer(1 + (batch.S - prev.S) * SHORT_CELL_BYTES + (batch.L - prev.L) * LONG_BYTES)
+    w.u8(MSG_CELLS)
+    for (let c = prev.S; c < batch.S; c++) {
+      w.fixed(bytes.subarray(c * ID_BYTES, c * ID_BYTES + SHORT_BYTES))
+      w.u32(t.chk[c]! >>> 0)
+      w.u8(t.cnt[c]! & 255)
+    }
+    for (let c = prev.L; c < batch.L; c++) w.fixed(bytes.subarray(c * ID_BYTES + SHORT_BYTES, (c + 1) * ID_BYTES))
+    return w
+  }
+
+  /** The decoder: the encoder's next cells arrived. Decode, confirm, answer. */
+  #onCells (r: Reader): SymbolsStep {
+    const ctx = this.#ctx
+    const prev = this.#prevBatch
+    const b = this.#batch
+    const shortNew = r.fixed((b.S - prev.S) * SHORT_CELL_BYTES)
+    const longNew = r.fixed((b.L - prev.L) * LONG_BYTES)
+    r.end()
+    this.#shortCells = concat(this.#shortCells, shortNew)
+    this.#longCells = concat(this.#longCells, longNew)
+    const res = decode({
+      mine: ctx.symbols,
+      tree: ctx.tree,
+      short: this.#shortCells,
+      S: b.S,
+      long: this.#longCells,
+      L: b.L,
+      dn: ctx.theirCount - ctx.myCount
+    })
+    if (res.kind === 'done') {
+      // Confirm with the keyed fingerprints: ours, plus theirs we lack, less ours they lack.
+      const fp: Sum64 = [ctx.myFp[0], ctx.myFp[1]]
+      sumHashes(ctx.hasher, res.theirs, res.nTheirs, fp, 1)
+      sumHashes(ctx.hasher, res.mine, res.nMine, fp, -1)
+      if (fp[0] === ctx.theirFp[0] && fp[1] === ctx.theirFp[1] && res.nTheirs <= ctx.maxLearned) {
+        for (let i = 0; i < res.nTheirs; i++) ctx.learn(res.theirs, i * ID_BYTES)
+        const { sorted } = sortIds(res.mine, res.nMine)
+        this.#back = sorted
+        this.#backN = res.nMine
+        this.#backAt = 0
+        return { kind: 'send', msg: this.#doneChunk(), knows: true }
+      }
+      return this.#fallBack()
+    }
+    if (res.kind === 'fail' || this.#requests >= MAX_REQUESTS) return this.#fallBack()
+    if (res.kind === 'short') {
+      // More cells decoded nothing more: ids that collide in the code, which no number of cells separates.
+      if (res.decoded === this.#lastDecoded) return this.#fallBack()
+      this.#lastDecoded = res.decoded
+    }
+    const d = Math.max(ctx.estimate, 1)
+    const dn = Math.abs(ctx.myCount - ctx.theirCount)
+    const next = nextBatch(b, d, dn, res.kind === 'short' ? { decoded: res.decoded, left: res.left } : { u: res.u })
+    if (next.S > ctx.limit) {
+      if (b.S >= ctx.limit) return this.#fallBack()
+      next.S = ctx.limit
+      next.L = Math.min(next.L, next.S)
+    }
+    this.#requests++
+    this.#prevBatch = b
+    this.#batch = next
+    this.#phase = 'requested'
+    const w = new Writer(16)
+    w.u8(MSG_MORE)
+    writeBatch(w, next)
+    return { kind: 'send', msg: w }
+  }
+
+  /** The decoder's next chunk of the ids the encoder lacks. */
+  #doneChunk (): Writer {
+    this.#phase = 'returning'
+    const budget = { ids: this.#ctx.peerLimit }
+    const w = new Writer(16 + Math.min(this.#backN - this.#backAt, budget.ids) * ID_BYTES)
+    w.u8(MSG_DONE)
+    this.#backAt = writeListChunk(this.#back!, this.#backN, this.#backAt, w, budget)
+    return w
+  }
+
+  #fallBack (): SymbolsStep {
+    this.#phase = 'falling'
+    return { kind: 'send', msg: new Uint8Array([MSG_WALK]) }
+  }
+
+  /** The encoder: what the decoder said about our cells. */
+  #onDecoderSays (type: number, r: Reader): SymbolsStep {
+    const ctx = this.#ctx
+    if (type === MSG_DONE) {
+      if (this.#backStream === null) this.#backStream = new IdStream(new Uint8Array(ID_BYTES), 0)
+      readChunk(this.#backStream, r, { ids: ctx.recvLimit }, false, ctx)
+      r.end()
+      return this.#backStream.theirDone ? { kind: 'done' } : EMPTY
+    }
+    if (type === MSG_MORE) {
+      const next = readBatch(r, this.#batch, ctx.limit)
+      r.end()
+      if (this.#requests++ >= MAX_REQUESTS) throw INVALID_MESSAGE('Too many requests for cells')
+      return { kind: 'send', msg: this.#nextBatch(next) }
+    }
+    if (type === MSG_WALK) {
+      r.end()
+      return { kind: 'walk' }
+    }
+    throw INVALID_MESSAGE('Unexpected message')
+  }
+}
+
+function concat (a: Uint8Array, b: Uint8Array): Uint8Array {
+  if (b.byteLength === 0) return a
+  const out = new Uint8Array(a.byteLength + b.byteLength)
+  out.set(a)
+  out.set(b, a.byteLength)
+  return out
+}
