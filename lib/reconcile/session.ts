@@ -41,6 +41,7 @@ import { DEFAULT_MAX_IDS_PER_MESSAGE, HELLO_MAX_BYTES, MAX_IDS_PER_MESSAGE_LIMIT
 import { planSubset, type SubsetPlan } from './subset'
 import { SubsetFlow, type Residual, type SubsetStep } from './subset-flow'
 import { SymbolsFlow, type SymbolsStep } from './symbols-flow'
+import type { FlowContext } from './flow-context'
 import { TreeWalk, startsInBulk, type WalkContext } from './walk'
 import { KeyedIndex } from './walk-index'
 import { Reader, Writer } from './wire'
@@ -228,9 +229,11 @@ export class Session {
   }
 
   // ---------------------------------------------------------------------
-  // What the tree walk and the bulk reader need of the session
+  // What the tree walk, the bulk reader, the one-sided path and the cells
+  // read of the session (getters: counts, fingerprints and cells change
+  // after the one-sided path)
 
-  readonly #ctx: WalkContext = ((session: Session): WalkContext => ({
+  readonly #ctx: WalkContext & FlowContext = ((session: Session): WalkContext & FlowContext => ({
     get tree () { return session.#tree! },
     index: () => {
       if (session.#index === null) session.#index = new KeyedIndex(session.#tree!, session.#hasher!)
@@ -244,7 +247,17 @@ export class Session {
     get peerLimit () { return session.#peerLimit },
     get maxOpen () { return session.#maxOpen },
     get estimate () { return session.#estimate },
-    get oneSided () { return session.#oneSided }
+    get oneSided () { return session.#oneSided },
+    get symbols () { return session.#symbols! },
+    get hasher () { return session.#hasher! },
+    get myCount () { return session.#myCount },
+    get theirCount () { return session.#theirCount },
+    get myFp () { return session.#myFp },
+    get theirFp () { return session.#theirFp },
+    get theirEst1 () { return session.#theirEst1! },
+    get learned () { return session.#learned },
+    get limit () { return session.#limit },
+    get maxLearned () { return session.#maxLearned }
   }))(this)
 
   #learn (src: Uint8Array, at: number): void {
@@ -392,25 +405,7 @@ export class Session {
     // Cells for what the one-sided path left: it moved most of the difference, and keeps the name.
     this.#mode = residual === null ? 'symbols' : 'subset'
     this.#phase = 'symbols'
-    const session = this
-    const ctx = this.#ctx
-    this.#cells = new SymbolsFlow({
-      has: ctx.has,
-      learn: ctx.learn,
-      keep: ctx.keep,
-      get tree () { return session.#tree! },
-      get symbols () { return session.#symbols! },
-      get hasher () { return session.#hasher! },
-      get myCount () { return session.#myCount },
-      get theirCount () { return session.#theirCount },
-      get myFp () { return session.#myFp },
-      get theirFp () { return session.#theirFp },
-      get estimate () { return session.#estimate },
-      get limit () { return session.#limit },
-      get maxLearned () { return session.#maxLearned },
-      get recvLimit () { return session.#recvLimit },
-      get peerLimit () { return session.#peerLimit }
-    }, this.#encoder)
+    this.#cells = new SymbolsFlow(this.#ctx, this.#encoder)
     return this.#cells.start(batch)
   }
 
@@ -420,24 +415,7 @@ export class Session {
   #startSubset (plan: SubsetPlan): Writer {
     this.#mode = 'subset'
     this.#phase = 'subset'
-    const session = this
-    const ctx = this.#ctx
-    this.#flow = new SubsetFlow({
-      has: ctx.has,
-      learn: ctx.learn,
-      keep: ctx.keep,
-      get tree () { return session.#tree! },
-      get symbols () { return session.#symbols! },
-      get hasher () { return session.#hasher! },
-      get myCount () { return session.#myCount },
-      get theirCount () { return session.#theirCount },
-      get myFp () { return session.#myFp },
-      get theirFp () { return session.#theirFp },
-      get theirEst1 () { return session.#theirEst1! },
-      get learned () { return session.#learned },
-      get recvLimit () { return session.#recvLimit },
-      get peerLimit () { return session.#peerLimit }
-    }, plan, this.#encoder)
+    this.#flow = new SubsetFlow(this.#ctx, plan, this.#encoder)
     return this.#flow.start()
   }
 

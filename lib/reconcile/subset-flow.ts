@@ -23,12 +23,11 @@
  */
 import { INVALID_MESSAGE, INVALID_OPERATION } from '../errors'
 import { ID_BYTES, IdBuffer } from './ids'
-import type { TreeData } from './tree-data'
-import type { KeyedHash } from './hash'
 import { withIds, type SymbolTable } from './coded-symbols'
 import { sumHashes, type Sum64 } from './fingerprint'
 import { estimate, EST1_ERROR } from './plan'
-import { IdStream, readChunk, writeListChunk, type IdSink } from './bulk'
+import { IdStream, readChunk, writeListChunk } from './bulk'
+import type { FlowContext } from './flow-context'
 import { bucketCounts, findLacking, lacking, powerSums, readCounts, readSums, writeCounts, writeSums, type SubsetPlan } from './subset'
 import { Reader, Writer } from './wire'
 
@@ -38,23 +37,6 @@ export const MSG_ACK = 0x39
 export const MSG_GIVE = 0x3b
 export const MSG_RESIDUAL = 0x3c
 const MSG_IDS = 0x34
-
-/** What the path needs of its session. */
-export interface SubsetContext extends IdSink {
-  readonly tree: TreeData
-  readonly symbols: SymbolTable
-  readonly hasher: KeyedHash
-  readonly myCount: number
-  readonly theirCount: number
-  readonly myFp: Sum64
-  readonly theirFp: Sum64
-  /** Their hello's 16 estimator buckets (modulo 16). */
-  readonly theirEst1: readonly number[]
-  /** The ids learned so far (the session's). */
-  readonly learned: IdBuffer
-  readonly recvLimit: number
-  readonly peerLimit: number
-}
 
 /** The smaller side's state as if it held what it learned: what both sides' coded cells start from. */
 export interface Residual {
@@ -78,7 +60,7 @@ type Phase = 'counts' | 'lacking' | 'giving' | 'taking' | 'acked' | 'restart'
 const EMPTY: SubsetStep = { kind: 'send', msg: new Uint8Array(0) }
 
 export class SubsetFlow {
-  readonly #ctx: SubsetContext
+  readonly #ctx: FlowContext
   readonly #plan: SubsetPlan
   readonly #larger: boolean
   #phase: Phase = 'counts'
@@ -101,7 +83,7 @@ export class SubsetFlow {
   /** What to do on the round after a verdict other than ACK. */
   #then: SubsetStep | null = null
 
-  constructor (ctx: SubsetContext, plan: SubsetPlan, larger: boolean) {
+  constructor (ctx: FlowContext, plan: SubsetPlan, larger: boolean) {
     this.#ctx = ctx
     this.#plan = plan
     this.#larger = larger

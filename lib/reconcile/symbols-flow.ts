@@ -12,37 +12,18 @@
  */
 import { INVALID_MESSAGE, INVALID_OPERATION } from '../errors'
 import { ID_BYTES, sortIds } from './ids'
-import type { TreeData } from './tree-data'
-import type { KeyedHash } from './hash'
-import { SHORT_CELL_BYTES, LONG_BYTES, SHORT_BYTES, type SymbolTable } from './coded-symbols'
+import { SHORT_CELL_BYTES, LONG_BYTES, SHORT_BYTES } from './coded-symbols'
 import { sumHashes, type Sum64 } from './fingerprint'
 import { decode } from './peel'
 import { MAX_REQUESTS, nextBatch, readBatch, writeBatch, type Batch } from './plan'
-import { IdStream, readChunk, writeListChunk, type IdSink } from './bulk'
+import { IdStream, readChunk, writeListChunk } from './bulk'
+import type { FlowContext } from './flow-context'
 import { Reader, Writer } from './wire'
 
 export const MSG_CELLS = 0x32
 export const MSG_MORE = 0x33
 export const MSG_DONE = 0x34
 export const MSG_WALK = 0x35
-
-/** What the cells need of their session (counts and fingerprints as the cells see the sets). */
-export interface SymbolsContext extends IdSink {
-  readonly tree: TreeData
-  readonly symbols: SymbolTable
-  readonly hasher: KeyedHash
-  readonly myCount: number
-  readonly theirCount: number
-  readonly myFp: Sum64
-  readonly theirFp: Sum64
-  /** The estimated difference the first batch was sized for. */
-  readonly estimate: number
-  /** The most cells either side offers. */
-  readonly limit: number
-  readonly maxLearned: number
-  readonly recvLimit: number
-  readonly peerLimit: number
-}
 
 export type SymbolsStep =
   /** `knows`: this side now knows the whole difference. */
@@ -55,7 +36,7 @@ type Phase = 'encoded' | 'encoder' | 'decoder' | 'returning' | 'requested' | 'fa
 const EMPTY: SymbolsStep = { kind: 'send', msg: new Uint8Array(0) }
 
 export class SymbolsFlow {
-  readonly #ctx: SymbolsContext
+  readonly #ctx: FlowContext
   readonly #encoder: boolean
   #phase: Phase = 'decoder'
   /** Cells [0, S) short and [0, L) long sent so far, and before the last batch. */
@@ -72,7 +53,7 @@ export class SymbolsFlow {
   #backAt = 0
   #backStream: IdStream | null = null
 
-  constructor (ctx: SymbolsContext, encoder: boolean) {
+  constructor (ctx: FlowContext, encoder: boolean) {
     this.#ctx = ctx
     this.#encoder = encoder
   }
