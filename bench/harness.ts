@@ -82,8 +82,9 @@ export type Metrics = Record<string, number>
  * One timed run of a row for one contender: `run` does `ops` operations and
  * may resolve with metrics of that run (their collection is timed with it,
  * so keep it cheap); `timedMs` among them replaces the time measured around
- * `run` (a run in a child process times only its own work). `dispose` is untimed and may throw to fail the row,
- * e.g. when the run did not leave the state it claims.
+ * `run` (a run in a child process times only its own work). `dispose` is
+ * untimed and may throw to fail the row, e.g. when the run did not leave the
+ * state it claims.
  */
 export interface Trial {
   readonly ops: number

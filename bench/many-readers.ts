@@ -14,7 +14,7 @@ import { spawn } from 'child_process'
 import RAM from 'random-access-memory'
 import { Hypercore } from '../lib/hypercore'
 import { RssSampler } from './replication'
-import { blockPool, collectGarbage, fmtInt, fmtOps, type BenchEnv, type Column, type Metrics, type Row, type RowResult, type Section } from './harness'
+import { blockPool, collectGarbage, fmtInt, fmtOps, type Column, type Metrics, type Row, type RowResult, type Section } from './harness'
 
 const BLOCKS = 10_000
 const BLOCK_SIZE = 1024
@@ -53,6 +53,17 @@ async function memoryWriter (n: number): Promise<Hypercore> {
   return w
 }
 
+type Stream = NodeJS.ReadWriteStream & { destroy (): void }
+
+/** A fresh reader of `writer` on `storage`, piped to it over a stream pair of its own. */
+function pipedReader (writer: Hypercore, storage: (name: string) => RAM): { reader: Hypercore, streams: Stream[] } {
+  const reader = new Hypercore(storage, writer.key!)
+  const a = writer.replicate(true) as unknown as Stream
+  const b = reader.replicate(false) as unknown as Stream
+  a.pipe(b).pipe(a)
+  return { reader, streams: [a, b] }
+}
+
 /**
  * The scenario, in this process: a writer of `n` blocks, then `readers`
  * fresh readers each piped to it, timed until all hold every block; then
@@ -62,27 +73,20 @@ async function memoryWriter (n: number): Promise<Hypercore> {
 async function readersRound (readers: number, n: number): Promise<Metrics> {
   const writer = await memoryWriter(n)
   // One untimed reader first, so the timed ones run warm code whatever their number.
-  const warm = new Hypercore(() => new RAM(), writer.key!)
-  const wa = writer.replicate(true) as unknown as NodeJS.ReadWriteStream & { destroy (): void }
-  const wb = warm.replicate(false) as unknown as NodeJS.ReadWriteStream & { destroy (): void }
-  wa.pipe(wb).pipe(wa)
-  await warm.download({ start: 0, end: n }).done()
-  wa.destroy()
-  wb.destroy()
-  await warm.close()
+  const warm = pipedReader(writer, () => new RAM())
+  await warm.reader.download({ start: 0, end: n }).done()
+  for (const s of warm.streams) s.destroy()
+  await warm.reader.close()
   const ram = countedRam()
   const cores: Hypercore[] = []
-  const streams: Array<{ destroy (): void }> = []
+  const streams: Stream[] = []
   collectGarbage()
   const rss = new RssSampler()
   const t0 = performance.now()
   for (let r = 0; r < readers; r++) {
-    const reader = new Hypercore(ram.factory, writer.key!)
-    cores.push(reader)
-    const a = writer.replicate(true) as unknown as NodeJS.ReadWriteStream & { destroy (): void }
-    const b = reader.replicate(false) as unknown as NodeJS.ReadWriteStream & { destroy (): void }
-    a.pipe(b).pipe(a)
-    streams.push(a, b)
+    const piped = pipedReader(writer, ram.factory)
+    cores.push(piped.reader)
+    streams.push(...piped.streams)
   }
   await Promise.all(cores.map(c => c.download({ start: 0, end: n }).done()))
   const timedMs = performance.now() - t0

@@ -3,9 +3,10 @@
  * and Negentropy (`@nostr-dev-kit/sync`) on the same sets: two sets of n
  * random 32-byte ids that differ in d ids (half missing on each side; d = 1:
  * one id missing on one side), a one-sided pair (A has n ids, B the same
- * less 5,000), a nearly one-sided one (B also holds 50 ids of its own), plus nomadcore's own rows: the since path, an empty peer,
- * a session under a key the sets do not hold a fingerprint for yet, the
- * time to build a set of n ids and to insert or delete one.
+ * less 5,000), a nearly one-sided one (B also holds 50 ids of its own),
+ * plus nomadcore's own rows: the since path, an empty peer, a session under
+ * a key the sets do not hold a fingerprint for yet, the time to build a set
+ * of n ids and to insert or delete one.
  *
  * For each sync: the bytes and flights until one side knows the whole
  * symmetric difference (the decoding side), and until both sides know

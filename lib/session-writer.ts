@@ -53,8 +53,7 @@ export class SessionWriter {
   }
 
   async append (blocks: unknown, opts: AppendOptions): Promise<{ length: number, byteLength: number }> {
-    await this.#binding.live('Cannot append to a closed session')
-    const core = this.#binding.core
+    const core = await this.#binding.live('Cannot append to a closed session')
     const s = this.#session
     const keyPair = opts.keyPair ?? this.#keyPair ?? core.keyPair
     const signature = opts.signature ?? null
@@ -73,8 +72,7 @@ export class SessionWriter {
 
   /** Without a signer, only clearing the core on its current fork is allowed. */
   async truncate (newLength: number, opts: number | TruncateOptions): Promise<void> {
-    await this.#binding.live('Cannot truncate a closed session')
-    const core = this.#binding.core
+    const core = await this.#binding.live('Cannot truncate a closed session')
     const o = typeof opts === 'number' ? { fork: opts } : opts
     const fork = o.fork ?? core.fork + 1
     const keyPair = o.keyPair ?? this.#keyPair ?? core.keyPair
@@ -88,7 +86,7 @@ export class SessionWriter {
 
   async clear (start: number, end: number | { diff?: boolean } | undefined, opts: { diff?: boolean }): Promise<{ blocks: number } | null> {
     const s = this.#session
-    await this.#binding.live('cannot clear on a closed session')
+    const core = await this.#binding.live('cannot clear on a closed session')
     if (typeof end === 'object' && end !== null) {
       opts = end
       end = undefined
@@ -98,7 +96,7 @@ export class SessionWriter {
     assertIndex(stop, 'clear range', s.discoveryKey)
     const diff = opts.diff === true
     if (start >= stop || start >= s.length) return diff ? { blocks: 0 } : null
-    const freed = await this.#binding.core.clear(start, stop)
+    const freed = await core.clear(start, stop)
     return diff ? { blocks: freed ?? 0 } : null
   }
 
@@ -112,8 +110,7 @@ export class SessionWriter {
   }
 
   async setUserData (key: string, value: Uint8Array | string | null): Promise<void> {
-    await this.#binding.live()
-    const core = this.#binding.core
+    const core = await this.#binding.live()
     const bytes = value === null ? null : typeof value === 'string' ? b4a.from(value) : value
     const existing = core.getUserData(key)
     if (existing !== null && bytes !== null && b4a.equals(existing, bytes)) return

@@ -200,23 +200,16 @@ export class SubsetFlow {
     if (d < 1) throw INVALID_MESSAGE('A difference of nothing')
     if (had + extra !== give.n) throw INVALID_MESSAGE('Given ids neither had nor learned')
     // What they learned: the ids we gave but those they name as had. Their fingerprint plus those must be the one they state.
-    const learned = new IdBuffer(Math.max(1, extra))
-    let next = had > 0 ? r.uint(give.n - 1) : give.n
-    for (let i = 0, k = 1; i < give.n; i++) {
-      if (i === next) {
-        if (k < had) {
-          const gap = r.uint(give.n)
-          if (gap < 1 || next + gap >= give.n) throw INVALID_MESSAGE('Had ids out of order')
-          next += gap
-        } else {
-          next = give.n
-        }
-        k++
-        continue
-      }
-      learned.push(give.buf, i * ID_BYTES)
+    const wasHad = new Uint8Array(give.n)
+    for (let k = 0, i = -1; k < had; k++) {
+      const step = r.uint(give.n)
+      i += step
+      if (step < 1 || i >= give.n) throw INVALID_MESSAGE('Had ids out of order')
+      wasHad[i] = 1
     }
     r.end()
+    const learned = new IdBuffer(Math.max(1, extra))
+    for (let i = 0; i < give.n; i++) if (wasHad[i] === 0) learned.push(give.buf, i * ID_BYTES)
     const ctx = this.#ctx
     const sum: Sum64 = [ctx.theirFp[0], ctx.theirFp[1]]
     sumHashes(ctx.hasher, learned.buf, learned.n, sum, 1)
@@ -267,10 +260,10 @@ export class SubsetFlow {
         w.uint(learned.n)
         w.fp(fp[0], fp[1])
         w.uint(d)
-        // The given ids we had already, by index: the first, then the gaps.
+        // The given ids we had already, by index, each as the step from the one before (from -1).
         const had = this.#had
         w.uint(had.length)
-        for (let i = 0; i < had.length; i++) w.uint(i === 0 ? had[0]! : had[i]! - had[i - 1]!)
+        for (let i = 0; i < had.length; i++) w.uint(had[i]! - (i === 0 ? -1 : had[i - 1]!))
       })
     }
   }

@@ -283,6 +283,9 @@ export function findLacking (tree: TreeData, plan: SubsetPlan, k: Uint8Array, th
   const ids = new IdBuffer(Math.max(16, mine.length))
   let misfit = 0
   let misfitLack = 0
+  // Buckets with ids missing that we hold ids in, and how many they miss: the rest hold none of ours, a misfit all the same.
+  let seen = 0
+  let seenLack = 0
   // Ids come in order, so a bucket's are together: when it ends, its roots are dropped if too few.
   let cur = -1
   let from = 0
@@ -304,6 +307,8 @@ export function findLacking (tree: TreeData, plan: SubsetPlan, k: Uint8Array, th
         cur = b
         from = ids.n
         roots = 0
+        seen++
+        seenLack += kb
       }
       const x = hashOf(buf, a, plan)
       let v = 1
@@ -314,13 +319,7 @@ export function findLacking (tree: TreeData, plan: SubsetPlan, k: Uint8Array, th
     }
   })
   close()
-  // Buckets where ids are missing though we hold none: a misfit all the same.
-  const counts = bucketCounts(tree, bits)
-  for (let b = 0; b < k.length; b++) {
-    if (k[b]! > 0 && counts[b] === 0) {
-      misfit++
-      misfitLack += k[b]!
-    }
-  }
-  return { ids, misfit, misfitLack }
+  let lacking = 0
+  for (let b = 0; b < k.length; b++) if (k[b]! > 0) lacking++
+  return { ids, misfit: misfit + lacking - seen, misfitLack: misfitLack + theirs.length - seenLack }
 }
