@@ -6,7 +6,10 @@
  * less 5,000), a nearly one-sided one (B also holds 50 ids of its own),
  * plus nomadcore's own rows: the since path, an empty peer, a session under
  * a key the sets do not hold a fingerprint for yet, the time to build a set
- * of n ids and to insert or delete one.
+ * of n ids and to insert or delete one; and the same syncs with a burst
+ * (A follows its hello with cells for up to 50 differences, sent blind:
+ * the "first knows" bytes count the packets B read, the "both know" bytes
+ * every packet sent), including equal sets, where the burst is all cost.
  *
  * For each sync: the bytes and flights until one side knows the whole
  * symmetric difference (the decoding side), and until both sides know
@@ -85,6 +88,8 @@ const RIBLT_SYMBOL_BYTES = 32 + 8 + 1
 const ONE_SIDED = 5000
 /** Ids of B's own in the nearly one-sided pair. */
 const NEARLY_OWN = 50
+/** The difference a burst is sized for in the rows with one. */
+const BURST = 50
 
 /** Deterministic ids: xorshift128 filled into one buffer, viewed 32 bytes at a time. */
 function makeIds (n: number, seed: number): Uint8Array[] {
@@ -261,6 +266,12 @@ export async function reconcileBench (opts: ReconcileBenchOptions = {}): Promise
     rows.push(syncRow(`d${d}`, label, n, d, res, ms, exact))
     log(`d=${d}: first ${res.firstKnows.bytes} B (${(res.firstKnows.bytes / (d * 32)).toFixed(2)}×) in ${res.firstKnows.rounds}, both ${res.bytes} B (${(res.bytes / (d * 32)).toFixed(2)}×) in ${res.rounds}, ${ms.toFixed(1)} ms${exact ? '' : ' NOT EXACT'}`)
     await compare(`d${d}`, label, d, base.concat(inA), base.concat(inB), inA, inB)
+    if (d <= BURST) {
+      const b = timedSync(A!, B, 5, { burst: BURST })
+      const bExact = sameSet(b.res.missingInA, inB) && sameSet(b.res.missingInB, inA)
+      rows.push(syncRow(`d${d}-burst`, `${label}, with a burst for ${BURST}`, n, d, b.res, b.ms, bExact))
+      log(`d=${d} with a burst: first ${b.res.firstKnows.bytes} B in ${b.res.firstKnows.rounds}, both ${b.res.bytes} B in ${b.res.rounds}, ${b.ms.toFixed(1)} ms${bExact ? '' : ' NOT EXACT'}`)
+    }
     if (d === 50) {
       // The same sync under a key neither set holds a fingerprint for: both hash their whole set.
       const key = makeIds(1, seed + d)[0]!
@@ -274,49 +285,59 @@ export async function reconcileBench (opts: ReconcileBenchOptions = {}): Promise
     for (const id of inB) B.delete(id)
   }
 
-  // d = 50 over many draws: how often the estimate in the hello sizes the first batch well enough.
+  // d = 50 over many draws: how often the estimate in the hello sizes the first batch well enough, and how often a burst decodes.
   if ((opts.draws ?? 200) > 0) {
     const draws = opts.draws ?? 200
     const m = 20_000
     const ids = makeIds(m + draws * 50, seed + 7)
     const X = ReconcileSet.from(ids.slice(0, m))
     const Y = ReconcileSet.from(ids.slice(0, m))
-    let first = 0
-    let firstFlights = 0
-    let both = 0
-    let flights = 0
-    let oneBatch = 0
-    let exact = true
-    for (let k = 0; k < draws; k++) {
-      const diff = ids.slice(m + k * 50, m + (k + 1) * 50)
-      const inX = diff.filter((_, i) => i % 2 === 0)
-      const inY = diff.filter((_, i) => i % 2 === 1)
-      for (const id of inX) X.insert(id)
-      for (const id of inY) Y.insert(id)
-      const res = sync(X, Y)
-      exact &&= sameSet(res.missingInA, inY) && sameSet(res.missingInB, inX)
-      first += res.firstKnows.bytes
-      firstFlights += res.firstKnows.rounds
-      both += res.bytes
-      flights += res.rounds
-      if (res.firstKnows.rounds === 2) oneBatch++
-      for (const id of inX) X.delete(id)
-      for (const id of inY) Y.delete(id)
+    for (const burst of [0, BURST]) {
+      let first = 0
+      let firstFlights = 0
+      let both = 0
+      let flights = 0
+      let fast = 0
+      let exact = true
+      for (let k = 0; k < draws; k++) {
+        const diff = ids.slice(m + k * 50, m + (k + 1) * 50)
+        const inX = diff.filter((_, i) => i % 2 === 0)
+        const inY = diff.filter((_, i) => i % 2 === 1)
+        for (const id of inX) X.insert(id)
+        for (const id of inY) Y.insert(id)
+        const res = sync(X, Y, { burst })
+        exact &&= sameSet(res.missingInA, inY) && sameSet(res.missingInB, inX)
+        first += res.firstKnows.bytes
+        firstFlights += res.firstKnows.rounds
+        both += res.bytes
+        flights += res.rounds
+        // The fewest flights each can take: the cells after the hellos, or the burst with them.
+        if (res.firstKnows.rounds === (burst > 0 ? 1 : 2)) fast++
+        for (const id of inX) X.delete(id)
+        for (const id of inY) Y.delete(id)
+      }
+      const mean = (x: number): number => Math.round(x / draws)
+      rows.push(row({
+        id: burst > 0 ? 'd50-burst-draws' : 'd50-draws',
+        label: `sync, d = 50${burst > 0 ? `, with a burst for ${burst}` : ''}: mean of ${draws} draws (n = ${m.toLocaleString('en-US')})`,
+        n: m,
+        d: 50,
+        firstBytes: mean(first),
+        firstFlights: +(firstFlights / draws).toFixed(2),
+        bytes: mean(both),
+        flights: +(flights / draws).toFixed(2),
+        mode: `${Math.round(fast * 100 / draws)}% in ${burst > 0 ? 1 : 2}`,
+        exact
+      }))
+      log(`d=50 over ${draws} draws${burst > 0 ? ' with a burst' : ''}: first ${(first / draws / 1600).toFixed(2)}×, both ${(both / draws / 1600).toFixed(2)}×, ${fast} in ${burst > 0 ? 1 : 2} flight(s)`)
     }
-    const mean = (x: number): number => Math.round(x / draws)
-    rows.push(row({
-      id: 'd50-draws',
-      label: `sync, d = 50: mean of ${draws} draws (n = ${m.toLocaleString('en-US')})`,
-      n: m,
-      d: 50,
-      firstBytes: mean(first),
-      firstFlights: +(firstFlights / draws).toFixed(2),
-      bytes: mean(both),
-      flights: +(flights / draws).toFixed(2),
-      mode: `${Math.round(oneBatch * 100 / draws)}% in 2`,
-      exact
-    }))
-    log(`d=50 over ${draws} draws: first ${(first / draws / 1600).toFixed(2)}×, ${oneBatch} in 2 flights`)
+  }
+
+  // Equal sets with a burst: what it costs when there is nothing to find.
+  {
+    const { res, ms } = timedSync(A!, B, 3, { burst: BURST })
+    rows.push(syncRow('equal-burst', `sync of equal sets, with a burst for ${BURST}`, n, 0, res, ms, res.missingInA.length === 0 && res.missingInB.length === 0))
+    log(`equal sets with a burst: ${res.bytes} B in ${res.rounds}`)
   }
 
   // One-sided: B lacks `oneSided` of A's ids and has none of its own.

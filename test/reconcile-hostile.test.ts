@@ -10,7 +10,7 @@ import b4a from 'b4a'
 import { isCoded } from '../lib/errors'
 import { ReconcileSet, Session, sync } from '../lib/reconcile'
 import { Writer } from '../lib/reconcile/wire'
-import { pair, randomId, feed, transcript, thrown, tamperedExchange } from './helpers/reconcile'
+import { pair, randomId, feed, transcript, thrown, tamperedExchange, reply } from './helpers/reconcile'
 
 const KEY = randomId()
 
@@ -37,8 +37,8 @@ function tamper (A: ReconcileSet, B: ReconcileSet, opts: { sessionKey?: Uint8Arr
   let ma: Uint8Array | null = sa.start()
   let mb: Uint8Array | null = sb.start()
   for (let i = 0; i < k && ma !== null && mb !== null; i++) {
-    const na: Uint8Array | null = sa.receive(mb)
-    const nb: Uint8Array | null = sb.receive(ma)
+    const na = reply(sa, mb)
+    const nb = reply(sb, ma)
     ma = na
     mb = nb
   }

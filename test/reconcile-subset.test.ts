@@ -10,7 +10,7 @@ import { isCoded } from '../lib/errors'
 import { ReconcileSet, Session, sync } from '../lib/reconcile'
 import { bucketCounts, findLacking, lacking, planSubset, powerSums, SUBSET_MIN, type SubsetPlan } from '../lib/reconcile/subset'
 import { Writer } from '../lib/reconcile/wire'
-import { prng, makeIds, pair, exact, hexes, randomId, feed, thrown, tamperedExchange } from './helpers/reconcile'
+import { prng, makeIds, pair, exact, hexes, randomId, feed, thrown, tamperedExchange, reply } from './helpers/reconcile'
 
 const KEY = randomId()
 const MSG_SUMS = 0x38
@@ -43,8 +43,8 @@ test('one-sided without a shared key (nonces) and with ids chunked to what the r
   let ma: Uint8Array | null = sa.start()
   let mb: Uint8Array | null = sb.start()
   while (ma !== null && mb !== null) {
-    const na: Uint8Array | null = sa.receive(mb)
-    const nb: Uint8Array | null = sb.receive(ma)
+    const na = reply(sa, mb)
+    const nb = reply(sb, ma)
     ma = na
     mb = nb
   }
@@ -196,8 +196,8 @@ function upTo (pick: (m: Uint8Array) => boolean): { sa: Session, mb: Uint8Array 
   let mb: Uint8Array | null = sb.start()
   for (;;) {
     if (pick(mb!)) return { sa, mb: mb! }
-    const na: Uint8Array | null = sa.receive(mb!)
-    const nb: Uint8Array | null = sb.receive(ma!)
+    const na = reply(sa, mb!)
+    const nb = reply(sb, ma!)
     if (na === null || nb === null) throw new Error('ended before the message')
     ma = na
     mb = nb
@@ -216,7 +216,7 @@ test('hostile: power sums outside the field, too few or too many, a residual of 
   }
   // The larger side, just after sending its ids: an ACK is due only once all are out.
   const early = upTo(m => m[0] === MSG_SUMS)
-  const next = early.sa.receive(early.mb)
+  const next = reply(early.sa, early.mb)
   t.ok(next !== null && next[0] === 0x3b, 'the larger side answers the sums with ids')
   const greedy = new Writer()
   greedy.u8(0x3c)

@@ -6,7 +6,7 @@
 import test from 'brittle'
 import fc from 'fast-check'
 import { ReconcileSet, Session, sync } from '../lib/reconcile'
-import { prng, makeIds, randomId, hex, hexes, pair, exact, transcript, resultOf } from './helpers/reconcile'
+import { prng, makeIds, randomId, hex, hexes, pair, exact, transcript, resultOf, reply } from './helpers/reconcile'
 
 // ---------------------------------------------------------------------------
 // Coded symbols
@@ -128,8 +128,8 @@ test('a set that changes during a session does not disturb it: sessions read a s
       }
       A.delete(added[0]!)
       B.delete(p.b[7]!)
-      const na: Uint8Array | null = sa.receive(mb)
-      const nb: Uint8Array | null = sb.receive(ma)
+      const na = reply(sa, mb)
+      const nb = reply(sb, ma)
       ma = na
       mb = nb
     }

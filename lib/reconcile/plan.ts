@@ -82,7 +82,7 @@ export function estimate (mine: ArrayLike<number>, theirs: ArrayLike<number>, mo
 export interface Batch { S: number, L: number }
 
 /** Short cells that decode `d` differences 9 times in 10 (Rateless IBLT's overhead, larger for small d). */
-function shortCells (d: number): number {
+export function shortCells (d: number): number {
   return d <= 1 ? 1 : Math.ceil(d * (1.36 + 2.8 / Math.sqrt(d)) + 1)
 }
 
@@ -91,22 +91,25 @@ function shortCells (d: number): number {
  * the cells' rows are sparse, and past the first few hundred some hold
  * none of the ids, hence the 8% more).
  */
-function longCells (u: number): number {
+export function longCells (u: number): number {
   return u <= 1 ? u : Math.ceil(1.08 * u + 2 + 1.2 * Math.sqrt(u))
 }
 
 /**
  * The first batch for `d` estimated differences with relative error
- * `error`, `dn` = the encoder's count minus the decoder's (≥ 0): enough
- * for the estimate plus `MARGIN` errors, or for exactly `dn` when the
- * estimate is within two errors of it.
+ * `error`, `dn` = the encoder's count minus the decoder's (negative when
+ * the encoder is the side that sent its cells first, a burst, and holds
+ * fewer): enough for the estimate plus `MARGIN` errors, or for exactly
+ * |dn| when the estimate is within two errors of it. Long cells are for
+ * the ids the decoder lacks, about (d + dn) / 2 of them.
  */
 export function firstBatch (d: number, dn: number, error: number): Batch {
-  // Counts that differ by about the whole estimate: the difference is most likely all on one side, and then exactly dn.
-  const oneSided = dn > 0 && d <= dn * (1 + 2 * error)
-  const hi = d <= 1 ? d : oneSided ? dn : Math.max(dn, d * (1 + MARGIN * error))
+  const adn = Math.abs(dn)
+  // Counts that differ by about the whole estimate: the difference is most likely all on one side, and then exactly |dn|.
+  const oneSided = adn > 0 && d <= adn * (1 + 2 * error)
+  const hi = d <= 1 ? d : oneSided ? adn : Math.max(adn, d * (1 + MARGIN * error))
   const S = shortCells(Math.ceil(hi))
-  const L = longCells(Math.ceil((hi + dn) / 2))
+  const L = longCells(Math.max(0, Math.ceil((hi + dn) / 2)))
   return { S, L: Math.min(L, S) }
 }
 
@@ -124,7 +127,7 @@ export function nextBatch (prev: Batch, d: number, dn: number, stalled: { decode
   // The cells still busy tell about how many; never plan for fewer than the cells held.
   const dl = Math.max(d, stalled.decoded + stalled.left, stalled.decoded + 2, Math.ceil(prev.S / 1.6))
   const S = Math.max(Math.ceil(prev.S * 1.2), prev.S + 4, shortCells(Math.ceil(dl * 1.1)))
-  const L = Math.min(S, Math.max(prev.L, longCells(Math.ceil((dl * 1.1 + dn) / 2))))
+  const L = Math.min(S, Math.max(prev.L, longCells(Math.max(0, Math.ceil((dl * 1.1 + dn) / 2)))))
   return { S, L }
 }
 

@@ -23,6 +23,13 @@
  *     not confirm, has both fall back to the tree walk (walk.ts), which
  *     always finds the exact difference.
  *
+ * With a shared secret, one side may follow its hello with a burst of
+ * cells (burst.ts). The other side then answers the first round once the
+ * burst decodes (the ids the sender lacks, after one flight; the sender's
+ * own second message, sent before it knew, is not read), or, when it does
+ * not, at its end with what the hellos decide: the burst is then the first
+ * batch of the cells, its sender the encoder.
+ *
  * Decoding treats the bytes as hostile: anything malformed, inconsistent or
  * over a limit is an INVALID_MESSAGE error, and the session is dead after it.
  */
@@ -33,14 +40,15 @@ import { KeyedHash, deriveSessionKey, deriveSharedKey, NONCE_BYTES } from './has
 import { ID_BYTES, IdBuffer } from './ids'
 import type { TreeData } from './tree-data'
 import { ReconcileSet } from './set'
+import { BurstCells, MAX_BURST_COVER, MSG_BURST, MSG_BURST_DONE, burstSchedule, usable, writeBurst } from './burst'
 import { cellsFor, type SymbolTable } from './coded-symbols'
 import { fingerprintOf, type Sum64 } from './fingerprint'
-import { EST1_ERROR, EST2_ERROR, estimate, firstBatch, readEst2, writeEst2 } from './plan'
+import { EST1_ERROR, EST2_ERROR, estimate, firstBatch, readEst2, writeEst2, type Batch } from './plan'
 import { SINCE_HARD_MAX, sinceMatches } from './since'
 import { DEFAULT_MAX_IDS_PER_MESSAGE, HELLO_MAX_BYTES, MAX_IDS_PER_MESSAGE_LIMIT, isHello, readHello, writeHello, type Hello } from './hello'
 import { planSubset, type SubsetPlan } from './subset'
 import { SubsetFlow, type Residual, type SubsetStep } from './subset-flow'
-import { SymbolsFlow, type SymbolsStep } from './symbols-flow'
+import { MSG_DONE, SymbolsFlow, type Prior, type SymbolsStep } from './symbols-flow'
 import type { FlowContext } from './flow-context'
 import { TreeWalk, startsInBulk, type WalkContext } from './walk'
 import { KeyedIndex } from './walk-index'
@@ -51,11 +59,12 @@ const MSG_FP = 0x30
 const MSG_EST2 = 0x31
 // 0x32 to 0x35: coded cells (symbols-flow.ts).
 const MSG_ROUND = 0x36
-// 0x37 to 0x3c: the one-sided path (subset-flow.ts).
+// 0x37 to 0x3c: the one-sided path (subset-flow.ts); 0x3d, 0x3e: the burst (burst.ts).
 
 const DEFAULT_SINCE_LIMIT = 1024
 const DEFAULT_MAX_LEARNED = 1 << 22
 const DEFAULT_MAX_OPEN = 1 << 18
+const EMPTY_BYTES = new Uint8Array(0)
 
 export type ReconcileMode = 'symbols' | 'subset' | 'tree' | 'since' | 'bulk'
 
@@ -76,15 +85,25 @@ export interface SessionOptions {
    * fingerprint up to date between sessions. Both sides give one or neither.
    */
   sessionKey?: Uint8Array
+  /**
+   * Follow the hello with coded cells for a difference of up to about this
+   * many ids (at most 4096), sent before hearing from the remote, so such a
+   * difference is known after one flight (the remote) and two (this side).
+   * Costs those cells' bytes whatever the difference (about 45 B per id
+   * covered). Needs a `sessionKey`; only one side of a session may burst,
+   * and the remote needs no option to take one. `burst()` gives them.
+   */
+  burst?: number
 }
 
 type Phase = 'new' | 'hello' | 'fp' | 'est2' | 'symbols' | 'subset' | 'walk' | 'done' | 'failed'
 
 /**
- * One side of a reconciliation. `start()` gives the first message; hand
- * every message from the remote to `receive()`, which gives the next one to
- * send, or null when both sides are done (they finish on the same round).
- * Then `missing()` holds the ids this side lacks.
+ * One side of a reconciliation. `start()` gives the first message (then
+ * send `burst()`'s packets, if any); hand every message from the remote to
+ * `receive()`, which gives the next one to send, or null when both sides
+ * are done (they finish on the same round), or undefined while the
+ * remote's burst arrives. Then `missing()` holds the ids this side lacks.
  */
 export class Session {
   readonly set: ReconcileSet<any>
@@ -95,6 +114,7 @@ export class Session {
   readonly #maxOpen: number
   readonly #secret: Uint8Array | null
   readonly #nonce: Uint8Array | null
+  readonly #cover: number
 
   #phase: Phase = 'new'
   #tree: TreeData | null = null
@@ -119,10 +139,18 @@ export class Session {
   /** Counts and fingerprints of the two sets as they are (the walk's, and the cells' bound), whatever the one-sided path learned. */
   #base = { mine: 0, theirs: 0, myFp: [0, 0] as Sum64, theirFp: [0, 0] as Sum64 }
 
+  /** Our burst: its packets until taken, and the cells they hold. */
+  #outbox: Uint8Array[] = []
+  #burstOut: Batch | null = null
+  /** Their burst (its packets due and cells so far), and whether we answered it. */
+  #burstIn: BurstCells | null = null
+  #answered = false
+
   readonly #learned = new IdBuffer(64)
   #stateIds = 0
   #mode: ReconcileMode = 'symbols'
   #knowsAllAfter: number | null = null
+  #knowsBytes = 0
   #messages = 0
   #received = 0
   #bytesSent = 0
@@ -137,6 +165,7 @@ export class Session {
     this.#recvLimit = Math.min(Math.max(1, opts.maxIdsPerMessage ?? DEFAULT_MAX_IDS_PER_MESSAGE), MAX_IDS_PER_MESSAGE_LIMIT)
     this.#maxLearned = Math.max(0, opts.maxLearned ?? DEFAULT_MAX_LEARNED)
     this.#maxOpen = Math.max(16, opts.maxOpen ?? DEFAULT_MAX_OPEN)
+    this.#cover = Math.min(Math.max(0, Math.floor(opts.burst ?? 0)), MAX_BURST_COVER)
     if (opts.sessionKey !== undefined && !(opts.sessionKey instanceof Uint8Array)) throw BAD_ARGUMENT('sessionKey is bytes')
     this.#secret = opts.sessionKey ?? null
     if (this.#secret === null) {
@@ -175,6 +204,11 @@ export class Session {
     return this.#knowsAllAfter
   }
 
+  /** Bytes sent and received by then (a burst's packets counted as they came). */
+  get knowsAllBytes (): number | null {
+    return this.#knowsAllAfter === null ? null : this.#knowsBytes
+  }
+
   /** The ids this side lacks (what it learned so far; complete once done). */
   missing (): Uint8Array[] {
     return this.#learned.list()
@@ -192,6 +226,8 @@ export class Session {
       this.#myFp = this.set.fingerprint(key)
     }
     if (this.#peer !== null && this.#sinceLimit > 0) this.#mySince = this.set.addedSince(this.#peer, this.#sinceLimit)
+    // No more cells than the remote expects of our count (a table that shrank by deletes keeps more).
+    const packets = this.#cover > 0 && this.#secret !== null && this.#myCount > 0 ? burstSchedule(this.#cover, cellsFor(this.#myCount)) : []
     const w = new Writer(48 + (this.#mySince?.byteLength ?? 0))
     writeHello(w, {
       nonce: this.#nonce,
@@ -199,25 +235,50 @@ export class Session {
       limit: this.#recvLimit,
       fp: this.#secret !== null ? this.#myFp : null,
       est1: this.#symbols.est1,
-      since: this.#mySince
+      since: this.#mySince,
+      burst: packets.length > 0 ? this.#cover : 0
     })
     this.#phase = 'hello'
+    let prev: Batch = { S: 0, L: 0 }
+    for (const next of packets) {
+      const packet = writeBurst(this.#symbols, prev, next)
+      this.#bytesSent += packet.byteLength
+      this.#outbox.push(packet)
+      this.#burstOut = prev = next
+    }
     return this.#send(w)
   }
 
-  /** Takes the remote's next message; returns ours, or null when done. */
-  receive (msg: Uint8Array): Uint8Array | null {
+  /** The burst's packets, to send right behind the first message and before anything else (none without the `burst` option); once. */
+  burst (): Uint8Array[] {
+    const out = this.#outbox
+    this.#outbox = []
+    return out
+  }
+
+  /**
+   * Takes the remote's next message; returns ours, or null when done, or
+   * undefined when there is nothing to send yet (only while the remote's
+   * burst arrives: the answer comes with one of its packets).
+   */
+  receive (msg: Uint8Array): Uint8Array | null | undefined {
     if (this.#phase === 'new') throw INVALID_OPERATION('Call start() first')
     if (this.#phase === 'done') throw INVALID_OPERATION('Session is done')
     if (this.#phase === 'failed') throw INVALID_OPERATION('Session failed')
     try {
       if (!(msg instanceof Uint8Array)) throw INVALID_MESSAGE('A message is bytes')
       this.#bytesReceived += msg.byteLength
-      this.#received++
-      const out = this.#step(msg)
+      let out: Writer | Uint8Array | null | undefined
+      if (this.#burstIn !== null && this.#burstIn.due > 0) {
+        out = this.#onBurst(msg)
+      } else {
+        this.#received++
+        out = this.#step(msg)
+      }
+      if (out === undefined) return undefined
       if (out === null) {
         this.#phase = 'done'
-        if (this.#knowsAllAfter === null) this.#knowsAllAfter = this.#received
+        this.#knowAll()
         return null
       }
       return this.#send(out)
@@ -265,6 +326,12 @@ export class Session {
     this.#learned.push(src, at)
   }
 
+  #knowAll (): void {
+    if (this.#knowsAllAfter !== null) return
+    this.#knowsAllAfter = this.#received
+    this.#knowsBytes = this.#bytesSent + this.#bytesReceived
+  }
+
   #keep (): void {
     if (this.#stateIds >= this.#maxLearned) throw INVALID_MESSAGE('Too many ids for one session')
     this.#stateIds++
@@ -280,17 +347,19 @@ export class Session {
     return out
   }
 
-  /** Handles one message; returns our next one (an empty array: nothing to say) or null when done. */
-  #step (msg: Uint8Array): Writer | Uint8Array | null {
+  /** Handles one message; returns our next one (an empty array: nothing to say), null when done, undefined for no answer yet. */
+  #step (msg: Uint8Array): Writer | Uint8Array | null | undefined {
     const idle = msg.byteLength === 0
     const r = new Reader(msg)
     const type = idle ? -1 : r.u8()
+    if (type === MSG_BURST_DONE && this.#burstOut !== null && this.#received === 2) return this.#onBurstDone(r)
     switch (this.#phase) {
       case 'hello':
         if (!isHello(type)) throw INVALID_MESSAGE('Expected a hello (of this protocol version)')
         if (msg.byteLength > HELLO_MAX_BYTES) throw INVALID_MESSAGE('Message too large')
         this.#onHello(readHello(r, type, this.#secret !== null))
         r.end()
+        if (this.#burstIn !== null) return undefined
         if (this.#secret !== null) return this.#settle()
         this.#myFp = fingerprintOf(this.#tree!, this.#hasher!)
         this.#phase = 'fp'
@@ -322,6 +391,56 @@ export class Session {
     throw INVALID_OPERATION('Unexpected state')
   }
 
+  /** A packet of their burst: answer it once it decodes, or at its end with what the hellos decide. */
+  #onBurst (msg: Uint8Array): Writer | Uint8Array | null | undefined {
+    const r = new Reader(msg)
+    if (msg.byteLength === 0 || r.u8() !== MSG_BURST) throw INVALID_MESSAGE('Expected a burst packet')
+    const burst = this.#burstIn!
+    // Answered already: the rest of the burst was sent before the sender knew, and is not read.
+    if (this.#answered) {
+      burst.skip()
+      return undefined
+    }
+    burst.read(r)
+    if (!this.#settlesAtOnce()) {
+      const flow = new SymbolsFlow(this.#ctx, false, this.#burstPrior(false))
+      const step = flow.decodeBurst(MSG_BURST_DONE)
+      if (step !== null) {
+        this.#answered = true
+        this.#mode = 'symbols'
+        this.#phase = 'symbols'
+        this.#cells = flow
+        return this.#onStep(step)
+      }
+    }
+    if (burst.due > 0) return undefined
+    this.#answered = true
+    return this.#settle()
+  }
+
+  /**
+   * Our burst decoded at the remote, which answered before our second
+   * message reached it and does not read it: whatever the hellos began here
+   * is dropped, and what it sends is what we lack.
+   */
+  #onBurstDone (r: Reader): Writer | Uint8Array | null {
+    this.#walk = null
+    this.#flow = null
+    this.#learned.n = 0
+    this.#stateIds = 0
+    this.#mode = 'symbols'
+    this.#phase = 'symbols'
+    this.#cells = new SymbolsFlow(this.#ctx, true, this.#burstPrior(true))
+    return this.#onStep(this.#cells.receive(MSG_DONE, r))
+  }
+
+  /** The burst's cells as the first batch of the cells, for the encoder (its sender) or the decoder. */
+  #burstPrior (encoder: boolean): Prior {
+    if (encoder) return { batch: usable(this.#burstOut!, this.#limit), short: EMPTY_BYTES, long: EMPTY_BYTES }
+    const b = this.#burstIn!
+    return { batch: usable(b.batch, this.#limit), short: b.short, long: b.long }
+  }
+
   #message (type: number, fn: (w: Writer) => void, size = 64): Writer {
     const w = new Writer(size)
     w.u8(type)
@@ -336,22 +455,40 @@ export class Session {
     this.#theirEst1 = h.est1 as number[] | null
     this.#theirSince = h.since
     if (h.nonce !== null) this.#hasher = new KeyedHash(deriveSessionKey(this.#nonce!, h.nonce, null))
+    if (h.burst > 0) {
+      if (this.#burstOut !== null) throw INVALID_MESSAGE('Both sides sent a burst')
+      this.#burstIn = new BurstCells(h.burst, h.count)
+      this.#fixBase()
+    }
+  }
+
+  /** The two sets as they are, before any path learns of them. */
+  #fixBase (): void {
+    this.#base = { mine: this.#myCount, theirs: this.#theirCount, myFp: [this.#myFp[0], this.#myFp[1]], theirFp: [this.#theirFp[0], this.#theirFp[1]] }
+  }
+
+  /** Whether the hellos settle it with nothing more to send: the since path, or equal sets. */
+  #settlesAtOnce (): boolean {
+    return this.#sinceSettles() || (this.#myCount === this.#theirCount && this.#myFp[0] === this.#theirFp[0] && this.#myFp[1] === this.#theirFp[1])
+  }
+
+  #sinceSettles (): boolean {
+    return this.#mySince !== null && this.#theirSince !== null &&
+      sinceMatches(this.#hasher!, this.#myCount, this.#myFp, this.#mySince, this.#theirCount, this.#theirFp, this.#theirSince)
   }
 
   /** Both counts and fingerprints are known: decide how to go on. */
   #settle (): Writer | Uint8Array | null {
     const mc = this.#myCount
     const tc = this.#theirCount
-    this.#base = { mine: mc, theirs: tc, myFp: [this.#myFp[0], this.#myFp[1]], theirFp: [this.#theirFp[0], this.#theirFp[1]] }
-    const sameFp = this.#myFp[0] === this.#theirFp[0] && this.#myFp[1] === this.#theirFp[1]
-    if (this.#mySince !== null && this.#theirSince !== null &&
-      sinceMatches(this.#hasher!, mc, this.#myFp, this.#mySince, tc, this.#theirFp, this.#theirSince)) {
+    this.#fixBase()
+    if (this.#sinceSettles()) {
       this.#mode = 'since'
-      const s = this.#theirSince
+      const s = this.#theirSince!
       for (let at = 0; at < s.byteLength; at += ID_BYTES) if (!this.#tree!.has(s, at)) this.#learn(s, at)
       return null
     }
-    if (mc === tc && sameFp) return null
+    if (this.#settlesAtOnce()) return null
     if (startsInBulk(mc, tc)) return this.#startWalk('bulk')
     const d = estimate(this.#symbols!.est1, this.#theirEst1!, 16, tc - mc)
     // Counts far apart and an estimate no larger than their difference (or too large to tell): most likely one set holds the other.
@@ -386,6 +523,9 @@ export class Session {
    * again) or, with `residual`, for what is left of it.
    */
   #startSymbols (d: number, error: number, residual: Residual | null = null): Writer | Uint8Array | null {
+    // A burst is the first batch of cells from scratch, its sender the encoder.
+    const burst = residual === null && (this.#burstOut !== null || this.#burstIn !== null)
+    const encoder = burst ? this.#burstOut !== null : this.#encoder
     if (residual === null) {
       this.#learned.n = 0
       this.#stateIds = 0
@@ -397,16 +537,16 @@ export class Session {
       this.#theirCount += residual.extra
       this.#theirFp = residual.fp
     }
-    const dn = Math.abs(this.#myCount - this.#theirCount)
+    const dn = encoder ? this.#myCount - this.#theirCount : this.#theirCount - this.#myCount
     this.#estimate = d
-    this.#oneSided = dn * 5 >= d * 4
+    this.#oneSided = Math.abs(dn) * 5 >= d * 4
     const batch = firstBatch(d, dn, error)
     if (batch.S > this.#limit) return this.#startWalk('tree')
     // Cells for what the one-sided path left: it moved most of the difference, and keeps the name.
     this.#mode = residual === null ? 'symbols' : 'subset'
     this.#phase = 'symbols'
-    this.#cells = new SymbolsFlow(this.#ctx, this.#encoder)
-    return this.#cells.start(batch)
+    this.#cells = new SymbolsFlow(this.#ctx, encoder, burst ? this.#burstPrior(encoder) : null)
+    return this.#onStep(this.#cells.start(batch))
   }
 
   // ---------------------------------------------------------------------
@@ -422,7 +562,7 @@ export class Session {
   /** What the one-sided path or the cells say to do next. */
   #onStep (step: SubsetStep | SymbolsStep): Writer | Uint8Array | null {
     if (step.kind === 'send') {
-      if (step.knows === true) this.#knowsAllAfter = this.#received
+      if (step.knows === true) this.#knowAll()
       return step.msg
     }
     this.#flow = null

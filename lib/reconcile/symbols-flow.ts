@@ -1,7 +1,8 @@
 /**
  * The coded cells' messages (the cells are coded-symbols.ts, their
  * decoding peel.ts, the batch sizes plan.ts). The side with more ids
- * encodes; both sides still send one message per round:
+ * encodes (or the side that sent a burst, burst.ts: its cells are then the
+ * first of the batch); both sides still send one message per round:
  *
  *  - the encoder sends a batch of cells (CELLS), the decoder nothing;
  *  - the decoder peels and confirms with the keyed fingerprints, then sends
@@ -14,9 +15,10 @@ import { INVALID_MESSAGE, INVALID_OPERATION } from '../errors'
 import { ID_BYTES, sortIds } from './ids'
 import { SHORT_CELL_BYTES, LONG_BYTES, SHORT_BYTES } from './coded-symbols'
 import { sumHashes, type Sum64 } from './fingerprint'
-import { decode } from './peel'
+import { decode, type DecodeResult } from './peel'
 import { MAX_REQUESTS, nextBatch, readBatch, writeBatch, type Batch } from './plan'
 import { IdStream, readChunk, writeListChunk } from './bulk'
+import type { SymbolTable } from './coded-symbols'
 import type { FlowContext } from './flow-context'
 import { Reader, Writer } from './wire'
 
@@ -35,6 +37,9 @@ type Phase = 'encoded' | 'encoder' | 'decoder' | 'returning' | 'requested' | 'fa
 
 const EMPTY: SymbolsStep = { kind: 'send', msg: new Uint8Array(0) }
 
+/** Cells the encoder sent before the flow began (a burst): the decoder's copy of them, 13 and 24 bytes a cell. */
+export interface Prior { batch: Batch, short: Uint8Array, long: Uint8Array }
+
 export class SymbolsFlow {
   readonly #ctx: FlowContext
   readonly #encoder: boolean
@@ -52,15 +57,45 @@ export class SymbolsFlow {
   #backN = 0
   #backAt = 0
   #backStream: IdStream | null = null
+  /** The decoder answered a burst early: the encoder's next message was sent before it knew, and is not read. */
+  #skip = false
 
-  constructor (ctx: FlowContext, encoder: boolean) {
+  constructor (ctx: FlowContext, encoder: boolean, prior: Prior | null = null) {
     this.#ctx = ctx
     this.#encoder = encoder
+    this.#phase = encoder ? 'encoder' : 'decoder'
+    if (prior !== null) {
+      this.#batch = prior.batch
+      this.#shortCells = prior.short.subarray(0, prior.batch.S * SHORT_CELL_BYTES)
+      this.#longCells = prior.long.subarray(0, prior.batch.L * LONG_BYTES)
+    }
   }
 
-  /** The first batch: the encoder's cells, or the decoder's empty message. */
-  start (batch: Batch): Writer | Uint8Array {
-    return this.#nextBatch(batch)
+  /**
+   * The first batch: the encoder's cells, or the decoder's empty message.
+   * When a burst already holds all of it, the encoder waits and the decoder
+   * says what its cells gave.
+   */
+  start (batch: Batch): SymbolsStep {
+    const held = this.#batch
+    const next = { S: Math.max(batch.S, held.S), L: Math.max(batch.L, held.L) }
+    if (held.S > 0 && next.S === held.S && next.L === held.L) {
+      if (this.#encoder) return EMPTY
+      return this.#verdict()
+    }
+    return { kind: 'send', msg: this.#nextBatch(next) }
+  }
+
+  /**
+   * The decoder, as a burst arrives: the ids the encoder lacks (the first
+   * chunk, as BURST_DONE) when the cells so far decode and confirm, else
+   * null and nothing changed.
+   */
+  decodeBurst (burstDone: number): SymbolsStep | null {
+    const res = this.#decode()
+    if (res.kind !== 'done' || !this.#accept(res)) return null
+    this.#skip = true
+    return { kind: 'send', msg: this.#doneChunk(burstDone), knows: true }
   }
 
   /** The remote's message (type -1: an empty one). */
@@ -80,7 +115,8 @@ export class SymbolsFlow {
       case 'requested':
       case 'falling':
         // The encoder waits for us this round.
-        if (type >= 0) throw INVALID_MESSAGE('Expected an empty message')
+        if (this.#skip) this.#skip = false
+        else if (type >= 0) throw INVALID_MESSAGE('Expected an empty message')
         if (this.#phase === 'requested') {
           this.#phase = 'decoder'
           return EMPTY
@@ -101,22 +137,14 @@ export class SymbolsFlow {
       return new Uint8Array(0)
     }
     this.#phase = 'encoded'
-    const t = this.#ctx.symbols
-    const bytes = new Uint8Array(t.xor.buffer, t.xor.byteOffset, t.cells * ID_BYTES)
     const w = new Writer(1 + (batch.S - prev.S) * SHORT_CELL_BYTES + (batch.L - prev.L) * LONG_BYTES)
     w.u8(MSG_CELLS)
-    for (let c = prev.S; c < batch.S; c++) {
-      w.fixed(bytes.subarray(c * ID_BYTES, c * ID_BYTES + SHORT_BYTES))
-      w.u32(t.chk[c]! >>> 0)
-      w.u8(t.cnt[c]! & 255)
-    }
-    for (let c = prev.L; c < batch.L; c++) w.fixed(bytes.subarray(c * ID_BYTES + SHORT_BYTES, (c + 1) * ID_BYTES))
+    writeCells(w, this.#ctx.symbols, prev, batch)
     return w
   }
 
   /** The decoder: the encoder's next cells arrived. Decode, confirm, answer. */
   #onCells (r: Reader): SymbolsStep {
-    const ctx = this.#ctx
     const prev = this.#prevBatch
     const b = this.#batch
     const shortNew = r.fixed((b.S - prev.S) * SHORT_CELL_BYTES)
@@ -124,28 +152,48 @@ export class SymbolsFlow {
     r.end()
     this.#shortCells = concat(this.#shortCells, shortNew)
     this.#longCells = concat(this.#longCells, longNew)
-    const res = decode({
+    return this.#verdict()
+  }
+
+  #decode (): DecodeResult {
+    const ctx = this.#ctx
+    return decode({
       mine: ctx.symbols,
       tree: ctx.tree,
       short: this.#shortCells,
-      S: b.S,
+      S: this.#batch.S,
       long: this.#longCells,
-      L: b.L,
+      L: this.#batch.L,
       dn: ctx.theirCount - ctx.myCount
     })
+  }
+
+  /**
+   * Confirms a decode with the keyed fingerprints (ours, plus theirs we
+   * lack, less ours they lack) and, if it holds, takes it: what we learn,
+   * and what we send back.
+   */
+  #accept (res: DecodeResult & { kind: 'done' }): boolean {
+    const ctx = this.#ctx
+    const fp: Sum64 = [ctx.myFp[0], ctx.myFp[1]]
+    sumHashes(ctx.hasher, res.theirs, res.nTheirs, fp, 1)
+    sumHashes(ctx.hasher, res.mine, res.nMine, fp, -1)
+    if (fp[0] !== ctx.theirFp[0] || fp[1] !== ctx.theirFp[1] || res.nTheirs > ctx.maxLearned) return false
+    for (let i = 0; i < res.nTheirs; i++) ctx.learn(res.theirs, i * ID_BYTES)
+    const { sorted } = sortIds(res.mine, res.nMine)
+    this.#back = sorted
+    this.#backN = res.nMine
+    this.#backAt = 0
+    return true
+  }
+
+  /** The decoder, holding the cells of `#batch`: the ids back, a request for more, or the fall back to the walk. */
+  #verdict (): SymbolsStep {
+    const ctx = this.#ctx
+    const b = this.#batch
+    const res = this.#decode()
     if (res.kind === 'done') {
-      // Confirm with the keyed fingerprints: ours, plus theirs we lack, less ours they lack.
-      const fp: Sum64 = [ctx.myFp[0], ctx.myFp[1]]
-      sumHashes(ctx.hasher, res.theirs, res.nTheirs, fp, 1)
-      sumHashes(ctx.hasher, res.mine, res.nMine, fp, -1)
-      if (fp[0] === ctx.theirFp[0] && fp[1] === ctx.theirFp[1] && res.nTheirs <= ctx.maxLearned) {
-        for (let i = 0; i < res.nTheirs; i++) ctx.learn(res.theirs, i * ID_BYTES)
-        const { sorted } = sortIds(res.mine, res.nMine)
-        this.#back = sorted
-        this.#backN = res.nMine
-        this.#backAt = 0
-        return { kind: 'send', msg: this.#doneChunk(), knows: true }
-      }
+      if (this.#accept(res)) return { kind: 'send', msg: this.#doneChunk(), knows: true }
       return this.#fallBack()
     }
     if (res.kind === 'fail' || this.#requests >= MAX_REQUESTS) return this.#fallBack()
@@ -155,8 +203,7 @@ export class SymbolsFlow {
       this.#lastDecoded = res.decoded
     }
     const d = Math.max(ctx.estimate, 1)
-    const dn = Math.abs(ctx.myCount - ctx.theirCount)
-    const next = nextBatch(b, d, dn, res.kind === 'short' ? { decoded: res.decoded, left: res.left } : { u: res.u })
+    const next = nextBatch(b, d, ctx.theirCount - ctx.myCount, res.kind === 'short' ? { decoded: res.decoded, left: res.left } : { u: res.u })
     if (next.S > ctx.limit) {
       if (b.S >= ctx.limit) return this.#fallBack()
       next.S = ctx.limit
@@ -173,11 +220,11 @@ export class SymbolsFlow {
   }
 
   /** The decoder's next chunk of the ids the encoder lacks. */
-  #doneChunk (): Writer {
+  #doneChunk (type = MSG_DONE): Writer {
     this.#phase = 'returning'
     const budget = { ids: this.#ctx.peerLimit }
     const w = new Writer(16 + Math.min(this.#backN - this.#backAt, budget.ids) * ID_BYTES)
-    w.u8(MSG_DONE)
+    w.u8(type)
     this.#backAt = writeListChunk(this.#back!, this.#backN, this.#backAt, w, budget)
     return w
   }
@@ -210,7 +257,18 @@ export class SymbolsFlow {
   }
 }
 
-function concat (a: Uint8Array, b: Uint8Array): Uint8Array {
+/** The cells of `next` beyond those of `prev`: short ones (13 bytes), then long ones (24). */
+export function writeCells (w: Writer, t: SymbolTable, prev: Batch, next: Batch): void {
+  const bytes = new Uint8Array(t.xor.buffer, t.xor.byteOffset, t.cells * ID_BYTES)
+  for (let c = prev.S; c < next.S; c++) {
+    w.fixed(bytes.subarray(c * ID_BYTES, c * ID_BYTES + SHORT_BYTES))
+    w.u32(t.chk[c]! >>> 0)
+    w.u8(t.cnt[c]! & 255)
+  }
+  for (let c = prev.L; c < next.L; c++) w.fixed(bytes.subarray(c * ID_BYTES + SHORT_BYTES, (c + 1) * ID_BYTES))
+}
+
+export function concat (a: Uint8Array, b: Uint8Array): Uint8Array {
   if (b.byteLength === 0) return a
   const out = new Uint8Array(a.byteLength + b.byteLength)
   out.set(a)

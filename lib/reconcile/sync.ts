@@ -15,6 +15,8 @@ export interface SyncOptions extends SessionOptions {
   remember?: boolean
   /** Insert what each side lacks into it afterwards (ReconcileSets that are not views). */
   apply?: boolean
+  /** a follows its hello with a burst of cells for a difference of up to this many ids (see `SessionOptions.burst`). */
+  burst?: number
 }
 
 export interface SyncResult {
@@ -26,7 +28,7 @@ export interface SyncResult {
   rounds: number
   /** Bytes both sides sent. */
   bytes: number
-  /** Rounds, and bytes both sides sent in them, until one side knew the whole difference (the decoding side, on the symbols path). */
+  /** Rounds, and bytes both sides had sent, until one side knew the whole difference (the decoding side, on the symbols path; of a burst, the packets it read). */
   firstKnows: { rounds: number, bytes: number }
   mode: ReconcileMode
 }
@@ -60,23 +62,23 @@ export function sync (a: ReconcileSet<any> | readonly Uint8Array[], b: Reconcile
   const B = toSet(b)
   const { remember, apply, ...rest } = opts
   const sessionKey = rest.sessionKey ?? pairKey(A, B)
-  const sa = new Session(A, { ...rest, sessionKey, peer: remember === true ? B.id : rest.peer })
-  const sb = new Session(B, { ...rest, sessionKey, peer: remember === true ? A.id : rest.peer })
-  let ma: Uint8Array = sa.start()
-  let mb: Uint8Array = sb.start()
+  const burst = rest.burst ?? 0
+  const sa = new Session(A, { ...rest, sessionKey, burst, peer: remember === true ? B.id : rest.peer })
+  const sb = new Session(B, { ...rest, sessionKey, burst: 0, peer: remember === true ? A.id : rest.peer })
+  // What each side sends in a round: one message, and in the first a's burst behind its hello.
+  let ma: Uint8Array[] = [sa.start(), ...sa.burst()]
+  let mb: Uint8Array[] = [sb.start()]
   let rounds = 1
-  let bytes = ma.byteLength + mb.byteLength
-  const perRound = [bytes]
+  let bytes = total(ma) + total(mb)
   for (;;) {
-    const na = sa.receive(mb)
-    const nb = sb.receive(ma)
+    const na = answer(sa, mb)
+    const nb = answer(sb, ma)
     if (na === null && nb === null) break
     if (na === null || nb === null) throw INVALID_OPERATION('The two sides disagree on when they are done')
     rounds++
     bytes += na.byteLength + nb.byteLength
-    perRound.push(na.byteLength + nb.byteLength)
-    ma = na
-    mb = nb
+    ma = [na]
+    mb = [nb]
   }
   const missingInA = sa.missing()
   const missingInB = sb.missing()
@@ -88,9 +90,27 @@ export function sync (a: ReconcileSet<any> | readonly Uint8Array[], b: Reconcile
     A.markSynced(B.id)
     B.markSynced(A.id)
   }
-  const first = Math.min(sa.knowsAllAfter ?? rounds, sb.knowsAllAfter ?? rounds)
-  const firstBytes = perRound.slice(0, first).reduce((x, y) => x + y, 0)
-  return { missingInA, missingInB, rounds, bytes, firstKnows: { rounds: first, bytes: firstBytes }, mode: sa.mode }
+  // The side that knew first (on a tie, with fewer bytes), and the bytes both sides had sent by then.
+  const knew = [sa, sb].map(s => ({ rounds: s.knowsAllAfter ?? rounds, bytes: s.knowsAllBytes ?? bytes }))
+    .sort((x, y) => x.rounds - y.rounds || x.bytes - y.bytes)[0]!
+  return { missingInA, missingInB, rounds, bytes, firstKnows: knew, mode: sa.mode }
+}
+
+function total (msgs: Uint8Array[]): number {
+  return msgs.reduce((n, m) => n + m.byteLength, 0)
+}
+
+/** A side's answer to the remote's messages of one round: it answers once (a burst's packets but one get none). */
+export function answer (s: Session, msgs: Uint8Array[]): Uint8Array | null {
+  let out: Uint8Array | null | undefined
+  for (const m of msgs) {
+    const r = s.receive(m)
+    if (r === undefined) continue
+    if (out !== undefined) throw INVALID_OPERATION('Two answers in one round')
+    out = r
+  }
+  if (out === undefined) throw INVALID_OPERATION('No answer in a round')
+  return out
 }
 
 export function createSession (set: ReconcileSet<any> | readonly Uint8Array[], opts?: SessionOptions): Session {

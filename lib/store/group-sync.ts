@@ -270,7 +270,7 @@ export class GroupSync {
       this.#begin(seq)
     }
     const session = this.#session!
-    let reply: Uint8Array | null
+    let reply: Uint8Array | null | undefined
     try {
       reply = session.receive(payload)
     } catch (err) {
@@ -280,7 +280,7 @@ export class GroupSync {
       if (isCoded(err)) return
       throw err
     }
-    if (reply !== null) this.peer.sendReconcile(seq, reply)
+    if (reply !== null && reply !== undefined) this.peer.sendReconcile(seq, reply)
     if (session.done) this.#finish(session)
   }
 

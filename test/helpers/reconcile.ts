@@ -72,6 +72,13 @@ export interface Transcript {
   rounds: Array<[Uint8Array, Uint8Array]>
 }
 
+/** `s`'s answer to `m` in an exchange without a burst, where every message gets one. */
+export function reply (s: Session, m: Uint8Array): Uint8Array | null {
+  const r = s.receive(m)
+  if (r === undefined) throw new Error('no answer in an exchange without a burst')
+  return r
+}
+
 /** A full exchange between two sessions, message by message, with the same options on both sides. */
 export function transcript (a: ReconcileSet | Uint8Array[], b: ReconcileSet | Uint8Array[], opts: SessionOptions = {}): Transcript {
   const sa = new Session(a, opts)
@@ -81,8 +88,8 @@ export function transcript (a: ReconcileSet | Uint8Array[], b: ReconcileSet | Ui
   const rounds: Array<[Uint8Array, Uint8Array]> = []
   while (ma !== null && mb !== null) {
     rounds.push([ma, mb])
-    const na: Uint8Array | null = sa.receive(mb)
-    const nb: Uint8Array | null = sb.receive(ma)
+    const na = reply(sa, mb)
+    const nb = reply(sb, ma)
     if ((na === null) !== (nb === null)) throw new Error('the two sides disagree on when they are done')
     ma = na
     mb = nb
@@ -128,8 +135,8 @@ export function tamperedExchange (sa: Session, sb: Session, tamper: (msg: Uint8A
     const toA = tamper(mb, false)
     const toB = tamper(ma, true)
     try {
-      ma = sa.receive(toA)
-      mb = sb.receive(toB)
+      ma = reply(sa, toA)
+      mb = reply(sb, toB)
     } catch (err) {
       if (isCoded(err)) return 'coded'
       throw err
