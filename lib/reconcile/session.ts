@@ -142,8 +142,9 @@ export class Session {
   /** Our burst: its packets until taken, and the cells they hold. */
   #outbox: Uint8Array[] = []
   #burstOut: Batch | null = null
-  /** Their burst (its packets due and cells so far), and whether we answered it. */
+  /** Their burst (its packets due and cells so far), whether the hellos settle it without, and whether we answered it. */
   #burstIn: BurstCells | null = null
+  #burstIdle = false
   #answered = false
 
   readonly #learned = new IdBuffer(64)
@@ -402,7 +403,7 @@ export class Session {
       return undefined
     }
     burst.read(r)
-    if (!this.#settlesAtOnce()) {
+    if (!this.#burstIdle) {
       const flow = new SymbolsFlow(this.#ctx, false, this.#burstPrior(false))
       const step = flow.decodeBurst(MSG_BURST_DONE)
       if (step !== null) {
@@ -458,6 +459,7 @@ export class Session {
     if (h.burst > 0) {
       if (this.#burstOut !== null) throw INVALID_MESSAGE('Both sides sent a burst')
       this.#burstIn = new BurstCells(h.burst, h.count)
+      this.#burstIdle = this.#settlesAtOnce()
       this.#fixBase()
     }
   }
@@ -469,7 +471,11 @@ export class Session {
 
   /** Whether the hellos settle it with nothing more to send: the since path, or equal sets. */
   #settlesAtOnce (): boolean {
-    return this.#sinceSettles() || (this.#myCount === this.#theirCount && this.#myFp[0] === this.#theirFp[0] && this.#myFp[1] === this.#theirFp[1])
+    return this.#sinceSettles() || this.#equalSets()
+  }
+
+  #equalSets (): boolean {
+    return this.#myCount === this.#theirCount && this.#myFp[0] === this.#theirFp[0] && this.#myFp[1] === this.#theirFp[1]
   }
 
   #sinceSettles (): boolean {
@@ -488,7 +494,7 @@ export class Session {
       for (let at = 0; at < s.byteLength; at += ID_BYTES) if (!this.#tree!.has(s, at)) this.#learn(s, at)
       return null
     }
-    if (this.#settlesAtOnce()) return null
+    if (this.#equalSets()) return null
     if (startsInBulk(mc, tc)) return this.#startWalk('bulk')
     const d = estimate(this.#symbols!.est1, this.#theirEst1!, 16, tc - mc)
     // Counts far apart and an estimate no larger than their difference (or too large to tell): most likely one set holds the other.
