@@ -19,7 +19,7 @@ import { byteOffset } from './proof'
 import { MISSING_NODE, isCoded, missingNodeOf } from './errors'
 import type { MerkleTree } from './merkle-tree'
 import type { CoreStorage } from './storage'
-import type { TreeNode } from './tree-node'
+import { equalHashes, type TreeNode } from './tree-node'
 
 /** How a block is read. */
 export interface ReadOptions {
@@ -50,6 +50,8 @@ export class BlockReader {
   readonly #unverified = new Bitfield()
   /** Blocks read and verified lately, kept so a second read hashes nothing. */
   readonly #cache = new CoreBlockCache()
+  /** Blocks being read for peers: peers asking for one at once share its read and its hash. */
+  readonly #reading = new Map<number, SharedRead>()
 
   constructor (host: BlockReaderHost) {
     this.#host = host
@@ -131,7 +133,9 @@ export class BlockReader {
 
   /**
    * Several blocks (null for those not held, or not good), runs of
-   * neighbours read with one read each: what serving a peer needs.
+   * neighbours read with one read each: what serving a peer needs. Peers
+   * asking for a block at once share one read of it and one hash (the bytes
+   * are then shared: to be copied into an answer, never changed).
    */
   async readMany (indices: number[], opts: ReadOptions = {}): Promise<Array<Uint8Array | null>> {
     const { tree, storage, bitfield } = this.#host
@@ -164,8 +168,18 @@ export class BlockReader {
         where.push(prev = { index, leaf, offset, size: leaf.size })
       }
     }
-    const order = where.filter(b => b !== null).sort((a, b) => a.offset - b.offset)
     const byIndex = new Map<number, Uint8Array>()
+    const shared: Array<[number, SharedRead]> = []
+    if (verify) {
+      where = where.filter(b => {
+        // Only a read checked against the same leaf: after a truncation the index may name another block.
+        const reading = this.#reading.get(b!.index)
+        const share = reading !== undefined && equalHashes(reading.hash, b!.leaf!.hash)
+        if (share) shared.push([b!.index, reading])
+        return !share
+      })
+    }
+    const order = where.filter(b => b !== null).sort((a, b) => a.offset - b.offset)
     const rotten: number[] = []
     const reads: Array<Promise<void>> = []
     for (let k = 0; k < order.length;) {
@@ -175,24 +189,48 @@ export class BlockReader {
       const start = run[0]!.offset
       const last = run[run.length - 1]!
       const size = last.offset + last.size - start
-      reads.push((verify ? storage.readDataUpTo(start, size) : storage.readData(start, size)).then(bytes => {
-        for (const b of run) {
+      const slots = verify ? run.map(b => this.#share(b.index, b.leaf!.hash)) : []
+      const read = (verify ? storage.readDataUpTo(start, size) : storage.readData(start, size)).then(bytes => {
+        run.forEach((b, j) => {
           const value = bytes.subarray(b.offset - start, b.offset - start + b.size)
           if (b.leaf === null) {
             byIndex.set(b.index, value)
           } else if (matchesLeaf(b.leaf, value)) {
             this.#verified(b.index)
             byIndex.set(b.index, value)
+            slots[j]!.value = value
           } else {
             rotten.push(b.index)
           }
-        }
-      }))
+        })
+      })
+      if (verify) {
+        // Settles either way: a failed read leaves the sharers without the block (and its own caller with the error).
+        const unshare = (): void => run.forEach((b, j) => this.#unshare(b.index, slots[j]!))
+        const done = read.then(unshare, unshare)
+        for (const slot of slots) slot.done = done
+      }
+      reads.push(read)
       k = end
     }
     await Promise.all(reads)
+    for (const [index, slot] of shared) {
+      // Another peer's read: its verdict too (rot is that read's to deal with).
+      await slot.done
+      if (slot.value !== null) byIndex.set(index, slot.value)
+    }
     for (const index of rotten) await this.#host.dropRotten(index, opts.serving === true)
     return indices.map(i => byIndex.get(i) ?? null)
+  }
+
+  #share (index: number, hash: Uint8Array): SharedRead {
+    const slot: SharedRead = { done: DONE, value: null, hash }
+    this.#reading.set(index, slot)
+    return slot
+  }
+
+  #unshare (index: number, slot: SharedRead): void {
+    if (this.#reading.get(index) === slot) this.#reading.delete(index)
   }
 
   /** Checks held block `index` on disk: good, corrupt (bytes against its verified leaf), or unverifiable. */
@@ -283,6 +321,15 @@ export class BlockReader {
     return { offset, size }
   }
 }
+
+/** A read for peers under way, checked against leaf `hash`: settled when its bytes are in (`value`: good ones, or null). */
+interface SharedRead {
+  done: Promise<void>
+  value: Uint8Array | null
+  readonly hash: Uint8Array
+}
+
+const DONE: Promise<void> = Promise.resolve()
 
 /** Where a held block lies: its verified leaf (null: unchecked) and place in the data file. */
 interface Located {

@@ -444,7 +444,11 @@ export class Replicator implements PeerHost {
       this.hostile(peer, err)
       return
     }
-    if (req.kind === 'upgrade' && verified.upgrade === null) this.#upgrades.failed(peer)
+    if (req.kind === 'upgrade' && verified.upgrade === null) {
+      // Neither upgrade nor block: a refusal that carries the manifest we asked for (noData cannot), as Hypercore 11 answers too.
+      if (verified.block === null) this.#upgrades.onrefused(peer, req)
+      else this.#upgrades.failed(peer)
+    }
     let stored
     try {
       stored = await core.applyData(verified)

@@ -9,6 +9,7 @@ import b4a from 'b4a'
 import Protomux from 'protomux'
 import NoiseSecretStream from '@hyperswarm/secret-stream'
 import { blocks, text } from './helpers/core'
+import { memoryFiles } from './helpers/storage'
 import { ramCore, replicate, pipePair, once, until, sleep, rejection, stateAfter, FakePeer, honestAnswer, type Pipeable } from './helpers/replication'
 import RAM from 'random-access-memory'
 import type { Peer } from '../lib/peer'
@@ -657,4 +658,50 @@ test('closing one core on a shared connection leaves the others replicating', as
   await w2.append(blocks(1, 2))
   await appended
   t.is(text(await r2.get(2)), blockText(2))
+})
+
+test('a writer serving many readers at once reads and hashes each block about once, and every reader ends byte-identical', async t => {
+  const files = memoryFiles()
+  const writer = new Hypercore(files.factory)
+  t.teardown(() => writer.close())
+  const data = Array.from({ length: 1500 }, (_, i) => b4a.alloc(1024, i % 251))
+  await writer.append(data)
+  files.resetCounters()
+  const readers = await Promise.all(Array.from({ length: 8 }, () => ramCore(t, writer.key)))
+  for (const r of readers) replicate(t, writer, r)
+  await Promise.all(readers.map(r => r.download({ start: 0, end: data.length }).done()))
+  for (const r of readers) {
+    const got = await Promise.all(data.map((_, i) => r.get(i)))
+    t.ok(got.every((b, i) => b4a.equals(b as Uint8Array, data[i]!)), 'a reader holds every block as written')
+  }
+  const read = files.counters('data').readBytes
+  const size = 1500 * 1024
+  // Each reader served from its own reads would be 8 times the data.
+  t.ok(read < 3 * size, `the writer read ${(read / size).toFixed(2)}× its data for 8 readers`)
+})
+
+test('a block found rotten while several readers wait for it reaches none of them, and the others do', async t => {
+  const files = memoryFiles()
+  const writer = new Hypercore(files.factory)
+  t.teardown(() => writer.close())
+  const data = Array.from({ length: 64 }, (_, i) => b4a.alloc(1024, i + 1))
+  await writer.append(data)
+  await writer.close()
+  // Block 40 rots on disk; the writer reopens and serves.
+  await files.poke('data', 40 * 1024 + 100, b4a.from([0xff, 0xee]))
+  const served = new Hypercore(files.factory)
+  t.teardown(() => served.close())
+  await served.ready()
+  const readers = await Promise.all(Array.from({ length: 4 }, () => ramCore(t, served.key)))
+  for (const r of readers) replicate(t, served, r)
+  // All four ask for block 40 at once: one read is shared, found rotten, and none gets it.
+  const waits = readers.map(r => rejection(r.get(40, { timeout: 1500 })))
+  const others = data.map((_, i) => i).filter(i => i !== 40)
+  for (const r of readers) {
+    const got = await Promise.all(others.map(i => r.get(i)))
+    t.ok(got.every((b, k) => b4a.equals(b as Uint8Array, data[others[k]!]!)), 'every other block, as written')
+  }
+  for (const err of await Promise.all(waits)) t.is(err?.code, 'REQUEST_TIMEOUT', 'a reader waited in vain for block 40')
+  t.is(await served.has(40), false, 'the writer cleared block 40')
+  for (const r of readers) t.is(await r.has(40), false, 'no reader holds block 40')
 })

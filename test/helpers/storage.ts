@@ -11,6 +11,7 @@ import type { Header } from '../../lib/storage'
 
 export interface Counters {
   reads: number
+  readBytes: number
   writes: number
   writeSizes: number[]
 }
@@ -37,7 +38,7 @@ export function memoryFiles (): MemoryFiles {
   function counters (name: string): Counters {
     let c = counts.get(name)
     if (c === undefined) {
-      c = { reads: 0, writes: 0, writeSizes: [] }
+      c = { reads: 0, readBytes: 0, writes: 0, writeSizes: [] }
       counts.set(name, c)
     }
     return c
@@ -55,7 +56,11 @@ export function memoryFiles (): MemoryFiles {
     const c = counters(name)
     const read = ram.read.bind(ram)
     const write = ram.write.bind(ram)
-    ram.read = (offset, size, cb) => { c.reads++; read(offset, size, cb) }
+    ram.read = (offset, size, cb) => {
+      c.reads++
+      c.readBytes += size
+      read(offset, size, cb)
+    }
     ram.write = (offset, data, cb) => {
       if (data.byteLength > 0) { c.writes++; c.writeSizes.push(data.byteLength) }
       write(offset, data, cb)
@@ -85,6 +90,7 @@ export function memoryFiles (): MemoryFiles {
     resetCounters () {
       for (const c of counts.values()) {
         c.reads = 0
+        c.readBytes = 0
         c.writes = 0
         c.writeSizes = []
       }
