@@ -13,12 +13,11 @@
  */
 import { INVALID_MESSAGE, INVALID_OPERATION } from '../errors'
 import { ID_BYTES, sortIds } from './ids'
-import { SHORT_CELL_BYTES, LONG_BYTES, SHORT_BYTES } from './coded-symbols'
+import { SHORT_CELL_BYTES, LONG_BYTES, SHORT_BYTES, type SymbolTable } from './coded-symbols'
 import { sumHashes, type Sum64 } from './fingerprint'
 import { decode, type DecodeResult } from './peel'
 import { MAX_REQUESTS, nextBatch, readBatch, writeBatch, type Batch } from './plan'
 import { IdStream, readChunk, writeListChunk } from './bulk'
-import type { SymbolTable } from './coded-symbols'
 import type { FlowContext } from './flow-context'
 import { Reader, Writer } from './wire'
 
