@@ -27,6 +27,12 @@ export class RepairRequests {
   readonly #lost = new Set<number>()
   /** Peers already asked for a lost node, so a refusal moves on to the next. */
   readonly #tries = new Map<number, Set<Peer>>()
+  /**
+   * Lost nodes whose proof arrived and waits for the core's lock: not asked
+   * for again meanwhile, or every read that finds the node missing would
+   * queue one more proof behind the lock.
+   */
+  readonly #applying = new Set<number>()
 
   constructor (host: RepairHost) {
     this.#host = host
@@ -57,13 +63,19 @@ export class RepairRequests {
    */
   onmissingnode (index: number, held: boolean): void {
     const core = this.#host.core
-    if (this.#host.inflight.hasNode(index) || core.length === 0 || (!held && !this.#shouldHold(index))) return
+    if (this.#host.inflight.hasNode(index) || this.#applying.has(index) || core.length === 0 || (!held && !this.#shouldHold(index))) return
     this.#lost.add(index)
     this.#ask(index, new Set())
   }
 
+  /** A proof for node `index` arrived and is being applied (until `onanswer`). */
+  onapplying (index: number): void {
+    this.#applying.add(index)
+  }
+
   /** The proof for node `index` from `peer` repaired it (`ok`), or did not: then the next peer is asked. */
   onanswer (index: number, peer: Peer, ok: boolean): void {
+    this.#applying.delete(index)
     if (ok) {
       this.#tries.delete(index)
       this.#lost.delete(index)

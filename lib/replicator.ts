@@ -392,6 +392,7 @@ export class Replicator implements PeerHost {
       if (verdict !== 'none') return
     }
     if (req?.kind === 'repair' || req?.kind === 'node' || (data.request === 0 && fullyRemote && core.repairMode)) {
+      if (req?.kind === 'node') this.#repair.onapplying(req.index)
       const ok = fullyRemote && await core.repair(data as Proof)
       if (req?.kind === 'node') this.#repair.onanswer(req.index, peer, ok)
       this.afterRepair(ok)

@@ -10,6 +10,8 @@ import {
 } from './helpers/core'
 import { makeHypercore, tmpDir, hcCrypto, repairMode, deleteHypercoreTreeNode, getHypercoreTreeNode, Hypercore as Hypercore11 } from './helpers/oracle'
 import { fullRoots, inTree } from '../lib/flat-tree'
+import { RepairRequests, type RepairHost } from '../lib/repair-requests'
+import type { Peer } from '../lib/peer'
 import type { Teardownable } from './helpers/oracle'
 
 test('a core with a missing root opens in repair mode and only refuses what needs the tree', async t => {
@@ -208,4 +210,33 @@ test('Hypercore 11 cores agree: its own repair of a deleted root matches ours', 
   await ours.append(blocks(10))
   t.ok(await b.recoverFromRemoteProof(await ours.generateRemoteProofForTreeNode(7)))
   t.alike(await getHypercoreTreeNode(b, 7), expected)
+})
+
+test('a lost node whose proof waits for the core\'s lock is not asked for again meanwhile', t => {
+  // Every read that finds the node missing reports it; each used to queue one more proof behind the lock.
+  const peer = { remoteOpened: true, remoteFork: 0, remoteLength: 64, remoteContiguous: 64 } as unknown as Peer
+  const inFlight = new Set<number>()
+  let asked = 0
+  const host = {
+    core: { length: 64, fork: 0, repairMode: false, manifest: null, bitfield: { firstSet: () => 0 } },
+    peers: [peer],
+    inflight: {
+      hasNode: (i: number) => inFlight.has(i),
+      send: (_p: Peer, _kind: string, index: number) => { asked++; inFlight.add(index); return {} },
+      values: () => [][Symbol.iterator]()
+    },
+    pickPeer: (ok: (p: Peer) => boolean) => ok(peer) ? peer : null
+  } as unknown as RepairHost
+  const repair = new RepairRequests(host)
+  repair.onmissingnode(31, true)
+  t.is(asked, 1, 'asked for its proof')
+  repair.onmissingnode(31, true)
+  t.is(asked, 1, 'not twice while that request is in flight')
+  inFlight.delete(31)
+  repair.onapplying(31)
+  for (let k = 0; k < 100; k++) repair.onmissingnode(31, true)
+  t.is(asked, 1, 'not again while its proof is being applied')
+  repair.onanswer(31, peer, true)
+  repair.onmissingnode(31, true)
+  t.is(asked, 2, 'lost again after that: asked again')
 })
