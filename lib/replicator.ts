@@ -446,7 +446,7 @@ export class Replicator implements PeerHost {
       return
     }
     if (req.kind === 'upgrade' && verified.upgrade === null) {
-      // Neither upgrade nor block: a refusal that carries the manifest we asked for (noData cannot), as Hypercore 11 answers too.
+      // Neither upgrade nor block: a refusal that carries the manifest we asked for (a noData cannot), as our peers answer one.
       if (verified.block === null) this.#upgrades.onrefused(peer, req)
       else this.#upgrades.failed(peer)
     }

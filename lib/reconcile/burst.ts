@@ -12,12 +12,12 @@
  * cells (the ids' last 24 bytes, see peel.ts) come in the proportion a
  * difference split evenly between the sides needs, and the first cell is
  * whole, so one differing id decodes from the first packet whichever side
- * holds it. The receiver tries to
- * decode after every packet and answers as soon as the keyed fingerprints
- * confirm a decode; what the sender sent past that point is the burst's
- * price, with the bytes of every sync whose difference turns out larger or
- * that another path settles. A burst that does not decode is not lost: it
- * is the first batch of the coded cells, which then start from it.
+ * holds it. The receiver tries to decode after every packet and answers as
+ * soon as the keyed fingerprints confirm a decode; what the sender sent past
+ * that point is the burst's price, with the bytes of every sync whose
+ * difference turns out larger or that another path settles. A burst that
+ * does not decode is not lost: it is the first batch of the coded cells,
+ * which then start from it.
  */
 import { SHORT_CELL_BYTES, LONG_BYTES, cellsFor, type SymbolTable } from './coded-symbols'
 import { longCells, shortCells, type Batch } from './plan'
@@ -27,8 +27,9 @@ import { Reader, Writer } from './wire'
 export const MSG_BURST = 0x3d
 /** The receiver decoded the burst: the first chunk of the ids the sender lacks (later chunks are plain DONE messages). */
 export const MSG_BURST_DONE = 0x3e
-/** Most packets in one burst, and the largest difference one may be sized for. */
+/** Most packets in one burst. */
 export const MAX_BURST_PACKETS = 32
+/** The largest difference a burst may be sized for (a hello naming more is refused). */
 export const MAX_BURST_COVER = 4096
 
 /** The burst's packets, as the cells it holds after each (both counts growing), for a difference of `cover` and a table of `cells`. */

@@ -4,8 +4,7 @@
  * secret) or a nonce (the key then comes from both nonces); the most ids it
  * accepts in one message when not the default; the since list, if any; how
  * large a difference the burst of cells that follows it covers (burst.ts),
- * if any. The type byte's low bits
- * say which optional parts follow.
+ * if any. The type byte's low bits say which optional parts follow.
  */
 import { INVALID_MESSAGE } from '../errors'
 import { MAX_BURST_COVER } from './burst'

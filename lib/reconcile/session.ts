@@ -40,12 +40,12 @@ import { KeyedHash, deriveSessionKey, deriveSharedKey, NONCE_BYTES } from './has
 import { ID_BYTES, IdBuffer } from './ids'
 import type { TreeData } from './tree-data'
 import { ReconcileSet } from './set'
-import { BurstCells, MAX_BURST_COVER, MSG_BURST, MSG_BURST_DONE, burstSchedule, usable, writeBurst } from './burst'
+import { BurstCells, MSG_BURST, MSG_BURST_DONE, burstSchedule, usable, writeBurst } from './burst'
 import { cellsFor, type SymbolTable } from './coded-symbols'
 import { fingerprintOf, type Sum64 } from './fingerprint'
 import { EST1_ERROR, EST2_ERROR, estimate, firstBatch, readEst2, writeEst2, type Batch } from './plan'
-import { SINCE_HARD_MAX, sinceMatches } from './since'
-import { DEFAULT_MAX_IDS_PER_MESSAGE, HELLO_MAX_BYTES, MAX_IDS_PER_MESSAGE_LIMIT, isHello, readHello, writeHello, type Hello } from './hello'
+import { sinceMatches } from './since'
+import { HELLO_MAX_BYTES, isHello, readHello, writeHello, type Hello } from './hello'
 import { planSubset, type SubsetPlan } from './subset'
 import { SubsetFlow, type Residual, type SubsetStep } from './subset-flow'
 import { MSG_DONE, SymbolsFlow, type Prior, type SymbolsStep } from './symbols-flow'
@@ -53,6 +53,9 @@ import type { FlowContext } from './flow-context'
 import { TreeWalk, startsInBulk, type WalkContext } from './walk'
 import { KeyedIndex } from './walk-index'
 import { Reader, Writer } from './wire'
+import { sessionSettings, type ReconcileMode, type SessionOptions } from './session-options'
+
+export type { ReconcileMode, SessionOptions } from './session-options'
 
 // Message types: the first byte (0x20 to 0x27: a hello and its flags, hello.ts).
 const MSG_FP = 0x30
@@ -61,40 +64,7 @@ const MSG_EST2 = 0x31
 const MSG_ROUND = 0x36
 // 0x37 to 0x3c: the one-sided path (subset-flow.ts); 0x3d, 0x3e: the burst (burst.ts).
 
-const DEFAULT_SINCE_LIMIT = 1024
-const DEFAULT_MAX_LEARNED = 1 << 22
-const DEFAULT_MAX_OPEN = 1 << 18
 const EMPTY_BYTES = new Uint8Array(0)
-
-export type ReconcileMode = 'symbols' | 'subset' | 'tree' | 'since' | 'bulk'
-
-export interface SessionOptions {
-  /** Who the remote is, for the since path: uses and needs `set.markSynced(peer)` from a previous sync. */
-  peer?: string
-  /** Most ids sent on the since path (default 1024); more added since falls back to the other paths. */
-  sinceLimit?: number
-  /** Most ids this side accepts in one message, announced to the remote (default 262144). */
-  maxIdsPerMessage?: number
-  /** Most ids this session learns or holds for the remote (default 2^22). */
-  maxLearned?: number
-  /** Most open prefixes at once in the tree walk (default 2^18). */
-  maxOpen?: number
-  /**
-   * A secret both sides already share (e.g. their Noise handshake hash):
-   * keys the fingerprints, saves a round trip, and lets the set keep the
-   * fingerprint up to date between sessions. Both sides give one or neither.
-   */
-  sessionKey?: Uint8Array
-  /**
-   * Follow the hello with coded cells for a difference of up to about this
-   * many ids (at most 4096), sent before hearing from the remote, so such a
-   * difference is known after one flight (the remote) and two (this side).
-   * Costs those cells' bytes whatever the difference (about 45 B per id
-   * covered). Needs a `sessionKey`; only one side of a session may burst,
-   * and the remote needs no option to take one. `burst()` gives them.
-   */
-  burst?: number
-}
 
 type Phase = 'new' | 'hello' | 'fp' | 'est2' | 'symbols' | 'subset' | 'walk' | 'done' | 'failed'
 
@@ -161,14 +131,14 @@ export class Session {
     if (set instanceof ReconcileSet) this.set = set
     else if (Array.isArray(set)) this.set = new ReconcileSet(set)
     else throw BAD_ARGUMENT('A session reconciles a ReconcileSet or an array of ids')
-    this.#peer = opts.peer ?? null
-    this.#sinceLimit = Math.min(Math.max(0, opts.sinceLimit ?? DEFAULT_SINCE_LIMIT), SINCE_HARD_MAX)
-    this.#recvLimit = Math.min(Math.max(1, opts.maxIdsPerMessage ?? DEFAULT_MAX_IDS_PER_MESSAGE), MAX_IDS_PER_MESSAGE_LIMIT)
-    this.#maxLearned = Math.max(0, opts.maxLearned ?? DEFAULT_MAX_LEARNED)
-    this.#maxOpen = Math.max(16, opts.maxOpen ?? DEFAULT_MAX_OPEN)
-    this.#cover = Math.min(Math.max(0, Math.floor(opts.burst ?? 0)), MAX_BURST_COVER)
-    if (opts.sessionKey !== undefined && !(opts.sessionKey instanceof Uint8Array)) throw BAD_ARGUMENT('sessionKey is bytes')
-    this.#secret = opts.sessionKey ?? null
+    const o = sessionSettings(opts)
+    this.#peer = o.peer
+    this.#sinceLimit = o.sinceLimit
+    this.#recvLimit = o.recvLimit
+    this.#maxLearned = o.maxLearned
+    this.#maxOpen = o.maxOpen
+    this.#cover = o.cover
+    this.#secret = o.secret
     if (this.#secret === null) {
       this.#nonce = b4a.alloc(NONCE_BYTES)
       sodium.randombytes_buf(this.#nonce)
