@@ -62,6 +62,8 @@ export class Replicator implements PeerHost {
   readonly #settled: Settled
   private readonly extensions = new Map<string, ExtensionHandler>()
   private updateQueued = false
+  /** A block that failed for a node of ours is asked for again after I/O had a turn (see `checkAndStore`). */
+  #retryQueued = false
   private destroyed = false
   private remoteContiguous = 0
   readonly #forks: ForkSwitch
@@ -412,17 +414,19 @@ export class Replicator implements PeerHost {
     // Answered but not stored yet: not asked for again meanwhile (a sync arriving with it would).
     const block = data.block?.index ?? -1
     if (block !== -1) this.#blocks.onverifying(block)
+    let later = false
     try {
-      await this.checkAndStore(peer, req, data)
+      later = await this.checkAndStore(peer, req, data)
     } finally {
       this.settleSide(req)
       if (data.upgrade !== null) this.#upgrades.onapplied()
       if (block !== -1) this.#blocks.onverified(block)
     }
-    this.scheduleUpdate()
+    if (!later) this.scheduleUpdate()
   }
 
-  private async checkAndStore (peer: Peer, req: Request, data: DataMessage): Promise<void> {
+  /** Verifies and stores an answer; true when what it asked for is to be asked again only after I/O had a turn. */
+  private async checkAndStore (peer: Peer, req: Request, data: DataMessage): Promise<boolean> {
     const core = this.core
     const epoch = core.epoch
     let verified
@@ -432,18 +436,21 @@ export class Replicator implements PeerHost {
       const missing = missingNodeOf(err)
       if (missing !== null) {
         // A node of ours is gone (or, in repair mode, not yet checked): that
-        // calls for a repair, not a conflict. The block was not stored: ask again.
+        // calls for a repair, not a conflict. The block was not stored: ask
+        // again, but only once I/O has had a turn. Asked at once, a peer that
+        // answers from memory over an in-process stream makes a loop of
+        // microtasks (ask, answer, fail, ask) that starves the repair's own
+        // reads, whose callbacks wait in the next-tick queue.
         this.onmissingnode(missing)
-        this.#blocks.rescan()
-        this.scheduleUpdate()
-        return
+        this.#retryAfterIo()
+        return true
       }
       if (!isCoded(err)) throw err
       this.#blocks.rescan()
       // Checked against a tree we left while checking: not the peer's fault.
-      if (core.epoch !== epoch) return
+      if (core.epoch !== epoch) return false
       this.hostile(peer, err)
-      return
+      return false
     }
     if (req.kind === 'upgrade' && verified.upgrade === null) {
       // Neither upgrade nor block: a refusal that carries the manifest we asked for (a noData cannot), as our peers answer one.
@@ -457,13 +464,14 @@ export class Replicator implements PeerHost {
       // Our disk failed us, not the peer: keep it, and ask again later.
       if (!isCoded(err)) throw err
       this.#blocks.rescan()
-      return
+      return false
     }
     if (!stored) {
       this.#blocks.rescan()
-      return
+      return false
     }
     if (verified.block !== null) this.emit('download', verified.block.index, verified.block.value.byteLength, peer)
+    return false
   }
 
   /** A request of the fork switch or of a seek ended: tell its owner. */
@@ -538,6 +546,17 @@ export class Replicator implements PeerHost {
 
   // -------------------------------------------------------------------------
   // Scheduling
+
+  #retryAfterIo (): void {
+    if (this.#retryQueued) return
+    this.#retryQueued = true
+    setImmediate(() => {
+      this.#retryQueued = false
+      if (this.destroyed) return
+      this.#blocks.rescan()
+      this.scheduleUpdate()
+    })
+  }
 
   scheduleUpdate (): void {
     if (this.updateQueued || this.destroyed) return

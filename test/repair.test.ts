@@ -12,6 +12,8 @@ import { makeHypercore, tmpDir, hcCrypto, repairMode, deleteHypercoreTreeNode, g
 import { fullRoots, inTree } from '../lib/flat-tree'
 import { RepairRequests, type RepairHost } from '../lib/repair-requests'
 import type { Peer } from '../lib/peer'
+import type { DataMessage } from '../lib/messages'
+import { FakePeer, honestAnswer } from './helpers/replication'
 import type { Teardownable } from './helpers/oracle'
 
 test('a core with a missing root opens in repair mode and only refuses what needs the tree', async t => {
@@ -239,4 +241,39 @@ test('a lost node whose proof waits for the core\'s lock is not asked for again 
   repair.onanswer(31, peer, true)
   repair.onmissingnode(31, true)
   t.is(asked, 2, 'lost again after that: asked again')
+})
+
+test('a reader in repair mode whose peer answers from memory still repairs, then reads the blocks under the lost root', async t => {
+  // 40 blocks: roots 31, 71, 77. Blocks 0-15 hang under the lost root 31.
+  const { healthy, damaged } = await healthyAndDamaged(t, 40, dir => zeroTreeNode(dir, 31))
+  const source = await openCore(t, healthy)
+  const reader = await openCore(t, damaged)
+  t.ok(reader.repairMode)
+  // A peer that answers a request it answered before at once, from memory: no disk read, no wait.
+  const answered = new Map<string, DataMessage>()
+  const fake = new FakePeer(t, source.key!, {
+    onopen: p => {
+      p.sendSync({ length: source.length })
+      p.sendRange({ drop: false, start: 0, length: source.length })
+    },
+    onrequest: (p, m) => {
+      const key = JSON.stringify({ block: m.block, hash: m.hash, upgrade: m.upgrade, manifest: m.manifest })
+      const kept = answered.get(key)
+      if (kept !== undefined) {
+        p.sendData({ ...kept, request: m.id })
+        return
+      }
+      void honestAnswer(source, m).then(a => {
+        if (!('fork' in a)) return p.sendNoData(a)
+        answered.set(key, a)
+        p.sendData(a)
+      })
+    }
+  })
+  reader.replicate(fake.stream)
+  await fake.open()
+  // Asked again and again while the repair is under way, block 0 must not starve the repair's own reads.
+  const block = await reader.get(0, { timeout: 10_000 })
+  t.is(text(block as Uint8Array), text(blocks(1)[0]), 'block 0, verified')
+  t.absent(reader.repairMode, 'out of repair mode')
 })
