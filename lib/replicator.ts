@@ -414,19 +414,18 @@ export class Replicator implements PeerHost {
     // Answered but not stored yet: not asked for again meanwhile (a sync arriving with it would).
     const block = data.block?.index ?? -1
     if (block !== -1) this.#blocks.onverifying(block)
-    let later = false
     try {
-      later = await this.checkAndStore(peer, req, data)
+      await this.checkAndStore(peer, req, data)
     } finally {
       this.settleSide(req)
       if (data.upgrade !== null) this.#upgrades.onapplied()
       if (block !== -1) this.#blocks.onverified(block)
     }
-    if (!later) this.scheduleUpdate()
+    // A retry after I/O is due: that pass comes then (see `checkAndStore`).
+    if (!this.#retryQueued) this.scheduleUpdate()
   }
 
-  /** Verifies and stores an answer; true when what it asked for is to be asked again only after I/O had a turn. */
-  private async checkAndStore (peer: Peer, req: Request, data: DataMessage): Promise<boolean> {
+  private async checkAndStore (peer: Peer, req: Request, data: DataMessage): Promise<void> {
     const core = this.core
     const epoch = core.epoch
     let verified
@@ -443,14 +442,14 @@ export class Replicator implements PeerHost {
         // reads, whose callbacks wait in the next-tick queue.
         this.onmissingnode(missing)
         this.#retryAfterIo()
-        return true
+        return
       }
       if (!isCoded(err)) throw err
       this.#blocks.rescan()
       // Checked against a tree we left while checking: not the peer's fault.
-      if (core.epoch !== epoch) return false
+      if (core.epoch !== epoch) return
       this.hostile(peer, err)
-      return false
+      return
     }
     if (req.kind === 'upgrade' && verified.upgrade === null) {
       // Neither upgrade nor block: a refusal that carries the manifest we asked for (a noData cannot), as our peers answer one.
@@ -464,14 +463,13 @@ export class Replicator implements PeerHost {
       // Our disk failed us, not the peer: keep it, and ask again later.
       if (!isCoded(err)) throw err
       this.#blocks.rescan()
-      return false
+      return
     }
     if (!stored) {
       this.#blocks.rescan()
-      return false
+      return
     }
     if (verified.block !== null) this.emit('download', verified.block.index, verified.block.value.byteLength, peer)
-    return false
   }
 
   /** A request of the fork switch or of a seek ended: tell its owner. */

@@ -21,7 +21,7 @@
  */
 import { SHORT_CELL_BYTES, LONG_BYTES, cellsFor, type SymbolTable } from './coded-symbols'
 import { longCells, shortCells, type Batch } from './plan'
-import { concat, writeCells } from './symbols-flow'
+import { concat, writeCells, type Prior } from './symbols-flow'
 import { Reader, Writer } from './wire'
 
 export const MSG_BURST = 0x3d
@@ -60,9 +60,9 @@ export function writeBurst (t: SymbolTable, prev: Batch, next: Batch): Uint8Arra
 
 /** The receiver's side: the packets due, and the cells of those that came. */
 export class BurstCells {
-  batch: Batch = { S: 0, L: 0 }
-  short: Uint8Array = new Uint8Array(0)
-  long: Uint8Array = new Uint8Array(0)
+  #batch: Batch = { S: 0, L: 0 }
+  #short: Uint8Array = new Uint8Array(0)
+  #long: Uint8Array = new Uint8Array(0)
   readonly #schedule: Batch[]
   #next = 0
 
@@ -78,12 +78,17 @@ export class BurstCells {
 
   /** Reads the next packet (its type byte read already). */
   read (r: Reader): void {
-    const prev = this.batch
+    const prev = this.#batch
     const next = this.#schedule[this.#next++]!
-    this.short = concat(this.short, r.fixed((next.S - prev.S) * SHORT_CELL_BYTES))
-    this.long = concat(this.long, r.fixed((next.L - prev.L) * LONG_BYTES))
+    this.#short = concat(this.#short, r.fixed((next.S - prev.S) * SHORT_CELL_BYTES))
+    this.#long = concat(this.#long, r.fixed((next.L - prev.L) * LONG_BYTES))
     r.end()
-    this.batch = next
+    this.#batch = next
+  }
+
+  /** The cells so far as the decoder's first batch, of a session whose sides offer `limit` cells. */
+  prior (limit: number): Prior {
+    return { batch: usable(this.#batch, limit), short: this.#short, long: this.#long }
   }
 
   /** Skips the next packet (answered already: it is not read). */

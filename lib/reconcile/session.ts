@@ -115,6 +115,7 @@ export class Session {
   /** Their burst (its packets due and cells so far), whether the hellos settle it without, and whether we answered it. */
   #burstIn: BurstCells | null = null
   #burstIdle = false
+  #sinceOk: boolean | null = null
   #answered = false
 
   readonly #learned = new IdBuffer(64)
@@ -408,8 +409,7 @@ export class Session {
   /** The burst's cells as the first batch of the cells, for the encoder (its sender) or the decoder. */
   #burstPrior (encoder: boolean): Prior {
     if (encoder) return { batch: usable(this.#burstOut!, this.#limit), short: EMPTY_BYTES, long: EMPTY_BYTES }
-    const b = this.#burstIn!
-    return { batch: usable(b.batch, this.#limit), short: b.short, long: b.long }
+    return this.#burstIn!.prior(this.#limit)
   }
 
   #message (type: number, fn: (w: Writer) => void, size = 64): Writer {
@@ -429,7 +429,8 @@ export class Session {
     if (h.burst > 0) {
       if (this.#burstOut !== null) throw INVALID_MESSAGE('Both sides sent a burst')
       this.#burstIn = new BurstCells(h.burst, h.count)
-      this.#burstIdle = this.#settlesAtOnce()
+      // The hellos settle it with nothing more to send (the since path, or equal sets): the burst is not decoded.
+      this.#burstIdle = this.#sinceSettles() || this.#equalSets()
       this.#fixBase()
     }
   }
@@ -439,18 +440,15 @@ export class Session {
     this.#base = { mine: this.#myCount, theirs: this.#theirCount, myFp: [this.#myFp[0], this.#myFp[1]], theirFp: [this.#theirFp[0], this.#theirFp[1]] }
   }
 
-  /** Whether the hellos settle it with nothing more to send: the since path, or equal sets. */
-  #settlesAtOnce (): boolean {
-    return this.#sinceSettles() || this.#equalSets()
-  }
-
   #equalSets (): boolean {
     return this.#myCount === this.#theirCount && this.#myFp[0] === this.#theirFp[0] && this.#myFp[1] === this.#theirFp[1]
   }
 
+  /** Whether the since lists settle it (hashed once: a burst's receiver asks at the hello and again when it settles). */
   #sinceSettles (): boolean {
-    return this.#mySince !== null && this.#theirSince !== null &&
+    this.#sinceOk ??= this.#mySince !== null && this.#theirSince !== null &&
       sinceMatches(this.#hasher!, this.#myCount, this.#myFp, this.#mySince, this.#theirCount, this.#theirFp, this.#theirSince)
+    return this.#sinceOk
   }
 
   /** Both counts and fingerprints are known: decide how to go on. */

@@ -6,6 +6,7 @@ import b4a from 'b4a'
 import sodium from 'sodium-universal'
 import { isCoded } from '../../lib/errors'
 import { ReconcileSet, Session, type SyncResult, type SessionOptions } from '../../lib/reconcile'
+import { answer } from '../../lib/reconcile/sync'
 
 /** A small deterministic PRNG (xorshift32), so failures reproduce from the seed. */
 export function prng (seed: number): () => number {
@@ -125,22 +126,25 @@ export function thrown (fn: () => void): unknown {
 
 /**
  * A full exchange in which `tamper` sees each message on its way (`fromA`:
- * sent by a) and may hand over another: 'coded' when a side refused one
- * with a coded error, else 'done'.
+ * sent by a; a's burst too, if it sends one) and may hand over another:
+ * 'coded' when a side refused one with a coded error, else 'done'.
  */
-export function tamperedExchange (sa: Session, sb: Session, tamper: (msg: Uint8Array, fromA: boolean) => Uint8Array): 'done' | 'coded' {
-  let ma: Uint8Array | null = sa.start()
-  let mb: Uint8Array | null = sb.start()
-  while (ma !== null && mb !== null) {
-    const toA = tamper(mb, false)
-    const toB = tamper(ma, true)
+export function tamperedExchange (sa: Session, sb: Session, tamper: (msg: Uint8Array, fromA: boolean) => Uint8Array = m => m): 'done' | 'coded' {
+  let ma = [sa.start(), ...sa.burst()]
+  let mb = [sb.start(), ...sb.burst()]
+  for (;;) {
+    let na: Uint8Array | null
+    let nb: Uint8Array | null
     try {
-      ma = reply(sa, toA)
-      mb = reply(sb, toB)
+      na = answer(sa, mb.map(m => tamper(m, false)))
+      nb = answer(sb, ma.map(m => tamper(m, true)))
     } catch (err) {
       if (isCoded(err)) return 'coded'
       throw err
     }
+    // One side done and the other not (a tampered message can do that): the exchange is over.
+    if (na === null || nb === null) return 'done'
+    ma = [na]
+    mb = [nb]
   }
-  return 'done'
 }
