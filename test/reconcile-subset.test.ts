@@ -161,11 +161,13 @@ test('power sums: random subsets are found, and sums that fit no subset say so (
       const got = new Set(hexes(found.ids.list()))
       // All but those in a bucket missing 12 or more, which its count modulo 16 reads as the other side holding more (left to the cells).
       for (const id of missing) if (k[bucketOf(id, plan.bits)]! > 0 && !got.has(hexes([id])[0]!)) throw new Error('a missing id was not found')
-      // The smaller side with one id more than it should have: its bucket no longer fits.
+      // The smaller side with one id more than it should have, in a bucket whose sums are sent: it no longer fits.
+      // (A bucket missing 12 or more sends none, so an id of the smaller side's own there is the fingerprint's to catch.)
+      const near = missing.find(id => k[bucketOf(id, plan.bits)]! > 0)!
       const own = makeIds(1, rand)[0]!
-      own[0] = missing[0]![0]!
-      own[1] = missing[0]![1]!
-      own[2] = missing[0]![2]!
+      own[0] = near[0]!
+      own[1] = near[1]!
+      own[2] = near[2]!
       const other = ReconcileSet.from(common.concat([own])).snapshot()
       // Its bucket fits no subset (its ids are held back), or fits by chance and the fingerprint is left to tell.
       const bad = findLacking(tree, plan, k, powerSums(other, plan, k))
