@@ -35,6 +35,14 @@ export type SymbolsStep =
 type Phase = 'encoded' | 'encoder' | 'decoder' | 'returning' | 'requested' | 'falling'
 
 const EMPTY: SymbolsStep = { kind: 'send', msg: new Uint8Array(0) }
+/**
+ * A burst holding at least this share of the first batch counts as the
+ * whole of it: the hello's estimate is good to about ±37%, so a batch up to
+ * twice the burst is most often one the burst decodes, and cells sent
+ * meanwhile are wasted (at d = 50 with a burst for 50, sending them took 30
+ * of 100 draws past 2.2× the floor for both sides; waiting, 3).
+ */
+const BURST_SLACK = 2
 
 /** Cells the encoder sent before the flow began (a burst): the decoder's copy of them, 13 and 24 bytes a cell. */
 export interface Prior { batch: Batch, short: Uint8Array, long: Uint8Array }
@@ -72,13 +80,14 @@ export class SymbolsFlow {
 
   /**
    * The first batch: the encoder's cells, or the decoder's empty message.
-   * When a burst already holds all of it, the encoder waits and the decoder
-   * says what its cells gave.
+   * When a burst already holds all of it, or nearly (the batch is sized
+   * with a margin, and a burst that decodes makes more cells sent meanwhile
+   * a waste), the encoder waits and the decoder says what its cells gave.
    */
   start (batch: Batch): SymbolsStep {
     const held = this.#batch
     const next = { S: Math.max(batch.S, held.S), L: Math.max(batch.L, held.L) }
-    if (held.S > 0 && next.S === held.S && next.L === held.L) {
+    if (held.S > 0 && next.S <= held.S * BURST_SLACK && next.L <= held.L * BURST_SLACK) {
       if (this.#encoder) return EMPTY
       return this.#verdict()
     }
