@@ -20,7 +20,7 @@ import { TreeBatch, type TreeState } from './tree-batch'
 import { Mutex } from './mutex'
 import type { Bitfield } from './bitfield'
 import type { CoreStorage, Header } from './storage'
-import { blockProofNow, generateProof, type Proof, type ProofRequest } from './proof'
+import { blockProofNodesNow, blockProofNow, generateProof, type Proof, type ProofRequest } from './proof'
 import { hasOpenTail } from './crash-recovery'
 import type { AuditReport } from './audit'
 import { BlockReader, type ReadOptions } from './block-reader'
@@ -418,6 +418,11 @@ export class Core {
    */
   proofNow (req: ProofRequest): Proof | null {
     return blockProofNow(this.tree, req)
+  }
+
+  /** The nodes of `proofNow` for a plain request for block `index` with `levels` levels (see `blockProofNodesNow`). */
+  blockProofNodesNow (index: number, levels: number): TreeNode[] | null {
+    return blockProofNodesNow(this.tree, index, levels)
   }
 
   // -------------------------------------------------------------------------

@@ -468,17 +468,17 @@ export class Peer {
    */
   private answerNow (m: RequestMessage, prefetched: Map<number, Uint8Array | null>): DataMessage | null {
     const core = this.host.core
-    if (m.block === null || m.fork !== core.fork || m.manifest) return null
+    if (m.block === null || m.fork !== core.fork || m.manifest || m.hash !== null || m.seek !== null || m.upgrade !== null) return null
     const value = prefetched.get(m.block.index)
     if (value === undefined || value === null) return null
-    let proof
+    let nodes
     try {
-      proof = core.proofNow(m)
+      nodes = core.blockProofNodesNow(m.block.index, m.block.nodes)
     } catch {
       return null // `answer` says what is wrong with it
     }
-    if (proof === null) return null
-    return { request: m.id, fork: proof.fork, block: { index: m.block.index, value, nodes: proof.block!.nodes }, hash: null, seek: null, upgrade: null, manifest: null }
+    if (nodes === null) return null
+    return { request: m.id, fork: core.fork, block: { index: m.block.index, value, nodes }, hash: null, seek: null, upgrade: null, manifest: null }
   }
 
   /** The data message answering `m`, or a noData saying why not. */

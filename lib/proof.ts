@@ -220,19 +220,45 @@ export async function generateProof (src: NodeSource, req: ProofRequest): Promis
 export function blockProofNow (src: TreeState & { peekNode (index: number): TreeNode | undefined }, req: ProofRequest): Proof | null {
   const block = req.block
   if (!block || req.hash || req.seek || req.upgrade) return null
-  const head = 2 * src.length
-  const target = 2 * block.index
-  if (target >= head) return null
-  const root = rootAbove(target, block.nodes, head)
-  const nodes: TreeNode[] = []
-  const ite = new Iterator(target)
-  while (ite.index !== root) {
-    const node = src.peekNode(ite.sibling())
-    if (node === undefined) return null
-    nodes.push(node)
-    ite.parent()
-  }
+  const nodes = blockProofNodesNow(src, block.index, block.nodes)
+  if (nodes === null) return null
   return { fork: src.fork, block: { index: block.index, value: null, nodes }, hash: null, seek: null, upgrade: null, manifest: null }
+}
+
+/**
+ * The nodes of `blockProofNow` for block `index` and `levels` levels: the
+ * sibling at each level on the way up. What serving a download does for
+ * every block, so the climb is index arithmetic (no iterators), into an
+ * array of the exact length. Throws like `generateProof` when the levels
+ * reach past our length's roots.
+ */
+export function blockProofNodesNow (src: TreeState & { peekNode (index: number): TreeNode | undefined }, index: number, levels: number): TreeNode[] | null {
+  const head = 2 * src.length
+  let i = 2 * index
+  if (i >= head) return null
+  // At depth d: `off` is the node's offset among the nodes of its depth, `span` = 2^(d+1), its distance to its sibling.
+  let off = index
+  let span = 2
+  for (let k = 0; k < levels; k++) {
+    i = (off & 1) === 1 ? i - span / 2 : i + span / 2
+    off = Math.floor(off / 2)
+    span *= 2
+    // The parent covers [i - (span/2 - 1), i + span/2 - 1]: covering the head means climbing past a root.
+    if (i - span / 2 + 1 <= head && head <= i + span / 2 - 1) throw INVALID_OPERATION('Nodes is out of bounds')
+  }
+  const nodes = new Array<TreeNode>(levels)
+  i = 2 * index
+  off = index
+  span = 2
+  for (let k = 0; k < levels; k++) {
+    const node = src.peekNode((off & 1) === 1 ? i - span : i + span)
+    if (node === undefined) return null
+    nodes[k] = node
+    i = (off & 1) === 1 ? i - span / 2 : i + span / 2
+    off = Math.floor(off / 2)
+    span *= 2
+  }
+  return nodes
 }
 
 // ---------------------------------------------------------------------------
