@@ -24,6 +24,7 @@ import { BlockScheduler } from './block-scheduler'
 import { RepairRequests } from './repair-requests'
 import { Upgrades } from './upgrades'
 import { Settled } from './settled'
+import { schedulePass } from './loop-turns'
 import { REQUEST_CANCELLED, isCoded, missingNodeOf } from './errors'
 import type { Core, VerifiedData } from './core'
 import type { DataMessage, NoDataMessage } from './messages'
@@ -559,10 +560,13 @@ export class Replicator implements PeerHost {
   scheduleUpdate (): void {
     if (this.updateQueued || this.destroyed) return
     this.updateQueued = true
-    queueMicrotask(() => {
-      this.updateQueued = false
-      this.update()
-    })
+    schedulePass(this.#scheduled)
+  }
+
+  /** The queued pass (a field: one function for every call). */
+  readonly #scheduled = (): void => {
+    this.updateQueued = false
+    this.update()
   }
 
   private update (): void {
