@@ -234,27 +234,23 @@ export function blockProofNow (src: TreeState & { peekNode (index: number): Tree
  */
 export function blockProofNodesNow (src: TreeState & { peekNode (index: number): TreeNode | undefined }, index: number, levels: number): TreeNode[] | null {
   const head = 2 * src.length
+  if (2 * index >= head) return null
+  // The ancestor `levels` up spans the nodes [2·first, 2·(first + width) − 2]: reaching the head
+  // is climbing past a root (and any ancestor below it that did, it does too).
+  if (levels >= 53) throw INVALID_OPERATION('Nodes is out of bounds')
+  const width = 2 ** levels
+  if (levels > 0 && head <= 2 * (Math.floor(index / width) * width + width) - 2) throw INVALID_OPERATION('Nodes is out of bounds')
+  const nodes = new Array<TreeNode>(levels)
+  // At depth d: node `i`, `off` its offset among the nodes of its depth, `span` = 2^(d+1) its distance to its sibling.
   let i = 2 * index
-  if (i >= head) return null
-  // At depth d: `off` is the node's offset among the nodes of its depth, `span` = 2^(d+1), its distance to its sibling.
   let off = index
   let span = 2
   for (let k = 0; k < levels; k++) {
-    i = (off & 1) === 1 ? i - span / 2 : i + span / 2
-    off = Math.floor(off / 2)
-    span *= 2
-    // The parent covers [i - (span/2 - 1), i + span/2 - 1]: covering the head means climbing past a root.
-    if (i - span / 2 + 1 <= head && head <= i + span / 2 - 1) throw INVALID_OPERATION('Nodes is out of bounds')
-  }
-  const nodes = new Array<TreeNode>(levels)
-  i = 2 * index
-  off = index
-  span = 2
-  for (let k = 0; k < levels; k++) {
-    const node = src.peekNode((off & 1) === 1 ? i - span : i + span)
+    const left = (off & 1) === 0
+    const node = src.peekNode(left ? i + span : i - span)
     if (node === undefined) return null
     nodes[k] = node
-    i = (off & 1) === 1 ? i - span / 2 : i + span / 2
+    i = left ? i + span / 2 : i - span / 2
     off = Math.floor(off / 2)
     span *= 2
   }
