@@ -393,7 +393,7 @@ export class Core {
    * tree as it was when asked: appends only add nodes); a truncation does.
    */
   async proof (req: ProofRequest): Promise<Proof> {
-    const now = this.proofNow(req)
+    const now = blockProofNow(this.tree, req)
     if (now !== null) return now
     const epoch = this.#epoch
     const tree = this.tree
@@ -413,16 +413,12 @@ export class Core {
   }
 
   /**
-   * `proof` of a plain block request from verified nodes at hand, without
-   * waiting; null when it takes more (then `proof`). Throws like `proof`.
+   * The nodes of `proof` for a plain block request, from verified nodes at
+   * hand, without waiting; null when it takes more (then `proof`). Throws
+   * like `proof`. What serving answers most requests with.
    */
-  proofNow (req: ProofRequest): Proof | null {
-    return blockProofNow(this.tree, req)
-  }
-
-  /** The nodes of `proofNow` for a plain request for block `index` with `levels` levels (see `blockProofNodesNow`). */
-  blockProofNodesNow (index: number, levels: number): TreeNode[] | null {
-    return blockProofNodesNow(this.tree, index, levels)
+  blockProofNodesNow (req: ProofRequest): TreeNode[] | null {
+    return blockProofNodesNow(this.tree, req)
   }
 
   // -------------------------------------------------------------------------

@@ -21,7 +21,7 @@ export const BUSY_MS = 10
 
 /** When the current run of back-to-back passes began (ms); -1 when the loop turned since. */
 let runStart = -1
-/** Passes waiting for the turn, run together in one immediate. */
+/** What waits for the turn (passes, retries), run together in one immediate. */
 let waiting: Array<() => void> = []
 
 function turned (): void {
@@ -37,6 +37,12 @@ function runWaiting (): void {
   for (const pass of passes) pass()
 }
 
+/** Runs `fn` after a turn of the event loop (timers and I/O first), with the passes that wait for one. */
+export function afterTurn (fn: () => void): void {
+  if (waiting.length === 0) setImmediate(runWaiting)
+  waiting.push(fn)
+}
+
 /** Runs `pass` soon: as a microtask within the budget, after a turn of the event loop past it. */
 export function schedulePass (pass: () => void): void {
   const now = Date.now()
@@ -44,10 +50,6 @@ export function schedulePass (pass: () => void): void {
     runStart = now
     setImmediate(turned)
   }
-  if (now - runStart < BUSY_MS) {
-    queueMicrotask(pass)
-    return
-  }
-  if (waiting.length === 0) setImmediate(runWaiting)
-  waiting.push(pass)
+  if (now - runStart < BUSY_MS) queueMicrotask(pass)
+  else afterTurn(pass)
 }

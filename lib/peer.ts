@@ -468,12 +468,12 @@ export class Peer {
    */
   private answerNow (m: RequestMessage, prefetched: Map<number, Uint8Array | null>): DataMessage | null {
     const core = this.host.core
-    if (m.block === null || m.fork !== core.fork || m.manifest || m.hash !== null || m.seek !== null || m.upgrade !== null) return null
+    if (m.block === null || m.fork !== core.fork || m.manifest) return null
     const value = prefetched.get(m.block.index)
     if (value === undefined || value === null) return null
     let nodes
     try {
-      nodes = core.blockProofNodesNow(m.block.index, m.block.nodes)
+      nodes = core.blockProofNodesNow(m)
     } catch {
       return null // `answer` says what is wrong with it
     }

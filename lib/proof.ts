@@ -218,21 +218,21 @@ export async function generateProof (src: NodeSource, req: ProofRequest): Promis
  * in the same order as `generateProof` would give.
  */
 export function blockProofNow (src: TreeState & { peekNode (index: number): TreeNode | undefined }, req: ProofRequest): Proof | null {
-  const block = req.block
-  if (!block || req.hash || req.seek || req.upgrade) return null
-  const nodes = blockProofNodesNow(src, block.index, block.nodes)
+  const nodes = blockProofNodesNow(src, req)
   if (nodes === null) return null
-  return { fork: src.fork, block: { index: block.index, value: null, nodes }, hash: null, seek: null, upgrade: null, manifest: null }
+  return { fork: src.fork, block: { index: req.block!.index, value: null, nodes }, hash: null, seek: null, upgrade: null, manifest: null }
 }
 
 /**
- * The nodes of `blockProofNow` for block `index` and `levels` levels: the
- * sibling at each level on the way up. What serving a download does for
- * every block, so the climb is index arithmetic (no iterators), into an
- * array of the exact length. Throws like `generateProof` when the levels
- * reach past our length's roots.
+ * The nodes of `blockProofNow`: the sibling at each level on the way up.
+ * What serving a download does for every block, so the climb is index
+ * arithmetic (no iterators), into an array of the exact length. Throws like
+ * `generateProof` when the levels reach past our length's roots.
  */
-export function blockProofNodesNow (src: TreeState & { peekNode (index: number): TreeNode | undefined }, index: number, levels: number): TreeNode[] | null {
+export function blockProofNodesNow (src: TreeState & { peekNode (index: number): TreeNode | undefined }, req: ProofRequest): TreeNode[] | null {
+  const block = req.block
+  if (!block || req.hash || req.seek || req.upgrade) return null
+  const { index, nodes: levels } = block
   const head = 2 * src.length
   if (2 * index >= head) return null
   // The ancestor `levels` up spans the nodes [2·first, 2·(first + width) − 2]: reaching the head

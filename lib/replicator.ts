@@ -24,7 +24,7 @@ import { BlockScheduler } from './block-scheduler'
 import { RepairRequests } from './repair-requests'
 import { Upgrades } from './upgrades'
 import { Settled } from './settled'
-import { schedulePass } from './loop-turns'
+import { afterTurn, schedulePass } from './loop-turns'
 import { REQUEST_CANCELLED, isCoded, missingNodeOf } from './errors'
 import type { Core, VerifiedData } from './core'
 import type { DataMessage, NoDataMessage } from './messages'
@@ -549,7 +549,7 @@ export class Replicator implements PeerHost {
   #retryAfterIo (): void {
     if (this.#retryQueued) return
     this.#retryQueued = true
-    setImmediate(() => {
+    afterTurn(() => {
       this.#retryQueued = false
       if (this.destroyed) return
       this.#blocks.rescan()
