@@ -20,7 +20,7 @@ import { TreeBatch, type TreeState } from './tree-batch'
 import { Mutex } from './mutex'
 import type { Bitfield } from './bitfield'
 import type { CoreStorage, Header } from './storage'
-import { blockProofNodesNow, blockProofNow, generateProof, type Proof, type ProofRequest } from './proof'
+import { ProofScratch, blockProofNow, generateProof, type Proof, type ProofRequest } from './proof'
 import { hasOpenTail } from './crash-recovery'
 import type { AuditReport } from './audit'
 import { BlockReader, type ReadOptions } from './block-reader'
@@ -98,6 +98,7 @@ export class Core {
   readonly #verifier: Verifier
   /** What `peer-data`, `reorg` and `healing` may do beyond the public face: steps of the write order. */
   readonly #host: PeerDataHost & ReorgHost & HealingHost
+  readonly #proofNodes: ProofScratch
 
   private constructor (
     readonly storage: CoreStorage,
@@ -111,6 +112,7 @@ export class Core {
     this.#verifier = new Verifier(header.key, opened.manifest)
     this.keyPair = header.keyPair
     this.tree = tree
+    this.#proofNodes = new ProofScratch(tree)
     this.bitfield = bitfield
     this.repairMode = opened.repairMode
     this.writable = opened.writable
@@ -415,10 +417,11 @@ export class Core {
   /**
    * The nodes of `proof` for a plain block request, from verified nodes at
    * hand, without waiting; null when it takes more (then `proof`). Throws
-   * like `proof`. What serving answers most requests with.
+   * like `proof`. What serving answers most requests with: the nodes are
+   * reused by the next call, so encode them before making another.
    */
   blockProofNodesNow (req: ProofRequest): TreeNode[] | null {
-    return blockProofNodesNow(this.tree, req)
+    return this.#proofNodes.nodesFor(req)
   }
 
   // -------------------------------------------------------------------------

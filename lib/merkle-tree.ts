@@ -109,6 +109,23 @@ export class MerkleTree implements NodeSource, TreeState {
     return hit !== undefined ? hit : this.#rootAt(index)
   }
 
+  /**
+   * `peekNode` written into `into` (index, size, and its 32-byte hash
+   * overwritten) instead of a fresh copy: false when it is not at hand.
+   * For nodes encoded at once and let go, such as the proof of every block
+   * a download serves.
+   */
+  peekNodeInto (index: number, into: TreeNode): boolean {
+    const held = this.#staged.get(index)
+    if (held === undefined && this.#cache.copyInto(index, VERIFIED, into)) return true
+    const node = held ?? this.#rootAt(index)
+    if (node === undefined) return false
+    into.index = node.index
+    into.size = node.size
+    into.hash.set(node.hash)
+    return true
+  }
+
   /** Whether verified node `index` is at hand (peekNode without making a copy). */
   hasVerified (index: number): boolean {
     return this.#cache.has(index, VERIFIED) || this.#staged.has(index) || this.#rootAt(index) !== undefined
@@ -125,9 +142,6 @@ export class MerkleTree implements NodeSource, TreeState {
     if (held !== undefined) return sameNode(held, node)
     return cached
   }
-
-  /** `matchesVerified` as a function to hand on. */
-  readonly matcher = (node: TreeNode): boolean | undefined => this.matchesVerified(node)
 
   /** The root at `index`, if it is one of ours (roots are held apart from the cache: never evicted). */
   #rootAt (index: number): TreeNode | undefined {

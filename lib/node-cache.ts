@@ -68,6 +68,11 @@ export class NodeCache {
     return (isHigh(index) ? this.#high : this.#low).get(index, grade)
   }
 
+  /** `get` written into `into` (its hash overwritten) instead of a fresh node; false when not cached. */
+  copyInto (index: number, grade: Grade, into: TreeNode): boolean {
+    return (isHigh(index) ? this.#high : this.#low).copyInto(index, grade, into)
+  }
+
   matches (node: TreeNode, grade: Grade): boolean | undefined {
     return (isHigh(node.index) ? this.#high : this.#low).matches(node, grade)
   }
@@ -152,6 +157,17 @@ class Table {
     const h = this.#hashes
     for (let k = 0, at = 32 * s; k < 32; k++, at++) hash[k] = h[at]!
     return { index, size: this.#sizes[s]!, hash }
+  }
+
+  copyInto (index: number, grade: Grade, into: TreeNode): boolean {
+    const s = this.#slot(index, grade)
+    if (s === -1) return false
+    const hash = into.hash
+    const h = this.#hashes
+    for (let k = 0, at = 32 * s; k < 32; k++, at++) hash[k] = h[at]!
+    into.index = index
+    into.size = this.#sizes[s]!
+    return true
   }
 
   /** Whether the cached node (of at least `grade`) is `node`; undefined when none is cached. */

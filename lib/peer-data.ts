@@ -91,7 +91,7 @@ export function verifyBlockNow (core: Core, data: DataMessage): VerifiedData | '
   const nodes: TreeNode[] = []
   const result = { anchored: false }
   // The path must end in a node we trust: one verifyTree compared (it throws on a mismatch).
-  verifyTree(data as Proof, nodes, tree.matcher, result)
+  verifyTree(data as Proof, nodes, tree, result)
   if (!result.anchored) return 'unanchored'
   return { upgrade: null, block: data.block, nodes, baseLength: tree.length, baseFork: tree.fork, epoch: core.epoch }
 }

@@ -429,15 +429,18 @@ export class Peer {
           const values = await core.getBlocks(wanted, SERVING).catch(() => null)
           if (values !== null) wanted.forEach((index, k) => blocks.set(index, values[k]!))
         }
-        // Most answers are made at once from nodes at hand; the rest wait for reads.
-        let waiting = false
-        const made = batch.map(m => {
+        // Most answers are made at once from nodes at hand, and sent as each is
+        // made (their proof nodes are reused by the next); the rest wait for reads.
+        const later: Array<Promise<DataMessage | NoDataMessage | null>> = []
+        this.mux.cork()
+        for (const m of batch) {
           const now = this.answerNow(m, blocks)
-          if (now !== null) return now
-          waiting = true
-          return this.answer(m, blocks)
-        })
-        const answers = waiting ? await Promise.all(made) : made as Array<DataMessage | NoDataMessage | null>
+          if (now !== null) this.sendAnswer(now)
+          else later.push(this.answer(m, blocks))
+        }
+        this.mux.uncork()
+        if (later.length === 0) continue
+        const answers = await Promise.all(later)
         this.mux.cork()
         for (const a of answers) if (a !== null) this.sendAnswer(a)
         this.mux.uncork()

@@ -229,7 +229,7 @@ export function blockProofNow (src: TreeState & { peekNode (index: number): Tree
  * arithmetic (no iterators), into an array of the exact length. Throws like
  * `generateProof` when the levels reach past our length's roots.
  */
-export function blockProofNodesNow (src: TreeState & { peekNode (index: number): TreeNode | undefined }, req: ProofRequest): TreeNode[] | null {
+export function blockProofNodesNow (src: { readonly length: number, peekNode (index: number): TreeNode | undefined }, req: ProofRequest): TreeNode[] | null {
   const block = req.block
   if (!block || req.hash || req.seek || req.upgrade) return null
   const { index, nodes: levels } = block
@@ -255,6 +255,48 @@ export function blockProofNodesNow (src: TreeState & { peekNode (index: number):
     span *= 2
   }
   return nodes
+}
+
+/** A tree that copies its verified nodes at hand into nodes it is given (`MerkleTree.peekNodeInto`). */
+export interface NodesInto {
+  readonly length: number
+  peekNodeInto (index: number, into: TreeNode): boolean
+}
+
+/**
+ * The proof nodes of the blocks a peer is served, in nodes reused from one
+ * answer to the next rather than a fresh copy of each (two or three per
+ * block of a download: the largest allocation of serving one). The nodes an
+ * answer gets are good until the next answer is made, so it is encoded
+ * first.
+ */
+export class ProofScratch {
+  readonly #tree: NodesInto
+  readonly #nodes: TreeNode[] = []
+  #used = 0
+
+  constructor (tree: NodesInto) {
+    this.#tree = tree
+  }
+
+  get length (): number {
+    return this.#tree.length
+  }
+
+  /** The next scratch node, holding node `index`; undefined when that is not at hand. */
+  peekNode (index: number): TreeNode | undefined {
+    let node = this.#nodes[this.#used]
+    if (node === undefined) this.#nodes.push(node = { index: 0, size: 0, hash: new Uint8Array(32) })
+    if (!this.#tree.peekNodeInto(index, node)) return undefined
+    this.#used++
+    return node
+  }
+
+  /** `blockProofNodesNow` into the scratch nodes (the last answer's are overwritten). */
+  nodesFor (req: ProofRequest): TreeNode[] | null {
+    this.#used = 0
+    return blockProofNodesNow(this, req)
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -413,16 +455,21 @@ class NodeQueue {
 }
 
 /**
+ * What a proof is anchored in. `matchesVerified(node)`: true when we trust
+ * that very node already, false when we trust another one at its index,
+ * undefined when we hold none there. An object with a method rather than a
+ * callback: a closure per tree would be a different function for every
+ * core, which the optimised verification of every block would be tied to.
+ */
+export interface NodeMatcher {
+  matchesVerified (node: TreeNode): boolean | undefined
+}
+
+/**
  * Hashes the block/hash/seek part of a proof up to the highest node it
  * reaches and returns that node (null when the proof has no such part).
  * Every node taken from or derived by the proof is pushed to `out`.
  */
-/**
- * Whether we trust `node` already: true when we hold that very node, false
- * when we trust another one at its index, undefined when we hold none there.
- */
-export type NodeMatcher = (node: TreeNode) => boolean | undefined
-
 export function verifyTree (proof: Pick<Proof, 'block' | 'hash' | 'seek'>, out: TreeNode[], known?: NodeMatcher, result?: { anchored: boolean }): TreeNode | null {
   const { block, hash, seek } = proof
   const untrusted = block
@@ -473,7 +520,7 @@ export function verifyTree (proof: Pick<Proof, 'block' | 'hash' | 'seek'>, out: 
 
 /** True when we hold `node` already; throws when we hold a different one. */
 function anchored (node: TreeNode, known: NodeMatcher): boolean {
-  const same = known(node)
+  const same = known.matchesVerified(node)
   if (same === undefined) return false
   if (!same) throw INVALID_PROOF('Proof does not match node ' + node.index)
   return true
@@ -573,10 +620,12 @@ export async function verifyAgainst (local: NodeSource & { peekNode?: (index: nu
   const peek = proof.upgrade === null && proof.seek === null ? local.peekNode : undefined
   const known: NodeMatcher | undefined = peek === undefined
     ? undefined
-    : node => {
-      const held = peek(node.index)
-      return held === undefined ? undefined : sameNode(held, node)
-    }
+    : {
+        matchesVerified (node) {
+          const held = peek(node.index)
+          return held === undefined ? undefined : sameNode(held, node)
+        }
+      }
   let top = verifyTree(proof, nodes, known)
   if (proof.upgrade && verifyUpgrade(proof, top, batch)) top = null
   if (top !== null) {

@@ -8,6 +8,8 @@ import fc from 'fast-check'
 import { fullRoots } from '../lib/flat-tree'
 import { blockProofNow, generateProof } from '../lib/proof'
 import type { TreeNode } from '../lib/tree-node'
+import { internals } from '../lib/hypercore'
+import { ramCore } from './helpers/replication'
 
 /** Node `i` of a tree whose node contents do not matter here, only which ones are picked. */
 function node (i: number): TreeNode {
@@ -72,4 +74,42 @@ test('the quick block proof takes only plain block requests', t => {
   t.is(blockProofNow(src, { block: { index: 1, nodes: 2 }, seek: { bytes: 10 } }), null)
   t.is(blockProofNow(src, { hash: { index: 1, nodes: 2 } }), null)
   t.is(blockProofNow(src, { block: { index: 32, nodes: 0 } }), null, 'past the length')
+})
+
+test('served proof nodes are copies of the tree\'s own, reused by the next answer', async t => {
+  const w = await ramCore(t)
+  const blocks: Uint8Array[] = []
+  for (let i = 0; i < 700; i++) blocks.push(new TextEncoder().encode('block ' + i))
+  await w.append(blocks)
+  const core = internals(w).core!
+  const seen = (nodes: TreeNode[]): string => JSON.stringify(nodes.map(n => [n.index, n.size, Array.from(n.hash)]))
+  let compared = 0
+  // Blocks over the whole tree (roots, cached and staged nodes alike), every level count that fits.
+  for (let index = 0; index < 700; index += 7) {
+    for (let levels = 0; levels <= 10; levels++) {
+      const req = { block: { index, nodes: levels } }
+      const full = await outcome(() => generateProof(core.tree, req))
+      const served = outcome(() => core.blockProofNodesNow(req))
+      const now = await served
+      if (typeof full === 'string') {
+        t.is(now, full, `block ${index}, ${levels} levels: the same refusal`)
+        continue
+      }
+      if (now === null) continue // a node not at hand: served the long way
+      if (typeof now === 'string') {
+        t.fail(`block ${index}, ${levels} levels: refused with ${now}, the generator did not`)
+        continue
+      }
+      if (seen(now) !== seen(full.block!.nodes)) t.fail(`block ${index}, ${levels} levels: other nodes than the generator's`)
+      compared++
+    }
+  }
+  t.ok(compared > 500, `${compared} quick answers, each the generator's nodes`)
+
+  // Blocks whose nodes are at hand (the cache of a 700-block tree no longer holds the first ones).
+  const first = core.blockProofNodesNow({ block: { index: 600, nodes: 3 } })!
+  const kept = seen(first)
+  const second = core.blockProofNodesNow({ block: { index: 690, nodes: 3 } })!
+  t.not(seen(first), kept, 'the next answer reuses the nodes (so each is encoded before another is made)')
+  t.is(seen(first), seen(second))
 })
