@@ -16,6 +16,7 @@ import { Bitfield } from './bitfield'
 import { CoreBlockCache } from './block-cache'
 import { matchesLeaf } from './crypto'
 import { byteOffset } from './proof'
+import { KeyRing } from './key-ring'
 import { MISSING_NODE, isCoded, missingNodeOf } from './errors'
 import type { MerkleTree } from './merkle-tree'
 import type { CoreStorage } from './storage'
@@ -51,7 +52,7 @@ export class BlockReader {
   /** Blocks read and verified lately, kept so a second read hashes nothing. */
   readonly #cache = new CoreBlockCache()
   /** Blocks being read for peers: peers asking for one at once share its read and its hash. */
-  readonly #reading = new Map<number, SharedRead>()
+  readonly #reading = new KeyRing<SharedRead>()
 
   constructor (host: BlockReaderHost) {
     this.#host = host

@@ -8,6 +8,7 @@
  * every kind of request shares one rotation and one limit of requests in flight.
  */
 import { HOTSWAP_MS } from './deadlines'
+import { KeyRing } from './key-ring'
 import { missingNodeCount, type ProofSizing } from './proof-sizing'
 import type { Core } from './core'
 import type { Peer } from './peer'
@@ -42,7 +43,7 @@ export class BlockScheduler {
    */
   readonly #unasked = new Set<number>()
   /** Blocks whose answer is being verified or stored. */
-  readonly #verifying = new Set<number>()
+  readonly #verifying = new KeyRing<true>()
   #notAvailable = new WeakMap<Peer, Set<number>>()
   readonly #ask: AskBlock = index => this.#requestBlock(index)
 
@@ -85,7 +86,7 @@ export class BlockScheduler {
 
   /** An answer for block `index` is being verified or stored: not asked for again meanwhile. */
   onverifying (index: number): void {
-    this.#verifying.add(index)
+    this.#verifying.set(index, true)
   }
 
   /**

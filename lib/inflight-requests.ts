@@ -7,6 +7,7 @@
  * sends through here, and whoever hears an answer looks the request up here.
  */
 import { Deadlines } from './deadlines'
+import { KeyRing } from './key-ring'
 import type { Core } from './core'
 import type { Peer, RequestBody } from './peer'
 
@@ -33,8 +34,8 @@ export interface Request {
 export class InflightRequests {
   readonly #core: Core
   #nextId = 1
-  readonly #byId = new Map<number, Request>()
-  readonly #blocks = new Map<number, Request>()
+  readonly #byId = new KeyRing<Request>()
+  readonly #blocks = new KeyRing<Request>()
   readonly #nodes = new Map<number, Request>()
   #upgrade: Request | null = null
   readonly #deadlines: Deadlines<Request>
