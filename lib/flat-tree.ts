@@ -114,6 +114,16 @@ export class Iterator {
   offset = 0
   factor = 2
 
+  /**
+   * One iterator that lives as long as the class. V8 drops the hidden class
+   * of a class's instances when none is alive at a full collection, and
+   * with it the optimised code of every function that used them. Iterators
+   * live for one call, so each full collection between two downloads sent
+   * every tree walk (proof checks, node climbs, proof sizing) back to the
+   * interpreter.
+   */
+  static readonly #shape = new Iterator()
+
   constructor (i = 0) {
     this.seek(i)
   }

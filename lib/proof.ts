@@ -434,6 +434,8 @@ async function seekUntrusted (src: NodeSource, root: number, bytes: number, padd
 class NodeQueue {
   private i = 0
   length: number
+  /** One kept alive, for the reason `Iterator` keeps one: each proof check makes its own. */
+  static readonly #shape = new NodeQueue([])
 
   constructor (private readonly nodes: readonly TreeNode[], public extra: TreeNode | null = null) {
     this.length = nodes.length + (extra === null ? 0 : 1)
