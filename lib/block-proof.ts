@@ -10,12 +10,7 @@ import type { Proof, ProofRequest } from './proof'
 import type { TreeState } from './tree-batch'
 import type { TreeNode } from './tree-node'
 
-/**
- * `generateProof` of a plain block request (no hash, seek or upgrade) from
- * nodes at hand, without waiting: null when a node it takes is not at hand
- * or the request is not that simple (then `generateProof`). The same nodes
- * in the same order as `generateProof` would give.
- */
+/** The proof, or null when a node it takes is not at hand or the request is not that simple. */
 export function blockProofNow (src: TreeState & { peekNode (index: number): TreeNode | undefined }, req: ProofRequest): Proof | null {
   const nodes = blockProofNodesNow(src, req)
   if (nodes === null) return null

@@ -49,17 +49,17 @@ export class KeyRing<V> {
     const held = this.#keys[s]!
     if (held === key + 1) {
       this.#values[s] = value
-      return
-    }
-    if (held === 0 && (this.#spill.size === 0 || !this.#spill.has(key))) {
+    } else if (this.#spill.size > 0 && this.#spill.has(key)) {
+      this.#spill.set(key, value)
+    } else if (held === 0) {
       this.#keys[s] = key + 1
       this.#values[s] = value
       this.#size++
-      return
+    } else {
+      this.#spill.set(key, value)
+      this.#size++
+      if (this.#spill.size > this.#keys.length / 4 && this.#keys.length < MAX_SLOTS) this.#grow()
     }
-    if (!this.#spill.has(key)) this.#size++
-    this.#spill.set(key, value)
-    if (this.#spill.size > this.#keys.length / 4 && this.#keys.length < MAX_SLOTS) this.#grow()
   }
 
   /** Whether `key` was there. */

@@ -152,22 +152,25 @@ class Table {
   get (index: number, grade: Grade): TreeNode | undefined {
     const s = this.#slot(index, grade)
     if (s === -1) return undefined
-    // Copied byte by byte into a fresh array: slice() of a typed array costs several times more in V8.
-    const hash = new Uint8Array(32)
-    const h = this.#hashes
-    for (let k = 0, at = 32 * s; k < 32; k++, at++) hash[k] = h[at]!
-    return { index, size: this.#sizes[s]!, hash }
+    const node = { index, size: 0, hash: new Uint8Array(32) }
+    this.#copy(s, node)
+    return node
   }
 
   copyInto (index: number, grade: Grade, into: TreeNode): boolean {
     const s = this.#slot(index, grade)
     if (s === -1) return false
-    const hash = into.hash
+    into.index = index
+    this.#copy(s, into)
+    return true
+  }
+
+  /** Slot `s`'s size and hash into `node`. Byte by byte: slice() of a typed array costs several times more in V8. */
+  #copy (s: number, node: TreeNode): void {
+    const hash = node.hash
     const h = this.#hashes
     for (let k = 0, at = 32 * s; k < 32; k++, at++) hash[k] = h[at]!
-    into.index = index
-    into.size = this.#sizes[s]!
-    return true
+    node.size = this.#sizes[s]!
   }
 
   /** Whether the cached node (of at least `grade`) is `node`; undefined when none is cached. */
