@@ -7,8 +7,9 @@
  * Fairness rules the runner enforces for every row:
  *  - both contenders run the same row back to back in one process, on the
  *    same data (rows derive inputs from fixed seeds, never from the contender);
- *  - every row is timed `rounds` times per contender, the order of the
- *    contenders alternating between rounds, and the best round counts;
+ *  - every row is timed `rounds` times per contender, and the best round
+ *    counts. A contender's rounds run back to back, and which contender
+ *    goes first alternates from row to row (see `runRow` for why);
  *  - preparation (opening cores, filling them, generating inputs) and
  *    disposal are never timed, and the heap is collected before each timing.
  *
@@ -304,21 +305,28 @@ export function collectGarbage (): void {
 
 export interface RunOptions {
   rounds: number
+  /** Whether the contenders go in reverse order (alternate it from row to row). */
+  reversed?: boolean
   /** Called after every timed trial. */
   onTrial?: (row: Row, contender: Contender, round: number, opsPerSec: number) => void
 }
 
 /**
- * Times `row` for every contender, `rounds` times each; round r runs the
- * contenders in order when r is even, reversed when odd.
+ * Times `row` for every contender, `rounds` times each, one contender's
+ * rounds after another's. Not interleaved: V8 sizes the old generation
+ * after a full collection by how fast the program allocated over the last
+ * seconds, so a round timed right after the other contender's is run in
+ * a heap sized for that contender's allocation rate. Measured on the
+ * download rows: after a Hypercore round (which allocates slowly) V8 gave
+ * nomadcore's round a growing factor of 1.1 instead of 4.0, and the round
+ * spent its whole length marking (three full collections in 240 ms).
  */
 export async function runRow (row: Row, contenders: readonly Contender[], env: BenchEnv, opts: RunOptions): Promise<RowResult> {
   const results = new Map<string, Measurement>()
   const rounds = roundsOf(row, opts.rounds)
   const running = row.contenders === undefined ? contenders : contenders.filter(c => row.contenders!.includes(c.name))
-  for (let round = 0; round < rounds; round++) {
-    const order = round % 2 === 0 ? running : [...running].reverse()
-    for (const contender of order) {
+  for (const contender of opts.reversed === true ? [...running].reverse() : running) {
+    for (let round = 0; round < rounds; round++) {
       const trial = await row.prepare(contender, env)
       collectGarbage()
       const t0 = performance.now()
