@@ -294,6 +294,24 @@ test('every download event has fired by the time download().done() resolves (as 
   t.is(seen.size, 500, 'download events seen when done() resolved')
 })
 
+test('a downloading reader tells the writer what it stored in the frames that carry its requests', async t => {
+  // Each batch the reader stores is announced to its peers (a range message,
+  // as Hypercore 11 sends). Sent at once, every batch cost a frame of its own
+  // besides the frame of the requests that followed: the reader sent more
+  // frames than the writer that answered it (35 against 27 here).
+  const { w, r } = await writerAndReader(t, 2000)
+  const { a, b } = replicate(t, w, r)
+  let writerFrames = 0
+  let readerFrames = 0
+  a.on('data', () => { writerFrames++ })
+  b.on('data', () => { readerFrames++ })
+  await r.download({ start: 0, end: 2000 }).done()
+  t.ok(readerFrames < writerFrames, `the reader sent ${readerFrames} frames, the writer ${writerFrames}`)
+  // And the writer still hears of every block: the reader holds them all.
+  await until(() => (w.peers[0] as Peer).remoteContiguous === 2000, 3000, 'the writer to learn the reader holds every block')
+  t.pass('the writer knows the reader holds all 2,000 blocks')
+})
+
 test('a reader connected only to a seeder (not the writer) gets verified blocks and live appends', async t => {
   const { w, r } = await writerAndReader(t, 10)
   const s = await ramCore(t, w.key)
