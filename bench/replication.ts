@@ -123,7 +123,7 @@ function downloadRow (id: string, full: number, opts: Pick<Row, 'rounds' | 'warm
 /**
  * Five rounds: a round takes 0.2 s, and the first two of a process still run
  * partly unoptimised code (the warm-up downloads 3,000 blocks; tracing showed
- * 111 and 70 functions optimised in rounds one and two, 40-60 after).
+ * 111 and 70 functions optimised in rounds one and two, 41-63 after).
  */
 export const download10k = downloadRow('download-10k', 10_000, { rounds: { min: 5 } })
 /** One round in full runs (it is ~100 MiB each way); not in --quick. */

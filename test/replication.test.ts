@@ -298,7 +298,7 @@ test('a downloading reader tells the writer what it stored in the frames that ca
   // Each batch the reader stores is announced to its peers (a range message,
   // as Hypercore 11 sends). Sent at once, every batch cost a frame of its own
   // besides the frame of the requests that followed: the reader sent more
-  // frames than the writer that answered it (35 against 27 here).
+  // frames than the writer that answered it (34 against 27 here).
   const { w, r } = await writerAndReader(t, 2000)
   const { a, b } = replicate(t, w, r)
   let writerFrames = 0
