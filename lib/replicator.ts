@@ -134,6 +134,9 @@ export class Replicator implements PeerHost {
 
   onopen (peer: Peer): void {
     this.#channels.answered(peer)
+    // What was stored before it opened, it heard of as it opened (our contiguous
+    // length, then wants): announcements still pending are for the others only.
+    this.#announce()
     this.peers.push(peer)
     this.emit('peer-add', peer)
     this.#repair.onpeer(peer)

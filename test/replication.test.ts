@@ -14,6 +14,7 @@ import { ramCore, replicate, pipePair, once, until, sleep, rejection, stateAfter
 import RAM from 'random-access-memory'
 import type { Peer } from '../lib/peer'
 import { Hypercore, type DownloadHandle as Download } from '../lib/hypercore'
+import { BUSY_MS, schedulePass } from '../lib/loop-turns'
 import type { Teardownable } from './helpers/oracle'
 
 function blockText (i: number): string {
@@ -310,6 +311,25 @@ test('a downloading reader tells the writer what it stored in the frames that ca
   // And the writer still hears of every block: the reader holds them all.
   await until(() => (w.peers[0] as Peer).remoteContiguous === 2000, 3000, 'the writer to learn the reader holds every block')
   t.pass('the writer knows the reader holds all 2,000 blocks')
+})
+
+test('a peer that opens while stored blocks wait to be announced hears of them once, as it opens', async t => {
+  // Announcements wait for the next pass; a pass that has to wait for a turn
+  // of the event loop (the busy budget spent) may find a peer that opened
+  // meanwhile, which learnt our length as it opened: it must not hear again.
+  const w = await ramCore(t)
+  const fake = new FakePeer(t, w.key!)
+  schedulePass(() => {})
+  const spent = Date.now() + BUSY_MS + 2
+  while (Date.now() < spent) { /* the busy budget, spent */ }
+  const appended = w.append(blocks(2))
+  w.replicate(fake.stream)
+  await appended
+  await fake.open()
+  await until(() => fake.remoteOpened, 2000, 'open')
+  await sleep(50)
+  const ranges = fake.received.filter(m => m.type === 'range').map(m => m.message)
+  t.alike(ranges, [{ drop: false, start: 0, length: 2 }], 'one range: the one sent as it opened')
 })
 
 test('a reader connected only to a seeder (not the writer) gets verified blocks and live appends', async t => {
