@@ -1,8 +1,8 @@
 /**
  * One core's replication across all its peers: peers coming and going,
- * local changes told to peers, the answers to our requests (data, noData)
- * and what each means, and the scheduling pass that ties the parts below
- * together. What to ask whom for blocks is in `block-scheduler.ts`
+ * local changes told to peers, and the scheduling pass that ties the parts
+ * below together. What the answers to our requests (data, noData) mean is
+ * in `answers.ts`; what to ask whom for blocks in `block-scheduler.ts`
  * (download ranges in `download-ranges.ts`, proof sizes in
  * `proof-sizing.ts`), upgrades in `upgrades.ts`, requests in flight in
  * `inflight-requests.ts`, healing the tree from peers in
@@ -14,7 +14,6 @@
 import type Protomux from 'protomux'
 import type { Peer, PeerHost } from './peer'
 import { Channels, corked } from './channels'
-import { unslabProof } from './unslab'
 import { ForkSwitch } from './fork-switch'
 import { Seeks, type SeekOptions } from './seeks'
 import { InflightRequests, type Request } from './inflight-requests'
@@ -24,11 +23,11 @@ import { BlockScheduler } from './block-scheduler'
 import { RepairRequests } from './repair-requests'
 import { Upgrades } from './upgrades'
 import { Settled } from './settled'
+import { Answers, type AnswersHost } from './answers'
 import { afterTurn, schedulePass } from './loop-turns'
-import { REQUEST_CANCELLED, isCoded, missingNodeOf } from './errors'
-import type { Core, VerifiedData } from './core'
+import { REQUEST_CANCELLED } from './errors'
+import type { Core } from './core'
 import type { DataMessage, NoDataMessage } from './messages'
-import type { Proof } from './proof'
 
 /** Requests in flight to one peer at a time. */
 const DEFAULT_MAX_INFLIGHT = 512
@@ -45,13 +44,13 @@ export interface ReplicatorEvents {
   'remote-contiguous-length' (length: number): void
 }
 
-type Emit = <K extends keyof ReplicatorEvents>(name: K, ...args: Parameters<ReplicatorEvents[K]>) => void
+export type ReplicatorEmit = <K extends keyof ReplicatorEvents>(name: K, ...args: Parameters<ReplicatorEvents[K]>) => void
 
 export interface ExtensionHandler {
   onmessage (message: Uint8Array, peer: Peer): void
 }
 
-export class Replicator implements PeerHost {
+export class Replicator implements PeerHost, AnswersHost {
   readonly peers: Peer[] = []
   readonly #channels = new Channels(this)
   readonly #inflight: InflightRequests
@@ -61,9 +60,10 @@ export class Replicator implements PeerHost {
   readonly #repair: RepairRequests
   readonly #upgrades: Upgrades
   readonly #settled: Settled
+  readonly #answers: Answers
   private readonly extensions = new Map<string, ExtensionHandler>()
   private updateQueued = false
-  /** A block that failed for a node of ours is asked for again after I/O had a turn (see `checkAndStore`). */
+  /** A block that failed for a node of ours is asked for again after I/O had a turn (see `Answers`). */
   #retryQueued = false
   private destroyed = false
   private remoteContiguous = 0
@@ -76,7 +76,7 @@ export class Replicator implements PeerHost {
   /** Some session wants the core replicated: told to peers in sync messages (idle channels may close). */
   downloading = true
 
-  constructor (readonly core: Core, private readonly emit: Emit, maxInflight = DEFAULT_MAX_INFLIGHT) {
+  constructor (readonly core: Core, readonly emit: ReplicatorEmit, maxInflight = DEFAULT_MAX_INFLIGHT) {
     this.#knownLength = core.length
     const inflight = this.#inflight = new InflightRequests(core, (timedOut, hotswap) => this.expired(timedOut, hotswap))
     const ranges = this.#ranges = new DownloadRanges(core)
@@ -97,6 +97,14 @@ export class Replicator implements PeerHost {
       peers: this.peers,
       pickPeer,
       request: (peer, body) => inflight.send(peer, 'seek', -1, body).id
+    })
+    this.#answers = new Answers(this, {
+      inflight,
+      blocks: this.#blocks,
+      sizing: this.#sizing,
+      upgrades: this.#upgrades,
+      repair: this.#repair,
+      forks: this.#forks
     })
   }
 
@@ -327,230 +335,31 @@ export class Replicator implements PeerHost {
   }
 
   // -------------------------------------------------------------------------
-  // Answers
+  // Answers (their meaning is in answers.ts; the methods below serve it too)
 
-  /**
-   * A data message. The common one, a block on our tree whose proof ends in
-   * a node at hand, is checked at once and queued for disk with no promise
-   * of its own; anything else takes `handleData`.
-   */
   ondata (peer: Peer, data: DataMessage): void {
-    const req = data.request !== 0 ? this.#inflight.get(data.request) ?? null : null
-    if (req !== null && req.kind === 'block' && req.peer === peer && req.epoch === this.core.epoch && data.block?.index === req.index) {
-      let verified
-      try {
-        verified = this.core.verifyBlockNow(data)
-      } catch (err) {
-        this.finish(req)
-        if (!isCoded(err)) throw err
-        this.#blocks.rescan()
-        this.hostile(peer, err)
-        return
-      }
-      if (req.sized) {
-        peer.sizedProofs++
-        if (verified === 'unanchored') {
-          this.finish(req)
-          // Asked again, with every node we lack.
-          this.#sizing.short(peer, req.index)
-          this.#blocks.rescan()
-          this.scheduleUpdate()
-          return
-        }
-      }
-      if (verified !== null && verified !== 'unanchored') {
-        this.finish(req)
-        this.#sizing.answered(req.index)
-        this.storeVerified(peer, verified)
-        return
-      }
-    }
-    // Long-lived parts (roots, signature, manifest) must not pin the receive buffer.
-    unslabProof(data)
-    this.handleData(peer, data, req).catch(err => {
-      // Nothing a peer sends may take us down: drop it instead.
-      this.hostile(peer, err as Error)
-    })
+    this.#answers.ondata(peer, data)
   }
 
-  /** Queues a verified block for disk; `download` when it is there. */
-  private storeVerified (peer: Peer, verified: VerifiedData): void {
-    const index = verified.block!.index
-    const byteLength = verified.block!.value.byteLength
-    // Answered but not stored yet: not asked for again meanwhile.
-    this.#blocks.onverifying(index)
-    this.core.queueBlock(index, verified.block!.value, verified.nodes, verified.epoch, (err, stored) => {
-      this.#blocks.onverified(index)
-      // A failed write is our disk's fault, not the peer's: ask again later.
-      if (err !== null || !stored) this.#blocks.rescan()
-      else this.emit('download', index, byteLength, peer)
-      this.scheduleUpdate()
-    })
+  onnodata (peer: Peer, msg: NoDataMessage): void {
+    this.#answers.onnodata(peer, msg)
   }
 
-  private hostile (peer: Peer, err: Error): void {
+  hostile (peer: Peer, err: Error): void {
     this.emit('verification-error', err, peer)
     peer.close()
   }
 
-  /** `req`: the request `data` answers, as `ondata` looked it up (null if none). */
-  private async handleData (peer: Peer, data: DataMessage, req: Request | null): Promise<void> {
-    if (req !== null && req.peer !== peer) return
-    if (req !== null) this.finish(req)
-    const core = this.core
-
-    if (req !== null && req.kind === 'fork') {
-      await this.#forks.ondata(req.id, data)
-      this.scheduleUpdate()
-      return
-    }
-    if (data.fork !== core.fork || (req !== null && req.epoch !== core.epoch)) {
-      // Made for a tree we are not on (we moved, or the peer did): stale, not hostile.
-      if (req !== null) this.settleSide(req)
-      this.#blocks.rescan()
-      this.scheduleUpdate()
-      return
-    }
-
-    const fullyRemote = data.upgrade !== null && data.upgrade.start === 0
-    // As Hypercore 11: a fully remote proof sent unasked may show the signer signed two trees.
-    if (data.request === 0 && fullyRemote && !core.repairMode) {
-      const verdict = await core.checkConflict(data as Proof)
-      if (verdict === 'conflict') await this.onconflict(data)
-      if (verdict !== 'none') return
-    }
-    if (req?.kind === 'repair' || req?.kind === 'node' || (data.request === 0 && fullyRemote && core.repairMode)) {
-      if (req?.kind === 'node') this.#repair.onapplying(req.index)
-      const ok = fullyRemote && await core.repair(data as Proof)
-      if (req?.kind === 'node') this.#repair.onanswer(req.index, peer, ok)
-      this.afterRepair(ok)
-      return
-    }
-    if (req === null) return // unsolicited, or answered after we gave up on it
-
-    if (core.repairMode && data.upgrade !== null) {
-      // Our roots are missing, so an upgrade cannot be checked: heal first.
-      const ok = fullyRemote && await core.repair(data as Proof)
-      if (!fullyRemote) this.#repair.recoverFrom(peer)
-      this.afterRepair(ok)
-      return
-    }
-
-    if (data.upgrade !== null) this.#upgrades.onapplying()
-    // Answered but not stored yet: not asked for again meanwhile (a sync arriving with it would).
-    const block = data.block?.index ?? -1
-    if (block !== -1) this.#blocks.onverifying(block)
-    try {
-      await this.checkAndStore(peer, req, data)
-    } finally {
-      this.settleSide(req)
-      if (data.upgrade !== null) this.#upgrades.onapplied()
-      if (block !== -1) this.#blocks.onverified(block)
-    }
-    // A retry after I/O is due: that pass comes then (see `checkAndStore`).
-    if (!this.#retryQueued) this.scheduleUpdate()
-  }
-
-  private async checkAndStore (peer: Peer, req: Request, data: DataMessage): Promise<void> {
-    const core = this.core
-    const epoch = core.epoch
-    let verified
-    try {
-      verified = await core.verifyData(data)
-    } catch (err) {
-      const missing = missingNodeOf(err)
-      if (missing !== null) {
-        // A node of ours is gone (or, in repair mode, not yet checked): that
-        // calls for a repair, not a conflict. The block was not stored: ask
-        // again, but only once I/O has had a turn. Asked at once, a peer that
-        // answers from memory over an in-process stream makes a loop of
-        // microtasks (ask, answer, fail, ask) that starves the repair's own
-        // reads, whose callbacks wait in the next-tick queue.
-        this.onmissingnode(missing)
-        this.#retryAfterIo()
-        return
-      }
-      if (!isCoded(err)) throw err
-      this.#blocks.rescan()
-      // Checked against a tree we left while checking: not the peer's fault.
-      if (core.epoch !== epoch) return
-      this.hostile(peer, err)
-      return
-    }
-    if (req.kind === 'upgrade' && verified.upgrade === null) {
-      // Neither upgrade nor block: a refusal that carries the manifest we asked for (a noData cannot), as our peers answer one.
-      if (verified.block === null) this.#upgrades.onrefused(peer, req)
-      else this.#upgrades.failed(peer)
-    }
-    let stored
-    try {
-      stored = await core.applyData(verified)
-    } catch (err) {
-      // Our disk failed us, not the peer: keep it, and ask again later.
-      if (!isCoded(err)) throw err
-      this.#blocks.rescan()
-      return
-    }
-    if (!stored) {
-      this.#blocks.rescan()
-      return
-    }
-    if (verified.block !== null) this.emit('download', verified.block.index, verified.block.value.byteLength, peer)
-  }
-
   /** A request of the fork switch or of a seek ended: tell its owner. */
-  private settleSide (req: Request): void {
+  settleSide (req: Request): void {
     if (req.kind === 'seek') this.#seeks.onsettled(req.id)
     else if (req.kind === 'fork') this.#forks.onfailed(req.id)
   }
 
   /** Gives up on a request (its peer left, it timed out, the tree changed). */
-  private giveUp (req: Request): void {
+  giveUp (req: Request): void {
     this.finish(req)
     this.settleSide(req)
-  }
-
-  onnodata (peer: Peer, msg: NoDataMessage): void {
-    const req = this.#inflight.get(msg.request)
-    if (req === undefined || req.peer !== peer) return
-    this.giveUp(req)
-    this.#blocks.rescan()
-    if (req.kind === 'block') {
-      this.#blocks.refused(peer, req.index)
-    } else if (req.kind === 'upgrade') {
-      this.#upgrades.onrefused(peer, req)
-    } else if (req.kind === 'node') {
-      this.#repair.onrefused(req.index, peer)
-    }
-    this.scheduleUpdate()
-  }
-
-  /**
-   * Two signed trees at one length and fork: every peer gets our proof (so
-   * it finds out too), the sessions hear `conflict`, and the channels close.
-   */
-  private async onconflict (theirs: DataMessage): Promise<void> {
-    const length = theirs.upgrade!.length
-    for (const peer of [...this.peers]) {
-      try {
-        const proof = await this.core.proof({ block: null, hash: null, seek: null, upgrade: { start: 0, length } })
-        peer.sendUnsolicited({ request: 0, fork: proof.fork, block: null, hash: null, seek: null, upgrade: proof.upgrade, manifest: this.core.manifest })
-      } catch {
-        // Our own proof could not be built: the peer still hears of the conflict when we close.
-      }
-      peer.close()
-    }
-    this.emit('conflict', length, theirs.fork, theirs)
-  }
-
-  /**
-   * After a repair: tell peers, who may have been refused blocks we can prove
-   * now (a sync makes them ask again), even if it says what the last one
-   * said. Only after one that worked: each is progress, so this cannot loop.
-   */
-  private afterRepair (repaired: boolean): void {
-    if (repaired) for (const p of this.peers) p.sendSync(true)
-    this.scheduleUpdate()
   }
 
   // -------------------------------------------------------------------------
@@ -571,7 +380,12 @@ export class Replicator implements PeerHost {
   // -------------------------------------------------------------------------
   // Scheduling
 
-  #retryAfterIo (): void {
+  /** Whether a retry after I/O is due (see `retryAfterIo`). */
+  get retryQueued (): boolean {
+    return this.#retryQueued
+  }
+
+  retryAfterIo (): void {
     if (this.#retryQueued) return
     this.#retryQueued = true
     afterTurn(() => {
@@ -630,7 +444,7 @@ export class Replicator implements PeerHost {
     }
   }
 
-  private finish (req: Request): void {
+  finish (req: Request): void {
     if (!this.#inflight.remove(req)) return
     // Answered or not, a wanted block is looked at again: it may not be here yet.
     if (req.kind === 'block') this.#blocks.requeue(req.index)
