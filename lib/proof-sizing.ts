@@ -20,15 +20,21 @@ export class ProofSizing {
 
   /**
    * At most how many nodes to ask `peer` for with block `index` (we ask for
-   * fewer when we lack fewer). A peer answers in order, and each answer brings the
-   * nodes on its block's way up: by the time this block's answer comes, the
-   * answer for the block last asked of the same peer has made their common
-   * ancestor known (a verified leaf's ancestors are verified). So the proof
-   * need only reach it: a download block after block needs about two nodes
-   * a block instead of the nine or ten we lack while hundreds are in flight.
-   * Infinity when no earlier answer is to be counted on. An answer that comes short anyway (the earlier one failed, the peer
-   * answered out of order) is asked again in full (`short`); a peer
-   * whose answers come short often is asked in full from then on.
+   * fewer when we lack fewer). A peer answers in order, so by the time this
+   * block's answer comes, the answer for the block last asked of the same
+   * peer has made its way up known (a verified leaf's ancestors are
+   * verified): the child on its side of the node where the two ways meet.
+   * And the other child, on this block's way, with it: a node is only ever
+   * verified along with its sibling (a proof brings the sibling of each node
+   * it climbs through, and a climb stops only at a node held already). So
+   * the proof need only climb to that child, one level short of where the
+   * ways meet. A download block after block then asks one node a block on
+   * average, the fewest there are (each right-hand node of the tree once);
+   * climbing to the meeting node itself took two. Infinity when no earlier
+   * answer is to be counted on. An answer that comes short anyway (the
+   * earlier one failed, the peer answered out of order, the node left
+   * memory) is asked again in full (`short`); a peer whose answers come
+   * short often is asked in full from then on.
    */
   nodes (peer: Peer, index: number): number {
     const last = peer.lastBlockAsked
@@ -36,7 +42,7 @@ export class ProofSizing {
     if (peer.shortProofs > 16 && peer.shortProofs * 8 > peer.sizedProofs) return Infinity
     // On trial until 64 answers came: a peer that answers out of order (Hypercore 11 may) costs few re-asks.
     if (peer.sizedProofs < 64 && peer.sizedAsked - peer.sizedProofs >= 32) return Infinity
-    // Levels up to the common ancestor of the two leaves.
+    // Levels up to the node where the two ways meet (at least one: the blocks differ).
     let a = last
     let b = index
     let levels = 0
@@ -45,7 +51,7 @@ export class ProofSizing {
       b = Math.floor(b / 2)
       levels++
     }
-    return levels
+    return levels - 1
   }
 
   /** The sized proof `peer` sent for block `index` came short: next time, ask for every node we lack. */

@@ -1,0 +1,120 @@
+/**
+ * How many tree nodes a reader asks for with each block. A peer answers in
+ * order, so a proof need only climb to a node an earlier answer of the same
+ * peer brings. Pinned here against a model of what the reader knows when
+ * each answer comes: every answer anchors (no block is asked twice), and a
+ * download block after block asks one node a block, the fewest there are
+ * (each right-hand node of the tree comes once).
+ */
+import test from 'brittle'
+import fc from 'fast-check'
+import { ProofSizing, missingNodeCount } from '../lib/proof-sizing'
+import { fullRoots, parent, sibling } from '../lib/flat-tree'
+import type { MerkleTree } from '../lib/merkle-tree'
+import type { Peer } from '../lib/peer'
+
+interface Asked { index: number, nodes: number }
+
+interface Outcome {
+  /** Proof nodes asked for, over all requests. */
+  nodes: number
+  /** Answers whose proof did not reach a node known when they came. */
+  unanchored: number
+}
+
+/**
+ * A reader of a `length`-block core (roots known) asking one peer for
+ * `order`, at most `window` requests out; the peer answers the oldest first.
+ * Each answer makes its leaf, its nodes and the nodes they hash to known,
+ * as verifying it does; an answer that does not anchor is asked again, as
+ * the replicator does. A `proven` peer answered 64 sized proofs before (a
+ * new one is on trial: while many sized answers are out, blocks are asked
+ * for in full).
+ */
+function download (length: number, order: number[], window: number, { proven = true } = {}): Outcome {
+  const known = new Set<number>(fullRoots(2 * length))
+  const tree = { length, hasVerified: (i: number) => known.has(i) } as unknown as MerkleTree
+  const before = proven ? 64 : 0
+  const peer = { lastBlockAsked: -1, sizedAsked: before, sizedProofs: before, shortProofs: 0 } as unknown as Peer
+  const sizing = new ProofSizing()
+  const queue = order.slice()
+  const out: Array<Asked & { sized: boolean }> = []
+  let nodes = 0
+  let unanchored = 0
+
+  const ask = (index: number): void => {
+    const sized = sizing.nodes(peer, index)
+    const missing = missingNodeCount(tree, 2 * index, sized + 1)
+    const n = Math.min(missing, sized)
+    if (n < missing) peer.sizedAsked++
+    peer.lastBlockAsked = index
+    out.push({ index, nodes: n, sized: n < missing })
+    nodes += n
+  }
+  const answer = (req: Asked & { sized: boolean }): void => {
+    // The proof: the leaf, then `nodes` siblings on the way up. Checking it
+    // stops at the first node on the way that is known (the rest of the
+    // proof is not looked at); it does not anchor if there is none.
+    let at = 2 * req.index
+    const siblings: number[] = []
+    while (siblings.length < req.nodes && !known.has(at)) {
+      siblings.push(sibling(at))
+      at = parent(at)
+    }
+    if (req.sized) peer.sizedProofs++
+    if (!known.has(at)) {
+      unanchored++
+      sizing.short(peer, req.index)
+      queue.unshift(req.index)
+      return
+    }
+    sizing.answered(req.index)
+    for (let i = 2 * req.index; i !== at; i = parent(i)) known.add(i)
+    for (const i of siblings) known.add(i)
+  }
+
+  while (queue.length > 0 || out.length > 0) {
+    while (queue.length > 0 && out.length < window) ask(queue.shift()!)
+    answer(out.shift()!)
+  }
+  return { nodes, unanchored }
+}
+
+const inOrder = (length: number): number[] => Array.from({ length }, (_, i) => i)
+
+test('a download block after block asks one node a block, and every answer anchors', t => {
+  for (const length of [1, 2, 3, 1000, 1024, 4097, 100_000]) {
+    for (const window of [1, 16, 256, 2048]) {
+      const { nodes, unanchored } = download(length, inOrder(length), window)
+      t.is(unanchored, 0, `${length} blocks, ${window} in flight: no block asked twice`)
+      // One a block (the right-hand nodes), and the first block's way up.
+      const bound = length + Math.ceil(Math.log2(length + 1))
+      if (nodes > bound) t.fail(`${length} blocks, ${window} in flight: ${nodes} nodes asked, more than ${bound}`)
+    }
+  }
+  // A new peer's trial asks the first blocks in full while their answers are out.
+  const { nodes, unanchored } = download(100_000, inOrder(100_000), 256, { proven: false })
+  t.is(unanchored, 0)
+  t.ok(nodes < 100_000 * 1.1, `a new peer, 100,000 blocks with 256 in flight: ${nodes} nodes (climbing to the common ancestor of the block last asked took about 200,000)`)
+})
+
+test('any order of blocks asked of one peer answering in order: every answer anchors', t => {
+  fc.assert(fc.property(
+    fc.integer({ min: 1, max: 3000 }),
+    fc.array(fc.nat(), { minLength: 1, maxLength: 400 }),
+    fc.integer({ min: 1, max: 300 }),
+    (length, picks, window) => {
+      const order = [...new Set(picks.map(p => p % length))]
+      return download(length, order, window).unanchored === 0
+    }
+  ), { numRuns: 300 })
+  t.pass('300 random orders, lengths and windows')
+})
+
+test('the ways down from the end asked in reverse anchor too, each asking what it lacks', t => {
+  const length = 5000
+  const reverse = inOrder(length).reverse()
+  const { nodes, unanchored } = download(length, reverse, 256)
+  t.is(unanchored, 0)
+  t.ok(nodes <= 2 * length, `${nodes} nodes for ${length} blocks`)
+})
