@@ -313,6 +313,44 @@ test('a downloading reader tells the writer what it stored in the frames that ca
   t.pass('the writer knows the reader holds all 2,000 blocks')
 })
 
+test('a reader downloading block after block asks for about one proof node a block, and for each block once', async t => {
+  // Each proof need only climb to a node an earlier answer of the same peer
+  // brings (test/proof-sizing.test.ts has the model): one node a block,
+  // where climbing to where each block's way met the last one's took two.
+  // A peer answering in order (this one), honestly, from the writer. Its
+  // first answers are the trial every new peer is on (blocks asked in full
+  // while many sized answers are out), so they are left out of the count.
+  const trial = 1000
+  const n = 5000
+  const { w, r } = await writerAndReader(t, n)
+  let answered = Promise.resolve()
+  let nodes = 0
+  const asked = new Map<number, number>()
+  const fake = new FakePeer(t, w.key!, {
+    onopen: p => {
+      p.sendSync({ length: n })
+      p.sendRange({ drop: false, start: 0, length: n })
+    },
+    onrequest: (p, m) => {
+      if (m.block !== null) {
+        nodes += m.block.nodes
+        asked.set(m.block.index, (asked.get(m.block.index) ?? 0) + 1)
+      }
+      answered = answered.then(async () => { p.sendData(await honestAnswer(w, m) as never) })
+    }
+  })
+  r.replicate(fake.stream)
+  await fake.open()
+  await r.download({ start: 0, end: trial }).done()
+  nodes = 0
+  asked.clear()
+  await r.download({ start: trial, end: n }).done()
+  t.is(r.contiguousLength, n)
+  t.is(asked.size, n - trial, 'every block asked for')
+  t.ok([...asked.values()].every(c => c === 1), 'each once: no answer came short')
+  t.ok(nodes < 1.1 * (n - trial), `${nodes} proof nodes asked for ${n - trial} blocks`)
+})
+
 test('a peer that opens while stored blocks wait to be announced hears of them once, as it opens', async t => {
   // Announcements wait for the next pass; a pass that has to wait for a turn
   // of the event loop (the busy budget spent) may find a peer that opened
