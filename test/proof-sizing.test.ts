@@ -8,7 +8,7 @@
  */
 import test from 'brittle'
 import fc from 'fast-check'
-import { ProofSizing, missingNodeCount } from '../lib/proof-sizing'
+import { ProofSizing, missingNodeCount, IN_ORDER } from '../lib/proof-sizing'
 import { fullRoots, parent, sibling } from '../lib/flat-tree'
 import type { MerkleTree } from '../lib/merkle-tree'
 import type { Peer } from '../lib/peer'
@@ -27,14 +27,15 @@ interface Outcome {
  * `order`, at most `window` requests out; the peer answers the oldest first.
  * Each answer makes its leaf, its nodes and the nodes they hash to known,
  * as verifying it does; an answer that does not anchor is asked again, as
- * the replicator does. A `proven` peer answered 64 sized proofs before (a
- * new one is on trial: while many sized answers are out, blocks are asked
- * for in full).
+ * the replicator does. A `proven` peer answered IN_ORDER sized proofs in
+ * order before (a new one is on trial: while many sized answers are out,
+ * blocks are asked for in full; and until it has given IN_ORDER answers in
+ * order, proofs climb to where the ways meet).
  */
 function download (length: number, order: number[], window: number, { proven = true } = {}): Outcome {
   const known = new Set<number>(fullRoots(2 * length))
   const tree = { length, hasVerified: (i: number) => known.has(i) } as unknown as MerkleTree
-  const before = proven ? 64 : 0
+  const before = proven ? IN_ORDER : 0
   const peer = { lastBlockAsked: -1, sizedAsked: before, sizedProofs: before, shortProofs: 0 } as unknown as Peer
   const sizing = new ProofSizing()
   const queue = order.slice()
@@ -92,10 +93,11 @@ test('a download block after block asks one node a block, and every answer ancho
       if (nodes > bound) t.fail(`${length} blocks, ${window} in flight: ${nodes} nodes asked, more than ${bound}`)
     }
   }
-  // A new peer's trial asks the first blocks in full while their answers are out.
+  // A new peer's trial asks the first blocks in full while their answers are
+  // out, and the next IN_ORDER up to where the ways meet.
   const { nodes, unanchored } = download(100_000, inOrder(100_000), 256, { proven: false })
   t.is(unanchored, 0)
-  t.ok(nodes < 100_000 * 1.1, `a new peer, 100,000 blocks with 256 in flight: ${nodes} nodes (climbing to the common ancestor of the block last asked took about 200,000)`)
+  t.ok(nodes < 100_000 * 1.15, `a new peer, 100,000 blocks with 256 in flight: ${nodes} nodes (climbing to where the ways meet, about 200,000)`)
 })
 
 test('any order of blocks asked of one peer answering in order: every answer anchors', t => {
@@ -117,4 +119,16 @@ test('the ways down from the end asked in reverse anchor too, each asking what i
   const { nodes, unanchored } = download(length, reverse, 256)
   t.is(unanchored, 0)
   t.ok(nodes <= 2 * length, `${nodes} nodes for ${length} blocks`)
+})
+
+test('a peer whose answer once came short is asked up to where the ways meet, not one level short', t => {
+  const sizing = new ProofSizing()
+  const peer = { lastBlockAsked: 4, sizedAsked: IN_ORDER, sizedProofs: IN_ORDER, shortProofs: 0 } as unknown as Peer
+  // Blocks 4 and 5 meet one level up: in order, block 5's own leaf (the proof of 4 brought it) is enough.
+  t.is(sizing.nodes(peer, 5), 0, 'in order so far: no node for block 5')
+  t.is(sizing.nodes(peer, 6), 1, 'block 6 meets block 4 two levels up: one node')
+  sizing.short(peer, 9)
+  t.is(sizing.nodes(peer, 5), 1, 'after a short answer: the sibling leaf too')
+  t.is(sizing.nodes(peer, 6), 2, 'and two for block 6')
+  t.is(sizing.nodes(peer, 9), Infinity, 'and the block that came short, in full')
 })

@@ -318,10 +318,11 @@ test('a reader downloading block after block asks for about one proof node a blo
   // brings (test/proof-sizing.test.ts has the model): one node a block,
   // where climbing to where each block's way met the last one's took two.
   // A peer answering in order (this one), honestly, from the writer. Its
-  // first answers are the trial every new peer is on (blocks asked in full
-  // while many sized answers are out), so they are left out of the count.
-  const trial = 1000
-  const n = 5000
+  // first answers are left out of the count: a new peer's trial (blocks
+  // asked in full while many sized answers are out), then 4,096 answers in
+  // order before its proofs are sized one level short.
+  const trial = 6000
+  const n = 10000
   const { w, r } = await writerAndReader(t, n)
   let answered = Promise.resolve()
   let nodes = 0
