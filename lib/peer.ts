@@ -91,6 +91,8 @@ export class Peer {
   sizedAsked = 0
   sizedProofs = 0
   shortProofs = 0
+  /** Blocks asked for in full because its answers came short often (see ProofSizing.nodes). */
+  fullAsked = 0
   /** Want batches already asked for. */
   private readonly wanted = new Set<number>()
 

@@ -20,6 +20,9 @@ import type { Peer } from './peer'
  */
 export const IN_ORDER = 4096
 
+/** One block in this many is still sized for a peer asked in full. */
+const PROBE = 16
+
 /** Blocks remembered as needing a full proof (then forgotten). */
 const MAX_FULL_PROOFS = 4096
 
@@ -49,7 +52,11 @@ export class ProofSizing {
   nodes (peer: Peer, index: number): number {
     const last = peer.lastBlockAsked
     if (last === -1 || last === index || (this.#full.size > 0 && this.#full.has(index))) return Infinity
-    if (peer.shortProofs > 16 && peer.shortProofs * 8 > peer.sizedProofs) return Infinity
+    // A peer whose answers come short often is asked in full, all but one
+    // block in PROBE: those sized still, so a peer whose short answers came
+    // in a burst (a Hypercore 11 writer's first answers, out of order while
+    // it warms up) earns its sized proofs back as the probes come in whole.
+    if (peer.shortProofs > 16 && peer.shortProofs * 8 > peer.sizedProofs && ++peer.fullAsked % PROBE !== 0) return Infinity
     // On trial until 64 answers came: a peer that answers out of order (Hypercore 11 may) costs few re-asks.
     if (peer.sizedProofs < 64 && peer.sizedAsked - peer.sizedProofs >= 32) return Infinity
     // Levels up to the node where the two ways meet (at least one: the blocks differ).

@@ -30,13 +30,15 @@ interface Outcome {
  * the replicator does. A `proven` peer answered IN_ORDER sized proofs in
  * order before (a new one is on trial: while many sized answers are out,
  * blocks are asked for in full; and until it has given IN_ORDER answers in
- * order, proofs climb to where the ways meet).
+ * order, proofs climb to where the ways meet). A peer that reorders its
+ * first `reorderFirst` answers gives each of them for any request out (a
+ * fixed pseudo-random pick) instead of the oldest.
  */
-function download (length: number, order: number[], window: number, { proven = true } = {}): Outcome {
+function download (length: number, order: number[], window: number, { proven = true, reorderFirst = 0 } = {}): Outcome {
   const known = new Set<number>(fullRoots(2 * length))
   const tree = { length, hasVerified: (i: number) => known.has(i) } as unknown as MerkleTree
   const before = proven ? IN_ORDER : 0
-  const peer = { lastBlockAsked: -1, sizedAsked: before, sizedProofs: before, shortProofs: 0 } as unknown as Peer
+  const peer = { lastBlockAsked: -1, sizedAsked: before, sizedProofs: before, shortProofs: 0, fullAsked: 0 } as unknown as Peer
   const sizing = new ProofSizing()
   const queue = order.slice()
   const out: Array<Asked & { sized: boolean }> = []
@@ -74,9 +76,13 @@ function download (length: number, order: number[], window: number, { proven = t
     for (const i of siblings) known.add(i)
   }
 
+  let answers = 0
+  let seed = 7
   while (queue.length > 0 || out.length > 0) {
     while (queue.length > 0 && out.length < window) ask(queue.shift()!)
-    answer(out.shift()!)
+    seed = (seed * 1103515245 + 12345) % 2147483648
+    const pick = answers++ < reorderFirst ? seed % out.length : 0
+    answer(out.splice(pick, 1)[0]!)
   }
   return { nodes, unanchored }
 }
@@ -123,7 +129,7 @@ test('the ways down from the end asked in reverse anchor too, each asking what i
 
 test('a peer whose answer once came short is asked up to where the ways meet, not one level short', t => {
   const sizing = new ProofSizing()
-  const peer = { lastBlockAsked: 4, sizedAsked: IN_ORDER, sizedProofs: IN_ORDER, shortProofs: 0 } as unknown as Peer
+  const peer = { lastBlockAsked: 4, sizedAsked: IN_ORDER, sizedProofs: IN_ORDER, shortProofs: 0, fullAsked: 0 } as unknown as Peer
   // Blocks 4 and 5 meet one level up: in order, block 5's own leaf (the proof of 4 brought it) is enough.
   t.is(sizing.nodes(peer, 5), 0, 'in order so far: no node for block 5')
   t.is(sizing.nodes(peer, 6), 1, 'block 6 meets block 4 two levels up: one node')
@@ -131,4 +137,16 @@ test('a peer whose answer once came short is asked up to where the ways meet, no
   t.is(sizing.nodes(peer, 5), 1, 'after a short answer: the sibling leaf too')
   t.is(sizing.nodes(peer, 6), 2, 'and two for block 6')
   t.is(sizing.nodes(peer, 9), Infinity, 'and the block that came short, in full')
+})
+
+test('a peer whose first answers came out of order earns its sized proofs back', t => {
+  // Asked in full once its answers came short often, but one block in 16
+  // still sized: as those come in whole, the short ones become few again.
+  // Its first 1,000 answers in any order, then in order.
+  const length = 20_000
+  const reordered = download(length, inOrder(length), 256, { proven: false, reorderFirst: 1000 })
+  t.ok(reordered.unanchored > 16, `${reordered.unanchored} answers came short`)
+  t.ok(reordered.nodes < 4 * length, `${reordered.nodes} proof nodes for ${length} blocks (asked in full to the end: 176,096)`)
+  const always = download(5000, inOrder(5000), 256, { proven: false, reorderFirst: 5000 })
+  t.ok(always.unanchored < 5000 / 8, `a peer that never answers in order: ${always.unanchored} of 5,000 answers short (the probes among them)`)
 })
