@@ -47,7 +47,8 @@ export class ProofSizing {
    * no earlier answer is to be counted on. An answer that comes short
    * anyway (the earlier one failed, the peer answered out of order, the
    * node left memory) is asked again in full (`short`); a peer whose
-   * answers come short often is asked in full from then on.
+   * answers come short often is asked in full from then on, but for one
+   * block in PROBE.
    */
   nodes (peer: Peer, index: number): number {
     const last = peer.lastBlockAsked
