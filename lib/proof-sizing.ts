@@ -53,11 +53,14 @@ export class ProofSizing {
   nodes (peer: Peer, index: number): number {
     const last = peer.lastBlockAsked
     if (last === -1 || last === index || (this.#full.size > 0 && this.#full.has(index))) return Infinity
-    // A peer whose answers come short often is asked in full, all but one
-    // block in PROBE: those sized still, so a peer whose short answers came
-    // in a burst (a Hypercore 11 writer's first answers, out of order while
-    // it warms up) earns its sized proofs back as the probes come in whole.
-    if (peer.shortProofs > 16 && peer.shortProofs * 8 > peer.sizedProofs && ++peer.fullAsked % PROBE !== 0) return Infinity
+    if (peer.shortProofs > 16 && peer.shortProofs * 8 > peer.sizedProofs) {
+      // A peer whose answers come short often is asked in full, all but one
+      // block in PROBE: those sized still, so a peer whose short answers came
+      // in a burst (a Hypercore 11 writer's first answers, out of order while
+      // it warms up) earns its sized proofs back as the probes come in whole.
+      peer.fullAsked++
+      if (peer.fullAsked % PROBE !== 0) return Infinity
+    }
     // On trial until 64 answers came: a peer that answers out of order (Hypercore 11 may) costs few re-asks.
     if (peer.sizedProofs < 64 && peer.sizedAsked - peer.sizedProofs >= 32) return Infinity
     // Levels up to the node where the two ways meet (at least one: the blocks differ).

@@ -238,8 +238,7 @@ export class Replicator implements PeerHost, AnswersHost {
       req.peer.sendCancel(req.id)
     }
     this.#blocks.forgiveAll()
-    this.#announce()
-    for (const peer of this.peers) peer.announceDrop(length, dropped)
+    this.#announceDrop(length, dropped)
     this.#ranges.ontruncate(length)
   }
 
@@ -259,7 +258,7 @@ export class Replicator implements PeerHost, AnswersHost {
     this.scheduleUpdate()
   }
 
-  /** Tells peers of the blocks stored since the last time (before any drop, which must follow them). */
+  /** Tells peers of the blocks stored since the last time (before any drop: see `#announceDrop`). */
   #announce (): void {
     const held = this.#unannounced
     if (held.length === 0) return
@@ -274,9 +273,14 @@ export class Replicator implements PeerHost, AnswersHost {
    * or found rotten): peers are told, and with `refetch` they are fetched again.
    */
   onlocaldrop (start: number, length: number, refetch: boolean): void {
+    this.#announceDrop(start, length)
+    if (refetch) this.download(start, start + length, null)
+  }
+
+  /** Tells peers blocks [start, start + length) are gone, after what was stored before (so a drop is never overtaken). */
+  #announceDrop (start: number, length: number): void {
     this.#announce()
     for (const peer of this.peers) peer.announceDrop(start, length)
-    if (refetch) this.download(start, start + length, null)
   }
 
   // -------------------------------------------------------------------------
