@@ -1,12 +1,13 @@
 /**
  * What the answers to our requests mean: data (a block checked at once and
- * queued for disk, or the slow way: a fork switch's tree, a conflict, a
- * repair, an upgrade) and noData. Apart from the replicator, which owns the
+ * queued for disk, held until the answer it leans on came, or the slow way:
+ * a fork switch's tree, a conflict, a repair, an upgrade) and noData. Apart from the replicator, which owns the
  * parts these answers report to (requests in flight, block scheduling,
  * upgrades, repairs, the fork switch: `AnswerParts`) and is the host.
  */
 import type { Peer } from './peer'
 import { unslabProof } from './unslab'
+import { ParkedAnswers, type ParkedAnswer, type ParkedVerdict } from './parked-answers'
 import type { ForkSwitch } from './fork-switch'
 import type { InflightRequests, Request } from './inflight-requests'
 import type { ProofSizing } from './proof-sizing'
@@ -63,6 +64,9 @@ export class Answers {
   readonly #upgrades: Upgrades
   readonly #repair: RepairRequests
   readonly #forks: ForkSwitch
+  readonly #parked = new ParkedAnswers()
+  /** Blocks whose answer was let go since the last scheduling pass: answers leaning on them wait for the next. */
+  readonly #reasking = new Set<number>()
 
   constructor (host: AnswersHost, parts: AnswerParts) {
     this.#h = host
@@ -80,6 +84,11 @@ export class Answers {
    * of its own; anything else takes `handleData`.
    */
   ondata (peer: Peer, data: DataMessage): void {
+    this.#ondata(peer, data)
+    if (this.#parked.size > 0) this.unpark()
+  }
+
+  #ondata (peer: Peer, data: DataMessage): void {
     const h = this.#h
     const req = data.request !== 0 ? this.#inflight.get(data.request) ?? null : null
     if (req !== null && req.kind === 'block' && req.peer === peer && req.epoch === h.core.epoch && data.block?.index === req.index) {
@@ -97,8 +106,11 @@ export class Answers {
         peer.sizedProofs++
         if (verified === 'unanchored') {
           h.finish(req)
+          // It overtook the answer it leans on: it waits for that one.
+          if (this.#park(peer, req, data)) return
           // Asked again, with every node we lack.
           this.#sizing.short(peer, req.index)
+          this.#reasking.add(req.index)
           this.#blocks.rescan()
           h.scheduleUpdate()
           return
@@ -117,6 +129,85 @@ export class Answers {
       // Nothing a peer sends may take us down: drop it instead.
       h.hostile(peer, err as Error)
     })
+  }
+
+  /** Parks a sized answer that came short while the answer it leans on is still to come; false if it is not. */
+  #park (peer: Peer, req: Request, data: DataMessage): boolean {
+    if (req.after === -1 || !this.#awaited(req.after)) return false
+    if (!this.#parked.park(peer, data, req.index, req.after, this.#h.core.epoch)) return false
+    this.#blocks.onverifying(req.index)
+    return true
+  }
+
+  /**
+   * Checks parked answers whose awaited answer was verified, and lets go of
+   * those that wait in vain (it failed or was given up, the peer left, the
+   * tree changed): their blocks are asked again. After every data message,
+   * and on every scheduling pass (an awaited request may end without one).
+   */
+  unpark (): void {
+    if (this.#parked.size === 0) return
+    const h = this.#h
+    const core = h.core
+    const judge = (p: ParkedAnswer): ParkedVerdict => {
+      if (p.epoch !== core.epoch || p.peer.removed) return 'stale'
+      if (core.has(p.after) || core.isStoring(p.after)) return 'retry'
+      return this.#awaited(p.after) ? 'wait' : 'short'
+    }
+    let again = false
+    // Round after round: an answer stored now may be the one the next waits on.
+    for (let stored = true; stored && this.#parked.size > 0;) {
+      stored = false
+      for (const [p, verdict] of this.#parked.take(judge)) {
+        this.#blocks.onverified(p.index)
+        if (verdict === 'retry' && this.#retry(p)) {
+          stored = true
+          continue
+        }
+        if (verdict === 'short') this.#sizing.short(p.peer, p.index)
+        this.#reasking.add(p.index)
+        again = true
+      }
+    }
+    if (again) {
+      this.#blocks.rescan()
+      h.scheduleUpdate()
+    }
+  }
+
+  /**
+   * Whether an answer for block `index` is still to come: asked (of any
+   * peer: its nodes are what counts), parked itself, or let go since the
+   * last scheduling pass (which asks for it again).
+   */
+  #awaited (index: number): boolean {
+    return this.#inflight.block(index) !== undefined || this.#parked.has(index) || this.#reasking.has(index)
+  }
+
+  /** A scheduling pass asked for what it could: blocks let go before it are no longer counted on. */
+  passed (): void {
+    if (this.#reasking.size > 0) this.#reasking.clear()
+  }
+
+  /** Checks a parked answer again; false when its block is to be asked again. */
+  #retry (p: ParkedAnswer): boolean {
+    const h = this.#h
+    let verified
+    try {
+      verified = h.core.verifyBlockNow(p.data)
+    } catch (err) {
+      if (!isCoded(err)) throw err
+      h.hostile(p.peer, err)
+      return false
+    }
+    if (verified === 'unanchored') {
+      this.#sizing.short(p.peer, p.index)
+      return false
+    }
+    if (verified === null) return false
+    this.#sizing.answered(p.index)
+    this.#storeVerified(p.peer, verified)
+    return true
   }
 
   /** Queues a verified block for disk; `download` when it is there. */
@@ -250,6 +341,7 @@ export class Answers {
     this.#blocks.rescan()
     if (req.kind === 'block') {
       this.#blocks.refused(peer, req.index)
+      this.#reasking.add(req.index)
     } else if (req.kind === 'upgrade') {
       this.#upgrades.onrefused(peer, req)
     } else if (req.kind === 'node') {

@@ -187,6 +187,7 @@ export class BlockScheduler {
     // Sized short of what we lack: an answer that does not reach a node we hold means ask again in full.
     if (nodes < missing) {
       req.sized = true
+      req.after = peer.lastBlockAsked
       peer.sizedAsked++
     }
     peer.lastBlockAsked = index

@@ -26,6 +26,8 @@ export interface Request {
   epoch: number
   /** A block request whose proof was sized to what earlier answers of its peer will bring (see `ProofSizing`). */
   sized: boolean
+  /** For a sized block request: the block asked of the same peer just before, whose answer its proof leans on (else -1). */
+  after: number
   /** Neighbours in the list of requests in flight, oldest first (see `Deadlines`). */
   older: Request | null
   newer: Request | null
@@ -49,7 +51,7 @@ export class InflightRequests {
   /** Sends `body` to `peer` as a request of `kind` and keeps it until `remove`. */
   send (peer: Peer, kind: RequestKind, index: number, body: RequestBody, fork = this.#core.fork): Request {
     const id = this.#nextId++
-    const req: Request = { id, peer, sent: Date.now(), kind, index, fork, epoch: this.#core.epoch, sized: false, older: null, newer: null }
+    const req: Request = { id, peer, sent: Date.now(), kind, index, fork, epoch: this.#core.epoch, sized: false, after: -1, older: null, newer: null }
     this.#deadlines.add(req)
     this.#byId.set(id, req)
     if (kind === 'block') this.#blocks.set(index, req)

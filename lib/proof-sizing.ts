@@ -11,15 +11,6 @@ import { Iterator } from './flat-tree'
 import type { MerkleTree } from './merkle-tree'
 import type { Peer } from './peer'
 
-/**
- * Answers in order a peer gives before its proofs are sized one level short:
- * eight times the requests a peer has in flight by default (512), so that
- * every one of those coming short at once, should the peer start answering
- * out of order, cannot by itself make it one whose answers come short often
- * (one in eight, then asked in full).
- */
-export const IN_ORDER = 4096
-
 /** One block in this many is still sized for a peer asked in full. */
 const PROBE = 16
 
@@ -42,11 +33,12 @@ export class ProofSizing {
    * the proof need only climb to that child, one level short of where the
    * ways meet. A download block after block then asks one node a block on
    * average, the fewest there are (each right-hand node of the tree once);
-   * climbing to the meeting node itself takes two, and is what a peer on
-   * trial, or one whose answers ever came short, is asked. Infinity when
-   * no earlier answer is to be counted on. An answer that comes short
-   * anyway (the earlier one failed, the peer answered out of order, the
-   * node left memory) is asked again in full (`short`); a peer whose
+   * climbing to the meeting node itself takes two, and is what a peer whose
+   * answers ever came short is asked. Infinity when no earlier answer is to
+   * be counted on. An answer that overtakes the one it leans on (Hypercore
+   * 11 writers answer out of order now and then) waits for it
+   * (`ParkedAnswers`); one that comes short anyway (the earlier one failed,
+   * the node left memory) is asked again in full (`short`); a peer whose
    * answers come short often is asked in full from then on, but for one
    * block in PROBE.
    */
@@ -72,11 +64,7 @@ export class ProofSizing {
       b = Math.floor(b / 2)
       levels++
     }
-    // One level short only from a peer whose answers have all come in order
-    // (IN_ORDER of them, none short): an answer that overtakes the last
-    // one's (Hypercore 11's do now and then) finds the meeting node known
-    // more often than the child below it.
-    return peer.sizedProofs >= IN_ORDER && peer.shortProofs === 0 ? levels - 1 : levels
+    return peer.shortProofs === 0 ? levels - 1 : levels
   }
 
   /** The sized proof `peer` sent for block `index` came short: next time, ask for every node we lack. */

@@ -420,10 +420,12 @@ export class Replicator implements PeerHost, AnswersHost {
 
   /** One pass: whatever can be asked for now is (a field, so each pass hands `corked` the same function). */
   readonly #pass = (): void => {
+    this.#answers.unpark()
     this.#announce()
     this.#forks.next()
     this.#upgrades.ask()
     this.#blocks.pass()
+    this.#answers.passed()
     this.#settled.wake()
   }
 

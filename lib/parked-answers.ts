@@ -1,0 +1,86 @@
+/**
+ * Block answers that came before the answer they lean on. A proof sized by
+ * `ProofSizing` climbs only to where the answer for the block asked just
+ * before it (of the same peer) will have made the way known; an answer that
+ * overtakes that one (Hypercore 11 writers answer out of order now and then:
+ * 1–4% of a download's answers) does not reach a node we hold yet. Asking
+ * again would fetch the block twice; instead the answer waits here until the
+ * one it leans on is verified, and is checked again then. If that answer
+ * fails, or the tree changes meanwhile, the parked one is let go and its
+ * block asked again, as before.
+ *
+ * Bounded: at most MAX_PARKED answers and MAX_PARKED_BYTES of their blocks
+ * wait (copied out of the receive buffer, so none pins a frame); past that
+ * an answer is let go at once. A peer answering every request out of order
+ * has at most its window in flight (512 by default), so all of it can wait.
+ */
+import b4a from 'b4a'
+import type { Peer } from './peer'
+import type { DataMessage } from './messages'
+import { unslabProof } from './unslab'
+
+export const MAX_PARKED = 1024
+export const MAX_PARKED_BYTES = 16 * 1024 * 1024
+
+export interface ParkedAnswer {
+  readonly peer: Peer
+  readonly data: DataMessage
+  /** The block it answers. */
+  readonly index: number
+  /** The block whose answer it leans on. */
+  readonly after: number
+  /** The core's epoch then: after a truncation it proves nothing. */
+  readonly epoch: number
+}
+
+/** What becomes of a parked answer now. */
+export type ParkedVerdict = 'wait' | 'retry' | 'short' | 'stale'
+
+export class ParkedAnswers {
+  readonly #waiting: ParkedAnswer[] = []
+  /** Blocks whose answers are parked (so an answer leaning on one waits too). */
+  readonly #blocks = new Set<number>()
+  #bytes = 0
+
+  get size (): number {
+    return this.#waiting.length
+  }
+
+  has (index: number): boolean {
+    return this.#blocks.has(index)
+  }
+
+  /** Parks `data`; false when full (then it is let go at once). */
+  park (peer: Peer, data: DataMessage, index: number, after: number, epoch: number): boolean {
+    const size = data.block!.value.byteLength
+    if (this.#waiting.length >= MAX_PARKED || this.#bytes + size > MAX_PARKED_BYTES || this.#blocks.has(index)) return false
+    unslabProof(data)
+    data.block!.value = b4a.from(data.block!.value)
+    this.#bytes += size
+    this.#waiting.push({ peer, data, index, after, epoch })
+    this.#blocks.add(index)
+    return true
+  }
+
+  /**
+   * Takes out the answers that wait no longer, each with what to do:
+   * `judge` says, for one parked answer, whether it still waits (judged
+   * with every answer still parked: one leaning on an answer taken out now
+   * waits for that one's verdict).
+   */
+  take (judge: (p: ParkedAnswer) => ParkedVerdict): Array<[ParkedAnswer, ParkedVerdict]> {
+    const out: Array<[ParkedAnswer, ParkedVerdict]> = []
+    let kept = 0
+    for (const p of this.#waiting) {
+      const verdict = judge(p)
+      if (verdict === 'wait') this.#waiting[kept++] = p
+      else out.push([p, verdict])
+    }
+    this.#waiting.length = kept
+    for (const [p] of out) {
+      this.#blocks.delete(p.index)
+      this.#bytes -= p.data.block!.value.byteLength
+    }
+    return out
+  }
+}
