@@ -53,8 +53,6 @@ export class ProofSizing {
       peer.fullAsked++
       if (peer.fullAsked % PROBE !== 0) return Infinity
     }
-    // On trial until 64 answers came: a peer that answers out of order (Hypercore 11 may) costs few re-asks.
-    if (peer.sizedProofs < 64 && peer.sizedAsked - peer.sizedProofs >= 32) return Infinity
     // Levels up to the node where the two ways meet (at least one: the blocks differ).
     let a = last
     let b = index

@@ -38,17 +38,14 @@ interface Outcome {
  * as verifying it does. A sized answer that does not anchor while the
  * answer it leans on is still out waits for it, and is checked again when
  * that one anchors (as `ParkedAnswers` does, unless `park` is false); else
- * it is asked again, as the replicator does. A `proven` peer answered
- * sized proofs before (a new one is on trial: while many sized answers are
- * out, blocks are asked for in full). A peer that reorders its first
+ * it is asked again, as the replicator does. A peer that reorders its first
  * `reorderFirst` answers gives each of them for any request out (a fixed
  * pseudo-random pick) instead of the oldest.
  */
-function download (length: number, order: number[], window: number, { proven = true, reorderFirst = 0, park = true } = {}): Outcome {
+function download (length: number, order: number[], window: number, { reorderFirst = 0, park = true } = {}): Outcome {
   const known = new Set<number>(fullRoots(2 * length))
   const tree = { length, hasVerified: (i: number) => known.has(i) } as unknown as MerkleTree
-  const before = proven ? 64 : 0
-  const peer = { lastBlockAsked: -1, sizedAsked: before, sizedProofs: before, shortProofs: 0, fullAsked: 0 } as unknown as Peer
+  const peer = { lastBlockAsked: -1, sizedAsked: 0, sizedProofs: 0, shortProofs: 0, fullAsked: 0 } as unknown as Peer
   const sizing = new ProofSizing()
   const queue = order.slice()
   const out: Asked[] = []
@@ -133,10 +130,8 @@ test('a download block after block asks one node a block, and every answer ancho
       if (nodes > bound) t.fail(`${length} blocks, ${window} in flight: ${nodes} nodes asked, more than ${bound}`)
     }
   }
-  // A new peer's trial asks the first blocks in full while their answers are out.
-  const { nodes, unanchored } = download(100_000, inOrder(100_000), 256, { proven: false })
-  t.is(unanchored, 0)
-  t.ok(nodes < 100_000 * 1.05, `a new peer, 100,000 blocks with 256 in flight: ${nodes} nodes (climbing to where the ways meet, about 200,000)`)
+  const { nodes } = download(100_000, inOrder(100_000), 256)
+  t.ok(nodes < 100_000 * 1.01, `100,000 blocks with 256 in flight: ${nodes} nodes (climbing to where the ways meet, about 200,000)`)
 })
 
 test('any order of blocks asked of one peer answering in order: every answer anchors', t => {
@@ -171,7 +166,7 @@ test('answers that overtake the one they lean on wait for it: no block is asked 
     fc.nat({ max: 400 }),
     (length, picks, window, reorderFirst) => {
       const order = [...new Set(picks.map(p => p % length))]
-      return download(length, order, window, { proven: false, reorderFirst }).unanchored === 0
+      return download(length, order, window, { reorderFirst }).unanchored === 0
     }
   ), { numRuns: 300 })
   // A peer that never answers in order still costs one node a block.
