@@ -7,7 +7,7 @@
  */
 import type { Peer } from './peer'
 import { unslabProof } from './unslab'
-import { ParkedAnswers, type ParkedAnswer, type ParkedVerdict } from './parked-answers'
+import { ParkedAnswers, type ParkedAnswer } from './parked-answers'
 import type { ForkSwitch } from './fork-switch'
 import type { InflightRequests, Request } from './inflight-requests'
 import type { ProofSizing } from './proof-sizing'
@@ -67,6 +67,8 @@ export class Answers {
   readonly #parked = new ParkedAnswers()
   /** Blocks whose answer was let go since the last scheduling pass: answers leaning on them wait for the next. */
   readonly #reasking = new Set<number>()
+  /** Parked answers are being checked again (their stores do not start another round). */
+  #retrying = false
 
   constructor (host: AnswersHost, parts: AnswerParts) {
     this.#h = host
@@ -84,11 +86,6 @@ export class Answers {
    * of its own; anything else takes `handleData`.
    */
   ondata (peer: Peer, data: DataMessage): void {
-    this.#ondata(peer, data)
-    if (this.#parked.size > 0) this.unpark()
-  }
-
-  #ondata (peer: Peer, data: DataMessage): void {
     const h = this.#h
     const req = data.request !== 0 ? this.#inflight.get(data.request) ?? null : null
     if (req !== null && req.kind === 'block' && req.peer === peer && req.epoch === h.core.epoch && data.block?.index === req.index) {
@@ -140,39 +137,70 @@ export class Answers {
   }
 
   /**
-   * Checks parked answers whose awaited answer was verified, and lets go of
-   * those that wait in vain (it failed or was given up, the peer left, the
-   * tree changed): their blocks are asked again. After every data message,
-   * and on every scheduling pass (an awaited request may end without one).
+   * On every scheduling pass: checks parked answers whose awaited block is
+   * here (stored the slow way), and lets go of those that wait in vain (its
+   * request failed or was given up, the peer left, the tree changed): their
+   * blocks are asked again. Those whose awaited block came the common way
+   * were checked as it was queued (`#retryLeaningOn`).
    */
   unpark (): void {
     if (this.#parked.size === 0) return
-    const h = this.#h
-    const core = h.core
-    const judge = (p: ParkedAnswer): ParkedVerdict => {
+    const core = this.#h.core
+    const done = this.#parked.take(p => {
       if (p.epoch !== core.epoch || p.peer.removed) return 'stale'
       if (core.has(p.after) || core.isStoring(p.after)) return 'retry'
       return this.#awaited(p.after) ? 'wait' : 'short'
-    }
-    let again = false
-    // Round after round: an answer stored now may be the one the next waits on.
-    for (let stored = true; stored && this.#parked.size > 0;) {
-      stored = false
-      for (const [p, verdict] of this.#parked.take(judge)) {
-        this.#blocks.onverified(p.index)
-        if (verdict === 'retry' && this.#retry(p)) {
-          stored = true
-          continue
-        }
+    })
+    const letGo: ParkedAnswer[] = []
+    for (const [p, verdict] of done) {
+      this.#blocks.onverified(p.index)
+      if (verdict === 'retry') this.#retryAll([p], letGo)
+      else {
         if (verdict === 'short') this.#sizing.short(p.peer, p.index)
-        this.#reasking.add(p.index)
-        again = true
+        letGo.push(p)
       }
     }
-    if (again) {
-      this.#blocks.rescan()
-      h.scheduleUpdate()
+    this.#askAgain(letGo)
+  }
+
+  /** Block `index` was verified and queued: the answers leaning on it are checked now, and those leaning on them. */
+  #retryLeaningOn (index: number): void {
+    const leaning = this.#parked.takeLeaningOn(index)
+    if (leaning.length === 0) return
+    const letGo: ParkedAnswer[] = []
+    for (const p of leaning) this.#blocks.onverified(p.index)
+    this.#retryAll(leaning, letGo)
+    this.#askAgain(letGo)
+  }
+
+  /** Checks `first` again, and what leans on each one stored, with a list rather than recursion (a chain may be a window long). */
+  #retryAll (first: ParkedAnswer[], letGo: ParkedAnswer[]): void {
+    const core = this.#h.core
+    const work = first.slice()
+    this.#retrying = true
+    try {
+      while (work.length > 0) {
+        const p = work.pop()!
+        if (p.epoch === core.epoch && !p.peer.removed && this.#retry(p)) {
+          for (const next of this.#parked.takeLeaningOn(p.index)) {
+            this.#blocks.onverified(next.index)
+            work.push(next)
+          }
+        } else {
+          letGo.push(p)
+        }
+      }
+    } finally {
+      this.#retrying = false
     }
+  }
+
+  /** Blocks whose answers were let go are asked again; answers leaning on them wait for that (`#reasking`). */
+  #askAgain (letGo: ParkedAnswer[]): void {
+    if (letGo.length === 0) return
+    for (const p of letGo) this.#reasking.add(p.index)
+    this.#blocks.rescan()
+    this.#h.scheduleUpdate()
   }
 
   /**
@@ -224,6 +252,8 @@ export class Answers {
       else h.emit('download', index, byteLength, peer)
       h.scheduleUpdate()
     })
+    // Its nodes are staged now: answers that waited for it anchor.
+    if (this.#parked.size > 0 && !this.#retrying) this.#retryLeaningOn(index)
   }
 
   /** `req`: the request `data` answers, as `ondata` looked it up (null if none). */

@@ -37,13 +37,14 @@ export interface ParkedAnswer {
 export type ParkedVerdict = 'wait' | 'retry' | 'short' | 'stale'
 
 export class ParkedAnswers {
-  readonly #waiting: ParkedAnswer[] = []
+  /** Parked answers by the block they lean on. */
+  readonly #byAfter = new Map<number, ParkedAnswer[]>()
   /** Blocks whose answers are parked (so an answer leaning on one waits too). */
   readonly #blocks = new Set<number>()
   #bytes = 0
 
   get size (): number {
-    return this.#waiting.length
+    return this.#blocks.size
   }
 
   has (index: number): boolean {
@@ -53,13 +54,25 @@ export class ParkedAnswers {
   /** Parks `data`; false when full (then it is let go at once). */
   park (peer: Peer, data: DataMessage, index: number, after: number, epoch: number): boolean {
     const size = data.block!.value.byteLength
-    if (this.#waiting.length >= MAX_PARKED || this.#bytes + size > MAX_PARKED_BYTES || this.#blocks.has(index)) return false
+    if (this.#blocks.size >= MAX_PARKED || this.#bytes + size > MAX_PARKED_BYTES || this.#blocks.has(index)) return false
     unslabProof(data)
     data.block!.value = b4a.from(data.block!.value)
     this.#bytes += size
-    this.#waiting.push({ peer, data, index, after, epoch })
+    const p = { peer, data, index, after, epoch }
+    const leaning = this.#byAfter.get(after)
+    if (leaning === undefined) this.#byAfter.set(after, [p])
+    else leaning.push(p)
     this.#blocks.add(index)
     return true
+  }
+
+  /** Takes out the answers that lean on block `after` (its answer came). */
+  takeLeaningOn (after: number): ParkedAnswer[] {
+    const leaning = this.#byAfter.get(after)
+    if (leaning === undefined) return []
+    this.#byAfter.delete(after)
+    for (const p of leaning) this.#forget(p)
+    return leaning
   }
 
   /**
@@ -70,17 +83,22 @@ export class ParkedAnswers {
    */
   take (judge: (p: ParkedAnswer) => ParkedVerdict): Array<[ParkedAnswer, ParkedVerdict]> {
     const out: Array<[ParkedAnswer, ParkedVerdict]> = []
-    let kept = 0
-    for (const p of this.#waiting) {
-      const verdict = judge(p)
-      if (verdict === 'wait') this.#waiting[kept++] = p
-      else out.push([p, verdict])
+    for (const [after, leaning] of this.#byAfter) {
+      let kept = 0
+      for (const p of leaning) {
+        const verdict = judge(p)
+        if (verdict === 'wait') leaning[kept++] = p
+        else out.push([p, verdict])
+      }
+      leaning.length = kept
+      if (kept === 0) this.#byAfter.delete(after)
     }
-    this.#waiting.length = kept
-    for (const [p] of out) {
-      this.#blocks.delete(p.index)
-      this.#bytes -= p.data.block!.value.byteLength
-    }
+    for (const [p] of out) this.#forget(p)
     return out
+  }
+
+  #forget (p: ParkedAnswer): void {
+    this.#blocks.delete(p.index)
+    this.#bytes -= p.data.block!.value.byteLength
   }
 }
