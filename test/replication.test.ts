@@ -313,16 +313,29 @@ test('a downloading reader tells the writer what it stored in the frames that ca
   t.pass('the writer knows the reader holds all 2,000 blocks')
 })
 
-test('a reader downloading block after block asks for about one proof node a block, and for each block once', async t => {
-  // Each proof need only climb to a node an earlier answer of the same peer
-  // brings (test/proof-sizing.test.ts has the model): one node a block,
-  // where climbing to where each block's way met the last one's took two.
-  // A peer answering in order (this one), honestly, from the writer.
-  const n = 5000
+/**
+ * A writer of `n` blocks, a reader, and between them a fake peer answering
+ * honestly from the writer: each request in order as it comes, or with
+ * `reverse` every batch of requests it receives in reverse; refusing the
+ * blocks in `refuse` once each (and announcing each again at once with
+ * `reannounce`). Counts what the reader asks for.
+ */
+async function fakeSeeder (t: Teardownable, n: number, { reverse = false, refuse = [] as number[], reannounce = true } = {}): Promise<{ w: Hypercore, r: Hypercore, fake: FakePeer, asked: Map<number, number>, nodes: () => number }> {
   const { w, r } = await writerAndReader(t, n)
-  let answered = Promise.resolve()
-  let nodes = 0
   const asked = new Map<number, number>()
+  const refusing = new Set(refuse)
+  let nodes = 0
+  let answered = Promise.resolve()
+  let batch: Array<Parameters<typeof honestAnswer>[1]> = []
+  const answer = async (p: FakePeer, req: Parameters<typeof honestAnswer>[1]): Promise<void> => {
+    const index = req.block?.index ?? -1
+    if (refusing.delete(index)) {
+      p.sendNoData({ request: req.id, reason: 0 })
+      if (reannounce) p.sendRange({ drop: false, start: index, length: 1 })
+    } else {
+      p.sendData(await honestAnswer(w, req) as never)
+    }
+  }
   const fake = new FakePeer(t, w.key!, {
     onopen: p => {
       p.sendSync({ length: n })
@@ -333,16 +346,35 @@ test('a reader downloading block after block asks for about one proof node a blo
         nodes += m.block.nodes
         asked.set(m.block.index, (asked.get(m.block.index) ?? 0) + 1)
       }
-      answered = answered.then(async () => { p.sendData(await honestAnswer(w, m) as never) })
+      if (!reverse) {
+        answered = answered.then(async () => await answer(p, m))
+        return
+      }
+      if (batch.push(m) > 1) return
+      setImmediate(() => {
+        const reversed = batch.reverse()
+        batch = []
+        void (async () => { for (const req of reversed) await answer(p, req) })()
+      })
     }
   })
   r.replicate(fake.stream)
   await fake.open()
+  return { w, r, fake, asked, nodes: () => nodes }
+}
+
+test('a reader downloading block after block asks for about one proof node a block, and for each block once', async t => {
+  // Each proof need only climb to a node an earlier answer of the same peer
+  // brings (test/proof-sizing.test.ts has the model): one node a block,
+  // where climbing to where each block's way met the last one's took two.
+  // A peer answering in order (this one), honestly, from the writer.
+  const n = 5000
+  const { r, asked, nodes } = await fakeSeeder(t, n)
   await r.download({ start: 0, end: n }).done()
   t.is(r.contiguousLength, n)
   t.is(asked.size, n, 'every block asked for')
   t.ok([...asked.values()].every(c => c === 1), 'each once: no answer came short')
-  t.ok(nodes < 1.01 * n, `${nodes} proof nodes asked for ${n} blocks`)
+  t.ok(nodes() < 1.01 * n, `${nodes()} proof nodes asked for ${n} blocks`)
 })
 
 test('answers that overtake the one they lean on wait for it: a peer answering out of order is asked for each block once', async t => {
@@ -353,82 +385,21 @@ test('answers that overtake the one they lean on wait for it: a peer answering o
   // batch of requests it receives in reverse: all but one answer of each
   // batch overtakes the one it leans on.
   const n = 4000
-  const { w, r } = await writerAndReader(t, n)
-  let nodes = 0
-  const asked = new Map<number, number>()
-  let batch: Array<Parameters<typeof honestAnswer>[1]> = []
-  const fake = new FakePeer(t, w.key!, {
-    onopen: p => {
-      p.sendSync({ length: n })
-      p.sendRange({ drop: false, start: 0, length: n })
-    },
-    onrequest: (p, m) => {
-      if (m.block !== null) {
-        nodes += m.block.nodes
-        asked.set(m.block.index, (asked.get(m.block.index) ?? 0) + 1)
-      }
-      if (batch.push(m) > 1) return
-      setImmediate(() => {
-        const reversed = batch.reverse()
-        batch = []
-        void (async () => {
-          const answers = []
-          for (const req of reversed) answers.push(await honestAnswer(w, req))
-          for (const a of answers) p.sendData(a as never)
-        })()
-      })
-    }
-  })
-  r.replicate(fake.stream)
-  await fake.open()
+  const { r, asked, nodes } = await fakeSeeder(t, n, { reverse: true })
   await r.download({ start: 0, end: n }).done()
   t.is(r.contiguousLength, n)
   t.is(asked.size, n, 'every block asked for')
   t.ok([...asked.values()].every(c => c === 1), 'each once: no answer was asked again')
   t.is((r.peers[0] as Peer).shortProofs, 0, 'no answer counted short')
-  t.ok(nodes < 1.01 * n, `${nodes} proof nodes asked for ${n} blocks`)
+  t.ok(nodes() < 1.01 * n, `${nodes()} proof nodes asked for ${n} blocks`)
 })
 
-/** A peer answering every batch of requests it receives in reverse, honestly from `w`, but refusing the blocks `refuse` holds once each. */
-function reversingPeer (t: Teardownable, w: Hypercore, n: number, asked: Map<number, number>, refuse: Set<number>, reannounce: boolean): FakePeer {
-  let batch: Array<Parameters<typeof honestAnswer>[1]> = []
-  return new FakePeer(t, w.key!, {
-    onopen: p => {
-      p.sendSync({ length: n })
-      p.sendRange({ drop: false, start: 0, length: n })
-    },
-    onrequest: (p, m) => {
-      if (m.block !== null) asked.set(m.block.index, (asked.get(m.block.index) ?? 0) + 1)
-      if (batch.push(m) > 1) return
-      setImmediate(() => {
-        const reversed = batch.reverse()
-        batch = []
-        void (async () => {
-          for (const req of reversed) {
-            const index = req.block?.index ?? -1
-            if (refuse.delete(index)) {
-              p.sendNoData({ request: req.id, reason: 0 })
-              if (reannounce) p.sendRange({ drop: false, start: index, length: 1 })
-            } else {
-              p.sendData(await honestAnswer(w, req) as never)
-            }
-          }
-        })()
-      })
-    }
-  })
-}
-
 test('an answer whose awaited answer is refused and asked again waits for the second one', async t => {
-  // The peer answers every batch in reverse, but says it lacks block 2500
-  // the first time (and announces it again at once): 2500 is asked again,
-  // and the answer for 2501, which leans on it, waits for that answer.
+  // The peer says it lacks block 2500 the first time (and announces it
+  // again at once): 2500 is asked again, and the answer for 2501, which
+  // leans on it, waits for that answer.
   const n = 4000
-  const { w, r } = await writerAndReader(t, n)
-  const asked = new Map<number, number>()
-  const fake = reversingPeer(t, w, n, asked, new Set([2500]), true)
-  r.replicate(fake.stream)
-  await fake.open()
+  const { r, asked } = await fakeSeeder(t, n, { reverse: true, refuse: [2500], reannounce: true })
   await r.download({ start: 0, end: n }).done()
   t.is(r.contiguousLength, n, 'every block stored')
   t.is(asked.get(2500), 2, 'the refused block asked again')
@@ -440,11 +411,7 @@ test('an answer waiting for one that will not come is let go, and its block aske
   // answer for 2501 waits in vain, and 2501 is asked again with every node
   // it lacks. 2500 comes once the peer announces it.
   const n = 4000
-  const { w, r } = await writerAndReader(t, n)
-  const asked = new Map<number, number>()
-  const fake = reversingPeer(t, w, n, asked, new Set([2500]), false)
-  r.replicate(fake.stream)
-  await fake.open()
+  const { w, r, fake, asked } = await fakeSeeder(t, n, { reverse: true, refuse: [2500], reannounce: false })
   const stored = new Set<number>()
   r.on('download', (index: number) => stored.add(index))
   const all = r.download({ start: 0, end: n })
