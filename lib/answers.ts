@@ -1,9 +1,10 @@
 /**
  * What the answers to our requests mean: data (a block checked at once and
  * queued for disk, held until the answer it leans on came, or the slow way:
- * a fork switch's tree, a conflict, a repair, an upgrade) and noData. Apart from the replicator, which owns the
- * parts these answers report to (requests in flight, block scheduling,
- * upgrades, repairs, the fork switch: `AnswerParts`) and is the host.
+ * a fork switch's tree, a conflict, a repair, an upgrade) and noData. Apart
+ * from the replicator, which owns the parts these answers report to
+ * (requests in flight, block scheduling, upgrades, repairs, the fork
+ * switch: `AnswerParts`) and is the host.
  */
 import type { Peer } from './peer'
 import { unslabProof } from './unslab'
@@ -154,8 +155,9 @@ export class Answers {
     const letGo: ParkedAnswer[] = []
     for (const [p, verdict] of done) {
       this.#blocks.onverified(p.index)
-      if (verdict === 'retry') this.#retryAll([p], letGo)
-      else {
+      if (verdict === 'retry') {
+        this.#retryAll([p], letGo)
+      } else {
         if (verdict === 'short') this.#sizing.short(p.peer, p.index)
         letGo.push(p)
       }
