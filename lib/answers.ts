@@ -108,9 +108,7 @@ export class Answers {
           if (this.#park(peer, req, data)) return
           // Asked again, with every node we lack.
           this.#sizing.short(peer, req.index)
-          this.#reasking.add(req.index)
-          this.#blocks.rescan()
-          h.scheduleUpdate()
+          this.#askAgain([req.index])
           return
         }
       }
@@ -152,16 +150,18 @@ export class Answers {
       if (core.has(p.after) || core.isStoring(p.after)) return 'retry'
       return this.#awaited(p.after) ? 'wait' : 'short'
     })
-    const letGo: ParkedAnswer[] = []
+    const retry: ParkedAnswer[] = []
+    const letGo: number[] = []
     for (const [p, verdict] of done) {
-      this.#blocks.onverified(p.index)
       if (verdict === 'retry') {
-        this.#retryAll([p], letGo)
-      } else {
-        if (verdict === 'short') this.#sizing.short(p.peer, p.index)
-        letGo.push(p)
+        retry.push(p)
+        continue
       }
+      this.#blocks.onverified(p.index)
+      if (verdict === 'short') this.#sizing.short(p.peer, p.index)
+      letGo.push(p.index)
     }
+    this.#retryAll(retry, letGo)
     this.#askAgain(letGo)
   }
 
@@ -169,27 +169,27 @@ export class Answers {
   #retryLeaningOn (index: number): void {
     const leaning = this.#parked.takeLeaningOn(index)
     if (leaning.length === 0) return
-    const letGo: ParkedAnswer[] = []
-    for (const p of leaning) this.#blocks.onverified(p.index)
+    const letGo: number[] = []
     this.#retryAll(leaning, letGo)
     this.#askAgain(letGo)
   }
 
-  /** Checks `first` again, and what leans on each one stored, with a list rather than recursion (a chain may be a window long). */
-  #retryAll (first: ParkedAnswer[], letGo: ParkedAnswer[]): void {
+  /**
+   * Checks answers taken out of the parking again, and what leans on each
+   * one stored, with a list rather than recursion (a chain may be a window
+   * long); the blocks of those that fail go to `letGo`.
+   */
+  #retryAll (work: ParkedAnswer[], letGo: number[]): void {
     const core = this.#h.core
-    const work = first.slice()
     this.#retrying = true
     try {
       while (work.length > 0) {
         const p = work.pop()!
+        this.#blocks.onverified(p.index)
         if (p.epoch === core.epoch && !p.peer.removed && this.#retry(p)) {
-          for (const next of this.#parked.takeLeaningOn(p.index)) {
-            this.#blocks.onverified(next.index)
-            work.push(next)
-          }
+          for (const next of this.#parked.takeLeaningOn(p.index)) work.push(next)
         } else {
-          letGo.push(p)
+          letGo.push(p.index)
         }
       }
     } finally {
@@ -198,9 +198,9 @@ export class Answers {
   }
 
   /** Blocks whose answers were let go are asked again; answers leaning on them wait for that (`#reasking`). */
-  #askAgain (letGo: ParkedAnswer[]): void {
+  #askAgain (letGo: number[]): void {
     if (letGo.length === 0) return
-    for (const p of letGo) this.#reasking.add(p.index)
+    for (const index of letGo) this.#reasking.add(index)
     this.#blocks.rescan()
     this.#h.scheduleUpdate()
   }

@@ -188,7 +188,6 @@ export class BlockScheduler {
     if (nodes < missing) {
       req.sized = true
       req.after = peer.lastBlockAsked
-      peer.sizedAsked++
     }
     peer.lastBlockAsked = index
     return 'sent'

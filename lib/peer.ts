@@ -87,8 +87,7 @@ export class Peer {
    * answer arriving first came short (see ProofSizing.nodes).
    */
   lastBlockAsked = -1
-  /** Sized proofs asked for, answered, and answered short. */
-  sizedAsked = 0
+  /** Sized proofs answered, and answered short. */
   sizedProofs = 0
   shortProofs = 0
   /** Blocks asked for in full because its answers came short often (see ProofSizing.nodes). */

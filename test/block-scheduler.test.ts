@@ -30,7 +30,6 @@ function scheduler (): { blocks: BlockScheduler, sent: Sent[], stored: Set<numbe
     remoteLength: 10,
     has: () => true,
     wantAround: () => {},
-    sizedAsked: 0,
     lastBlockAsked: -1
   }
   const host = {

@@ -45,7 +45,7 @@ interface Outcome {
 function download (length: number, order: number[], window: number, { reorderFirst = 0, park = true } = {}): Outcome {
   const known = new Set<number>(fullRoots(2 * length))
   const tree = { length, hasVerified: (i: number) => known.has(i) } as unknown as MerkleTree
-  const peer = { lastBlockAsked: -1, sizedAsked: 0, sizedProofs: 0, shortProofs: 0, fullAsked: 0 } as unknown as Peer
+  const peer = { lastBlockAsked: -1, sizedProofs: 0, shortProofs: 0, fullAsked: 0 } as unknown as Peer
   const sizing = new ProofSizing()
   const queue = order.slice()
   const out: Asked[] = []
@@ -56,7 +56,6 @@ function download (length: number, order: number[], window: number, { reorderFir
     const sized = sizing.nodes(peer, index)
     const missing = missingNodeCount(tree, 2 * index, sized + 1)
     const n = Math.min(missing, sized)
-    if (n < missing) peer.sizedAsked++
     out.push({ index, nodes: n, sized: n < missing, after: peer.lastBlockAsked })
     peer.lastBlockAsked = index
     outcome.nodes += n
@@ -182,7 +181,7 @@ test('answers that overtake the one they lean on wait for it: no block is asked 
 
 test('a peer whose answer once came short is asked up to where the ways meet, not one level short', t => {
   const sizing = new ProofSizing()
-  const peer = { lastBlockAsked: 4, sizedAsked: 64, sizedProofs: 64, shortProofs: 0, fullAsked: 0 } as unknown as Peer
+  const peer = { lastBlockAsked: 4, sizedProofs: 64, shortProofs: 0, fullAsked: 0 } as unknown as Peer
   // Blocks 4 and 5 meet one level up: block 5's own leaf (the proof of 4 brought it) is enough.
   t.is(sizing.nodes(peer, 5), 0, 'no short answer so far: no node for block 5')
   t.is(sizing.nodes(peer, 6), 1, 'block 6 meets block 4 two levels up: one node')
@@ -194,7 +193,7 @@ test('a peer whose answer once came short is asked up to where the ways meet, no
 
 test('a peer whose answers come short often is asked in full, but for one block in 16', t => {
   const sizing = new ProofSizing()
-  const peer = { lastBlockAsked: 0, sizedAsked: 100, sizedProofs: 100, shortProofs: 20, fullAsked: 0 } as unknown as Peer
+  const peer = { lastBlockAsked: 0, sizedProofs: 100, shortProofs: 20, fullAsked: 0 } as unknown as Peer
   const sized = Array.from({ length: 64 }, (_, k) => sizing.nodes(peer, 100 + 2 * k)).filter(n => n !== Infinity)
   t.is(sized.length, 4, 'four of 64 blocks sized')
   // Once the sized ones come in whole, the short ones are few again: sized from then on.
