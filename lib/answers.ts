@@ -105,9 +105,11 @@ export class Answers {
         if (verified === 'unanchored') {
           h.finish(req)
           // It overtook the answer it leans on: it waits for that one.
-          if (this.#park(peer, req, data)) return
-          // Asked again, with every node we lack.
-          this.#sizing.short(peer, req.index)
+          const parked = this.#park(peer, req, data)
+          if (parked === 'parked') return
+          // Asked again, with every node we lack; a circle is our sizing's doing, not the peer's.
+          if (parked === 'circle') this.#sizing.inFull(req.index)
+          else this.#sizing.short(peer, req.index)
           this.#askAgain([req.index])
           return
         }
@@ -127,12 +129,12 @@ export class Answers {
     })
   }
 
-  /** Parks a sized answer that came short while the answer it leans on is still to come; false if it is not. */
-  #park (peer: Peer, req: Request, data: DataMessage): boolean {
-    if (req.after === -1 || !this.#awaited(req.after)) return false
-    if (!this.#parked.park(peer, data, req.index, req.after, this.#h.core.epoch)) return false
-    this.#blocks.onverifying(req.index)
-    return true
+  /** Parks a sized answer that came short while the answer it leans on is still to come ('full' if that one is not). */
+  #park (peer: Peer, req: Request, data: DataMessage): 'parked' | 'full' | 'circle' {
+    if (req.after === -1 || !this.#awaited(req.after)) return 'full'
+    const parked = this.#parked.park(peer, data, req.index, req.after, this.#h.core.epoch)
+    if (parked === 'parked') this.#blocks.onverifying(req.index)
+    return parked
   }
 
   /**
@@ -374,6 +376,8 @@ export class Answers {
     if (req.kind === 'block') {
       this.#blocks.refused(peer, req.index)
       this.#reasking.add(req.index)
+      // Answers asked after it may wait on it now: asked again, it leans on none of them.
+      this.#sizing.inFull(req.index)
     } else if (req.kind === 'upgrade') {
       this.#upgrades.onrefused(peer, req)
     } else if (req.kind === 'node') {

@@ -13,6 +13,12 @@
  * wait (copied out of the receive buffer, so none pins a frame); past that
  * an answer is let go at once. A peer answering every request out of order
  * has at most its window in flight (512 by default), so all of it can wait.
+ *
+ * Never in a circle: answers lean on a block, not on one request for it, so
+ * a block asked again (refused, let go) may be sized against a later block
+ * whose answer waits, through others, on this very block. Parked, it would
+ * wait for itself and the download would stall with nothing in flight;
+ * such an answer is let go (`park` says `'circle'`) and asked in full.
  */
 import b4a from 'b4a'
 import type { Peer } from './peer'
@@ -39,8 +45,8 @@ export type ParkedVerdict = 'wait' | 'retry' | 'short' | 'stale'
 export class ParkedAnswers {
   /** Parked answers by the block they lean on. */
   readonly #byAfter = new Map<number, ParkedAnswer[]>()
-  /** Blocks whose answers are parked (so an answer leaning on one waits too). */
-  readonly #blocks = new Set<number>()
+  /** The blocks whose answers are parked (so an answer leaning on one waits too), each with the block it leans on. */
+  readonly #blocks = new Map<number, number>()
   #bytes = 0
 
   get size (): number {
@@ -51,10 +57,15 @@ export class ParkedAnswers {
     return this.#blocks.has(index)
   }
 
-  /** Parks `data`; false when full (then it is let go at once). */
-  park (peer: Peer, data: DataMessage, index: number, after: number, epoch: number): boolean {
+  /**
+   * Parks `data`: `'parked'`, `'full'` (no room: let go at once, as when its
+   * block is parked already), or `'circle'` (`after` waits, through parked
+   * answers, on `index` itself).
+   */
+  park (peer: Peer, data: DataMessage, index: number, after: number, epoch: number): 'parked' | 'full' | 'circle' {
     const size = data.block!.value.byteLength
-    if (this.#blocks.size >= MAX_PARKED || this.#bytes + size > MAX_PARKED_BYTES || this.#blocks.has(index)) return false
+    if (this.#blocks.size >= MAX_PARKED || this.#bytes + size > MAX_PARKED_BYTES || this.#blocks.has(index)) return 'full'
+    if (this.#leansOn(after, index)) return 'circle'
     unslabProof(data)
     data.block!.value = b4a.from(data.block!.value)
     this.#bytes += size
@@ -62,8 +73,18 @@ export class ParkedAnswers {
     const leaning = this.#byAfter.get(after)
     if (leaning === undefined) this.#byAfter.set(after, [p])
     else leaning.push(p)
-    this.#blocks.add(index)
-    return true
+    this.#blocks.set(index, after)
+    return 'parked'
+  }
+
+  /** Whether block `from`'s answer waits, through parked answers, on block `to` (a walk at most MAX_PARKED long). */
+  #leansOn (from: number, to: number): boolean {
+    let at: number | undefined = from
+    while (at !== undefined) {
+      if (at === to) return true
+      at = this.#blocks.get(at)
+    }
+    return false
   }
 
   /** Takes out the answers that lean on block `after` (its answer came). */

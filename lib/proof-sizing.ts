@@ -68,6 +68,11 @@ export class ProofSizing {
   /** The sized proof `peer` sent for block `index` came short: next time, ask for every node we lack. */
   short (peer: Peer, index: number): void {
     peer.shortProofs++
+    this.inFull(index)
+  }
+
+  /** Block `index` is asked for next with every node we lack (no fault of the peer's: see `ParkedAnswers`). */
+  inFull (index: number): void {
     if (this.#full.size >= MAX_FULL_PROOFS) this.#full.clear()
     this.#full.add(index)
   }

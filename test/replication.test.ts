@@ -406,6 +406,20 @@ test('an answer whose awaited answer is refused and asked again waits for the se
   t.alike([...asked].filter(([i, c]) => c > 1 && i !== 2500), [], 'no other block asked twice')
 })
 
+test('a refused block asked again leans on no answer that waits for it', async t => {
+  // Block 1024 begins a subtree of 1,024 blocks; refused, then announced
+  // again, it is asked again once the answers of the blocks after it (each
+  // leaning on the one before, down to 1024) wait for it. Sized against the
+  // block asked last, its answer would wait on them in turn: nothing would
+  // let the circle go and the download would stall with nothing in flight.
+  const n = 4000
+  const { r, asked } = await fakeSeeder(t, n, { refuse: [1024], reannounce: true })
+  await r.download({ start: 0, end: n }).done()
+  t.is(r.contiguousLength, n, 'every block stored')
+  t.is(asked.get(1024), 2, 'the refused block asked again, once')
+  t.alike([...asked].filter(([i, c]) => c > 1 && i !== 1024), [], 'no other block asked twice')
+})
+
 test('an answer waiting for one that will not come is let go, and its block asked again in full', async t => {
   // Refused, and not announced again: block 2500 is not asked again, so the
   // answer for 2501 waits in vain, and 2501 is asked again with every node

@@ -1,0 +1,110 @@
+/**
+ * A reader downloads every block, each as written, whatever order a peer
+ * answers in and whichever blocks it refuses on the way: answers that wait
+ * for the one they lean on (`ParkedAnswers`) never wait for ever. A peer
+ * answers each batch of requests it receives in order, in reverse or
+ * shuffled, sometimes after a pause; it refuses a few blocks once and
+ * announces them again at once or a little later. A stall shows as a test
+ * that does not end (nothing left in flight, nothing to wait for).
+ *
+ * `npm run fuzz` runs many more cases (FUZZ_RUNS).
+ */
+import test from 'brittle'
+import fc from 'fast-check'
+import { blocks } from './helpers/core'
+import { ramCore, FakePeer, honestAnswer } from './helpers/replication'
+import type { RequestMessage } from '../lib/messages'
+
+const RUNS = Number(process.env.FUZZ_RUNS ?? 25)
+
+interface Case {
+  n: number
+  order: 'in order' | 'reverse' | 'shuffled'
+  refuse: Array<{ at: number, announceAfterMs: number }>
+  /** Drives the shuffles and pauses. */
+  seed: number
+}
+
+const cases: fc.Arbitrary<Case> = fc.record({
+  n: fc.integer({ min: 300, max: 3000 }),
+  order: fc.constantFrom('in order' as const, 'reverse' as const, 'shuffled' as const),
+  refuse: fc.array(fc.record({ at: fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), announceAfterMs: fc.constantFrom(-1, 0, 5, 30) }), { maxLength: 5 }),
+  seed: fc.integer({ min: 1, max: 0x7fffffff })
+})
+
+/** A small deterministic generator (the peer's shuffles and pauses). */
+function lcg (seed: number): () => number {
+  let s = seed >>> 0
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0
+    return s / 4294967296
+  }
+}
+
+test('a reader downloads every block as written, whatever order the peer answers in and whatever it refuses once', async t => {
+  await fc.assert(fc.asyncProperty(cases, async c => {
+    const closing: Array<() => Promise<void> | void> = []
+    const local = { teardown: (fn: () => Promise<void> | void) => { closing.push(fn) } }
+    try {
+      const w = await ramCore(local)
+      await w.append(blocks(c.n))
+      const r = await ramCore(local, w.key)
+      const rand = lcg(c.seed)
+      // -1: announced again only once everything else is here.
+      const refusing = new Map(c.refuse.map(x => [Math.floor(x.at * c.n), x.announceAfterMs]))
+      const lateAnnounce: number[] = []
+      const answer = async (p: FakePeer, m: RequestMessage): Promise<void> => {
+        const index = m.block?.index ?? -1
+        const after = refusing.get(index)
+        if (after !== undefined) {
+          refusing.delete(index)
+          p.sendNoData({ request: m.id, reason: 0 })
+          if (after === 0) p.sendRange({ drop: false, start: index, length: 1 })
+          else if (after > 0) setTimeout(() => p.sendRange({ drop: false, start: index, length: 1 }), after)
+          else lateAnnounce.push(index)
+          return
+        }
+        p.sendData(await honestAnswer(w, m) as never)
+      }
+      let batch: RequestMessage[] = []
+      const fake = new FakePeer(local, w.key!, {
+        onopen: p => {
+          p.sendSync({ length: c.n })
+          p.sendRange({ drop: false, start: 0, length: c.n })
+        },
+        onrequest: (p, m) => {
+          if (batch.push(m) > 1) return
+          setImmediate(() => {
+            let b = batch
+            batch = []
+            if (c.order === 'reverse') b.reverse()
+            else if (c.order === 'shuffled') b = b.map(m => ({ k: rand(), m })).sort((x, y) => x.k - y.k).map(x => x.m)
+            const pause = rand() < 0.3 ? Math.floor(rand() * 5) : 0
+            setTimeout(() => { void (async () => { for (const m of b) await answer(p, m) })() }, pause)
+          })
+        }
+      })
+      r.replicate(fake.stream)
+      await fake.open()
+      const stored = new Set<number>()
+      r.on('download', (i: number) => stored.add(i))
+      const all = r.download({ start: 0, end: c.n })
+      if (c.refuse.some(x => x.announceAfterMs === -1)) {
+        // Everything but the blocks not announced again comes first.
+        const missing = new Set(c.refuse.filter(x => x.announceAfterMs === -1).map(x => Math.floor(x.at * c.n)))
+        while (stored.size < c.n - missing.size) await new Promise(resolve => r.once('download', resolve))
+        for (const i of lateAnnounce) fake.sendRange({ drop: false, start: i, length: 1 })
+      }
+      await all.done()
+      if (r.contiguousLength !== c.n) return false
+      if (!Buffer.from(await r.treeHash()).equals(Buffer.from(await w.treeHash()))) return false
+      for (const i of [0, Math.floor(c.n / 2), c.n - 1]) {
+        if (!Buffer.from((await r.get(i))!).equals(Buffer.from((await w.get(i))!))) return false
+      }
+      return true
+    } finally {
+      for (const fn of closing.reverse()) await fn()
+    }
+  }), { numRuns: RUNS })
+  t.pass(`${RUNS} peers, every download complete and as written`)
+})
