@@ -216,9 +216,26 @@ export class Answers {
     return this.#inflight.block(index) !== undefined || this.#parked.has(index) || this.#reasking.has(index)
   }
 
-  /** A scheduling pass asked for what it could: blocks let go before it are no longer counted on. */
+  /**
+   * A scheduling pass asked for what it could. A block let go before it is
+   * counted on while it is asked again (in flight) or will be (wanted, and
+   * some peer has it to give once it has room); one that will not is not. Answers that
+   * waited for such a block are judged again on the next pass, which must
+   * come even if no answer or write is left to bring it (each such pass
+   * lets answers go, so this ends).
+   */
   passed (): void {
-    if (this.#reasking.size > 0) this.#reasking.clear()
+    if (this.#reasking.size === 0) return
+    let dropped = false
+    for (const index of this.#reasking) {
+      if (this.#inflight.block(index) !== undefined) {
+        this.#reasking.delete(index)
+      } else if (!this.#blocks.willAsk(index)) {
+        this.#reasking.delete(index)
+        dropped = true
+      }
+    }
+    if (dropped && this.#parked.size > 0) this.#h.scheduleUpdate()
   }
 
   /** Checks a parked answer again; false when its block is to be asked again. */

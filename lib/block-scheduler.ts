@@ -171,7 +171,7 @@ export class BlockScheduler {
     if (peer === null) {
       let holders = 0
       for (const p of this.#peers) {
-        if (p.remoteFork !== core.fork || this.#notAvailable.get(p)?.has(index) === true) continue
+        if (!this.#mayGive(p, index)) continue
         if (p.has(index)) holders++
         else if (p.remoteLength > index) p.wantAround(index)
       }
@@ -191,6 +191,19 @@ export class BlockScheduler {
     }
     peer.lastBlockAsked = index
     return 'sent'
+  }
+
+  /** Whether block `index` will be asked for: wanted, not here, and some peer has it to give, now or once it has room. */
+  willAsk (index: number): boolean {
+    const core = this.#core
+    if (core.has(index) || core.isStoring(index) || !(this.#wanted.has(index) || this.#ranges.wants(index))) return false
+    for (const p of this.#peers) if (!p.removed && this.#mayGive(p, index) && p.has(index)) return true
+    return false
+  }
+
+  /** `p` is on our fork and did not refuse block `index`. */
+  #mayGive (p: Peer, index: number): boolean {
+    return p.remoteFork === this.#core.fork && this.#notAvailable.get(p)?.has(index) !== true
   }
 
   /** pickPeer for block `index`: an open peer on our fork that has it, did not refuse it, and is not `not`. */

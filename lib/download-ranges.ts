@@ -163,6 +163,14 @@ export class DownloadRanges {
     }
   }
 
+  /** Whether some range wants block `index`. */
+  wants (index: number): boolean {
+    for (const range of this.#ranges) {
+      if (range.blocks === null ? index >= range.start && index < range.end : range.blocks[lowerBound(range.blocks, index)] === index) return true
+    }
+    return false
+  }
+
   /**
    * The first block at or past `length` (our length) that some range wants
    * and that lies below `below`, taking ranges in the order they were added;

@@ -7,15 +7,21 @@
  * announces them again at once or a little later. A stall shows as a test
  * that does not end (nothing left in flight, nothing to wait for).
  *
- * `npm run fuzz` runs many more cases (FUZZ_RUNS).
+ * `npm run fuzz` runs many more cases (FUZZ_RUNS). A stall cannot report
+ * its case: FUZZ_LOG=file keeps the case under way in that file, and
+ * FUZZ_CASE='<its JSON>' runs it first.
  */
+import { writeFileSync } from 'node:fs'
 import test from 'brittle'
 import fc from 'fast-check'
+import b4a from 'b4a'
 import { blocks } from './helpers/core'
 import { ramCore, FakePeer, honestAnswer } from './helpers/replication'
 import type { RequestMessage } from '../lib/messages'
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 25)
+const LOG = process.env.FUZZ_LOG
+const REPLAY = process.env.FUZZ_CASE
 
 interface Case {
   n: number
@@ -43,6 +49,8 @@ function lcg (seed: number): () => number {
 
 test('a reader downloads every block as written, whatever order the peer answers in and whatever it refuses once', async t => {
   await fc.assert(fc.asyncProperty(cases, async c => {
+    // The case under way, for a run that stalls (FUZZ_CASE replays it).
+    if (LOG !== undefined) writeFileSync(LOG, JSON.stringify(c))
     const closing: Array<() => Promise<void> | void> = []
     const local = { teardown: (fn: () => Promise<void> | void) => { closing.push(fn) } }
     try {
@@ -50,9 +58,11 @@ test('a reader downloads every block as written, whatever order the peer answers
       await w.append(blocks(c.n))
       const r = await ramCore(local, w.key)
       const rand = lcg(c.seed)
-      // -1: announced again only once everything else is here.
       const refusing = new Map(c.refuse.map(x => [Math.floor(x.at * c.n), x.announceAfterMs]))
-      const lateAnnounce: number[] = []
+      // -1: announced again only once everything else is here.
+      const late = [...refusing].filter(([, after]) => after === -1).map(([i]) => i)
+      const lateRefused: number[] = []
+      let progress = (): void => {}
       const answer = async (p: FakePeer, m: RequestMessage): Promise<void> => {
         const index = m.block?.index ?? -1
         const after = refusing.get(index)
@@ -61,7 +71,10 @@ test('a reader downloads every block as written, whatever order the peer answers
           p.sendNoData({ request: m.id, reason: 0 })
           if (after === 0) p.sendRange({ drop: false, start: index, length: 1 })
           else if (after > 0) setTimeout(() => p.sendRange({ drop: false, start: index, length: 1 }), after)
-          else lateAnnounce.push(index)
+          else {
+            lateRefused.push(index)
+            progress()
+          }
           return
         }
         p.sendData(await honestAnswer(w, m) as never)
@@ -89,22 +102,22 @@ test('a reader downloads every block as written, whatever order the peer answers
       const stored = new Set<number>()
       r.on('download', (i: number) => stored.add(i))
       const all = r.download({ start: 0, end: c.n })
-      if (c.refuse.some(x => x.announceAfterMs === -1)) {
-        // Everything but the blocks not announced again comes first.
-        const missing = new Set(c.refuse.filter(x => x.announceAfterMs === -1).map(x => Math.floor(x.at * c.n)))
-        while (stored.size < c.n - missing.size) await new Promise(resolve => r.once('download', resolve))
-        for (const i of lateAnnounce) fake.sendRange({ drop: false, start: i, length: 1 })
+      if (late.length > 0) {
+        // Refused, each of them, and everything else stored: then announced.
+        r.on('download', () => progress())
+        while (lateRefused.length < late.length || stored.size < c.n - late.length) await new Promise<void>(resolve => { progress = resolve })
+        for (const i of late) fake.sendRange({ drop: false, start: i, length: 1 })
       }
       await all.done()
       if (r.contiguousLength !== c.n) return false
-      if (!Buffer.from(await r.treeHash()).equals(Buffer.from(await w.treeHash()))) return false
+      if (!b4a.equals(await r.treeHash(), await w.treeHash())) return false
       for (const i of [0, Math.floor(c.n / 2), c.n - 1]) {
-        if (!Buffer.from((await r.get(i))!).equals(Buffer.from((await w.get(i))!))) return false
+        if (!b4a.equals((await r.get(i))!, (await w.get(i))!)) return false
       }
       return true
     } finally {
       for (const fn of closing.reverse()) await fn()
     }
-  }), { numRuns: RUNS })
+  }), { numRuns: RUNS, ...(REPLAY !== undefined ? { examples: [[JSON.parse(REPLAY) as Case]], numRuns: 1 } : {}) })
   t.pass(`${RUNS} peers, every download complete and as written`)
 })

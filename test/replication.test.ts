@@ -440,6 +440,51 @@ test('an answer waiting for one that will not come is let go, and its block aske
   for (const i of [2499, 2500, 2501]) t.alike(await r.get(i), await w.get(i), `block ${i} as written`)
 })
 
+test('an answer left waiting by the last refusal is judged again, though nothing else comes', async t => {
+  // Everything else is stored; then the peer answers the last block (which
+  // leans on the one before) and, in the same breath, refuses the one before.
+  // The pass after the refusal still counts on that block being asked again
+  // (the last block's answer waits), but nobody has it to give: the pass
+  // after that must come, though no answer or write is left to bring it, and
+  // let the last block's answer go, to be asked again in full.
+  const n = 3000
+  const { w, r } = await writerAndReader(t, n)
+  const asked = new Map<number, number>()
+  const kept: Array<Parameters<typeof honestAnswer>[1]> = []
+  const stored = new Set<number>()
+  r.on('download', (i: number) => stored.add(i))
+  const fake = new FakePeer(t, w.key!, {
+    onopen: p => {
+      p.sendSync({ length: n })
+      p.sendRange({ drop: false, start: 0, length: n })
+    },
+    onrequest: async (p, m) => {
+      const index = m.block?.index ?? -1
+      if (index !== -1) asked.set(index, (asked.get(index) ?? 0) + 1)
+      if (index >= n - 2 && asked.get(index) === 1) {
+        kept.push(m)
+        return
+      }
+      p.sendData(await honestAnswer(w, m) as never)
+    }
+  })
+  r.replicate(fake.stream)
+  await fake.open()
+  const all = r.download({ start: 0, end: n })
+  await until(() => stored.size === n - 2 && kept.length === 2, 10000, 'all but the last two')
+  const [before, last] = kept.sort((a, b) => a.block!.index - b.block!.index)
+  const answer = await honestAnswer(w, last!)
+  fake.sendData(answer as never)
+  fake.sendNoData({ request: before!.id, reason: 0 })
+  await until(() => stored.has(n - 1), 10000, 'the last block, asked again')
+  t.is(asked.get(n - 1), 2, 'the last block asked again once its answer stopped waiting')
+  t.is(last!.block!.nodes, 0, 'first asked with no proof node: it leans on the block before')
+  t.is(asked.get(n - 2), 1, 'the refused block not asked again: nobody announced it')
+  fake.sendRange({ drop: false, start: n - 2, length: 1 })
+  await all.done()
+  t.is(r.contiguousLength, n, 'then every block')
+})
+
 test('answers waiting on a peer that leaves are let go, and their blocks come from another peer', async t => {
   // The fake peer answers its first batch in reverse but keeps back the
   // answer the others lean on, then leaves: the answers that waited prove
