@@ -1,10 +1,10 @@
 /**
  * A reader downloads every block, each as written, whatever order a peer
  * answers in and whichever blocks it refuses on the way: answers that wait
- * for the one they lean on (`ParkedAnswers`) never wait for ever. A peer
- * answers each batch of requests it receives in order, in reverse or
- * shuffled, sometimes after a pause; it refuses a few blocks once and
- * announces them again at once or a little later. A stall shows as a test
+ * for the one they lean on (`ParkedAnswers`) never wait for ever. One peer
+ * or two answer each batch of requests they receive in order, in reverse or
+ * shuffled, sometimes after a pause; a few blocks are refused once and
+ * announced again at once, a little later, or once all else is stored. A stall shows as a test
  * that does not end (nothing left in flight, nothing to wait for).
  *
  * `npm run fuzz` runs many more cases (FUZZ_RUNS). A stall cannot report
@@ -26,6 +26,8 @@ const REPLAY = process.env.FUZZ_CASE
 interface Case {
   n: number
   order: 'in order' | 'reverse' | 'shuffled'
+  /** Two such peers, each refusing what the other has not refused yet. */
+  peers: 1 | 2
   refuse: Array<{ at: number, announceAfterMs: number }>
   /** Drives the shuffles and pauses. */
   seed: number
@@ -34,6 +36,7 @@ interface Case {
 const cases: fc.Arbitrary<Case> = fc.record({
   n: fc.integer({ min: 300, max: 3000 }),
   order: fc.constantFrom('in order' as const, 'reverse' as const, 'shuffled' as const),
+  peers: fc.constantFrom(1 as const, 2 as const),
   refuse: fc.array(fc.record({ at: fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), announceAfterMs: fc.constantFrom(-1, 0, 5, 30) }), { maxLength: 5 }),
   seed: fc.integer({ min: 1, max: 0x7fffffff })
 })
@@ -79,26 +82,30 @@ test('a reader downloads every block as written, whatever order the peer answers
         }
         p.sendData(await honestAnswer(w, m) as never)
       }
-      let batch: RequestMessage[] = []
-      const fake = new FakePeer(local, w.key!, {
-        onopen: p => {
-          p.sendSync({ length: c.n })
-          p.sendRange({ drop: false, start: 0, length: c.n })
-        },
-        onrequest: (p, m) => {
-          if (batch.push(m) > 1) return
-          setImmediate(() => {
-            let b = batch
-            batch = []
-            if (c.order === 'reverse') b.reverse()
-            else if (c.order === 'shuffled') b = b.map(m => ({ k: rand(), m })).sort((x, y) => x.k - y.k).map(x => x.m)
-            const pause = rand() < 0.3 ? Math.floor(rand() * 5) : 0
-            setTimeout(() => { void (async () => { for (const m of b) await answer(p, m) })() }, pause)
-          })
-        }
-      })
-      r.replicate(fake.stream)
-      await fake.open()
+      const fakes: FakePeer[] = []
+      for (let k = 0; k < c.peers; k++) {
+        let batch: RequestMessage[] = []
+        const fake = new FakePeer(local, w.key!, {
+          onopen: p => {
+            p.sendSync({ length: c.n })
+            p.sendRange({ drop: false, start: 0, length: c.n })
+          },
+          onrequest: (p, m) => {
+            if (batch.push(m) > 1) return
+            setImmediate(() => {
+              let b = batch
+              batch = []
+              if (c.order === 'reverse') b.reverse()
+              else if (c.order === 'shuffled') b = b.map(m => ({ k: rand(), m })).sort((x, y) => x.k - y.k).map(x => x.m)
+              const pause = rand() < 0.3 ? Math.floor(rand() * 5) : 0
+              setTimeout(() => { void (async () => { for (const m of b) await answer(p, m) })() }, pause)
+            })
+          }
+        })
+        r.replicate(fake.stream)
+        await fake.open()
+        fakes.push(fake)
+      }
       const stored = new Set<number>()
       r.on('download', (i: number) => stored.add(i))
       const all = r.download({ start: 0, end: c.n })
@@ -106,7 +113,7 @@ test('a reader downloads every block as written, whatever order the peer answers
         // Refused, each of them, and everything else stored: then announced.
         r.on('download', () => progress())
         while (lateRefused.length < late.length || stored.size < c.n - late.length) await new Promise<void>(resolve => { progress = resolve })
-        for (const i of late) fake.sendRange({ drop: false, start: i, length: 1 })
+        for (const i of late) for (const fake of fakes) fake.sendRange({ drop: false, start: i, length: 1 })
       }
       await all.done()
       if (r.contiguousLength !== c.n) return false
@@ -119,5 +126,5 @@ test('a reader downloads every block as written, whatever order the peer answers
       for (const fn of closing.reverse()) await fn()
     }
   }), { numRuns: RUNS, ...(REPLAY !== undefined ? { examples: [[JSON.parse(REPLAY) as Case]], numRuns: 1 } : {}) })
-  t.pass(`${RUNS} peers, every download complete and as written`)
+  t.pass(`${RUNS} readers, every download complete and as written`)
 })
