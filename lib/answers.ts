@@ -66,7 +66,7 @@ export class Answers {
   readonly #repair: RepairRequests
   readonly #forks: ForkSwitch
   readonly #parked = new ParkedAnswers()
-  /** Blocks whose answer was let go since the last scheduling pass: answers leaning on them wait for the next. */
+  /** Blocks whose answer was let go (or refused) and that are to be asked again: answers leaning on them wait (see `passed`). */
   readonly #reasking = new Set<number>()
   /** Parked answers are being checked again (their stores do not start another round). */
   #retrying = false
@@ -209,20 +209,20 @@ export class Answers {
 
   /**
    * Whether an answer for block `index` is still to come: asked (of any
-   * peer: its nodes are what counts), parked itself, or let go since the
-   * last scheduling pass (which asks for it again).
+   * peer: its nodes are what counts), parked itself, or let go and to be
+   * asked again (`#reasking`).
    */
   #awaited (index: number): boolean {
     return this.#inflight.block(index) !== undefined || this.#parked.has(index) || this.#reasking.has(index)
   }
 
   /**
-   * A scheduling pass asked for what it could. A block let go before it is
-   * counted on while it is asked again (in flight) or will be (wanted, and
-   * some peer has it to give once it has room); one that will not is not. Answers that
-   * waited for such a block are judged again on the next pass, which must
-   * come even if no answer or write is left to bring it (each such pass
-   * lets answers go, so this ends).
+   * A scheduling pass asked for what it could. A block let go is counted on
+   * while it is asked again (in flight) or will be (wanted, and some peer
+   * has it to give once it has room), and no longer once it will not be.
+   * Answers that waited for such a block are judged again on the next pass,
+   * which must come even if no answer or write is left to bring it (each
+   * such pass lets answers go, so this ends).
    */
   passed (): void {
     if (this.#reasking.size === 0) return
