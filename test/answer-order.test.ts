@@ -4,8 +4,9 @@
  * for the one they lean on (`ParkedAnswers`) never wait for ever. One peer
  * or two answer each batch of requests they receive in order, in reverse or
  * shuffled, sometimes after a pause; a few blocks are refused once and
- * announced again at once, a little later, or once all else is stored. A stall shows as a test
- * that does not end (nothing left in flight, nothing to wait for).
+ * announced again at once, a little later, or once all else is stored. A
+ * stall shows as a test that does not end (nothing left in flight, nothing
+ * to wait for).
  *
  * `npm run fuzz` runs many more cases (FUZZ_RUNS). A stall cannot report
  * its case: FUZZ_LOG=file keeps the case under way in that file, and
