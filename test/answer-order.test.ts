@@ -3,10 +3,10 @@
  * answers in and whichever blocks it refuses on the way: answers that wait
  * for the one they lean on (`ParkedAnswers`) never wait for ever. One peer
  * or two answer each batch of requests they receive in order, in reverse or
- * shuffled, sometimes after a pause; a few blocks are refused once and
- * announced again at once, a little later, or once all else is stored. A
- * stall shows as a test that does not end (nothing left in flight, nothing
- * to wait for).
+ * shuffled, sometimes after a pause, with the writer itself connected or
+ * not; a few blocks are refused once and announced again at once, a little
+ * later, or once all else is stored. A stall shows as a test that does not
+ * end (nothing left in flight, nothing to wait for).
  *
  * `npm run fuzz` runs many more cases (FUZZ_RUNS). A stall cannot report
  * its case: FUZZ_LOG=file keeps the case under way in that file, and
@@ -17,7 +17,7 @@ import test from 'brittle'
 import fc from 'fast-check'
 import b4a from 'b4a'
 import { blocks } from './helpers/core'
-import { ramCore, FakePeer, honestAnswer } from './helpers/replication'
+import { ramCore, replicate, FakePeer, honestAnswer } from './helpers/replication'
 import type { RequestMessage } from '../lib/messages'
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 25)
@@ -29,6 +29,8 @@ interface Case {
   order: 'in order' | 'reverse' | 'shuffled'
   /** Two such peers, each refusing what the other has not refused yet. */
   peers: 1 | 2
+  /** The writer itself connected too, answering as it does. */
+  writer: boolean
   refuse: Array<{ at: number, announceAfterMs: number }>
   /** Drives the shuffles and pauses. */
   seed: number
@@ -38,6 +40,7 @@ const cases: fc.Arbitrary<Case> = fc.record({
   n: fc.integer({ min: 300, max: 3000 }),
   order: fc.constantFrom('in order' as const, 'reverse' as const, 'shuffled' as const),
   peers: fc.constantFrom(1 as const, 2 as const),
+  writer: fc.boolean(),
   refuse: fc.array(fc.record({ at: fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), announceAfterMs: fc.constantFrom(-1, 0, 5, 30) }), { maxLength: 5 }),
   seed: fc.integer({ min: 1, max: 0x7fffffff })
 })
@@ -107,13 +110,15 @@ test('a reader downloads every block as written, whatever order the peer answers
         await fake.open()
         fakes.push(fake)
       }
+      if (c.writer) replicate(local, w, r)
       const stored = new Set<number>()
       r.on('download', (i: number) => stored.add(i))
       const all = r.download({ start: 0, end: c.n })
       if (late.length > 0) {
-        // Refused, each of them, and everything else stored: then announced.
+        // Refused, each of them, and everything else stored: then announced
+        // (the writer, if connected, may have given them all meanwhile).
         r.on('download', () => progress())
-        while (lateRefused.length < late.length || stored.size < c.n - late.length) await new Promise<void>(resolve => { progress = resolve })
+        while (stored.size < c.n && (lateRefused.length < late.length || stored.size < c.n - late.length)) await new Promise<void>(resolve => { progress = resolve })
         for (const i of late) for (const fake of fakes) fake.sendRange({ drop: false, start: i, length: 1 })
       }
       await all.done()
