@@ -208,16 +208,14 @@ export class BlockScheduler {
 
   /** pickPeer for block `index`: an open peer on our fork that has it, did not refuse it, and is not `not`. */
   #pickHolder (index: number, not: Peer | null): Peer | null {
-    const fork = this.#core.fork
     let best: Peer | null = null
     const peers = this.#peers
     const n = peers.length
     for (let k = 0; k < n; k++) {
       const p = peers[(this.#rotate + k) % n]!
       if (!p.remoteOpened || p.removed || p.inflight >= this.#maxInflight || p === not) continue
-      if (p.remoteFork !== fork || !p.has(index)) continue
-      if (best !== null && p.inflight >= best.inflight) continue
-      if (this.#notAvailable.get(p)?.has(index) === true) continue
+      if (!p.has(index) || (best !== null && p.inflight >= best.inflight)) continue
+      if (!this.#mayGive(p, index)) continue
       best = p
     }
     this.#rotate++

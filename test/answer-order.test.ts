@@ -18,6 +18,7 @@ import fc from 'fast-check'
 import b4a from 'b4a'
 import { blocks } from './helpers/core'
 import { ramCore, replicate, FakePeer, honestAnswer } from './helpers/replication'
+import { rng } from './helpers/disk-rot'
 import type { RequestMessage } from '../lib/messages'
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 25)
@@ -45,15 +46,6 @@ const cases: fc.Arbitrary<Case> = fc.record({
   seed: fc.integer({ min: 1, max: 0x7fffffff })
 })
 
-/** A small deterministic generator (the peer's shuffles and pauses). */
-function lcg (seed: number): () => number {
-  let s = seed >>> 0
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0
-    return s / 4294967296
-  }
-}
-
 test('a reader downloads every block as written, whatever order the peer answers in and whatever it refuses once', async t => {
   await fc.assert(fc.asyncProperty(cases, async c => {
     // The case under way, for a run that stalls (FUZZ_CASE replays it).
@@ -64,7 +56,7 @@ test('a reader downloads every block as written, whatever order the peer answers
       const w = await ramCore(local)
       await w.append(blocks(c.n))
       const r = await ramCore(local, w.key)
-      const rand = lcg(c.seed)
+      const rand = rng(c.seed)
       const refusing = new Map(c.refuse.map(x => [Math.floor(x.at * c.n), x.announceAfterMs]))
       // -1: announced again only once everything else is here.
       const late = [...refusing].filter(([, after]) => after === -1).map(([i]) => i)

@@ -394,16 +394,21 @@ test('answers that overtake the one they lean on wait for it: a peer answering o
   t.ok(nodes() < 1.01 * n, `${nodes()} proof nodes asked for ${n} blocks`)
 })
 
+/** A 4,000-block download from a fake seeder that refuses `block` once and announces it again at once: it alone is asked twice. */
+async function refusedOnceThenAnnounced (t: test.Context, block: number, { reverse }: { reverse: boolean }): Promise<void> {
+  const n = 4000
+  const { r, asked } = await fakeSeeder(t, n, { reverse, refuse: [block], reannounce: true })
+  await r.download({ start: 0, end: n }).done()
+  t.is(r.contiguousLength, n, 'every block stored')
+  t.is(asked.get(block), 2, 'the refused block asked again, once')
+  t.alike([...asked].filter(([i, c]) => c > 1 && i !== block), [], 'no other block asked twice')
+}
+
 test('an answer whose awaited answer is refused and asked again waits for the second one', async t => {
   // The peer says it lacks block 2500 the first time (and announces it
   // again at once): 2500 is asked again, and the answer for 2501, which
   // leans on it, waits for that answer.
-  const n = 4000
-  const { r, asked } = await fakeSeeder(t, n, { reverse: true, refuse: [2500], reannounce: true })
-  await r.download({ start: 0, end: n }).done()
-  t.is(r.contiguousLength, n, 'every block stored')
-  t.is(asked.get(2500), 2, 'the refused block asked again')
-  t.alike([...asked].filter(([i, c]) => c > 1 && i !== 2500), [], 'no other block asked twice')
+  await refusedOnceThenAnnounced(t, 2500, { reverse: true })
 })
 
 test('a refused block asked again leans on no answer that waits for it', async t => {
@@ -412,12 +417,7 @@ test('a refused block asked again leans on no answer that waits for it', async t
   // leaning on the one before, down to 1024) wait for it. Sized against the
   // block asked last, its answer would wait on them in turn: nothing would
   // let the circle go and the download would stall with nothing in flight.
-  const n = 4000
-  const { r, asked } = await fakeSeeder(t, n, { refuse: [1024], reannounce: true })
-  await r.download({ start: 0, end: n }).done()
-  t.is(r.contiguousLength, n, 'every block stored')
-  t.is(asked.get(1024), 2, 'the refused block asked again, once')
-  t.alike([...asked].filter(([i, c]) => c > 1 && i !== 1024), [], 'no other block asked twice')
+  await refusedOnceThenAnnounced(t, 1024, { reverse: false })
 })
 
 test('an answer waiting for one that will not come is let go, and its block asked again in full', async t => {
