@@ -8,6 +8,7 @@ import Protomux from 'protomux'
 import NoiseSecretStream from '@hyperswarm/secret-stream'
 import { BAD_ARGUMENT } from './errors'
 import type { KeyPair } from './crypto'
+import { batchAlloc, type Allocating } from './batch-alloc'
 
 export type Replicable = boolean | NoiseSecretStream | Protomux
 
@@ -34,7 +35,11 @@ export function protocolStream (from: Replicable, opts: ProtocolStreamOptions = 
   }
   if (!(noise.userData instanceof Protomux)) {
     if (opts.keepAlive !== false && noise.keepAlive === 0) noise.setKeepAlive(5000)
-    noise.userData = Protomux.from(noise as unknown as Protomux.MuxStream)
+    // Set before the mux reads it: `alloc` asks the mux whether it is corked.
+    let mux: Protomux | null = null
+    const alloc = batchAlloc(noise as unknown as Allocating, () => mux !== null && mux.corked > 0)
+    mux = new Protomux(noise as unknown as Protomux.MuxStream, { alloc })
+    noise.userData = mux
   }
   return { mux: noise.userData as Protomux, stream }
 }

@@ -65,8 +65,11 @@ declare module 'protomux' {
   }
 
   class Protomux {
-    constructor (stream: Protomux.MuxStream)
+    /** `alloc`: the buffers messages are encoded into (default: the stream's own `alloc`). */
+    constructor (stream: Protomux.MuxStream, opts?: { alloc?: (n: number) => Uint8Array })
     readonly isProtomux: true
+    /** How many `cork()`s are not yet matched by an `uncork()`: while above 0, sends are queued. */
+    readonly corked: number
     readonly stream: Protomux.MuxStream
     drained: boolean
     static from (stream: Protomux.MuxStream): Protomux
