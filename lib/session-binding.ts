@@ -162,13 +162,10 @@ export class SessionBinding {
     const self = this
     this.#link = {
       get snapshot () { return self.#snapshot },
-      emit: (name, ...args) => {
-        // Transfer sizes without encryption padding, as Hypercore 11 reports them.
-        if ((name === 'upload' || name === 'download') && typeof args[1] === 'number') {
-          if (session.listenerCount(name) === 0) return // one a block, mostly unheard: skip the padding arithmetic
-          args = [args[0], args[1] - session.padding, ...args.slice(2)]
-        }
-        session.emit(name, ...args)
+      emit: (name, ...args) => { session.emit(name, ...args) },
+      transfer: (name, index, byteLength, peer) => {
+        // Sizes without encryption padding, as Hypercore 11 reports them.
+        if (session.listenerCount(name) > 0) session.emit(name, index, byteLength - session.padding, peer)
       },
       close: (err) => session.close({ error: err ?? null }),
       weak: opts.weak === true,

@@ -27,6 +27,8 @@ export interface SessionLink {
   readonly snapshot: Snapshot | null
   /** Delivers an event to the session's listeners. */
   emit (name: string, ...args: unknown[]): void
+  /** Delivers `upload` or `download` (one a block): for sessions that can skip it cheaply when nobody listens. */
+  transfer? (name: 'upload' | 'download', index: number, byteLength: number, peer: unknown): void
   /** Closes the session (purge and a conflict close every session of the core). */
   close? (err?: Error | null): Promise<void>
   /** A weak session does not keep the core open: it closes with the last strong one. */
@@ -259,6 +261,11 @@ export class SharedCore {
   }
 
   #broadcast (name: string, args: unknown[]): void {
+    if (name === 'upload' || name === 'download') {
+      // One a block, mostly unheard: no copy of the sessions, no spread per session.
+      this.#transfer(name, args[0] as number, args[1] as number, args[2])
+      return
+    }
     if (name === 'conflict') {
       // As Hypercore 11: every session hears it, then closes with the error.
       const err = new Error('Two conflicting signatures exist for length ' + String(args[0]))
@@ -268,6 +275,15 @@ export class SharedCore {
     for (const s of [...this.#sessions, ...this.#listeners]) {
       if (liveOnly && s.snapshot !== null) continue
       s.emit(name, ...args)
+    }
+  }
+
+  #transfer (name: 'upload' | 'download', index: number, byteLength: number, peer: unknown): void {
+    for (const set of [this.#sessions, this.#listeners]) {
+      for (const s of set) {
+        if (s.transfer !== undefined) s.transfer(name, index, byteLength, peer)
+        else s.emit(name, index, byteLength, peer)
+      }
     }
   }
 

@@ -445,3 +445,34 @@ test('a snapshot taken before a local truncation keeps the blocks it held', asyn
 
 /** Kept for readers of the transcripts above: what one looks like. */
 export type Transcript = Array<SessionLike | unknown>
+
+test('every session of a core hears its uploads and downloads, snapshots too, with the bytes of each block', async t => {
+  const { ours, theirs } = await sideBySide(t, async env => {
+    const w = env.open()
+    await w.append(['a', 'bb', 'ccc', 'dddd'].map(text))
+    const ws = w.session()
+    const r = env.open(null, w.key)
+    await r.ready()
+    const rs = r.session()
+    const rsnap = r.snapshot()
+    const heard: Record<string, string[]> = {}
+    const listen = (name: string, s: SessionLike, event: string): void => {
+      heard[name] = []
+      s.on(event, (index: number, byteLength: number) => { heard[name]!.push(index + ':' + byteLength) })
+    }
+    listen('writer', w, 'upload')
+    listen('writer session', ws, 'upload')
+    listen('reader', r, 'download')
+    listen('reader session', rs, 'download')
+    listen('reader snapshot', rsnap, 'download')
+    const unlink = link(w, r)
+    await r.update({ wait: true })
+    await r.download({ start: 0, end: 4 }).done()
+    unlink()
+    for (const name of Object.keys(heard)) heard[name]!.sort()
+    await Promise.all([ws.close(), rs.close(), rsnap.close()])
+    return heard
+  })
+  t.alike(ours, theirs)
+  t.alike((ours as Record<string, string[]>)['reader snapshot'], ['0:1', '1:2', '2:3', '3:4'])
+})
