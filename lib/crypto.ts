@@ -125,6 +125,22 @@ export function parentMatchesAt (buf: Uint8Array, size: number, left: number, ri
   return equalHashAt(buf, p, digest)
 }
 
+/**
+ * Whether `node` is the parent of `left` and `right` (left before right):
+ * its size their sum, its hash theirs with that size. Hashed in scratch
+ * space, nothing allocated.
+ */
+export function isParentOf (node: TreeNode, left: TreeNode, right: TreeNode): boolean {
+  const size = left.size + right.size
+  if (node.size !== size) return false
+  scratch[0] = 1
+  writeU64(scratch, 1, size)
+  scratch.set(left.hash, 9)
+  scratch.set(right.hash, 41)
+  hasher.hash(PARENT_INPUT)
+  return equalHashes(digest, node.hash)
+}
+
 /** Hash of a parent over its two children, in index order. */
 export function parentHash (a: TreeNode, b: TreeNode): Uint8Array {
   if (a.index > b.index) [a, b] = [b, a]

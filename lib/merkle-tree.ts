@@ -11,7 +11,7 @@
  * verified nodes; a stored node that does not hash up is never trusted.
  */
 import { Iterator, fullRoots, inTree, leftSpan, parent } from './flat-tree'
-import { parentNode, treeHash } from './crypto'
+import { isParentOf, parentNode, treeHash } from './crypto'
 import { byteOffset, type NodeSource } from './proof'
 import type { TreeState } from './tree-batch'
 import { sameNode, type TreeNode } from './tree-node'
@@ -316,6 +316,7 @@ export class MerkleTree implements NodeSource, TreeState {
       for (let i = first; i < first + WINDOW_NODES; i++) indices.push(i)
       while (ite.factor < 2 ** (WINDOW_DEPTH + 1)) ite.parent()
     }
+    const window = indices.length > 0 ? indices[0]! : -1
     const head = 2 * this.length
     for (;;) {
       const sib = ite.sibling()
@@ -327,6 +328,32 @@ export class MerkleTree implements NodeSource, TreeState {
     if (indices.length === 0) return
     const nodes = await this.#storage.getNodes(indices)
     for (const n of nodes) if (n !== null && inTree(n.index, this.length)) this.#cache.set(n, STORED)
+    if (window !== -1) this.#trustWindow(window, nodes)
+  }
+
+  /**
+   * Verifies a 16-leaf window just read (`nodes` from its first node on) in
+   * one go, when every parent in it is its children's parent and its top is
+   * verified (at hand, or climbing from the siblings read with it): every
+   * node in it is then tied to the signed roots, as the climbs from its 16
+   * leaves would find, one by one, with the same 15 parent hashes and a node
+   * object or two for each. A window not whole in the tree, missing a node,
+   * or not agreeing with itself is left to those climbs (which find what is
+   * lost or rotten).
+   */
+  #trustWindow (first: number, nodes: ReadonlyArray<TreeNode | null>): void {
+    if (first / 2 + (WINDOW_NODES + 1) / 2 > this.length || nodes.length < WINDOW_NODES) return
+    for (let k = 0; k < WINDOW_NODES; k++) if (nodes[k] === null || nodes[k]!.index !== first + k) return
+    // Offset k in the window (first is a multiple of 32) has depth = its trailing one-bits; its children are k ± 2^(depth-1).
+    for (let depth = 1; depth <= WINDOW_DEPTH; depth++) {
+      const half = 1 << (depth - 1)
+      for (let k = (1 << depth) - 1; k < WINDOW_NODES; k += 1 << (depth + 1)) {
+        if (!isParentOf(nodes[k]!, nodes[k - half]!, nodes[k + half]!)) return
+      }
+    }
+    const top = this.verifyNodeNow(first + (WINDOW_NODES >> 1))
+    if (top === undefined || top === null || 'missing' in top || !sameNode(top, nodes[WINDOW_NODES >> 1]!)) return
+    for (let k = 0; k < WINDOW_NODES; k++) this.#cache.set(nodes[k]!, VERIFIED)
   }
 
   /** Records nodes as verified (we made them, or a peer proved them). */

@@ -1,0 +1,122 @@
+/**
+ * How the local tree trusts what it reads from disk: a 16-leaf window that
+ * agrees with itself and with a verified top is trusted whole after one
+ * read; a window with a lost or rotten node is left to the climbs from each
+ * leaf, and no rotten node is ever trusted.
+ */
+import test from 'brittle'
+import b4a from 'b4a'
+import { MerkleTree, type NodeStorage } from '../lib/merkle-tree'
+import { leafNode, parentNode } from '../lib/crypto'
+import { fullRoots, leftChild, leftSpan, rightChild, rightSpan, sibling } from '../lib/flat-tree'
+import type { TreeNode } from '../lib/tree-node'
+
+/** Every node of a tree of `length` blocks (block i holds `length - i` bytes, so sizes differ). */
+function treeOf (length: number): Map<number, TreeNode> {
+  const nodes = new Map<number, TreeNode>()
+  for (let i = 0; i < length; i++) nodes.set(2 * i, leafNode(2 * i, b4a.alloc(length - i, i)))
+  for (let width = 2; width <= length; width *= 2) {
+    for (let first = 0; first + width <= length; first += width) {
+      const index = first * 2 + width - 1
+      nodes.set(index, parentNode(index, nodes.get(leftChild(index))!, nodes.get(rightChild(index))!))
+    }
+  }
+  return nodes
+}
+
+/** A tree file in memory whose nodes a test can rot, counting the reads made of it. */
+function disk (nodes: Map<number, TreeNode>): NodeStorage & { reads: number, rot (index: number, how: 'hash' | 'size'): void } {
+  const stored = new Map([...nodes].map(([i, n]) => [i, { index: i, size: n.size, hash: b4a.from(n.hash) }]))
+  const copy = (i: number): TreeNode | null => {
+    const n = stored.get(i)
+    return n === undefined ? null : { index: i, size: n.size, hash: b4a.from(n.hash) }
+  }
+  return {
+    reads: 0,
+    async getNode (i) { this.reads++; return copy(i) },
+    async getNodes (indices) { this.reads++; return indices.map(copy) },
+    rot (i, how) {
+      const n = stored.get(i)!
+      if (how === 'hash') n.hash[7] ^= 0x10
+      else n.size += 1
+    }
+  }
+}
+
+function open (length: number, nodes: Map<number, TreeNode>, storage: NodeStorage): MerkleTree {
+  const roots = fullRoots(2 * length).map(i => nodes.get(i)!)
+  const byteLength = roots.reduce((sum, r) => sum + r.size, 0)
+  return new MerkleTree(storage, { roots, length, byteLength, fork: 0, signature: null })
+}
+
+const same = (a: TreeNode | undefined | null, b: TreeNode): boolean =>
+  a !== undefined && a !== null && a.index === b.index && a.size === b.size && b4a.equals(a.hash, b.hash)
+
+test('one read of a 16-leaf window verifies every node in it', async t => {
+  const nodes = treeOf(64)
+  const storage = disk(nodes)
+  const tree = open(64, nodes, storage)
+  const leaf = await tree.verifyNode(2 * 17)
+  t.ok(same(leaf as TreeNode, nodes.get(34)!), 'the leaf asked for')
+  const reads = storage.reads
+  let atHand = 0
+  for (let i = 32; i <= 62; i++) if (same(tree.peekNode(i), nodes.get(i)!)) atHand++
+  t.is(atHand, 31, 'all 31 nodes of the window verified, without another read')
+  for (let b = 16; b < 32; b++) t.ok(same(await tree.verifiedNode(2 * b), nodes.get(2 * b)!))
+  t.is(storage.reads, reads, 'the other 15 leaves of the window need no read')
+})
+
+test('a window with a rotten parent: leaves whose way up takes it as a sibling are not verified, the others are, the parent never is', async t => {
+  for (const how of ['hash', 'size'] as const) {
+    for (const rotten of [37, 43, 39, 55]) { // depths 1, 2, 3 and 3, in the window of blocks 16 to 31
+      const nodes = treeOf(64)
+      const storage = disk(nodes)
+      storage.rot(rotten, how)
+      const tree = open(64, nodes, storage)
+      // A climb hashes a leaf with the stored siblings on its way up: with one of them rotten it cannot
+      // tell which node is (null: repair asks peers), unless an earlier climb computed that sibling.
+      const s = sibling(rotten)
+      for (let b = 16; b < 32; b++) {
+        const got = await tree.verifiedNode(2 * b)
+        const underSibling = 2 * b >= leftSpan(s) && 2 * b <= rightSpan(s)
+        if (underSibling && got === null) continue
+        t.ok(same(got, nodes.get(2 * b)!), `block ${b} verified (node ${rotten}'s ${how} rotten)`)
+      }
+      const held = tree.peekNode(rotten)
+      t.ok(held === undefined || same(held, nodes.get(rotten)!), 'the parent is unknown or the genuine one, never what the disk holds')
+    }
+  }
+})
+
+test('a rotten leaf in a window is not verified; the other leaves are', async t => {
+  for (const how of ['hash', 'size'] as const) {
+    const nodes = treeOf(64)
+    const storage = disk(nodes)
+    storage.rot(2 * 21, how)
+    const tree = open(64, nodes, storage)
+    t.is(await tree.verifiedNode(2 * 21), null, `the leaf whose ${how} rotted`)
+    for (let b = 16; b < 32; b++) {
+      if (b === 21) continue
+      const got = await tree.verifiedNode(2 * b)
+      if (b === 20 && got === null) continue // its sibling is the rotten leaf: which of the two rotted, the climb cannot tell
+      t.ok(same(got, nodes.get(2 * b)!), `leaf of block ${b}`)
+    }
+    t.is(tree.peekNode(2 * 21), undefined, 'the rotten leaf is never at hand as verified')
+  }
+})
+
+test('a window with a node lost, or not whole in the tree, is verified leaf by leaf', async t => {
+  const nodes = treeOf(64)
+  nodes.delete(45) // the parent of blocks 22 and 23: the sibling on the way up from blocks 20 and 21
+  const tree = open(64, nodes, disk(nodes))
+  t.alike(await tree.verifyNode(2 * 20), { missing: 45 }, 'a leaf whose way up lacks a sibling says which node')
+  t.ok(same(await tree.verifiedNode(2 * 22) as TreeNode, nodes.get(44)!), 'a leaf under the lost node (its climb makes it)')
+  t.ok(same(await tree.verifiedNode(2 * 16) as TreeNode, nodes.get(32)!), 'a leaf of the same window whose way is whole')
+
+  const length = 40 // blocks 32 to 39: half a window, under a root of 8 blocks
+  const partial = treeOf(length)
+  t.is(rightSpan(fullRoots(2 * length)[1]!), 78)
+  const storage = disk(partial)
+  const short = open(length, partial, storage)
+  for (let b = 32; b < length; b++) t.ok(same(await short.verifiedNode(2 * b) as TreeNode, partial.get(2 * b)!), `leaf of block ${b}`)
+})
