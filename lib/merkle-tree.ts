@@ -54,6 +54,9 @@ export class MerkleTree implements NodeSource, TreeState {
   readonly #cache: NodeCache
   /** Verified nodes on their way to disk: never evicted until written. */
   readonly #staged = new Map<number, TreeNode>()
+  /** The first nodes of the last windows read (a few streams at once each find their previous one). */
+  readonly #recentWindows: number[] = new Array<number>(8).fill(-1)
+  #recentAt = 0
   /** Reads for climbs in flight, by the first node they read: concurrent climbs from one window share one. */
   readonly #reading = new Map<number, Promise<void>>()
 
@@ -328,7 +331,21 @@ export class MerkleTree implements NodeSource, TreeState {
     if (indices.length === 0) return
     const nodes = await this.#storage.getNodes(indices)
     for (const n of nodes) if (n !== null && inTree(n.index, this.length)) this.#cache.set(n, STORED)
-    if (window !== -1) this.#trustWindow(window, nodes)
+    if (window !== -1 && this.#streaming(window)) this.#trustWindow(window, nodes)
+  }
+
+  /**
+   * Whether the window at `first` follows one read lately: reads streaming
+   * through the tree (serving a download, a read stream) verify each window
+   * whole, the one whose leaves they will all want; a random read wants one
+   * leaf, and its climb (4 hashes up a window, not 15) costs less.
+   */
+  #streaming (first: number): boolean {
+    const recent = this.#recentWindows
+    const follows = recent.includes(first - (WINDOW_NODES + 1))
+    recent[this.#recentAt] = first
+    this.#recentAt = (this.#recentAt + 1) % recent.length
+    return follows
   }
 
   /**

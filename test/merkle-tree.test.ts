@@ -25,7 +25,7 @@ function treeOf (length: number): Map<number, TreeNode> {
 }
 
 /** A tree file in memory whose nodes a test can rot, counting the reads made of it. */
-function disk (nodes: Map<number, TreeNode>): NodeStorage & { reads: number, rot (index: number, how: 'hash' | 'size'): void } {
+function disk (nodes: Map<number, TreeNode>): NodeStorage & { reads: number, stored: Map<number, TreeNode>, rot (index: number, how: 'hash' | 'size'): void } {
   const stored = new Map([...nodes].map(([i, n]) => [i, { index: i, size: n.size, hash: b4a.from(n.hash) }]))
   const copy = (i: number): TreeNode | null => {
     const n = stored.get(i)
@@ -33,6 +33,7 @@ function disk (nodes: Map<number, TreeNode>): NodeStorage & { reads: number, rot
   }
   return {
     reads: 0,
+    stored,
     async getNode (i) { this.reads++; return copy(i) },
     async getNodes (indices) { this.reads++; return indices.map(copy) },
     rot (i, how) {
@@ -52,18 +53,27 @@ function open (length: number, nodes: Map<number, TreeNode>, storage: NodeStorag
 const same = (a: TreeNode | undefined | null, b: TreeNode): boolean =>
   a !== undefined && a !== null && a.index === b.index && a.size === b.size && b4a.equals(a.hash, b.hash)
 
-test('one read of a 16-leaf window verifies every node in it', async t => {
+test('reading through the tree, a window that follows one just read is verified whole with one read', async t => {
   const nodes = treeOf(64)
   const storage = disk(nodes)
   const tree = open(64, nodes, storage)
+  t.ok(same(await tree.verifiedNode(2 * 3), nodes.get(6)!), 'a leaf of the first window')
   const leaf = await tree.verifyNode(2 * 17)
-  t.ok(same(leaf as TreeNode, nodes.get(34)!), 'the leaf asked for')
+  t.ok(same(leaf as TreeNode, nodes.get(34)!), 'a leaf of the next one')
   const reads = storage.reads
   let atHand = 0
   for (let i = 32; i <= 62; i++) if (same(tree.peekNode(i), nodes.get(i)!)) atHand++
   t.is(atHand, 31, 'all 31 nodes of the window verified, without another read')
   for (let b = 16; b < 32; b++) t.ok(same(await tree.verifiedNode(2 * b), nodes.get(2 * b)!))
   t.is(storage.reads, reads, 'the other 15 leaves of the window need no read')
+})
+
+test('a read of one leaf, away from the windows read lately, verifies its own way up only', async t => {
+  const nodes = treeOf(64)
+  const tree = open(64, nodes, disk(nodes))
+  t.ok(same(await tree.verifiedNode(2 * 37), nodes.get(74)!))
+  t.ok(same(tree.peekNode(72), nodes.get(72)!), 'its sibling is verified with it')
+  t.is(tree.peekNode(2 * 45), undefined, 'a leaf elsewhere in its window is not hashed for it')
 })
 
 test('a window with a rotten parent: leaves whose way up takes it as a sibling are not verified, the others are, the parent never is', async t => {
@@ -73,6 +83,7 @@ test('a window with a rotten parent: leaves whose way up takes it as a sibling a
       const storage = disk(nodes)
       storage.rot(rotten, how)
       const tree = open(64, nodes, storage)
+      await tree.verifiedNode(2 * 3) // the window before, so this one is read as a stream reads it
       // A climb hashes a leaf with the stored siblings on its way up: with one of them rotten it cannot
       // tell which node is (null: repair asks peers), unless an earlier climb computed that sibling.
       const s = sibling(rotten)
@@ -94,6 +105,7 @@ test('a rotten leaf in a window is not verified; the other leaves are', async t 
     const storage = disk(nodes)
     storage.rot(2 * 21, how)
     const tree = open(64, nodes, storage)
+    await tree.verifiedNode(2 * 3) // the window before, so this one is read as a stream reads it
     t.is(await tree.verifiedNode(2 * 21), null, `the leaf whose ${how} rotted`)
     for (let b = 16; b < 32; b++) {
       if (b === 21) continue
@@ -109,6 +121,7 @@ test('a window with a node lost, or not whole in the tree, is verified leaf by l
   const nodes = treeOf(64)
   nodes.delete(45) // the parent of blocks 22 and 23: the sibling on the way up from blocks 20 and 21
   const tree = open(64, nodes, disk(nodes))
+  await tree.verifiedNode(2 * 3) // the window before, so this one is read as a stream reads it
   t.alike(await tree.verifyNode(2 * 20), { missing: 45 }, 'a leaf whose way up lacks a sibling says which node')
   t.ok(same(await tree.verifiedNode(2 * 22) as TreeNode, nodes.get(44)!), 'a leaf under the lost node (its climb makes it)')
   t.ok(same(await tree.verifiedNode(2 * 16) as TreeNode, nodes.get(32)!), 'a leaf of the same window whose way is whole')
@@ -119,4 +132,15 @@ test('a window with a node lost, or not whole in the tree, is verified leaf by l
   const storage = disk(partial)
   const short = open(length, partial, storage)
   for (let b = 32; b < length; b++) t.ok(same(await short.verifiedNode(2 * b) as TreeNode, partial.get(2 * b)!), `leaf of block ${b}`)
+})
+
+test('a window that agrees with itself but not with the signed tree (another fork\'s) is not trusted', async t => {
+  const nodes = treeOf(64)
+  const storage = disk(nodes)
+  const other = treeOf(80) // other blocks: every node differs
+  for (let i = 32; i <= 62; i++) storage.stored.set(i, { ...other.get(i)!, hash: b4a.from(other.get(i)!.hash) })
+  const tree = open(64, nodes, storage)
+  await tree.verifiedNode(2 * 3) // the window before, so this one is read as a stream reads it
+  for (let b = 16; b < 32; b++) t.is(await tree.verifiedNode(2 * b), null, `block ${b}`)
+  for (let i = 32; i <= 62; i++) if (tree.peekNode(i) !== undefined) t.fail(`node ${i} trusted`)
 })
