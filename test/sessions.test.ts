@@ -443,9 +443,6 @@ test('a snapshot taken before a local truncation keeps the blocks it held', asyn
   t.alike(ours, theirs)
 })
 
-/** Kept for readers of the transcripts above: what one looks like. */
-export type Transcript = Array<SessionLike | unknown>
-
 test('every session of a core hears its uploads and downloads, snapshots too, with the bytes of each block', async t => {
   const { ours, theirs } = await sideBySide(t, async env => {
     const w = env.open()
@@ -476,3 +473,6 @@ test('every session of a core hears its uploads and downloads, snapshots too, wi
   t.alike(ours, theirs)
   t.alike((ours as Record<string, string[]>)['reader snapshot'], ['0:1', '1:2', '2:3', '3:4'])
 })
+
+/** Kept for readers of the transcripts above: what one looks like. */
+export type Transcript = Array<SessionLike | unknown>
