@@ -133,11 +133,7 @@ export function parentMatchesAt (buf: Uint8Array, size: number, left: number, ri
 export function isParentOf (node: TreeNode, left: TreeNode, right: TreeNode): boolean {
   const size = left.size + right.size
   if (node.size !== size) return false
-  scratch[0] = 1
-  writeU64(scratch, 1, size)
-  scratch.set(left.hash, 9)
-  scratch.set(right.hash, 41)
-  hasher.hash(PARENT_INPUT)
+  parentDigest(size, left.hash, right.hash)
   return equalHashes(digest, node.hash)
 }
 
@@ -151,12 +147,17 @@ export function parentHash (a: TreeNode, b: TreeNode): Uint8Array {
 
 /** The parent hash of a left and a right child hash whose sizes sum to `size`, into `out`. */
 export function parentHashInto (out: Uint8Array, size: number, left: Uint8Array, right: Uint8Array): void {
+  parentDigest(size, left, right)
+  copyHash(out, digest)
+}
+
+/** The parent hash of a left and a right child hash whose sizes sum to `size`, into `digest`. */
+function parentDigest (size: number, left: Uint8Array, right: Uint8Array): void {
   scratch[0] = 1
   writeU64(scratch, 1, size)
   scratch.set(left, 9)
   scratch.set(right, 41)
   hasher.hash(PARENT_INPUT)
-  copyHash(out, digest)
 }
 
 /** The tree hash that gets signed: all roots with their index and size. */
