@@ -7,7 +7,6 @@
  * the flush in progress, where the next block goes) that only ever meets the
  * core's state under the core's mutex and through the host below.
  */
-import b4a from 'b4a'
 import type { MerkleTree } from './merkle-tree'
 import type { Bitfield } from './bitfield'
 import type { CoreStorage } from './storage'
@@ -171,9 +170,9 @@ export class BlockWriter {
       const prev = batch[k - 1]!
       const contiguous = k < batch.length && batch[k]!.index === prev.index + 1 && offsets[k] === offsets[k - 1]! + prev.value.byteLength
       if (contiguous) continue
-      const run = batch.slice(runStart, k)
-      const bytes = run.length === 1 ? run[0]!.value : b4a.concat(run.map(b => b.value))
-      writes.push(storage.writeData(offsets[runStart]!, bytes))
+      const parts: Uint8Array[] = []
+      for (let m = runStart; m < k; m++) parts.push(batch[m]!.value)
+      writes.push(storage.writeDataParts(offsets[runStart]!, parts))
       runStart = k
     }
     await Promise.all(writes)

@@ -222,7 +222,7 @@ export class Core {
         // All four writes at once: the header names the blocks it was written
         // with (appendedFrom), and a reopen after a crash checks exactly those.
         await Promise.all([
-          this.storage.writeData(tree.byteLength, blocks.length === 1 ? blocks[0]! : b4a.concat(blocks)),
+          this.storage.writeDataParts(tree.byteLength, blocks),
           this.storage.putNodes(batch.nodes),
           this.storage.writeBitfield(this.bitfield.takeDirty()),
           this.writeTree(batch, start)

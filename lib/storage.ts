@@ -17,6 +17,7 @@
  * (little-endian integers of both formats are lib/uint-le.ts)
  */
 import path from 'path'
+import b4a from 'b4a'
 import fs from 'fs'
 import { SyncFile } from './sync-file'
 import type { RandomAccessStorage } from 'random-access-storage'
@@ -254,6 +255,22 @@ export class CoreStorage {
     const ready = this._ready()
     if (ready !== null) await ready
     await pWrite(this.data, offset, bytes)
+  }
+
+  /**
+   * `parts` written one after another from `offset`: one system call for
+   * all of them when the data file takes it at once (SyncFile.writeNow),
+   * else one write of them joined.
+   */
+  async writeDataParts (offset: number, parts: readonly Uint8Array[]): Promise<void> {
+    if (parts.length === 1) return await this.writeData(offset, parts[0]!)
+    if (!isUint(offset) || !parts.every(p => isBytes(p))) throw BAD_ARGUMENT('writeDataParts needs an offset and bytes')
+    const ready = this._ready()
+    if (ready !== null) await ready
+    const data = this.data as unknown as { writeNow?: (offset: number, parts: readonly Uint8Array[]) => boolean }
+    if (data.writeNow !== undefined && this._closing === null && data.writeNow(offset, parts)) return
+    const bytes = b4a.concat(parts as Uint8Array[])
+    if (bytes.byteLength > 0) await pWrite(this.data, offset, bytes)
   }
 
   /**
