@@ -154,10 +154,16 @@ test('Hyperbee replicates from a nomadcore writer to a nomadcore reader, live', 
 
 test('Hyperbee replicates from a nomadcore writer to a Hypercore 11 reader, live', async t => {
   const dir = await tmpDir(t)
-  await replicatedBee(t, new Hypercore(() => new RAM()), key => new HC11(dir, key) as unknown as Replicable & { ready (): Promise<void> })
+  await replicatedBee(t, new Hypercore(() => new RAM()), key => {
+    const reader = new HC11(dir, key)
+    t.teardown(() => reader.close())
+    return reader as unknown as Replicable & { ready (): Promise<void> }
+  })
 })
 
 test('Hyperbee replicates from a Hypercore 11 writer to a nomadcore reader, live', async t => {
   const dir = await tmpDir(t)
-  await replicatedBee(t, new HC11(dir) as unknown as Replicable & { ready (): Promise<void>, key: Uint8Array | null }, key => new Hypercore(() => new RAM(), key))
+  const writer = new HC11(dir)
+  t.teardown(() => writer.close())
+  await replicatedBee(t, writer as unknown as Replicable & { ready (): Promise<void>, key: Uint8Array | null }, key => new Hypercore(() => new RAM(), key))
 })

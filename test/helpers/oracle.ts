@@ -359,10 +359,17 @@ function freshDir (): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'nomadcore-test-'))
 }
 
+/**
+ * Removing a Hypercore 11 store's directory: RocksDB may still be writing a
+ * file into it for a moment after the core closed, which makes the last
+ * rmdir fail with ENOTEMPTY; the removal tries again then.
+ */
+export const RM_STORE = { recursive: true, force: true, maxRetries: 10, retryDelay: 50 } as const
+
 /** A fresh temp dir, removed at the test's teardown (after everything else). */
 export async function tmpDir (t: Teardownable): Promise<string> {
   const dir = freshDir()
-  t.teardown(() => fs.promises.rm(dir, { recursive: true, force: true }), { order: Number.MAX_SAFE_INTEGER })
+  t.teardown(() => fs.promises.rm(dir, RM_STORE), { order: Number.MAX_SAFE_INTEGER })
   return dir
 }
 
@@ -377,7 +384,7 @@ export async function makeHypercore (dir?: string, key?: Uint8Array | null, opts
     if (!exitHook) {
       exitHook = true
       process.once('exit', () => {
-        for (const d of orphanDirs) fs.rmSync(d, { recursive: true, force: true })
+        for (const d of orphanDirs) fs.rmSync(d, RM_STORE)
       })
     }
   }

@@ -9,7 +9,7 @@ import * as os from 'os'
 import * as path from 'path'
 import b4a from 'b4a'
 import { Hypercore as NomadCore } from '../../lib/hypercore'
-import type { Teardownable } from './oracle'
+import { RM_STORE, type Teardownable } from './oracle'
 
 /** The part of Hypercore 11's session API the scenarios use; both implementations have it. */
 export interface SessionLike {
@@ -70,7 +70,7 @@ export interface Env {
 function env (t: Teardownable, kind: Kind): Env {
   const Core = kind === 'nomadcore' ? Nomad : HC11
   const dirs: string[] = []
-  t.teardown(() => { for (const d of dirs) fs.rmSync(d, { recursive: true, force: true }) }, { order: Number.MAX_SAFE_INTEGER })
+  t.teardown(() => { for (const d of dirs) fs.rmSync(d, RM_STORE) }, { order: Number.MAX_SAFE_INTEGER })
   const dir = (): string => {
     const d = fs.mkdtempSync(path.join(os.tmpdir(), 'nomadcore-sbs-' + kind + '-'))
     dirs.push(d)
