@@ -28,7 +28,7 @@ const MAX_SLICE = 16 * 1024
  * while `corked()` says the mux queues, the stream's own buffers otherwise.
  */
 export function batchAlloc (stream: Allocating, corked: () => boolean): (n: number) => Uint8Array {
-  let slab: Uint8Array | null = null
+  let slab: ArrayBuffer | null = null
   let used = 0
   return n => {
     if (!corked()) {
@@ -39,10 +39,13 @@ export function batchAlloc (stream: Allocating, corked: () => boolean): (n: numb
     if (n > MAX_SLICE) return Buffer.allocUnsafe(n)
     if (slab === null || used + n > slab.byteLength) {
       // A fresh slab: the old one holds this batch's earlier messages.
-      slab = Buffer.allocUnsafeSlow(SLAB)
+      slab = new ArrayBuffer(SLAB)
       used = 0
     }
-    const out = slab.subarray(used, used + n)
+    // A plain view, not a Buffer: nothing but encoders writing into it and
+    // the copy into the frame ever sees it, and a Buffer's subarray costs
+    // several times as much (17 ms of a 100,000-block download's profile).
+    const out = new Uint8Array(slab, used, n)
     used += n
     return out
   }
