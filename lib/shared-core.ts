@@ -279,12 +279,8 @@ export class SharedCore {
   }
 
   #transfer (name: 'upload' | 'download', index: number, byteLength: number, peer: unknown): void {
-    for (const set of [this.#sessions, this.#listeners]) {
-      for (const s of set) {
-        if (s.transfer !== undefined) s.transfer(name, index, byteLength, peer)
-        else s.emit(name, index, byteLength, peer)
-      }
-    }
+    transferTo(this.#sessions, name, index, byteLength, peer)
+    transferTo(this.#listeners, name, index, byteLength, peer)
   }
 
   /** The core lost every block from `length` on. */
@@ -541,3 +537,11 @@ export class SharedCore {
 }
 
 function noop (): void {}
+
+/** `upload` or `download` to each link of `links` (one a block: no array made per call). */
+function transferTo (links: Iterable<SessionLink>, name: 'upload' | 'download', index: number, byteLength: number, peer: unknown): void {
+  for (const s of links) {
+    if (s.transfer !== undefined) s.transfer(name, index, byteLength, peer)
+    else s.emit(name, index, byteLength, peer)
+  }
+}

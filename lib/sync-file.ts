@@ -43,7 +43,7 @@ export class SyncFile extends Base {
    * otherwise wait a promise or two for a call that takes 2 µs.
    */
   readNow (offset: number, size: number): Uint8Array | null {
-    if (!this.opened || this.closed || this.suspended || this._queued.length > 0 || this._pending > 0) return null
+    if (!this.#takesCallsNow()) return null
     const data = Buffer.allocUnsafe(size)
     try {
       return readInto(this.fd, data, offset) < size ? null : data
@@ -60,9 +60,14 @@ export class SyncFile extends Base {
    * what the system call throws.
    */
   writeNow (offset: number, parts: readonly Uint8Array[]): boolean {
-    if (!this.opened || this.closed || this.suspended || this._queued.length > 0 || this._pending > 0) return false
+    if (!this.#takesCallsNow()) return false
     writevAll(this.fd, parts, offset)
     return true
+  }
+
+  /** Open and nothing queued or running (an open or close under way): a call may go straight to the file. */
+  #takesCallsNow (): boolean {
+    return this.opened && !this.closed && !this.suspended && this._queued.length === 0 && this._pending === 0
   }
 
   _read (req: FileRequest): void {
