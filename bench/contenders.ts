@@ -190,14 +190,6 @@ export interface PeerOpenOptions {
 export interface PeerDriver {
   /** With neither option, opens the core already stored in `dir`. */
   open (dir: string, opts?: PeerOpenOptions): Promise<PeerCore>
-  /**
-   * A core being filled is closed and reopened after this many blocks.
-   * nomadcore: its tree node cache evicts with `Map.keys().next()`, which V8
-   * makes slower with every eviction, so one instance appending more than
-   * ~130k blocks slows down quadratically (1M 8-byte blocks: 167 s, against
-   * 10 s with reopens). A bench workaround; the build is untimed.
-   */
-  readonly reopenEvery: number
   /** Copies a closed core to an empty directory; null when its storage cannot be copied (build twice). */
   readonly copy: ((from: string, to: string) => Promise<void>) | null
   /** Deletes tree nodes of the closed core stored in `dir`, as lost storage would. */
@@ -240,7 +232,6 @@ const nomadPeer: PeerDriver = {
     }
     return peer
   },
-  reopenEvery: 100_000,
   async copy (from, to) {
     await fs.promises.cp(from, to, { recursive: true })
   },
@@ -292,7 +283,6 @@ const hypercorePeer: PeerDriver = {
     }
     return peer
   },
-  reopenEvery: Infinity,
   // RocksDB's device file refuses a copied directory ("Invalid device file, was moved unsafely").
   copy: null,
   async deleteTreeNodes (dir, indices) {

@@ -215,8 +215,7 @@ export const repairSection: Section = {
     '*root proofs B*: `generateRemoteProofForTreeNode(root)` on the healthy core, summed over the roots (largest one). ' +
     '*whole tree*: (2n−1) nodes × 40 bytes, what a repair that re-fetched the tree would move. ' +
     'Hypercore 11 keeps its repair-mode flag (`core._repairMode`) set after `repaired` until the core is reopened; ' +
-    'nomadcore leaves repair mode with the repair. The nomadcore cores are built with a close and reopen every ' +
-    '100,000 blocks (untimed; see `reopenEvery` in bench/contenders.ts).'
+    'nomadcore leaves repair mode with the repair.'
 }
 
 const CONTENDER_COLORS = ['#1f5fbf', '#e07b00', '#7b3fbf']

@@ -24,22 +24,10 @@ export async function fillBlocks (core: PeerCore, from: number, n: number, block
   }
 }
 
-/**
- * Fills a new core in `dir` with `n` blocks, closing and reopening it every
- * `driver.reopenEvery` blocks (see there); returns it open.
- */
+/** Fills a new core in `dir` with `n` blocks; returns it open. */
 export async function buildCore (contender: Contender, env: BenchEnv, dir: string, n: number, block: (i: number) => Uint8Array, batchSize: number): Promise<PeerCore> {
-  const driver = peerDriver(contender)
-  let core = await driver.open(dir, { keyPair: env.keyPair })
-  for (let at = 0; at < n;) {
-    const step = Math.min(n - at, driver.reopenEvery)
-    if (at > 0) {
-      await core.close()
-      core = await driver.open(dir)
-    }
-    await fillBlocks(core, at, step, block, batchSize)
-    at += step
-  }
+  const core = await peerDriver(contender).open(dir, { keyPair: env.keyPair })
+  await fillBlocks(core, 0, n, block, batchSize)
   return core
 }
 
