@@ -29,7 +29,7 @@ import { keyPair as generateKeyPair } from '../lib/crypto'
 import { contenders as allContenders } from './contenders'
 import { coreRows } from './core'
 import { auditRows, auditSection } from './audit'
-import { replicationRows, replicationSection, useLimits } from './replication'
+import { lateReplicationRows, replicationRows, replicationSection, useLimits } from './replication'
 import { measureLimits } from './limits'
 import { cloneRows, cloneSection } from './clone'
 import { manyReaderRows, manyReadersSection } from './many-readers'
@@ -42,7 +42,7 @@ import {
   type Contender, type Row, type RowResult, type Section
 } from './harness'
 
-const ROWS: readonly Row[] = [...coreRows, ...auditRows, ...replicationRows, ...cloneRows, ...manyReaderRows, ...repairRows]
+const ROWS: readonly Row[] = [...coreRows, ...auditRows, ...replicationRows, ...cloneRows, ...manyReaderRows, ...repairRows, ...lateReplicationRows]
 const SECTIONS: readonly Section[] = [auditSection, replicationSection, cloneSection, manyReadersSection, repairSection]
 
 /** The set reconciliation benchmark's id for --only (it is not a `Row`: nothing to compare it with). */
@@ -141,7 +141,7 @@ async function main (): Promise<void> {
   log(`warm-up done in ${((Date.now() - started) / 1000).toFixed(1)} s`)
 
   // The machine's limits, in this run, when replication rows run: their rows are shown as a fraction of them.
-  if (args.limits && rows.some(r => replicationRows.includes(r))) {
+  if (args.limits && rows.some(r => replicationRows.includes(r) || lateReplicationRows.includes(r))) {
     const limits = await measureLimits(scale)
     useLimits(limits)
     log(`  limits        secret stream ${fmtOps(limits.streamMessages)} msgs of 1 KiB/s (${fmtOps(limits.streamMessagesUncorked)} uncorked), BLAKE2b ${fmtOps(limits.blake2b)} leaves of 1 KiB/s`)

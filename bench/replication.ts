@@ -68,10 +68,27 @@ function downloadWriter (contender: Contender, env: BenchEnv, n: number): Promis
     core => core.close())
 }
 
-function downloadRow (id: string, full: number, opts: Pick<Row, 'rounds' | 'warmup' | 'quick' | 'note'>): Row {
+/**
+ * Another reader of `writer` that has downloaded all `n` blocks (untimed) and
+ * stays connected to it until the env closes, as the other peers of a writer
+ * in a swarm do.
+ */
+function companionReader (contender: Contender, env: BenchEnv, writer: PeerCore, n: number): Promise<PeerCore> {
+  return env.shared(contender, `download-companion-${n}`, async () => {
+    const reader = await peerDriver(contender).open(env.tmpDir(`${contender.name}-companion-${n}`), { key: writer.key })
+    const streams = connect(reader, writer)
+    await reader.downloadAll(n)
+    return Object.assign(reader, { streams })
+  }, async reader => {
+    for (const s of reader.streams) s.destroy()
+    await reader.close()
+  })
+}
+
+function downloadRow (id: string, full: number, opts: Pick<Row, 'rounds' | 'warmup' | 'quick' | 'note'>, companion = false): Row {
   return {
     id,
-    label: `replicate ${fmtInt(full)} × 1 KiB, fresh reader, download().done()`,
+    label: `replicate ${fmtInt(full)} × 1 KiB, fresh reader, ${companion ? 'another reader connected throughout' : 'download().done()'}`,
     unit: 'block',
     note: `A writer holding ${fmtInt(full)} blocks of 1 KiB (filled untimed, kept open across rounds) and a fresh ` +
       'reader of its key, both in this process, piped together over the Noise secret stream that `replicate(true/false)` returns. ' +
@@ -85,6 +102,7 @@ function downloadRow (id: string, full: number, opts: Pick<Row, 'rounds' | 'warm
       const n = Math.min(full, env.count(10 * full, 200))
       const driver = peerDriver(contender)
       const writer = await downloadWriter(contender, env, n)
+      if (companion) await companionReader(contender, env, writer, n)
       const dir = env.tmpDir(`${contender.name}-reader-${n}`)
       const reader = await driver.open(dir, { key: writer.key })
       let streams: BenchStream[] = []
@@ -121,6 +139,31 @@ export const download10k = downloadRow('download-10k', 10_000, { rounds: { min: 
  * first, 741 in the second, 275-338 after; the rounds ran at 61,724 /
  * 68,280 / 72,736 / 79,086 blocks/s). Not in --quick.
  */
+/**
+ * download-10k with one more reader of the writer connected from before the
+ * first round to the end of the run. In download-10k every object of a
+ * round's connection is garbage by the next round, and the collection the
+ * bench forces before each round lets V8 drop the hidden classes no live
+ * object has any more (a heap snapshot diff: the peer, its protomux channel,
+ * the download handle and a few literals of the download), and with them the
+ * optimised code that relied on them; so each round runs partly unoptimised
+ * again. A process that keeps any connection keeps those classes. Measured
+ * with this bench's drivers (10,000-block downloads, rounds 3-6 of a
+ * process): nomadcore 60,866-71,256 blocks/s without the other reader,
+ * 82,604-90,554 with it; Hypercore 11 6,586-7,846 and 8,034-8,489.
+ * Runs after every other row (see index.ts), so that its extra connection
+ * changes no other row.
+ */
+export const download10kServing = downloadRow('download-10k-peer', 10_000, {
+  rounds: { min: 5 },
+  note: 'As download-10k, with one more reader of the same writer, which downloaded the whole core once (untimed) and stays ' +
+    'connected from before the first round to the end of the run, as the other peers of a writer in a swarm do. In download-10k ' +
+    'every object of a round\'s connection is garbage by the next round, and the collection forced before each round lets V8 drop ' +
+    'the hidden classes no live object has any more (the peer, its channel, the download handle), and with them the optimised code ' +
+    'that relied on them: each round runs partly unoptimised again. Here those classes stay alive. Run last, so that the extra ' +
+    'connection changes no other row.'
+}, true)
+
 export const download100k = downloadRow('download-100k', 100_000, {
   rounds: { max: 3 },
   warmup: false,
@@ -184,6 +227,8 @@ function distinctRandom (seed: number, k: number, n: number): number[] {
 }
 
 export const replicationRows: readonly Row[] = [download10k, download100k, download1m, sparseGets]
+/** Rows to run after every other row: their extra connections stay open until the run ends. */
+export const lateReplicationRows: readonly Row[] = [download10kServing]
 
 let machineLimits: MachineLimits | null = null
 
@@ -194,7 +239,7 @@ export function useLimits (limits: MachineLimits | null): void {
 
 export const replicationSection: Section = {
   title: 'Replication throughput',
-  rows: replicationRows.map(r => r.id),
+  rows: [...replicationRows, ...lateReplicationRows].map(r => r.id),
   table (results: readonly RowResult[], contenders: readonly Contender[]) {
     const limits = machineLimits
     const columns: Column[] = [
