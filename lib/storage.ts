@@ -27,7 +27,7 @@ import type { TreeNode } from './tree-node'
 import type { Header } from './storage/header-slot'
 import { HeaderFile } from './storage/header-file'
 import { TreeFile } from './storage/tree-file'
-import { EMPTY, isBytes, isUint, pClose, pDel, pSize, pTruncate, pUnlink, pWrite, readUpTo } from './storage/file-io'
+import { EMPTY, isBytes, isUint, pClose, pDel, pSize, pTruncate, pUnlink, pWrite, pWriteSoon, readUpTo } from './storage/file-io'
 
 export type { RandomAccessStorage } from 'random-access-storage'
 export type { DirtyRange } from './bitfield'
@@ -254,7 +254,7 @@ export class CoreStorage {
     if (bytes.byteLength === 0) return
     const ready = this._ready()
     if (ready !== null) await ready
-    await pWrite(this.data, offset, bytes)
+    await pWriteSoon(this.data, offset, bytes)
   }
 
   /**
@@ -317,7 +317,7 @@ export class CoreStorage {
     if (ranges.length === 0) return
     const ready = this._ready()
     if (ready !== null) await ready
-    await Promise.all(ranges.map((r) => pWrite(this.bitfield, r.offset, r.bytes)))
+    await Promise.all(ranges.map((r) => pWriteSoon(this.bitfield, r.offset, r.bytes)))
   }
 
   /** Truncates the bitfield file to `byteLength` bytes. */

@@ -17,6 +17,7 @@ import {
 } from '../lib/storage'
 import sodium from 'sodium-universal'
 import { Bitfield } from '../lib/bitfield'
+import { SyncFile } from '../lib/sync-file'
 import { isCoded } from '../lib/errors'
 import type { TreeNode } from '../lib/tree-node'
 import { bytes, memoryFiles, plain, sampleHeader, tmpDir } from './helpers/storage'
@@ -262,6 +263,53 @@ test('storage: a write of parts that the system takes a little at a time still l
   t.ok(calls.length > 1 && calls.every((n) => n <= 97), `${calls.length} partial writes`)
   t.alike(Buffer.from(await s.readData(10, joined.byteLength)), joined)
   t.is(await s.dataByteLength(), 10 + joined.byteLength)
+  await s.close()
+})
+
+test('storage: on files, tree, bitfield, header and single-block calls go straight to the file once it is open', async (t) => {
+  const { reopen } = fileBackend(t)
+  const s = reopen()
+  await s.open()
+  // The request queue's own calls: what a call pays when it does not go straight to the file.
+  const proto = SyncFile.prototype as unknown as { _read: (req: unknown) => void, _write: (req: unknown) => void }
+  const queued = { reads: 0, writes: 0 }
+  const read = proto._read
+  const write = proto._write
+  proto._read = function (this: SyncFile, req: unknown) { queued.reads++; read.call(this, req) }
+  proto._write = function (this: SyncFile, req: unknown) { queued.writes++; write.call(this, req) }
+  const bf = new Bitfield()
+  bf.setRange(0, 20, true)
+  try {
+    await s.putNodes([node(0), node(1), node(2), node(9)])
+    await s.writeBitfield(bf.takeDirty())
+    await s.writeData(0, bytes(100, 7))
+    await s.writeHeader(sampleHeader(1))
+    t.alike((await s.getNodes([9, 0, 1, 2])).map(plainNode), [node(9), node(0), node(1), node(2)].map(plainNode))
+    t.alike(Buffer.from(await s.readData(0, 100)), Buffer.from(bytes(100, 7)))
+  } finally {
+    proto._read = read
+    proto._write = write
+  }
+  t.alike(queued, { reads: 0, writes: 0 }, 'no call went through the queue')
+
+  // Read back by a fresh instance, through whichever way it takes.
+  await s.close()
+  const r = reopen()
+  t.alike((await r.getNodes([0, 1, 2, 9])).map(plainNode), [node(0), node(1), node(2), node(9)].map(plainNode))
+  t.is(await r.getNode(5), null, 'the gap between the runs reads as missing')
+  t.is((await r.readBitfield()).count(0, 100), 20)
+  t.alike(plain(await r.readHeader()), plain(sampleHeader(1)))
+  t.alike(Buffer.from(await r.readData(0, 100)), Buffer.from(bytes(100, 7)))
+  await r.close()
+})
+
+test('storage: a short read of a file that takes calls at once still returns what the file holds', async (t) => {
+  const { reopen } = fileBackend(t)
+  const s = reopen()
+  await s.putNodes([node(0), node(1)])
+  // Nodes 0..9 asked for, 0 and 1 there: the read at once comes up short and the queue's way answers.
+  t.is((await s.readTreeBytes(0, 10)).byteLength, 2 * TREE_NODE_SIZE)
+  t.alike((await s.getNodes([1, 0, 7])).map(plainNode), [plainNode(node(1)), plainNode(node(0)), null])
   await s.close()
 })
 

@@ -45,6 +45,30 @@ export function pWrite (s: RandomAccessStorage, offset: number, data: Uint8Array
   })
 }
 
+/** What a file that takes calls at once (SyncFile) adds to random-access-storage's calls. */
+interface CallsNow {
+  readNow?: (offset: number, size: number) => Uint8Array | null
+  writeNow?: (offset: number, parts: readonly Uint8Array[]) => boolean
+}
+
+const DONE = Promise.resolve()
+
+/**
+ * `pWrite`, made at once when the file takes calls at once (SyncFile.writeNow:
+ * open and nothing queued, so no earlier write can land after it), else
+ * through its queue. Saves the queue's request and callback and a promise's
+ * turn around a system call of a few microseconds.
+ */
+export function pWriteSoon (s: RandomAccessStorage, offset: number, data: Uint8Array): Promise<void> {
+  const file = s as unknown as CallsNow
+  if (file.writeNow === undefined) return pWrite(s, offset, data)
+  try {
+    return file.writeNow(offset, [data]) ? DONE : pWrite(s, offset, data)
+  } catch (err) {
+    return Promise.reject(err)
+  }
+}
+
 export function pDel (s: RandomAccessStorage, offset: number, size: number): Promise<void> {
   return new Promise((resolve, reject) => {
     s.del(offset, size, (err) => {
@@ -96,6 +120,9 @@ export function pUnlink (s: RandomAccessStorage): Promise<void> {
  */
 export async function readUpTo (s: RandomAccessStorage, offset: number, size: number): Promise<Uint8Array> {
   if (size === 0) return EMPTY
+  // At once when the file takes it (SyncFile.readNow); a short or failed read goes the queue's way below.
+  const now = (s as unknown as CallsNow).readNow?.(offset, size)
+  if (now !== undefined && now !== null) return now
   try {
     return await pRead(s, offset, size)
   } catch (err) {

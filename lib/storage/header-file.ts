@@ -13,7 +13,7 @@
 import type { RandomAccessStorage } from 'random-access-storage'
 import { SESSION_CLOSED, STORAGE_CORRUPT } from '../errors'
 import { HEADER_SLOT_SIZE, decodeHeaderSlot, encodeUnsealedSlot, looksLikeTornFirstWrite, sealSlot, type DecodedSlot, type Header } from './header-slot'
-import { pSize, pWrite, readUpTo, type Ready } from './file-io'
+import { pSize, pWriteSoon, readUpTo, type Ready } from './file-io'
 
 export class HeaderFile {
   readonly #file: RandomAccessStorage
@@ -131,7 +131,7 @@ export class HeaderFile {
     const seq = Math.max(seqs[0], seqs[1], 0) + 1
     sealSlot(slot, seq)
     seqs[target] = -1 // unknown until the write lands
-    await pWrite(this.#file, target * HEADER_SLOT_SIZE, slot)
+    await pWriteSoon(this.#file, target * HEADER_SLOT_SIZE, slot)
     seqs[target] = seq
   }
 

@@ -11,7 +11,7 @@ import b4a from 'b4a'
 import type { RandomAccessStorage } from 'random-access-storage'
 import { BAD_ARGUMENT } from '../errors'
 import type { TreeNode } from '../tree-node'
-import { isBytes, isUint, pSize, pTruncate, pWrite, readUpTo, type Ready } from './file-io'
+import { isBytes, isUint, pSize, pTruncate, pWrite, pWriteSoon, readUpTo, type Ready } from './file-io'
 import { readU64, writeU64 } from '../uint-le'
 
 export const TREE_NODE_SIZE = 40
@@ -125,7 +125,7 @@ export class TreeFile {
       const buf = b4a.allocUnsafe(count * TREE_NODE_SIZE)
       // Duplicated indices: the later one in the (stable-sorted) list wins.
       for (let m = k; m < j; m++) encodeNode(buf, (list[m].index - first) * TREE_NODE_SIZE, list[m])
-      writes.push(pWrite(this.#file, first * TREE_NODE_SIZE, buf))
+      writes.push(pWriteSoon(this.#file, first * TREE_NODE_SIZE, buf))
       k = j
     }
     await Promise.all(writes)
