@@ -139,6 +139,19 @@ export const download10k = downloadRow('download-10k', 10_000, { rounds: { min: 
  * first, 741 in the second, 275-338 after; the rounds ran at 61,724 /
  * 68,280 / 72,736 / 79,086 blocks/s). Not in --quick.
  */
+export const download100k = downloadRow('download-100k', 100_000, {
+  rounds: { max: 3 },
+  warmup: false,
+  quick: false,
+  note: 'As download-10k, with a writer of 100,000 blocks (~100 MiB), three timed rounds (the first of a process runs partly unoptimised code).'
+})
+export const download1m = downloadRow('download-1m', 1_000_000, {
+  rounds: { max: 1 },
+  warmup: false,
+  quick: false,
+  note: 'As download-10k, with a writer of 1,000,000 blocks (~1 GiB), one timed round: whether throughput stays flat as the core grows, and memory bounded (peak RSS in the replication table).'
+})
+
 /**
  * download-10k with one more reader of the writer connected from before the
  * first round to the end of the run. In download-10k every object of a
@@ -154,7 +167,7 @@ export const download10k = downloadRow('download-10k', 10_000, { rounds: { min: 
  * Runs after every other row (see index.ts), so that its extra connection
  * changes no other row.
  */
-export const download10kServing = downloadRow('download-10k-peer', 10_000, {
+export const download10kPeer = downloadRow('download-10k-peer', 10_000, {
   rounds: { min: 5 },
   note: 'As download-10k, with one more reader of the same writer, which downloaded the whole core once (untimed) and stays ' +
     'connected from before the first round to the end of the run, as the other peers of a writer in a swarm do. In download-10k ' +
@@ -163,19 +176,6 @@ export const download10kServing = downloadRow('download-10k-peer', 10_000, {
     'that relied on them: each round runs partly unoptimised again. Here those classes stay alive. Run last, so that the extra ' +
     'connection changes no other row.'
 }, true)
-
-export const download100k = downloadRow('download-100k', 100_000, {
-  rounds: { max: 3 },
-  warmup: false,
-  quick: false,
-  note: 'As download-10k, with a writer of 100,000 blocks (~100 MiB), three timed rounds (the first of a process runs partly unoptimised code).'
-})
-export const download1m = downloadRow('download-1m', 1_000_000, {
-  rounds: { max: 1 },
-  warmup: false,
-  quick: false,
-  note: 'As download-10k, with a writer of 1,000,000 blocks (~1 GiB), one timed round: whether throughput stays flat as the core grows, and memory bounded (peak RSS in the replication table).'
-})
 
 /** Random blocks asked of a remote peer at once, by a sparse reader. */
 const SPARSE_INFLIGHT = 256
@@ -228,7 +228,7 @@ function distinctRandom (seed: number, k: number, n: number): number[] {
 
 export const replicationRows: readonly Row[] = [download10k, download100k, download1m, sparseGets]
 /** Rows to run after every other row: their extra connections stay open until the run ends. */
-export const lateReplicationRows: readonly Row[] = [download10kServing]
+export const lateReplicationRows: readonly Row[] = [download10kPeer]
 
 let machineLimits: MachineLimits | null = null
 

@@ -55,9 +55,10 @@ export class SyncFile extends Base {
   /**
    * `parts` written one after another from `offset` with one system call
    * (writev), bypassing the request queue, when nothing is queued; false
-   * when the write must go through the queue instead. Saves joining a
-   * batch of blocks into one buffer first (a copy of every byte). Throws
-   * what the system call throws.
+   * when the write must go through the queue instead. Saves the queue's
+   * request and callback around a call of a few microseconds, and for a
+   * batch of blocks, joining them into one buffer first (a copy of every
+   * byte). Throws what the system call throws.
    */
   writeNow (offset: number, parts: readonly Uint8Array[]): boolean {
     if (!this.#takesCallsNow()) return false
