@@ -266,7 +266,9 @@ export class Answers {
     const byteLength = verified.block!.value.byteLength
     // Answered but not stored yet: not asked for again meanwhile.
     this.#blocks.onverifying(index)
-    h.core.queueBlock(index, verified.block!.value, verified.nodes, verified.epoch, (err, stored) => {
+    // A block a get waits for is kept in memory once stored: the get reads it next.
+    const hold = this.#blocks.isWanted(index)
+    h.core.queueBlock(index, verified.block!.value, verified.nodes, verified.epoch, hold, (err, stored) => {
       this.#blocks.onverified(index)
       // A failed write is our disk's fault, not the peer's: ask again later.
       if (err !== null || !stored) this.#blocks.rescan()

@@ -96,12 +96,17 @@ export class CoreBlockCache {
 
   /** Keeps a copy of block `index`, just verified against `leafHash`, if it was read before. */
   put (index: number, leafHash: Uint8Array, bytes: Uint8Array): void {
-    if (bytes.byteLength > MAX_BLOCK || bytes.byteLength + ENTRY_OVERHEAD > budget) return
     if (!this.#seen.delete(index)) {
       if (this.#seen.size >= MAX_SEEN) this.#seen.clear()
       this.#seen.add(index)
       return
     }
+    this.hold(index, leafHash, bytes)
+  }
+
+  /** Keeps a copy of block `index`, just verified against `leafHash`, read before or not: one about to be read. */
+  hold (index: number, leafHash: Uint8Array, bytes: Uint8Array): void {
+    if (bytes.byteLength > MAX_BLOCK || bytes.byteLength + ENTRY_OVERHEAD > budget) return
     const old = this.#entries.get(index)
     if (old !== undefined) remove(old)
     const size = bytes.byteLength

@@ -127,6 +127,15 @@ export class BlockReader {
     return bytes
   }
 
+  /**
+   * Keeps block `index`, verified against `leafHash` and just stored, for a
+   * read about to come (a `get` waiting for it): that read then takes it
+   * from memory instead of reading and hashing it again.
+   */
+  hold (index: number, leafHash: Uint8Array, bytes: Uint8Array): void {
+    this.#cache.hold(index, leafHash, bytes)
+  }
+
   /** Lets go of the blocks kept in memory for this core (it closed). */
   close (): void {
     this.#cache.drop()

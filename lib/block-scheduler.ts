@@ -61,6 +61,11 @@ export class BlockScheduler {
     this.#maxInflight = n
   }
 
+  /** Whether a `get` (or other single-block interest) is waiting for block `index`. */
+  isWanted (index: number): boolean {
+    return this.#wanted.has(index)
+  }
+
   /** Registers interest in one block; returns the release. */
   want (index: number): () => void {
     this.#wanted.set(index, (this.#wanted.get(index) ?? 0) + 1)

@@ -39,6 +39,8 @@ interface PendingBlock {
   value: Uint8Array
   nodes: TreeNode[]
   epoch: number
+  /** Kept in memory once stored, for a read about to come (see BlockReader.hold). */
+  hold: boolean
   done: StoredCallback[]
 }
 
@@ -64,8 +66,9 @@ export class BlockWriter {
    * Queues a verified block (its proof's `nodes` are staged in the tree
    * until written). `done` is told when it is on disk, or that it was not
    * written because it was verified in another epoch than the core's now.
+   * `hold`: keep it in memory once stored (a read of it is about to come).
    */
-  queue (index: number, value: Uint8Array, nodes: TreeNode[], epoch: number, done: StoredCallback): void {
+  queue (index: number, value: Uint8Array, nodes: TreeNode[], epoch: number, hold: boolean, done: StoredCallback): void {
     const host = this.#host
     if (epoch !== host.epoch()) {
       done(null, false)
@@ -78,10 +81,11 @@ export class BlockWriter {
     const pending = this.#pending.get(index)
     if (pending !== undefined) {
       pending.done.push(done)
+      if (hold) pending.hold = true
       return
     }
     host.tree.stage(nodes)
-    this.#pending.set(index, { index, value, nodes, epoch, done: [done] })
+    this.#pending.set(index, { index, value, nodes, epoch, hold, done: [done] })
     if (this.#flushing === null) this.#flushing = this.#flush()
   }
 
@@ -183,6 +187,7 @@ export class BlockWriter {
       reader.unmark(start, end)
     }
     await storage.writeBitfield(bitfield.takeDirty())
+    for (const b of batch) if (b.hold) holdStored(reader, b)
     tree.unstage(nodes)
     this.#next = { index: last.index + 1, offset: offsets[batch.length - 1]! + last.value.byteLength, epoch }
   }
@@ -190,6 +195,16 @@ export class BlockWriter {
   /** `stored` for each run of neighbouring blocks just written. */
   #announce (batch: PendingBlock[]): void {
     for (const [start, end] of indexRuns(batch)) this.#host.stored(start, end - start)
+  }
+}
+
+/** Keeps a block just stored in memory, with the leaf its proof verified it against. */
+function holdStored (reader: BlockReader, b: PendingBlock): void {
+  for (const n of b.nodes) {
+    if (n.index === 2 * b.index) {
+      reader.hold(b.index, n.hash, b.value)
+      return
+    }
   }
 }
 

@@ -518,13 +518,17 @@ export class Core {
    */
   storeBlock (index: number, value: Uint8Array, nodes: TreeNode[], epoch = this.#epoch): Promise<boolean> {
     return new Promise((resolve, reject) => {
-      this.queueBlock(index, value, nodes, epoch, (err, stored) => err !== null ? reject(err) : resolve(stored))
+      this.queueBlock(index, value, nodes, epoch, false, (err, stored) => err !== null ? reject(err) : resolve(stored))
     })
   }
 
-  /** `storeBlock` with a callback instead of a promise (the download path: one less promise a block). */
-  queueBlock (index: number, value: Uint8Array, nodes: TreeNode[], epoch: number, done: StoredCallback): void {
-    this.#writer.queue(index, value, nodes, epoch, done)
+  /**
+   * `storeBlock` with a callback instead of a promise (the download path: one
+   * less promise a block); `hold` keeps the block in memory once stored, for a
+   * read about to come.
+   */
+  queueBlock (index: number, value: Uint8Array, nodes: TreeNode[], epoch: number, hold: boolean, done: StoredCallback): void {
+    this.#writer.queue(index, value, nodes, epoch, hold, done)
   }
 
   /** Whether a block is queued for disk (so there is no point fetching it again). */
