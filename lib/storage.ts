@@ -17,7 +17,6 @@
  * (little-endian integers of both formats are lib/uint-le.ts)
  */
 import path from 'path'
-import b4a from 'b4a'
 import fs from 'fs'
 import { SyncFile } from './sync-file'
 import type { RandomAccessStorage } from 'random-access-storage'
@@ -27,7 +26,7 @@ import type { TreeNode } from './tree-node'
 import type { Header } from './storage/header-slot'
 import { HeaderFile } from './storage/header-file'
 import { TreeFile } from './storage/tree-file'
-import { EMPTY, isBytes, isUint, pClose, pDel, pSize, pTruncate, pUnlink, pWrite, pWriteSoon, readUpTo } from './storage/file-io'
+import { EMPTY, isBytes, isUint, pClose, pDel, pSize, pTruncate, pUnlink, pWrite, pWritePartsSoon, pWriteSoon, readUpTo, type CallsNow } from './storage/file-io'
 
 export type { RandomAccessStorage } from 'random-access-storage'
 export type { DirtyRange } from './bitfield'
@@ -217,7 +216,7 @@ export class CoreStorage {
    * SyncFile.readNow); null when it takes `readData`.
    */
   readDataNow (offset: number, size: number): Uint8Array | null {
-    const data = this.data as unknown as { readNow?: (offset: number, size: number) => Uint8Array | null }
+    const data = this.data as unknown as CallsNow
     if (data.readNow === undefined || !this._opened || this._closing !== null || size > LARGE_READ) return null
     return size === 0 ? EMPTY : data.readNow(offset, size)
   }
@@ -257,20 +256,13 @@ export class CoreStorage {
     await pWriteSoon(this.data, offset, bytes)
   }
 
-  /**
-   * `parts` written one after another from `offset`: one system call for
-   * all of them when the data file takes it at once (SyncFile.writeNow),
-   * else one write of them joined.
-   */
+  /** `parts` written one after another from `offset` (see pWritePartsSoon). */
   async writeDataParts (offset: number, parts: readonly Uint8Array[]): Promise<void> {
     if (parts.length === 1) return await this.writeData(offset, parts[0]!)
     if (!isUint(offset) || !parts.every(p => isBytes(p))) throw BAD_ARGUMENT('writeDataParts needs an offset and bytes')
     const ready = this._ready()
     if (ready !== null) await ready
-    const data = this.data as unknown as { writeNow?: (offset: number, parts: readonly Uint8Array[]) => boolean }
-    if (data.writeNow !== undefined && this._closing === null && data.writeNow(offset, parts)) return
-    const bytes = b4a.concat(parts as Uint8Array[])
-    if (bytes.byteLength > 0) await pWrite(this.data, offset, bytes)
+    await pWritePartsSoon(this.data, offset, parts)
   }
 
   /**

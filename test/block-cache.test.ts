@@ -13,7 +13,7 @@ import { Hypercore, freshDir, openCore, blocks, text } from './helpers/core'
 import { replicate, until } from './helpers/replication'
 import { ScratchHasher } from '../lib/blake2b'
 import { blockCacheUsed, blockCacheSize, DEFAULT_BLOCK_CACHE_BYTES } from '../lib/block-cache'
-import { SyncFile } from '../lib/sync-file'
+import { countFileCalls } from './helpers/storage'
 
 /** Counts BLAKE2b calls over inputs of `length` bytes while `fn` runs. */
 async function hashesOf (length: number, fn: () => Promise<unknown>): Promise<number> {
@@ -128,30 +128,18 @@ test('a get that waits for a block from a peer gets the block just verified and 
   const link = replicate(t, writer, reader)
   await reader.update({ wait: true }) // the length first: the answer that brings it goes another way
   // Reads of the reader's data file, either way one can go (at once, or through the queue).
-  const proto = SyncFile.prototype as unknown as { readNow: (offset: number, size: number) => Uint8Array | null, _read: (req: unknown) => void }
-  const readNow = proto.readNow
-  const queuedRead = proto._read
-  let dataReads = 0
-  const isReaderData = (file: SyncFile): boolean => file.filename === path.join(readerDir, 'data')
-  proto.readNow = function (this: SyncFile, offset: number, size: number) {
-    if (isReaderData(this)) dataReads++
-    return readNow.call(this, offset, size)
-  }
-  proto._read = function (this: SyncFile, req: unknown) {
-    if (isReaderData(this)) dataReads++
-    queuedRead.call(this, req)
-  }
+  const calls = countFileCalls(file => file.filename === path.join(readerDir, 'data'))
+  const dataReads = (): number => calls.nowReads + calls.queuedReads
   try {
     t.is(text(await reader.get(17, { timeout: 5000 })), text(blocks(1, 17)[0]))
-    t.is(dataReads, 0, 'the waiting get was answered from memory')
+    t.is(dataReads(), 0, 'the waiting get was answered from memory')
     const used = blockCacheUsed()
     await reader.download({ start: 20, end: 40 }).done()
     t.is(blockCacheUsed(), used, 'blocks downloaded with no get waiting are not kept')
     t.is(text(await reader.get(30)), text(blocks(1, 30)[0]))
-    t.is(dataReads, 1, 'and are read from disk when asked for')
+    t.is(dataReads(), 1, 'and are read from disk when asked for')
   } finally {
-    proto.readNow = readNow
-    proto._read = queuedRead
+    calls.stop()
   }
   link.destroy()
 })

@@ -17,10 +17,9 @@ import {
 } from '../lib/storage'
 import sodium from 'sodium-universal'
 import { Bitfield } from '../lib/bitfield'
-import { SyncFile } from '../lib/sync-file'
 import { isCoded } from '../lib/errors'
 import type { TreeNode } from '../lib/tree-node'
-import { bytes, memoryFiles, plain, sampleHeader, tmpDir } from './helpers/storage'
+import { bytes, countFileCalls, memoryFiles, plain, sampleHeader, tmpDir } from './helpers/storage'
 
 interface Backend {
   name: string
@@ -271,12 +270,7 @@ test('storage: on files, tree, bitfield, header and single-block calls go straig
   const s = reopen()
   await s.open()
   // The request queue's own calls: what a call pays when it does not go straight to the file.
-  const proto = SyncFile.prototype as unknown as { _read: (req: unknown) => void, _write: (req: unknown) => void }
-  const queued = { reads: 0, writes: 0 }
-  const read = proto._read
-  const write = proto._write
-  proto._read = function (this: SyncFile, req: unknown) { queued.reads++; read.call(this, req) }
-  proto._write = function (this: SyncFile, req: unknown) { queued.writes++; write.call(this, req) }
+  const calls = countFileCalls()
   const bf = new Bitfield()
   bf.setRange(0, 20, true)
   try {
@@ -287,10 +281,9 @@ test('storage: on files, tree, bitfield, header and single-block calls go straig
     t.alike((await s.getNodes([9, 0, 1, 2])).map(plainNode), [node(9), node(0), node(1), node(2)].map(plainNode))
     t.alike(Buffer.from(await s.readData(0, 100)), Buffer.from(bytes(100, 7)))
   } finally {
-    proto._read = read
-    proto._write = write
+    calls.stop()
   }
-  t.alike(queued, { reads: 0, writes: 0 }, 'no call went through the queue')
+  t.alike({ reads: calls.queuedReads, writes: calls.queuedWrites }, { reads: 0, writes: 0 }, 'no call went through the queue')
 
   // Read back by a fresh instance, through whichever way it takes.
   await s.close()

@@ -7,6 +7,7 @@
  * store's own small files go through them: the layout modules speak in
  * promises and never see a callback.
  */
+import b4a from 'b4a'
 import type { RandomAccessStorage } from 'random-access-storage'
 
 export const EMPTY = new Uint8Array(0)
@@ -46,7 +47,7 @@ export function pWrite (s: RandomAccessStorage, offset: number, data: Uint8Array
 }
 
 /** What a file that takes calls at once (SyncFile) adds to random-access-storage's calls. */
-interface CallsNow {
+export interface CallsNow {
   readNow?: (offset: number, size: number) => Uint8Array | null
   writeNow?: (offset: number, parts: readonly Uint8Array[]) => boolean
 }
@@ -54,19 +55,27 @@ interface CallsNow {
 const DONE = Promise.resolve()
 
 /**
- * `pWrite`, made at once when the file takes calls at once (SyncFile.writeNow:
- * open and nothing queued, so no earlier write can land after it), else
+ * `parts` written one after another from `offset`: at once, with one system
+ * call, when the file takes calls at once (SyncFile.writeNow: open and
+ * nothing queued, so no earlier write can land after it), else joined and
  * through its queue. Saves the queue's request and callback and a promise's
- * turn around a system call of a few microseconds.
+ * turn around a system call of a few microseconds, and for a batch of
+ * blocks the join (a copy of every byte).
  */
-export function pWriteSoon (s: RandomAccessStorage, offset: number, data: Uint8Array): Promise<void> {
+export function pWritePartsSoon (s: RandomAccessStorage, offset: number, parts: readonly Uint8Array[]): Promise<void> {
   const file = s as unknown as CallsNow
-  if (file.writeNow === undefined) return pWrite(s, offset, data)
   try {
-    return file.writeNow(offset, [data]) ? DONE : pWrite(s, offset, data)
+    if (file.writeNow !== undefined && file.writeNow(offset, parts)) return DONE
   } catch (err) {
     return Promise.reject(err)
   }
+  const bytes = parts.length === 1 ? parts[0]! : b4a.concat(parts as Uint8Array[])
+  return bytes.byteLength > 0 ? pWrite(s, offset, bytes) : DONE
+}
+
+/** `pWrite` of one buffer, at once when the file takes it (see pWritePartsSoon). */
+export function pWriteSoon (s: RandomAccessStorage, offset: number, data: Uint8Array): Promise<void> {
+  return pWritePartsSoon(s, offset, [data])
 }
 
 export function pDel (s: RandomAccessStorage, offset: number, size: number): Promise<void> {

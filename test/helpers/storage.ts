@@ -1,6 +1,7 @@
 /**
  * Helpers for the storage tests: a reopenable in-memory factory that can also
- * count and tamper with I/O, temp directories, and random headers.
+ * count and tamper with I/O, a count of directory files' calls, temp
+ * directories, and random headers.
  */
 import fs from 'fs'
 import os from 'os'
@@ -8,6 +9,7 @@ import path from 'path'
 import RAM from 'random-access-memory'
 import type { RandomAccessStorage } from 'random-access-storage'
 import type { Header } from '../../lib/storage'
+import { SyncFile } from '../../lib/sync-file'
 
 export interface Counters {
   reads: number
@@ -147,4 +149,46 @@ export function plain (h: Header | null): unknown {
     tree: { ...h.tree, signature: hex(h.tree.signature) },
     hints: h.hints === undefined ? undefined : { ...h.hints }
   }
+}
+
+/** Calls made to directory files, straight to the file (`now`) or through random-access-storage's queue (`queued`). */
+export interface FileCalls {
+  nowReads: number
+  queuedReads: number
+  queuedWrites: number
+  /** Stops counting (puts SyncFile's methods back). */
+  stop: () => void
+}
+
+/** Counts the calls made to the SyncFiles `which` picks (every one by default) until `stop()`. */
+export function countFileCalls (which: (file: SyncFile) => boolean = () => true): FileCalls {
+  const proto = SyncFile.prototype as unknown as {
+    readNow: (offset: number, size: number) => Uint8Array | null
+    _read: (req: unknown) => void
+    _write: (req: unknown) => void
+  }
+  const { readNow, _read: read, _write: write } = proto
+  const calls: FileCalls = {
+    nowReads: 0,
+    queuedReads: 0,
+    queuedWrites: 0,
+    stop () {
+      proto.readNow = readNow
+      proto._read = read
+      proto._write = write
+    }
+  }
+  proto.readNow = function (this: SyncFile, offset: number, size: number) {
+    if (which(this)) calls.nowReads++
+    return readNow.call(this, offset, size)
+  }
+  proto._read = function (this: SyncFile, req: unknown) {
+    if (which(this)) calls.queuedReads++
+    read.call(this, req)
+  }
+  proto._write = function (this: SyncFile, req: unknown) {
+    if (which(this)) calls.queuedWrites++
+    write.call(this, req)
+  }
+  return calls
 }
