@@ -311,7 +311,8 @@ export class SharedCore {
           const block = blocks[k]
           if (block === null || block === undefined || budget < block.byteLength) return
           budget -= block.byteLength
-          snap.retain(index, block.slice())
+          // A copy of its own: the bytes read may be shared (a run read at once, or the block cache's).
+          snap.retain(index, b4a.from(block))
         })
       }
       snap.truncated(newLength)
@@ -401,7 +402,8 @@ export class SharedCore {
     for (;;) {
       if (snap !== null && index >= snap.compatLength) {
         const kept = snap.retained(index)
-        if (kept !== undefined) return kept
+        // Each read its own copy, as a read from disk is: what a caller does to it changes no later read.
+        if (kept !== undefined) return b4a.from(kept)
         throw SNAPSHOT_NOT_AVAILABLE(`snapshot at index ${index} not available (max compat length ${snap.compatLength})`, core.discoveryKey)
       }
       const epoch = core.epoch
