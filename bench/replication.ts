@@ -94,8 +94,10 @@ function downloadRow (id: string, full: number, opts: Pick<Row, 'rounds' | 'warm
       'reader of its key, both in this process, piped together over the Noise secret stream that `replicate(true/false)` returns. ' +
       'Timed from piping the streams until the reader stores every block: nomadcore `download({ start: 0, end: n }).done()` ' +
       '(it fetches the upgrade itself); Hypercore `update({ wait: true })`, then `download({ start: 0, end: n }).done()`. ' +
-      'Both ends share one event loop, so this is the CPU cost of both sides together. MiB/s, peak RSS and the fraction of ' +
-      'the machine\'s limits: see the replication table.',
+      'Both ends share one event loop, so this is the CPU cost of both sides together. nomadcore\'s writer keeps a block it ' +
+      'has served twice in its block cache (16 MiB for the process), as it keeps a block read twice: a 10,000-block writer is ' +
+      'served from memory from its third round on (neither read from disk nor hashed again), a 100,000-block one from disk ' +
+      'every round. MiB/s, peak RSS and the fraction of the machine\'s limits: see the replication table.',
     ...opts,
     async prepare (contender, env): Promise<Trial> {
       // Full and quick runs use `full` blocks; the warm-up 3% of ten times that.

@@ -9,7 +9,16 @@
  * same hash. A block cleared, rotten on disk, or of a dead fork has another
  * leaf or none, so it misses and takes the disk path, which checks it. The
  * cache holds its own copies, and hands out fresh ones: what a caller does
- * to its buffer changes nothing here.
+ * to its buffer changes nothing here (serving, which only copies a block
+ * into an answer, reads the kept bytes themselves: `peek`).
+ *
+ * A block is kept on its second read. Which blocks were read once is
+ * remembered in one table for the whole process (`SeenTable`), with a slot
+ * for every block of 1 KiB the budget holds: a core of up to that many
+ * blocks is remembered across a whole read of it, so served to one peer
+ * after another it is read from disk and hashed for the first two only. A
+ * core of twice as many or more, read from end to end, forgets each block
+ * before it comes round again: such a scan keeps nothing.
  */
 import b4a from 'b4a'
 import { equalHashAt } from './tree-node'
@@ -20,8 +29,9 @@ export const DEFAULT_BLOCK_CACHE_BYTES = 16 * 1024 * 1024
 const ENTRY_OVERHEAD = 160
 /** Blocks above this are not kept: one would push out hundreds of small ones. */
 const MAX_BLOCK = 64 * 1024
-/** Blocks a core remembers having read once (indices only), before it forgets them all. */
-const MAX_SEEN = 4096
+/** Bounds of the table of blocks read once (a slot for every block of 1 KiB the budget holds). */
+const MIN_SEEN_SLOTS = 256
+const MAX_SEEN_SLOTS = 1 << 20
 
 interface Entry {
   readonly owner: Map<number, Entry>
@@ -31,8 +41,46 @@ interface Entry {
   readonly size: number
 }
 
+/**
+ * The blocks read once and not kept, for every core of the process: a slot
+ * names the last block (core, index) read there, and the next block to land
+ * on it takes it over. A core's neighbouring blocks land on neighbouring
+ * slots, so a read of up to a table's worth of them forgets none. Fixed in
+ * size whatever the number of cores (a Set a core held up to 4,096 indices).
+ */
+class SeenTable {
+  readonly #index: Float64Array
+  readonly #owner: Uint32Array
+
+  constructor (slots: number) {
+    this.#index = new Float64Array(slots).fill(-1)
+    this.#owner = new Uint32Array(slots)
+  }
+
+  /** Whether block `index` of `owner` was read once before (and forgotten now); otherwise it is remembered. */
+  readBefore (owner: number, index: number): boolean {
+    // Owners spread over the table; indices stay in order within one.
+    const slot = (index + (Math.imul(owner, 0x9e3779b1) >>> 0)) % this.#index.length
+    if (this.#index[slot] === index && this.#owner[slot] === owner) {
+      this.#index[slot] = -1
+      return true
+    }
+    this.#index[slot] = index
+    this.#owner[slot] = owner
+    return false
+  }
+}
+
+/** A slot for every block of 1 KiB that `bytes` of budget hold, within bounds. */
+export function seenSlotsFor (bytes: number): number {
+  return Math.min(MAX_SEEN_SLOTS, Math.max(MIN_SEEN_SLOTS, Math.floor(bytes / (1024 + ENTRY_OVERHEAD))))
+}
+
 let budget = DEFAULT_BLOCK_CACHE_BYTES
 let used = 0
+let seen = new SeenTable(seenSlotsFor(budget))
+/** Tells the cores' reads apart in `seen` (ids of closed cores are never handed out again before the counter wraps). */
+let nextOwner = 1
 /** Every entry of every core, least recently read first (a Set keeps insertion order). */
 const order = new Set<Entry>()
 
@@ -58,6 +106,7 @@ export function setBlockCacheSize (bytes: number): void {
   if (!Number.isSafeInteger(bytes) || bytes < 0) throw new RangeError('Block cache size must be a non-negative integer')
   budget = bytes
   evictTo(budget)
+  seen = new SeenTable(seenSlotsFor(budget))
 }
 
 export function blockCacheSize (): number {
@@ -72,12 +121,13 @@ export function blockCacheUsed (): number {
 /** One core's part of the cache. */
 export class CoreBlockCache {
   readonly #entries = new Map<number, Entry>()
-  /**
-   * Blocks read once and not kept: a block is kept on its second read. A
-   * block read only once (a stream, a scan) then costs an index here, not a
-   * copy and an entry that would push out blocks that are read again.
-   */
-  readonly #seen = new Set<number>()
+  /** This core in `seen`. */
+  readonly #owner: number
+
+  constructor () {
+    this.#owner = nextOwner
+    nextOwner = nextOwner === 0xffffffff ? 1 : nextOwner + 1
+  }
 
   /** A copy of block `index` if it is kept as verified against `leafHash`, else null. */
   get (index: number, leafHash: Uint8Array): Uint8Array | null {
@@ -94,14 +144,31 @@ export class CoreBlockCache {
     return copy
   }
 
-  /** Keeps a copy of block `index`, just verified against `leafHash`, if it was read before. */
-  put (index: number, leafHash: Uint8Array, bytes: Uint8Array): void {
-    if (!this.#seen.delete(index)) {
-      if (this.#seen.size >= MAX_SEEN) this.#seen.clear()
-      this.#seen.add(index)
-      return
+  /**
+   * Block `index`'s kept bytes themselves if kept as verified against
+   * `leafHash`, else null: for a reader that only copies them (serving).
+   */
+  peek (index: number, leafHash: Uint8Array): Uint8Array | null {
+    const entry = this.#entries.get(index)
+    if (entry === undefined) return null
+    if (!equalHashAt(entry.kept, entry.size, leafHash)) {
+      remove(entry)
+      return null
     }
-    this.hold(index, leafHash, bytes)
+    order.delete(entry)
+    order.add(entry)
+    // A plain view: a Buffer's subarray costs several times as much, and nothing but an encoder reads this one.
+    return new Uint8Array(entry.kept.buffer, entry.kept.byteOffset, entry.size)
+  }
+
+  /**
+   * Keeps a copy of block `index`, just verified against `leafHash`, if it
+   * was read before. A block read only once (a stream, a scan) then costs a
+   * slot in `seen`, not a copy and an entry that would push out blocks that
+   * are read again.
+   */
+  put (index: number, leafHash: Uint8Array, bytes: Uint8Array): void {
+    if (seen.readBefore(this.#owner, index)) this.hold(index, leafHash, bytes)
   }
 
   /** Keeps a copy of block `index`, just verified against `leafHash`, read before or not: one about to be read. */
@@ -123,6 +190,5 @@ export class CoreBlockCache {
   /** Lets go of everything this core keeps (it closed). */
   drop (): void {
     for (const entry of [...this.#entries.values()]) remove(entry)
-    this.#seen.clear()
   }
 }

@@ -144,13 +144,16 @@ export class BlockReader {
   /**
    * Several blocks (null for those not held, or not good), runs of
    * neighbours read with one read each: what serving a peer needs. Peers
-   * asking for a block at once share one read of it and one hash (the bytes
-   * are then shared: to be copied into an answer, never changed).
+   * asking for a block at once share one read of it and one hash, and a
+   * block verified on two reads is kept in memory: peers asking for it later
+   * get the kept bytes, neither read nor hashed again (the bytes are then
+   * shared: to be copied into an answer, never changed).
    */
   async readMany (indices: number[], opts: ReadOptions = {}): Promise<Array<Uint8Array | null>> {
     const { tree, storage, bitfield } = this.#host
     const verify = opts.verify !== false
     const held = indices.filter(i => i < tree.length && bitfield.get(i) && (verify || !this.#unverified.get(i)))
+    const byIndex = new Map<number, Uint8Array>()
     let where: Array<Located | null>
     if (!verify) {
       where = await Promise.all(held.map(async index => ({ index, leaf: null, ...await this.#locate(index) })))
@@ -167,6 +170,14 @@ export class BlockReader {
           prev = null
           continue
         }
+        // A marked block is checked on disk again, as a read of it is (see `#readNow`).
+        const kept = this.#unverified.get(index) ? null : this.#cache.peek(index, leaf.hash)
+        if (kept !== null) {
+          byIndex.set(index, kept)
+          // The next block finds its own offset: this one's was not looked up.
+          prev = null
+          continue
+        }
         // A block right after another starts where that one ends (both sizes verified).
         let offset: number
         if (prev !== null && prev.index === index - 1) {
@@ -178,7 +189,6 @@ export class BlockReader {
         where.push(prev = { index, leaf, offset, size: leaf.size })
       }
     }
-    const byIndex = new Map<number, Uint8Array>()
     const shared: Array<[number, SharedRead]> = []
     if (verify) {
       where = where.filter(b => {
@@ -209,6 +219,7 @@ export class BlockReader {
             this.#verified(b.index)
             byIndex.set(b.index, value)
             slots[j]!.value = value
+            this.#cache.put(b.index, b.leaf.hash, value)
           } else {
             rotten.push(b.index)
           }

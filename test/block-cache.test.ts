@@ -12,7 +12,7 @@ import RAM from 'random-access-memory'
 import { Hypercore, freshDir, openCore, blocks, text } from './helpers/core'
 import { replicate, until } from './helpers/replication'
 import { ScratchHasher } from '../lib/blake2b'
-import { blockCacheUsed, blockCacheSize, DEFAULT_BLOCK_CACHE_BYTES } from '../lib/block-cache'
+import { blockCacheUsed, blockCacheSize, DEFAULT_BLOCK_CACHE_BYTES, seenSlotsFor } from '../lib/block-cache'
 import { countFileCalls } from './helpers/storage'
 
 /** Counts BLAKE2b calls over inputs of `length` bytes while `fn` runs. */
@@ -142,6 +142,56 @@ test('a get that waits for a block from a peer gets the block just verified and 
     calls.stop()
   }
   link.destroy()
+})
+
+test('a block served to one peer after another is read from disk for the first two only, then answered from memory', async t => {
+  const writerDir = freshDir(t, 'writer')
+  const writer = await openCore(t, writerDir)
+  const written = blocks(40)
+  await writer.append(written)
+  // Reads of the writer's data file, either way one can go (at once, or through the queue).
+  const calls = countFileCalls(file => file.filename === path.join(writerDir, 'data'))
+  const dataReads = (): number => calls.nowReads + calls.queuedReads
+  const readsPerPeer: number[] = []
+  try {
+    for (let peer = 0; peer < 4; peer++) {
+      const reader = await ramCore(t, writer.key!)
+      const link = replicate(t, writer, reader)
+      const before = dataReads()
+      await reader.download({ start: 0, end: 40 }).done()
+      readsPerPeer.push(dataReads() - before)
+      const got = await Promise.all(written.map((_, i) => reader.get(i)))
+      t.alike(got.map(text), written.map(text), 'peer ' + peer + ' got every block as written')
+      link.destroy()
+      await reader.close()
+    }
+  } finally {
+    calls.stop()
+  }
+  t.ok(readsPerPeer[0]! > 0 && readsPerPeer[1]! > 0, 'the first two peers are served from disk')
+  t.alike(readsPerPeer.slice(2), [0, 0], 'the others from the bytes verified then')
+})
+
+test('a core read twice is kept when the memory of blocks read once spans it, and a scan of twice as many keeps nothing', async t => {
+  // 1 MiB of budget: blocks read once are remembered for as many reads as it holds blocks of 1 KiB.
+  Hypercore.setBlockCacheSize(1024 * 1024)
+  t.teardown(() => Hypercore.setBlockCacheSize(DEFAULT_BLOCK_CACHE_BYTES))
+  const span = seenSlotsFor(1024 * 1024)
+  t.ok(span > 800 && span < 1000, 'about 900 blocks')
+  const block = b4a.alloc(16, 's')
+  const readTwice = async (n: number): Promise<number> => {
+    const core = await ramCore(t)
+    await core.append(Array.from({ length: n }, () => block))
+    const before = blockCacheUsed()
+    let read = 0
+    for (let round = 0; round < 2; round++) for await (const value of core.createReadStream()) if ((value as Uint8Array).byteLength === 16) read++
+    t.is(read, 2 * n, 'every block streamed twice')
+    const kept = blockCacheUsed() - before
+    await core.close()
+    return kept
+  }
+  t.ok(await readTwice(span) >= span * 16, 'a core of as many blocks streamed twice is kept')
+  t.is(await readTwice(2 * span), 0, 'one of twice as many streamed twice forgets each block before it comes round again')
 })
 
 test('the cache keeps to its budget, and a core that closes lets go of what it kept', async t => {
