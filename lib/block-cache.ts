@@ -131,16 +131,10 @@ export class CoreBlockCache {
 
   /** A copy of block `index` if it is kept as verified against `leafHash`, else null. */
   get (index: number, leafHash: Uint8Array): Uint8Array | null {
-    const entry = this.#entries.get(index)
-    if (entry === undefined) return null
-    if (!equalHashAt(entry.kept, entry.size, leafHash)) {
-      remove(entry)
-      return null
-    }
-    order.delete(entry)
-    order.add(entry)
-    const copy = b4a.allocUnsafe(entry.size)
-    copy.set(entry.kept.subarray(0, entry.size))
+    const kept = this.peek(index, leafHash)
+    if (kept === null) return null
+    const copy = b4a.allocUnsafe(kept.byteLength)
+    copy.set(kept)
     return copy
   }
 
