@@ -46,7 +46,8 @@ interface Entry {
  * names the last block (core, index) read there, and the next block to land
  * on it takes it over. A core's neighbouring blocks land on neighbouring
  * slots, so a read of up to a table's worth of them forgets none. Fixed in
- * size whatever the number of cores (a Set a core held up to 4,096 indices).
+ * size whatever the number of cores (each core used to keep a Set of up to
+ * 4,096 indices of its own).
  */
 class SeenTable {
   readonly #index: Float64Array
