@@ -155,19 +155,12 @@ export const download1m = downloadRow('download-1m', 1_000_000, {
 })
 
 /**
- * download-10k with one more reader of the writer connected from before the
- * first round to the end of the run. In download-10k every object of a
- * round's connection is garbage by the next round, and the collection the
- * bench forces before each round lets V8 drop the hidden classes no live
- * object has any more (a heap snapshot diff: the peer, its protomux channel,
- * the download handle and a few literals of the download), and with them the
- * optimised code that relied on them; so each round runs partly unoptimised
- * again. A process that keeps any connection keeps those classes. Measured
- * with this bench's drivers (10,000-block downloads, rounds 3-6 of a
- * process): nomadcore 60,866-71,256 blocks/s without the other reader,
- * 82,604-90,554 with it; Hypercore 11 6,586-7,846 and 8,034-8,489.
- * Runs after every other row (see index.ts), so that its extra connection
- * changes no other row.
+ * download-10k with one more reader of the writer connected throughout (its
+ * note says why). Measured with this bench's drivers (10,000-block
+ * downloads, rounds 3-6 of a process): nomadcore 60,866-71,256 blocks/s
+ * without the other reader, 82,604-90,554 with it; Hypercore 11
+ * 6,586-7,846 and 8,034-8,489. In `lateReplicationRows`, run after every
+ * other row (see index.ts).
  */
 export const download10kPeer = downloadRow('download-10k-peer', 10_000, {
   rounds: { min: 5 },

@@ -513,19 +513,9 @@ export class Core {
   /**
    * Queues a verified block for disk. Writes are batched: blocks and nodes of
    * many messages go out together, and the bitfield only after the data.
-   * Resolves false when the block was verified against a tree we have left
-   * since (`epoch`): then nothing of it is written.
-   */
-  storeBlock (index: number, value: Uint8Array, nodes: TreeNode[], epoch = this.#epoch): Promise<boolean> {
-    return new Promise((resolve, reject) => {
-      this.queueBlock(index, value, nodes, epoch, false, (err, stored) => err !== null ? reject(err) : resolve(stored))
-    })
-  }
-
-  /**
-   * `storeBlock` with a callback instead of a promise (the download path: one
-   * less promise a block); `hold` keeps the block in memory once stored, for a
-   * read about to come.
+   * `done` is told `stored` false when the block was verified against a tree
+   * we have left since (`epoch`): then nothing of it is written. `hold` keeps
+   * the block in memory once stored, for a read about to come.
    */
   queueBlock (index: number, value: Uint8Array, nodes: TreeNode[], epoch: number, hold: boolean, done: StoredCallback): void {
     this.#writer.queue(index, value, nodes, epoch, hold, done)

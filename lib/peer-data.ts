@@ -109,9 +109,16 @@ export async function applyData (host: PeerDataHost, v: VerifiedData): Promise<b
   } else if (core.tree.fork !== v.baseFork) {
     return false
   }
-  if (v.block !== null) return core.storeBlock(v.block.index, v.block.value, v.nodes, v.epoch)
+  if (v.block !== null) return storeBlock(core, v.block.index, v.block.value, v.nodes, v.epoch)
   if (v.upgrade === null && v.nodes.length > 0) return storeNodes(core, v.nodes, v.epoch)
   return true
+}
+
+/** `Core.queueBlock` as a promise: whether the block was stored (false: its tree went stale). */
+function storeBlock (core: Core, index: number, value: Uint8Array, nodes: TreeNode[], epoch: number): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    core.queueBlock(index, value, nodes, epoch, false, (err, stored) => err !== null ? reject(err) : resolve(stored))
+  })
 }
 
 /**
