@@ -40,6 +40,13 @@ export interface VerifiedSource extends NodeSource {
  */
 const WINDOW_NODES = 31
 const WINDOW_DEPTH = 4
+/**
+ * A read that follows one just made (serving a download, a read stream)
+ * takes the rest of the aligned group of four windows it starts: 127 nodes,
+ * 5 KiB, in one read instead of four. Measured on 100,000-block downloads,
+ * where the writer's tree does not fit its node cache: see the CHANGELOG.
+ */
+const GROUP_NODES = 4 * (WINDOW_NODES + 1)
 
 export class MerkleTree implements NodeSource, TreeState {
   roots: TreeNode[]
@@ -314,12 +321,19 @@ export class MerkleTree implements NodeSource, TreeState {
   async #readAround (index: number): Promise<void> {
     const indices: number[] = []
     const ite = new Iterator(index)
+    let window = -1
+    let span = 0
+    let streaming = false
     if (ite.factor <= 2 ** (WINDOW_DEPTH + 1) && !this.#cache.has(index, STORED)) {
-      const first = Math.floor(ite.leftSpan() / (WINDOW_NODES + 1)) * (WINDOW_NODES + 1)
-      for (let i = first; i < first + WINDOW_NODES; i++) indices.push(i)
+      window = Math.floor(ite.leftSpan() / (WINDOW_NODES + 1)) * (WINDOW_NODES + 1)
+      streaming = this.#follows(window)
+      // Streaming: on to the end of the group, or of the tree; the nodes between windows come with them.
+      const end = streaming ? Math.min(window - (window % GROUP_NODES) + GROUP_NODES - 1, 2 * this.length) : window + WINDOW_NODES
+      for (let i = window; i < end; i++) indices.push(i)
+      span = end - window
+      this.#remember(windowOf(Math.max(window, end - 1)))
       while (ite.factor < 2 ** (WINDOW_DEPTH + 1)) ite.parent()
     }
-    const window = indices.length > 0 ? indices[0]! : -1
     const head = 2 * this.length
     for (;;) {
       const sib = ite.sibling()
@@ -331,21 +345,26 @@ export class MerkleTree implements NodeSource, TreeState {
     if (indices.length === 0) return
     const nodes = await this.#storage.getNodes(indices)
     for (const n of nodes) if (n !== null && inTree(n.index, this.length)) this.#cache.set(n, STORED)
-    if (window !== -1 && this.#streaming(window)) this.#trustWindow(window, nodes)
+    if (!streaming) return
+    // In order: each window's top is verified by the climb of the one before, or by its own.
+    for (let at = 0; at + WINDOW_NODES <= span; at += WINDOW_NODES + 1) this.#trustWindow(window + at, nodes.slice(at, at + WINDOW_NODES))
   }
 
   /**
    * Whether the window at `first` follows one read lately: reads streaming
-   * through the tree (serving a download, a read stream) verify each window
-   * whole, the one whose leaves they will all want; a random read wants one
-   * leaf, and its climb (4 hashes up a window, not 15) costs less.
+   * through the tree (serving a download, a read stream) read ahead and
+   * verify each window whole, the one whose leaves they will all want; a
+   * random read wants one leaf, and its climb (4 hashes up a window, not
+   * 15) costs less.
    */
-  #streaming (first: number): boolean {
-    const recent = this.#recentWindows
-    const follows = recent.includes(first - (WINDOW_NODES + 1))
-    recent[this.#recentAt] = first
-    this.#recentAt = (this.#recentAt + 1) % recent.length
-    return follows
+  #follows (first: number): boolean {
+    return this.#recentWindows.includes(first - (WINDOW_NODES + 1))
+  }
+
+  /** Notes the last window a read took, for `#follows`. */
+  #remember (first: number): void {
+    this.#recentWindows[this.#recentAt] = first
+    this.#recentAt = (this.#recentAt + 1) % this.#recentWindows.length
   }
 
   /**
@@ -419,4 +438,9 @@ export class MerkleTree implements NodeSource, TreeState {
   state (): TreeState {
     return { roots: this.roots, length: this.length, byteLength: this.byteLength, fork: this.fork, signature: this.signature }
   }
+}
+
+/** The first node of the window `index` is in (a low node's 16-leaf subtree). */
+function windowOf (index: number): number {
+  return index - (index % (WINDOW_NODES + 1))
 }

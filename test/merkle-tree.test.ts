@@ -68,6 +68,46 @@ test('reading through the tree, a window that follows one just read is verified 
   t.is(storage.reads, reads, 'the other 15 leaves of the window need no read')
 })
 
+test('a stream through a large tree reads the rest of each group of four windows at once, and verifies every window in it whole', async t => {
+  const nodes = treeOf(256) // sixteen windows, in four groups of four
+  const storage = disk(nodes)
+  const tree = open(256, nodes, storage)
+  for (let b = 0; b < 256; b++) t.ok(same(await tree.verifiedNode(2 * b), nodes.get(2 * b)!), `leaf of block ${b}`)
+  // The first window alone (nothing read before it), the other three of its group, then each group whole.
+  t.is(storage.reads, 5, 'five reads, not one a window')
+  let atHand = 0
+  for (let i = 0; i < 511; i++) if (same(tree.peekNode(i), nodes.get(i)!)) atHand++
+  t.is(atHand, 511, 'every node of the tree is verified')
+})
+
+test('a stream reading ahead: a window with a rotten node is left to the climbs, the windows around it are trusted', async t => {
+  for (const rotten of [2 * 72, 2 * 75 + 1, 2 * 64 + 15]) { // a leaf, a parent and the top of the window of blocks 64 to 79
+    const nodes = treeOf(256)
+    const storage = disk(nodes)
+    storage.rot(rotten, 'hash')
+    const tree = open(256, nodes, storage)
+    for (let b = 0; b < 64; b++) await tree.verifiedNode(2 * b) // the group before: the next one is read ahead whole
+    await tree.verifiedNode(2 * 64)
+    // Blocks 96 to 127: their windows' ways up do not take the rotten node.
+    for (let b = 96; b < 128; b++) t.ok(same(tree.peekNode(2 * b), nodes.get(2 * b)!), `block ${b}, read ahead, verified before it is asked for`)
+    const reads = storage.reads
+    for (let b = 64; b < 128; b++) {
+      const got = await tree.verifiedNode(2 * b)
+      if (got === null) {
+        // Only a leaf whose way up takes the rotten node: which of two siblings rotted, a climb cannot tell.
+        const s = sibling(rotten)
+        const under = (i: number): boolean => 2 * b >= leftSpan(i) && 2 * b <= rightSpan(i)
+        t.ok(under(rotten) || under(s), `block ${b} unverified only beside node ${rotten}`)
+        continue
+      }
+      t.ok(same(got, nodes.get(2 * b)!), `block ${b}`)
+    }
+    t.ok(storage.reads - reads <= 2, `the climbs around node ${rotten} read little more (${storage.reads - reads})`)
+    const held = tree.peekNode(rotten)
+    t.ok(held === undefined || same(held, nodes.get(rotten)!), `node ${rotten}: unknown or the genuine one, never what the disk holds`)
+  }
+})
+
 test('a read of one leaf, away from the windows read lately, verifies its own way up only', async t => {
   const nodes = treeOf(64)
   const tree = open(64, nodes, disk(nodes))
