@@ -16,6 +16,7 @@ import { byteOffset, type NodeSource } from './proof'
 import type { TreeState } from './tree-batch'
 import { sameNode, type TreeNode } from './tree-node'
 import { NodeCache, STORED, VERIFIED } from './node-cache'
+import { KeyRing } from './key-ring'
 
 export interface NodeStorage {
   getNode (index: number): Promise<TreeNode | null>
@@ -59,8 +60,13 @@ export class MerkleTree implements NodeSource, TreeState {
   readonly #storage: NodeStorage
   /** Nodes as the disk holds them, and nodes tied to the signed roots (see NodeCache's grades). */
   readonly #cache: NodeCache
-  /** Verified nodes on their way to disk: never evicted until written. */
-  readonly #staged = new Map<number, TreeNode>()
+  /**
+   * Verified nodes on their way to disk: never evicted until written. A key
+   * ring, not a Map: a download stages and unstages a few hundred nodes a
+   * batch, and a long-lived Map would reallocate its table in the old
+   * generation on every grow and shrink (see KeyRing).
+   */
+  readonly #staged = new KeyRing<TreeNode>()
   /** The first nodes of the last windows read (a few streams at once each find their previous one). */
   readonly #recentWindows: number[] = new Array<number>(8).fill(-1)
   #recentAt = 0
