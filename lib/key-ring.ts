@@ -83,6 +83,13 @@ export class KeyRing<V> {
     yield * this.#spill.values()
   }
 
+  /** Every key with its value, in no particular order. */
+  * entries (): IterableIterator<[number, V]> {
+    const keys = this.#keys
+    for (let s = 0; s < keys.length; s++) if (keys[s] !== 0) yield [keys[s]! - 1, this.#values[s]!]
+    yield * this.#spill.entries()
+  }
+
   clear (): void {
     this.#keys.fill(0)
     this.#values.fill(undefined)

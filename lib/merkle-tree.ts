@@ -71,7 +71,7 @@ export class MerkleTree implements NodeSource, TreeState {
   readonly #recentWindows: number[] = new Array<number>(8).fill(-1)
   #recentAt = 0
   /** Reads for climbs in flight, by the first node they read: concurrent climbs from one window share one. */
-  readonly #reading = new Map<number, Promise<void>>()
+  readonly #reading = new KeyRing<Promise<void>>()
 
   constructor (storage: NodeStorage, state: TreeState) {
     this.#storage = storage

@@ -14,6 +14,7 @@ import { Core, type CoreEvents, type CoreOpenOptions } from './core'
 import { Replicator } from './replicator'
 import { CoreStorage } from './storage'
 import { Snapshot, type SnapshotTree } from './snapshot'
+import { KeyRing } from './key-ring'
 import type { Peer } from './peer'
 import b4a from 'b4a'
 import { encodeFullyRemote, decodeFullyRemote, treeNodeProofRequest } from './fully-remote-proof'
@@ -96,7 +97,8 @@ export class SharedCore {
   readonly #active = new Set<SessionLink>()
   readonly #keyHint: Uint8Array | null
   #onclose: (() => void) | null
-  readonly #waiting = new Map<number, Set<Waiter>>()
+  /** Gets waiting for a block, by index: a key ring, as blocks asked for come and go (see KeyRing). */
+  readonly #waiting = new KeyRing<Set<Waiter>>()
   readonly #pendingMuxes: Protomux[] = []
   readonly #extensions = new Map<string, ExtensionEntry>()
   readonly #snapshots = new Set<Snapshot>()
@@ -286,7 +288,7 @@ export class SharedCore {
   /** The core lost every block from `length` on. */
   #ontruncate (length: number): void {
     for (const snap of this.#snapshots) snap.truncated(length)
-    for (const [index, set] of [...this.#waiting]) {
+    for (const [index, set] of [...this.#waiting.entries()]) {
       if (index < length) continue
       for (const w of [...set]) if (w.inside) w.reject(SNAPSHOT_NOT_AVAILABLE('Block ' + index + ' was truncated away', this.core?.discoveryKey ?? null))
     }
@@ -381,7 +383,7 @@ export class SharedCore {
       }
       return
     }
-    for (const [index, set] of [...this.#waiting]) {
+    for (const [index, set] of [...this.#waiting.entries()]) {
       if (!core.has(index)) continue
       for (const w of [...set]) w.resolve()
     }

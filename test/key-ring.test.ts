@@ -26,7 +26,9 @@ function sameContents (ring: KeyRing<number>, map: Map<number, number>): boolean
   if (ring.size !== map.size) return false
   const values = [...ring.values()].sort((a, b) => a - b)
   const expected = [...map.values()].sort((a, b) => a - b)
-  return JSON.stringify(values) === JSON.stringify(expected)
+  const entries = [...ring.entries()].sort((a, b) => a[0] - b[0])
+  const expectedEntries = [...map.entries()].sort((a, b) => a[0] - b[0])
+  return JSON.stringify(values) === JSON.stringify(expected) && JSON.stringify(entries) === JSON.stringify(expectedEntries)
 }
 
 test('a key ring answers as a Map does, for any keys and any order of changes', t => {
