@@ -63,8 +63,9 @@ export class MerkleTree implements NodeSource, TreeState {
   /**
    * Verified nodes on their way to disk: never evicted until written. A key
    * ring, not a Map: a download stages and unstages a few hundred nodes a
-   * batch, and a long-lived Map would reallocate its table in the old
-   * generation on every grow and shrink (see KeyRing).
+   * batch, and with a Map young collections promoted 20–21 MB per 100,000
+   * blocks downloaded (most of it the Map's tables as it grew and shrank),
+   * with the ring 0.1 MB (see KeyRing).
    */
   readonly #staged = new KeyRing<TreeNode>()
   /** The first nodes of the last windows read (a few streams at once each find their previous one). */
