@@ -311,7 +311,7 @@ export class MerkleTree implements NodeSource, TreeState {
 
   #readAroundOnce (index: number): Promise<void> {
     const ite = new Iterator(index)
-    const key = ite.factor <= 2 ** (WINDOW_DEPTH + 1) ? Math.floor(ite.leftSpan() / (WINDOW_NODES + 1)) * (WINDOW_NODES + 1) : index
+    const key = ite.factor <= 2 ** (WINDOW_DEPTH + 1) ? windowOf(ite.leftSpan()) : index
     let reading = this.#reading.get(key)
     if (reading === undefined) {
       reading = this.#readAround(index).finally(() => this.#reading.delete(key))
@@ -332,13 +332,13 @@ export class MerkleTree implements NodeSource, TreeState {
     let span = 0
     let streaming = false
     if (ite.factor <= 2 ** (WINDOW_DEPTH + 1) && !this.#cache.has(index, STORED)) {
-      window = Math.floor(ite.leftSpan() / (WINDOW_NODES + 1)) * (WINDOW_NODES + 1)
+      window = windowOf(ite.leftSpan())
       streaming = this.#follows(window)
       // Streaming: on to the end of the group, or of the tree; the nodes between windows come with them.
       const end = streaming ? Math.min(window - (window % GROUP_NODES) + GROUP_NODES - 1, 2 * this.length) : window + WINDOW_NODES
       for (let i = window; i < end; i++) indices.push(i)
       span = end - window
-      this.#remember(windowOf(Math.max(window, end - 1)))
+      this.#remember(windowOf(end - 1))
       while (ite.factor < 2 ** (WINDOW_DEPTH + 1)) ite.parent()
     }
     const head = 2 * this.length
