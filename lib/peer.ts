@@ -135,30 +135,18 @@ export class Peer {
   static open (host: PeerHost, mux: Protomux): Peer | null {
     const core = host.core
     if (mux.opened({ protocol: PROTOCOL, id: core.discoveryKey })) return null
-    let peer: Peer | null = null
     const channel = mux.createChannel({
       protocol: PROTOCOL,
       aliases: ['hypercore'],
       id: core.discoveryKey,
       handshake: wire.handshake,
-      messages: [
-        { encoding: wire.sync, onmessage: (m: SyncMessage) => peer!.onsync(m) },
-        { encoding: wire.request, onmessage: (m: RequestMessage) => peer!.onrequest(m) },
-        { encoding: wire.cancel, onmessage: (m: { request: number }) => peer!.oncancel(m.request) },
-        { encoding: wire.data, onmessage: (m: DataMessage) => host.ondata(peer!, m) },
-        { encoding: wire.noData, onmessage: (m: NoDataMessage) => host.onnodata(peer!, m) },
-        { encoding: wire.want, onmessage: (m: WantMessage) => peer!.onwant(m) },
-        { encoding: wire.unwant },
-        { encoding: wire.bitfield, onmessage: (m: BitfieldMessage) => peer!.onbitfield(m) },
-        { encoding: wire.range, onmessage: (m: RangeMessage) => peer!.onrange(m) },
-        { encoding: wire.extension, onmessage: (m: ExtensionMessage) => peer!.onextension(m) }
-      ],
-      onopen: (m: HandshakeMessage) => peer!.onopen(m),
-      onclose: () => peer!.onclose(),
-      ondrain: () => peer!.drain()
+      messages: Peer.#messages,
+      onopen: Peer.#onopen,
+      onclose: Peer.#onclose,
+      ondrain: Peer.#ondrain
     })
     if (channel === null) return null
-    peer = new Peer(host, mux, channel)
+    const peer = new Peer(host, mux, channel)
     channel.userData = peer
     channel.open({
       seeks: true,
@@ -166,6 +154,27 @@ export class Peer {
     })
     return peer
   }
+
+  // protomux calls these with the channel, whose userData is its peer. They
+  // are the same functions for every peer, not closures made per channel:
+  // code V8 optimised around one channel's closures is thrown away once that
+  // channel is collected (traced: protomux's receive path and our send
+  // paths, on every connection of the bench's download rounds).
+  static #onopen (m: HandshakeMessage, channel: Protomux.Channel): void { peerOf(channel).onopen(m) }
+  static #onclose (_isRemote: boolean, channel: Protomux.Channel): void { peerOf(channel).onclose() }
+  static #ondrain (channel: Protomux.Channel): void { peerOf(channel).drain() }
+  static readonly #messages: Array<Protomux.MessageOptions<any>> = [
+    { encoding: wire.sync, onmessage: (m: SyncMessage, channel: Protomux.Channel) => { peerOf(channel).onsync(m) } },
+    { encoding: wire.request, onmessage: (m: RequestMessage, channel: Protomux.Channel) => { peerOf(channel).onrequest(m) } },
+    { encoding: wire.cancel, onmessage: (m: { request: number }, channel: Protomux.Channel) => { peerOf(channel).oncancel(m.request) } },
+    { encoding: wire.data, onmessage: (m: DataMessage, channel: Protomux.Channel) => { const peer = peerOf(channel); peer.host.ondata(peer, m) } },
+    { encoding: wire.noData, onmessage: (m: NoDataMessage, channel: Protomux.Channel) => { const peer = peerOf(channel); peer.host.onnodata(peer, m) } },
+    { encoding: wire.want, onmessage: (m: WantMessage, channel: Protomux.Channel) => { peerOf(channel).onwant(m) } },
+    { encoding: wire.unwant },
+    { encoding: wire.bitfield, onmessage: (m: BitfieldMessage, channel: Protomux.Channel) => { peerOf(channel).onbitfield(m) } },
+    { encoding: wire.range, onmessage: (m: RangeMessage, channel: Protomux.Channel) => { peerOf(channel).onrange(m) } },
+    { encoding: wire.extension, onmessage: (m: ExtensionMessage, channel: Protomux.Channel) => { peerOf(channel).onextension(m) } }
+  ]
 
   get remotePublicKey (): Uint8Array | null {
     return (this.stream as unknown as { remotePublicKey?: Uint8Array | null }).remotePublicKey ?? null
@@ -187,7 +196,7 @@ export class Peer {
     // per channel: most of what a reconnect of many cores costs is per channel).
     if (this.stream.isInitiator) this.sendSync()
     const contig = this.host.core.contiguousLength
-    if (contig > 0) this.range.send({ drop: false, start: 0, length: contig })
+    if (contig > 0) send(this.range, { drop: false, start: 0, length: contig })
     this.mux.uncork()
     this.host.onopen(this)
   }
@@ -242,7 +251,7 @@ export class Peer {
     // sync carries it anyway. One sync less per core that caught up.
     if (reply && last !== null && this.remoteLength >= core.length && sameSync(last, { ...msg, remoteLength: last.remoteLength })) return
     this.#lastSync = msg
-    this.sync.send(msg)
+    send(this.sync, msg)
   }
 
   private onsync (m: SyncMessage): void {
@@ -286,7 +295,7 @@ export class Peer {
     // Its answers to our wants were cut at our old length: ask again.
     this.wanted.clear()
     if (!this.remoteOpened || length <= 0) return
-    this.range.send({ drop: true, start, length })
+    send(this.range, { drop: true, start, length })
   }
 
   /** Whether the remote has block `index`, as far as it told us. */
@@ -303,10 +312,10 @@ export class Peer {
     // to send its own readers to), and one on another fork may be about to
     // follow us.
     if (core.contiguousLength === core.length && start + length === core.length) {
-      this.range.send({ drop: false, start: 0, length: core.length })
+      send(this.range, { drop: false, start: 0, length: core.length })
       return
     }
-    this.range.send({ drop: false, start, length })
+    send(this.range, { drop: false, start, length })
   }
 
   private onrange (m: RangeMessage): void {
@@ -350,7 +359,7 @@ export class Peer {
     const start = index - (index % WANT_BATCH)
     if (this.wanted.has(start) || !this.remoteOpened) return
     this.wanted.add(start)
-    this.want.send({ start, length: WANT_BATCH, any: false })
+    send(this.want, { start, length: WANT_BATCH, any: false })
   }
 
   private onwant (m: WantMessage): void {
@@ -360,7 +369,7 @@ export class Peer {
     if (length < MIN_WANT || length > WANT_BATCH || (length & (length - 1)) !== 0 || start % length !== 0) return
     const contig = core.contiguousLength
     if (start + length < contig || core.length === contig || (m.any && start < contig)) {
-      if (contig > 0) this.range.send({ drop: false, start: 0, length: contig })
+      if (contig > 0) send(this.range, { drop: false, start: 0, length: contig })
       return
     }
     const end = Math.min(start + length, core.length)
@@ -368,7 +377,7 @@ export class Peer {
       const bits = Math.min(BITFIELD_CHUNK, end - at)
       const first = core.bitfield.firstSet(at)
       if (first === -1 || first >= at + bits) continue
-      this.bitfield.send({ start: at, bitfield: core.bitfield.words(at, Math.ceil(bits / 32)) })
+      send(this.bitfield, { start: at, bitfield: core.bitfield.words(at, Math.ceil(bits / 32)) })
     }
   }
 
@@ -377,15 +386,15 @@ export class Peer {
 
   sendRequest (msg: RequestMessage): void {
     this.inflight++
-    this.request.send(msg)
+    send(this.request, msg)
   }
 
   sendCancel (id: number): void {
-    this.cancel.send({ request: id })
+    send(this.cancel, { request: id })
   }
 
   sendExtension (name: string, message: Uint8Array): void {
-    this.extension.send({ name: name === this.lastExtensionSent ? '' : name, message })
+    send(this.extension, { name: name === this.lastExtensionSent ? '' : name, message })
     this.lastExtensionSent = name
   }
 
@@ -453,15 +462,15 @@ export class Peer {
 
   /** A data message nobody asked for (request 0): a proof of our tree, as Hypercore 11 sends on a conflict. */
   sendUnsolicited (msg: DataMessage): void {
-    if (this.remoteOpened) this.data.send(msg)
+    if (this.remoteOpened) send(this.data, msg)
   }
 
   private sendAnswer (a: DataMessage | NoDataMessage): void {
     if ('fork' in a) {
-      this.data.send(a)
+      send(this.data, a)
       if (a.block !== null) this.host.onupload(this, a.block.index, a.block.value.byteLength)
     } else {
-      this.noData.send(a)
+      send(this.noData, a)
     }
   }
 
@@ -522,6 +531,21 @@ export class Peer {
       return refuse(INVALID_REQUEST)
     }
   }
+}
+
+/** The channel's peer (set as its userData when the channel is made). */
+function peerOf (channel: Protomux.Channel): Peer {
+  return channel.userData as Peer
+}
+
+/**
+ * Sends `payload` as `message`. Every message of every channel is sent from
+ * this one call site, so V8 sees protomux's per-channel send closures as the
+ * one function they are, and code optimised for one connection's stays
+ * valid for the next.
+ */
+function send<T> (message: Protomux.Message<T>, payload: T): void {
+  message.send(payload)
 }
 
 function sameSync (a: SyncMessage, b: SyncMessage): boolean {

@@ -65,6 +65,20 @@ test('update() without peers resolves false at once', async t => {
   t.is(r.length, 0)
 })
 
+// Code V8 optimised for one connection's closures is thrown away once that connection is collected.
+test('every channel, of every core and connection, is handled by the same functions: none are made per connection', async t => {
+  const one = await writerAndReader(t, 3)
+  const two = await writerAndReader(t, 3)
+  replicate(t, one.w, one.r)
+  replicate(t, two.w, two.r)
+  await one.r.update({ wait: true })
+  await two.r.update({ wait: true })
+  const channels = [one.w, one.r, two.w, two.r].map(core => core.peers[0]!.channel)
+  t.is(new Set(channels).size, 4, 'four channels')
+  const handlers = (c: typeof channels[number]): unknown[] => c.messages.map(m => (m as unknown as { onmessage: unknown }).onmessage)
+  for (const c of channels.slice(1)) t.alike(handlers(c), handlers(channels[0]!), 'the same message handlers, one for one')
+})
+
 test('get(i) on a reader fetches and verifies only block i', async t => {
   const { w, r } = await writerAndReader(t, 16)
   replicate(t, w, r)
