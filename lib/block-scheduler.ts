@@ -13,7 +13,7 @@ import { missingNodeCount, type ProofSizing } from './proof-sizing'
 import type { Core } from './core'
 import type { Peer } from './peer'
 import type { InflightRequests } from './inflight-requests'
-import type { AskBlock, Asked, DownloadRanges } from './download-ranges'
+import type { Asked, BlockAsker, DownloadRanges } from './download-ranges'
 
 /** Blocks a peer said it does not have, remembered per peer (then forgotten). */
 const MAX_NOT_AVAILABLE = 4096
@@ -27,7 +27,7 @@ export interface BlockSchedulerHost {
   readonly sizing: ProofSizing
 }
 
-export class BlockScheduler {
+export class BlockScheduler implements BlockAsker {
   readonly #core: Core
   readonly #peers: readonly Peer[]
   readonly #inflight: InflightRequests
@@ -45,7 +45,6 @@ export class BlockScheduler {
   /** Blocks whose answer is being verified or stored. */
   readonly #verifying = new KeyRing<true>()
   #notAvailable = new WeakMap<Peer, Set<number>>()
-  readonly #ask: AskBlock = index => this.#requestBlock(index)
 
   constructor (host: BlockSchedulerHost, maxInflight: number) {
     this.#core = host.core
@@ -134,7 +133,7 @@ export class BlockScheduler {
       // Asked, or here: looked at again only after a rescan (a failure, a hotswap, a new peer).
       if (r !== 'busy' && r !== 'nobody') this.#unasked.delete(index)
     }
-    this.#ranges.fill(this.#ask)
+    this.#ranges.fill(this)
   }
 
   /** The first block at or past our length that a range or a session wants, below `below`; -1 if none. */
@@ -164,6 +163,11 @@ export class BlockScheduler {
   }
 
   /** Sends a request for block `index` if it is needed and someone has it. */
+  /** Asks a peer for block `index` unless it is here, asked already, or nobody free has it (`BlockAsker`). */
+  askBlock (index: number): Asked {
+    return this.#requestBlock(index)
+  }
+
   #requestBlock (index: number): Asked {
     const core = this.#core
     if (core.has(index) || core.isStoring(index) || this.#verifying.has(index)) return 'have'

@@ -7,6 +7,8 @@
  * the flush in progress, where the next block goes) that only ever meets the
  * core's state under the core's mutex and through the host below.
  */
+import type { Core } from './core'
+import type { CoreEventSink } from './core-events'
 import type { MerkleTree } from './merkle-tree'
 import type { Bitfield } from './bitfield'
 import type { CoreStorage } from './storage'
@@ -18,20 +20,21 @@ import { isCoded, WRITE_FAILED } from './errors'
 /** Told once a queued block is written (`stored`), dropped as stale (`!stored`), or failed (`err`). */
 export type StoredCallback = (err: Error | null, stored: boolean) => void
 
-/** What the writer needs from its core. */
+/**
+ * What the writer needs from its core: objects, no closures made per core
+ * (see `AnswersHost` for why).
+ */
 export interface BlockWriterHost {
+  /** Its epoch (blocks queued in another are stale) and which blocks it holds. */
+  readonly core: Core
+  /** Hears 'have' for blocks just stored. */
+  readonly events: CoreEventSink
   readonly tree: MerkleTree
   readonly storage: CoreStorage
   readonly bitfield: Bitfield
   readonly mutex: Mutex
   /** Clears unverified marks of blocks just stored. */
   readonly reader: BlockReader
-  /** The core's epoch now (see `Core.epoch`): blocks queued in another are stale. */
-  epoch (): number
-  /** Whether block `index` is held here already. */
-  has (index: number): boolean
-  /** Blocks [start, start + length) were stored. */
-  stored (start: number, length: number): void
 }
 
 interface PendingBlock {
@@ -70,11 +73,11 @@ export class BlockWriter {
    */
   queue (index: number, value: Uint8Array, nodes: TreeNode[], epoch: number, hold: boolean, done: StoredCallback): void {
     const host = this.#host
-    if (epoch !== host.epoch()) {
+    if (epoch !== host.core.epoch) {
       done(null, false)
       return
     }
-    if (host.has(index)) {
+    if (host.core.has(index)) {
       done(null, true)
       return
     }
@@ -117,7 +120,7 @@ export class BlockWriter {
         let written: PendingBlock[] = []
         await host.mutex.lock()
         try {
-          const epoch = host.epoch()
+          const epoch = host.core.epoch
           const all = [...this.#pending.values()].sort((a, b) => a.index - b.index)
           this.#pending = new Map()
           const batch = all.filter(b => b.epoch === epoch)
@@ -194,7 +197,7 @@ export class BlockWriter {
 
   /** `stored` for each run of neighbouring blocks just written. */
   #announce (batch: PendingBlock[]): void {
-    for (const [start, end] of indexRuns(batch)) this.#host.stored(start, end - start)
+    for (const [start, end] of indexRuns(batch)) this.#host.events.oncoreevent('have', [start, end - start])
   }
 }
 

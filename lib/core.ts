@@ -27,6 +27,7 @@ import type { AuditReport } from './audit'
 import { BlockReader, type ReadOptions } from './block-reader'
 import { BlockWriter, wrapWrite, type StoredCallback } from './block-writer'
 import { openCore, type CoreOpenOptions, type OpenedCore } from './core-open'
+import type { CoreEvents, CoreEventSink } from './core-events'
 import { Verifier, type CommitOptions } from './verifier'
 import { applyData, checkConflict, verifyBlockNow, verifyData, type PeerDataHost, type VerifiedData } from './peer-data'
 import { continueFork, reorg, verifyFork, type ReorgHost, type VerifiedFork } from './reorg'
@@ -43,26 +44,6 @@ export interface AppendOptions extends CommitOptions {
   /** Runs under the lock with the blocks, the length they start at and the fork: in-place encryption. */
   preappend?: (blocks: Uint8Array[], start: number, fork: number) => void | Promise<void>
 }
-
-/** Events a core raises; the public class turns them into emitter events. */
-export interface CoreEvents {
-  append (): void
-  /** The manifest became known (from a peer). */
-  manifest (): void
-  /** Blocks [start, start + length) became available locally (internal). */
-  have (start: number, length: number): void
-  truncate (length: number, fork: number): void
-  repairing (proof: unknown): void
-  repaired (proof: unknown): void
-  'repair-failed' (err: Error): void
-  /**
-   * Blocks [start, start + length) are no longer served from here (cleared,
-   * or found rotten); `refetch`: fetch them back from peers (internal).
-   */
-  drop (start: number, length: number, refetch: boolean): void
-}
-
-export type Emit = <K extends keyof CoreEvents>(name: K, ...args: Parameters<CoreEvents[K]>) => void
 
 const REPAIR_MODE_MESSAGE = 'Cannot commit while repair mode is on'
 
@@ -100,12 +81,14 @@ export class Core {
   /** What `peer-data`, `reorg` and `healing` may do beyond the public face: steps of the write order. */
   readonly #host: PeerDataHost & ReorgHost & HealingHost
   readonly #proofNodes: ProofScratch
+  readonly #events: CoreEventSink
 
   private constructor (
     readonly storage: CoreStorage,
     opened: OpenedCore,
-    private readonly emit: Emit
+    events: CoreEventSink
   ) {
+    this.#events = events
     const { header, tree, bitfield } = opened
     this.header = header
     this.key = header.key
@@ -129,21 +112,12 @@ export class Core {
       },
       restored: (start, length) => this.emit('have', start, length)
     })
-    this.#writer = new BlockWriter({
-      tree,
-      storage,
-      bitfield,
-      mutex: this.mutex,
-      reader: this.#reader,
-      epoch: () => this.#epoch,
-      has: index => this.has(index),
-      stored: (start, length) => this.emit('have', start, length)
-    })
+    this.#writer = new BlockWriter({ core: this, events, tree, storage, bitfield, mutex: this.mutex, reader: this.#reader })
     this.#host = {
       core: this,
       verifier: this.#verifier,
       reader: this.#reader,
-      emit: this.emit,
+      emit: (name, ...args) => this.emit(name, ...args),
       commit: state => this.writeTree(state),
       adoptManifest: manifest => this.adoptManifest(manifest),
       appended: () => this.emit('append'),
@@ -156,8 +130,12 @@ export class Core {
     }
   }
 
-  static async open (storage: CoreStorage, opts: CoreOpenOptions, emit: Emit): Promise<Core> {
-    return new Core(storage, await openCore(storage, opts), emit)
+  static async open (storage: CoreStorage, opts: CoreOpenOptions, events: CoreEventSink): Promise<Core> {
+    return new Core(storage, await openCore(storage, opts), events)
+  }
+
+  private emit<K extends keyof CoreEvents> (name: K, ...args: Parameters<CoreEvents[K]>): void {
+    this.#events.oncoreevent(name, args)
   }
 
   /** The manifest, once known (from storage, or from a peer). */

@@ -3,7 +3,7 @@
  * far each is stored, where the next scheduling pass looks, and when each is
  * done. Apart from the replicator because a range's cursors are its own
  * state: the replicator only says when blocks arrive, the tree is cut, or a
- * pass should look again; asking for a block is handed in (`AskBlock`).
+ * pass should look again; asking for a block is handed in (`BlockAsker`).
  */
 import { REQUEST_CANCELLED } from './errors'
 import type { Core } from './core'
@@ -17,7 +17,14 @@ const MAX_SCAN = 4096
  * already asked, every holder busy, or nobody has it (yet).
  */
 export type Asked = 'have' | 'sent' | 'inflight' | 'busy' | 'nobody'
-export type AskBlock = (index: number) => Asked
+/**
+ * Who asks for blocks: an object with a method rather than a closure, so
+ * the code V8 optimises around it outlives the core that made it (see
+ * `Peer`'s handlers).
+ */
+export interface BlockAsker {
+  askBlock (index: number): Asked
+}
 
 export interface Range {
   start: number
@@ -133,17 +140,17 @@ export class DownloadRanges {
   }
 
   /** One scheduling pass: asks for what each range lacks, up to MAX_SCAN blocks a range. */
-  fill (ask: AskBlock): void {
-    for (const range of this.#ranges) this.#fill(range, ask)
+  fill (asker: BlockAsker): void {
+    for (const range of this.#ranges) this.#fill(range, asker)
   }
 
-  #fill (range: Range, ask: AskBlock): void {
+  #fill (range: Range, asker: BlockAsker): void {
     const core = this.#core
     let i = Math.max(range.cursor, range.scanFrom)
     let pending = false
     if (range.blocks !== null) {
       for (let scanned = 0; i < range.blocks.length && scanned < MAX_SCAN; i++, scanned++) {
-        const r = ask(range.blocks[i]!)
+        const r = asker.askBlock(range.blocks[i]!)
         if (r === 'busy') break
         if (r === 'nobody') pending = true
         if (!pending) range.scanFrom = i + 1
@@ -154,7 +161,7 @@ export class DownloadRanges {
     for (let scanned = 0; i < end && scanned < MAX_SCAN; scanned++) {
       i = core.bitfield.firstUnset(i)
       if (i >= end) break
-      const r = ask(i)
+      const r = asker.askBlock(i)
       if (r === 'busy') break
       // Blocks nobody has yet must be looked at again on the next pass.
       if (r === 'nobody') pending = true

@@ -46,6 +46,14 @@ export interface ReplicatorEvents {
 
 export type ReplicatorEmit = <K extends keyof ReplicatorEvents>(name: K, ...args: Parameters<ReplicatorEvents[K]>) => void
 
+/**
+ * Where the replicator's events go: an object's method, not a closure made
+ * per core (see `AnswersHost` for why).
+ */
+export interface ReplicatorEventSink {
+  onreplicatorevent<K extends keyof ReplicatorEvents> (name: K, args: Parameters<ReplicatorEvents[K]>): void
+}
+
 export interface ExtensionHandler {
   onmessage (message: Uint8Array, peer: Peer): void
 }
@@ -54,6 +62,7 @@ export class Replicator implements PeerHost, AnswersHost {
   readonly peers: Peer[] = []
   readonly #channels = new Channels(this)
   readonly #inflight: InflightRequests
+  readonly #events: ReplicatorEventSink
   readonly #ranges: DownloadRanges
   readonly #sizing = new ProofSizing()
   readonly #blocks: BlockScheduler
@@ -76,7 +85,8 @@ export class Replicator implements PeerHost, AnswersHost {
   /** Some session wants the core replicated: told to peers in sync messages (idle channels may close). */
   downloading = true
 
-  constructor (readonly core: Core, readonly emit: ReplicatorEmit, maxInflight = DEFAULT_MAX_INFLIGHT) {
+  constructor (readonly core: Core, events: ReplicatorEventSink, maxInflight = DEFAULT_MAX_INFLIGHT) {
+    this.#events = events
     this.#knownLength = core.length
     const inflight = this.#inflight = new InflightRequests(core, (timedOut, hotswap) => this.expired(timedOut, hotswap))
     const ranges = this.#ranges = new DownloadRanges(core)
@@ -106,6 +116,10 @@ export class Replicator implements PeerHost, AnswersHost {
       repair: this.#repair,
       forks: this.#forks
     })
+  }
+
+  emit<K extends keyof ReplicatorEvents> (name: K, ...args: Parameters<ReplicatorEvents[K]>): void {
+    this.#events.onreplicatorevent(name, args)
   }
 
   /** Whether sessions want the core replicated: peers hear it with the next sync. */

@@ -10,8 +10,9 @@
  * the `SessionLink` they register; nothing here reaches into a session.
  */
 import type Protomux from 'protomux'
-import { Core, type CoreEvents, type CoreOpenOptions } from './core'
-import { Replicator } from './replicator'
+import { Core, type CoreOpenOptions } from './core'
+import type { CoreEvents, CoreEventSink } from './core-events'
+import { Replicator, type ReplicatorEventSink } from './replicator'
 import { CoreStorage } from './storage'
 import { Snapshot, type SnapshotTree } from './snapshot'
 import { KeyRing } from './key-ring'
@@ -81,7 +82,7 @@ const MAX_RETAINED_BYTES = 64 * 1024 * 1024
 /** Events every session hears; `append` and `truncate` only reach live sessions, as in Hypercore 11. */
 const LIVE_ONLY = new Set(['append', 'truncate'])
 
-export class SharedCore {
+export class SharedCore implements CoreEventSink, ReplicatorEventSink {
   readonly storage: CoreStorage
   /** The directory of a directory-backed core, else null. */
   readonly directory: string | null
@@ -129,10 +130,10 @@ export class SharedCore {
       if (opts.createIfMissing === false && opts.directory !== null && !(await CoreStorage.exists(opts.directory))) {
         throw STORAGE_EMPTY()
       }
-      const core = await Core.open(this.storage, opts, (name, ...args) => this.#oncore(name, args))
+      const core = await Core.open(this.storage, opts, this)
       core.onbeforetruncate = (newLength, oldLength) => this.#retainForSnapshots(newLength, oldLength)
       this.core = core
-      this.replicator = new Replicator(core, (name, ...args) => this.#broadcast(name, args), this.#maxInflight)
+      this.replicator = new Replicator(core, this, this.#maxInflight)
       this.replicator.setDownloading(this.#active.size > 0)
       for (const name of this.#extensions.keys()) this.#bindExtension(name)
       for (const mux of this.#pendingMuxes.splice(0)) this.replicator.attach(mux)
@@ -237,6 +238,16 @@ export class SharedCore {
 
   // -------------------------------------------------------------------------
   // Events
+
+  /** The core's events (`CoreEventSink`). */
+  oncoreevent (name: keyof CoreEvents, args: unknown[]): void {
+    this.#oncore(name, args)
+  }
+
+  /** The replicator's events (`ReplicatorEventSink`): every session hears them. */
+  onreplicatorevent (name: string, args: unknown[]): void {
+    this.#broadcast(name, args)
+  }
 
   #oncore (name: keyof CoreEvents, args: unknown[]): void {
     const r = this.replicator
