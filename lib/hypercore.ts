@@ -505,7 +505,7 @@ export class Hypercore extends EventEmitter {
 
   /** Verifies a proof that upgrades from length 0 against this core's key. */
   async verifyFullyRemote (proof: Proof): Promise<VerifiedTree> {
-    const batch = (await this.#binding.live()).verifyFullyRemote(proof)
+    const batch = (await this.#binding.live()).verifyFullyRemote(m.shapedAsDecoded(proof))
     return { length: batch.length, fork: batch.fork, byteLength: batch.byteLength, treeHash: batch.hash(), signature: batch.signature }
   }
 

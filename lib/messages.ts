@@ -39,7 +39,7 @@ export type {
   RequestBlock, RequestSeek, RequestUpgrade, RequestMessage, CancelMessage,
   DataBlock, DataHash, DataSeek, DataUpgrade, DataMessage, NoDataMessage
 } from './data-messages'
-export { MAX_SIGNATURE_BYTES } from './data-messages'
+export { MAX_SIGNATURE_BYTES, shapedAsDecoded } from './data-messages'
 export type {
   HandshakeMessage, WantMessage, UnwantMessage, RangeMessage, BitfieldMessage, SyncMessage,
   ReorgHintMessage, ExtensionMessage

@@ -142,6 +142,22 @@ test('a proof with a forged signature is rejected with INVALID_SIGNATURE', async
   await t.exception(ours.verifyFullyRemote(proof), /INVALID_SIGNATURE/)
 })
 
+test('a proof whose parts are not lists of nodes is refused with INVALID_PROOF, and the caller\'s proof is left as it was', async t => {
+  const { ours } = await twins(t, 8)
+  const proof = await ours.proof({ block: { index: 3, nodes: 0 }, upgrade: { start: 0, length: 8 } })
+  proof.block!.value = (await ours.get(3)) as Uint8Array
+  const before = JSON.stringify(proof)
+  t.is((await ours.verifyFullyRemote(proof)).length, 8, 'the proof as proof() made it verifies')
+  t.is(JSON.stringify(proof), before, 'and is not changed by the check')
+  const broken: Array<[string, unknown]> = [
+    ['a null node', { ...proof, block: { ...proof.block!, nodes: [null] } }],
+    ['nodes that are a string', { ...proof, block: { ...proof.block!, nodes: 'nodes' } }],
+    ['upgrade nodes that are a number', { ...proof, upgrade: { ...proof.upgrade!, nodes: 5 } }],
+    ['no upgrade at all', { ...proof, upgrade: undefined }]
+  ]
+  for (const [what, bad] of broken) await t.exception(ours.verifyFullyRemote(bad as Proof), /INVALID_PROOF/, what)
+})
+
 test('fully remote tree node proofs are byte-identical to Hypercore 11 for roots and subtree roots', async t => {
   const { ours, theirs } = await twins(t, 21)
   // Roots of 21 blocks: 15, 35, 40. Every left-edge subtree root is a root of a shorter tree.
