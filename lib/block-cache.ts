@@ -50,7 +50,7 @@ class Entry {
     /** The block's bytes, then the 32-byte leaf hash they were verified against (one buffer: fewer objects to keep). */
     readonly kept: Uint8Array,
     readonly size: number,
-    /** The block's bytes alone, as a plain view (made once: a view costs more to make than the rest of a hit). */
+    /** The block's bytes alone, as a plain view, made once rather than on every hit. */
     readonly view: Uint8Array
   ) {}
 }
@@ -99,8 +99,8 @@ let nextOwner = 1
 /**
  * Every entry of every core, from least to most recently read: a list
  * threaded through the entries, so a hit moves its entry to the newest end
- * with a few field writes (it was a Set deleted from and added to on every
- * hit: 0.6 µs a block served, most of serving a block from memory).
+ * with a few field writes. It was a Set deleted from and added to on every
+ * hit, and a hit made its view: 423 ns a hit then, 283 now (12,000 entries).
  */
 const recent = { oldest: null as Entry | null, newest: null as Entry | null }
 

@@ -162,12 +162,12 @@ export class BlockScheduler implements BlockAsker {
     return best
   }
 
-  /** Sends a request for block `index` if it is needed and someone has it. */
-  /** Asks a peer for block `index` unless it is here, asked already, or nobody free has it (`BlockAsker`). */
+  /** Asks a peer for block `index` (`BlockAsker`, for the download ranges). */
   askBlock (index: number): Asked {
     return this.#requestBlock(index)
   }
 
+  /** Sends a request for block `index` if it is needed and someone has it. */
   #requestBlock (index: number): Asked {
     const core = this.#core
     if (core.has(index) || core.isStoring(index) || this.#verifying.has(index)) return 'have'

@@ -195,7 +195,7 @@ export class BlockWriter {
     this.#next = { index: last.index + 1, offset: offsets[batch.length - 1]! + last.value.byteLength, epoch }
   }
 
-  /** `stored` for each run of neighbouring blocks just written. */
+  /** 'have' for each run of neighbouring blocks just written. */
   #announce (batch: PendingBlock[]): void {
     for (const [start, end] of indexRuns(batch)) this.#host.events.oncoreevent('have', [start, end - start])
   }

@@ -118,6 +118,7 @@ export class Replicator implements PeerHost, AnswersHost {
     })
   }
 
+  /** Tells every session of the core, through its sink. */
   emit<K extends keyof ReplicatorEvents> (name: K, ...args: Parameters<ReplicatorEvents[K]>): void {
     this.#events.onreplicatorevent(name, args)
   }
