@@ -10,9 +10,6 @@
 import type { Core } from './core'
 import type { CoreEventSink } from './core-events'
 import type { MerkleTree } from './merkle-tree'
-import type { Bitfield } from './bitfield'
-import type { CoreStorage } from './storage'
-import type { Mutex } from './mutex'
 import type { BlockReader } from './block-reader'
 import type { TreeNode } from './tree-node'
 import { isCoded, WRITE_FAILED } from './errors'
@@ -25,14 +22,10 @@ export type StoredCallback = (err: Error | null, stored: boolean) => void
  * (see `AnswersHost` for why).
  */
 export interface BlockWriterHost {
-  /** Its epoch (blocks queued in another are stale) and which blocks it holds. */
+  /** Its tree, storage, bitfield and mutex, its epoch (blocks queued in another are stale) and which blocks it holds. */
   readonly core: Core
   /** Hears 'have' for blocks just stored. */
   readonly events: CoreEventSink
-  readonly tree: MerkleTree
-  readonly storage: CoreStorage
-  readonly bitfield: Bitfield
-  readonly mutex: Mutex
   /** Clears unverified marks of blocks just stored. */
   readonly reader: BlockReader
 }
@@ -87,7 +80,7 @@ export class BlockWriter {
       if (hold) pending.hold = true
       return
     }
-    host.tree.stage(nodes)
+    host.core.tree.stage(nodes)
     this.#pending.set(index, { index, value, nodes, epoch, hold, done: [done] })
     if (this.#flushing === null) this.#flushing = this.#flush()
   }
@@ -118,7 +111,7 @@ export class BlockWriter {
         // Under the mutex: a truncation or reorg never runs halfway through a
         // batch, and a batch never runs after one it was not verified for.
         let written: PendingBlock[] = []
-        await host.mutex.lock()
+        await host.core.mutex.lock()
         try {
           const epoch = host.core.epoch
           const all = [...this.#pending.values()].sort((a, b) => a.index - b.index)
@@ -134,7 +127,7 @@ export class BlockWriter {
             for (const b of batch) for (const d of b.done) d(e, false)
           }
         } finally {
-          host.mutex.unlock()
+          host.core.mutex.unlock()
         }
         // Told once the lock is free: readers woken by it may take the lock themselves.
         if (written.length > 0) this.#announce(written)
@@ -147,7 +140,8 @@ export class BlockWriter {
 
   /** Writes a batch of verified blocks; the caller holds the lock, so a clear, truncate or audit never sees a block half stored. */
   async #write (batch: PendingBlock[], epoch: number): Promise<void> {
-    const { tree, storage, bitfield, reader } = this.#host
+    const { tree, storage, bitfield } = this.#host.core
+    const reader = this.#host.reader
     // Offsets from verified sizes (the proof's nodes are staged): a rotten size never misplaces a block.
     // A block right after another is at its offset plus its size (verified with its leaf); the first
     // of a run is where the last batch ended, or found in the tree.

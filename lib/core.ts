@@ -112,7 +112,7 @@ export class Core {
       },
       restored: (start, length) => this.emit('have', start, length)
     })
-    this.#writer = new BlockWriter({ core: this, events, tree, storage, bitfield, mutex: this.mutex, reader: this.#reader })
+    this.#writer = new BlockWriter({ core: this, events, reader: this.#reader })
     this.#host = {
       core: this,
       verifier: this.#verifier,

@@ -239,17 +239,13 @@ export class SharedCore implements CoreEventSink, ReplicatorEventSink {
   // -------------------------------------------------------------------------
   // Events
 
-  /** The core's events (`CoreEventSink`). */
-  oncoreevent (name: keyof CoreEvents, args: unknown[]): void {
-    this.#oncore(name, args)
-  }
-
   /** The replicator's events (`ReplicatorEventSink`): every session hears them. */
   onreplicatorevent (name: string, args: unknown[]): void {
     this.#broadcast(name, args)
   }
 
-  #oncore (name: keyof CoreEvents, args: unknown[]): void {
+  /** The core's events (`CoreEventSink`). */
+  oncoreevent (name: keyof CoreEvents, args: unknown[]): void {
     const r = this.replicator
     if (name === 'have') {
       const [start, length] = args as [number, number]
