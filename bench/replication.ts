@@ -61,6 +61,33 @@ export class RssSampler {
   }
 }
 
+/**
+ * The main thread's time on a CPU and its time runnable but waiting for one
+ * while a trial runs, from Linux's scheduler statistics; nothing elsewhere.
+ * Both peers share that thread, so a round's wall time is roughly the two
+ * plus time idle. The wait is V8's compiler and collector threads (four, on
+ * any machine) and other processes taking the cores.
+ */
+export class MainThreadClock {
+  readonly #start = schedstat()
+
+  stop (): { mainRunMs: number, mainWaitMs: number } | Record<string, never> {
+    const end = schedstat()
+    if (this.#start === null || end === null) return {}
+    return { mainRunMs: end.runMs - this.#start.runMs, mainWaitMs: end.waitMs - this.#start.waitMs }
+  }
+}
+
+/** The main thread's CPU and run-queue time so far (ms), or null off Linux. */
+function schedstat (): { runMs: number, waitMs: number } | null {
+  try {
+    const [run, wait] = fs.readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ').map(Number)
+    return Number.isFinite(run) && Number.isFinite(wait) ? { runMs: run! / 1e6, waitMs: wait! / 1e6 } : null
+  } catch {
+    return null
+  }
+}
+
 /** A writer of `full` 1 KiB blocks per contender, filled once (untimed) and kept open. */
 function downloadWriter (contender: Contender, env: BenchEnv, n: number): Promise<PeerCore> {
   return env.shared(contender, `download-writer-${n}`,
@@ -112,9 +139,10 @@ function downloadRow (id: string, full: number, opts: Pick<Row, 'rounds' | 'warm
         ops: n,
         async run () {
           const rss = new RssSampler()
+          const clock = new MainThreadClock()
           streams = connect(reader, writer)
           await reader.downloadAll(n)
-          return rss.stop()
+          return { ...rss.stop(), ...clock.stop() }
         },
         async dispose () {
           for (const s of streams) s.destroy()
@@ -245,6 +273,7 @@ export const replicationSection: Section = {
         { header: `${c.name} MiB/s`, align: 'right' },
         { header: `${c.name} s`, align: 'right' },
         { header: `${c.name} peak RSS MiB (start)`, align: 'right' },
+        { header: `${c.name} main thread ran / waited ms`, align: 'right' },
         ...(limits === null ? [] : [{ header: `${c.name} of stream / BLAKE2b×2 / both`, align: 'right' as const }])
       ])
     ]
@@ -256,12 +285,13 @@ export const replicationSection: Section = {
       const cells = [r.row.id, fmtInt(ops)]
       for (const m of ms) {
         if (m === undefined) {
-          cells.push('-', '-', '-', '-', ...(limits === null ? [] : ['-']))
+          cells.push('-', '-', '-', '-', '-', ...(limits === null ? [] : ['-']))
           continue
         }
         const metrics = m.metrics[m.bestRound] ?? null
         const rss = metrics !== null && metrics.rssPeakMiB !== undefined ? `${fmtInt(metrics.rssPeakMiB)} (${fmtInt(metrics.rssStartMiB ?? 0)})` : '-'
-        cells.push(fmtOps(m.best), (m.best * DOWNLOAD_BLOCK_SIZE / MIB).toFixed(2), (m.ops / m.best).toFixed(2), rss)
+        const main = metrics !== null && metrics.mainRunMs !== undefined ? `${fmtInt(metrics.mainRunMs)} / ${fmtInt(metrics.mainWaitMs ?? 0)}` : '-'
+        cells.push(fmtOps(m.best), (m.best * DOWNLOAD_BLOCK_SIZE / MIB).toFixed(2), (m.ops / m.best).toFixed(2), rss, main)
         if (limits !== null) {
           const pct = (x: number): string => `${(100 * m.best / x).toFixed(0)}%`
           cells.push(`${pct(limits.streamMessages)} / ${pct(limits.blake2b / 2)} / ${pct(replicationCeiling(limits))}`)
@@ -278,7 +308,9 @@ export const replicationSection: Section = {
   get notes (): string {
     const limits = machineLimits
     const base = 'Best round. MiB/s counts block payload only (1 KiB a block), not proofs or protocol overhead; s = wall time of that round; ' +
-      'peak RSS: the resident set of the whole process (both peers, and the other contender\'s cores held open) sampled every 25 ms during the round, and at its start.'
+      'peak RSS: the resident set of the whole process (both peers, and the other contender\'s cores held open) sampled every 25 ms during the round, and at its start; ' +
+      '*main thread ran / waited*: in that round, the time the process\'s main thread (both peers) spent on a CPU, and runnable but waiting for one ' +
+      '(Linux scheduler statistics; V8 runs four compiler and collector threads beside it on any machine), download rows only.'
     if (limits === null) return base
     return base + ` Machine limits measured in this run (bench/limits.ts): a Noise secret stream pair with protomux carried ${fmtInt(limits.streamMessages)} messages of 1 KiB/s ` +
       `in batches of 64 (${fmtInt(limits.streamMessagesUncorked)}/s one per write); BLAKE2b hashed ${fmtInt(limits.blake2b)} leaves of 1 KiB/s. ` +
