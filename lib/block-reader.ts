@@ -53,6 +53,8 @@ export class BlockReader {
   readonly #cache = new CoreBlockCache()
   /** Blocks being read for peers: peers asking for one at once share its read and its hash. */
   readonly #reading = new KeyRing<SharedRead>()
+  /** Where `readMany` looks at a leaf it needs only for a moment (its hash, to find the block kept). */
+  readonly #leafAtHand: TreeNode = { index: 0, size: 0, hash: new Uint8Array(32) }
 
   constructor (host: BlockReaderHost) {
     this.#host = host
@@ -163,6 +165,15 @@ export class BlockReader {
       where = []
       let prev: Located | null = null
       for (const index of held) {
+        // A kept block whose leaf is verified at hand (most of what a writer serves again): no copy of the leaf made.
+        if (!this.#unverified.get(index) && tree.peekNodeInto(2 * index, this.#leafAtHand)) {
+          const kept = this.#cache.peek(index, this.#leafAtHand.hash)
+          if (kept !== null) {
+            byIndex.set(index, kept)
+            prev = null
+            continue
+          }
+        }
         // Without waiting when the leaf is verified from what is in memory (most of a run).
         const now = tree.verifyNodeNow(2 * index)
         const leaf = now !== undefined && now !== null && !('missing' in now) ? now : await this.#leaf(index, opts)
