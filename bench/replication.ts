@@ -68,7 +68,7 @@ export class RssSampler {
  * plus time idle. The wait is V8's compiler and collector threads (four, on
  * any machine) and other processes taking the cores.
  */
-export class MainThreadClock {
+class MainThreadClock {
   readonly #start = schedstat()
 
   stop (): { mainRunMs: number, mainWaitMs: number } | Record<string, never> {
