@@ -431,22 +431,26 @@ export class Peer {
       while (this.queue.length > 0 && !this.removed && this.mux.drained) {
         const batch = this.queue.splice(0, 128)
         const core = this.host.core
-        // Neighbouring blocks are read from disk together.
-        const wanted = batch.filter(m => m.block !== null && m.fork === core.fork).map(m => m.block!.index)
-        const blocks = new Map<number, Uint8Array | null>()
-        if (wanted.length > 0) {
-          // Verified: a block that does not match its leaf is cleared, refused and fetched back.
-          const values = await core.getBlocks(wanted, SERVING).catch(() => null)
-          if (values !== null) wanted.forEach((index, k) => blocks.set(index, values[k]!))
+        // Neighbouring blocks are read from disk together. `slots[k]`: where
+        // request k's block is among them, told before the read (the fork may move meanwhile), or -1.
+        const wanted: number[] = []
+        const slots = new Array<number>(batch.length)
+        for (let k = 0; k < batch.length; k++) {
+          const m = batch[k]!
+          slots[k] = m.block !== null && m.fork === core.fork ? wanted.push(m.block.index) - 1 : -1
         }
+        // Verified: a block that does not match its leaf is cleared, refused and fetched back.
+        const values = wanted.length > 0 ? await core.getBlocks(wanted, SERVING).catch(() => null) : null
         // Most answers are made at once from nodes at hand, and sent as each is
         // made (their proof nodes are reused by the next); the rest wait for reads.
         const later: Array<Promise<DataMessage | NoDataMessage | null>> = []
         this.mux.cork()
-        for (const m of batch) {
-          const now = this.answerNow(m, blocks)
+        for (let k = 0; k < batch.length; k++) {
+          const m = batch[k]!
+          const value = values === null || slots[k] === -1 ? undefined : values[slots[k]!]
+          const now = this.answerNow(m, value)
           if (now !== null) this.sendAnswer(now)
-          else later.push(this.answer(m, blocks))
+          else later.push(this.answer(m, value))
         }
         this.mux.uncork()
         if (later.length === 0) continue
@@ -476,13 +480,12 @@ export class Peer {
 
   /**
    * The data message answering a plain block request, made without waiting
-   * from the block read ahead and verified nodes at hand; null when it takes
-   * more (then `answer`).
+   * from its block read ahead (`value`; undefined if not read, null if not
+   * held) and verified nodes at hand; null when it takes more (then `answer`).
    */
-  private answerNow (m: RequestMessage, prefetched: Map<number, Uint8Array | null>): DataMessage | null {
+  private answerNow (m: RequestMessage, value: Uint8Array | null | undefined): DataMessage | null {
     const core = this.host.core
     if (m.block === null || m.fork !== core.fork || m.manifest) return null
-    const value = prefetched.get(m.block.index)
     if (value === undefined || value === null) return null
     let nodes
     try {
@@ -494,8 +497,8 @@ export class Peer {
     return { request: m.id, fork: core.fork, block: { index: m.block.index, value, nodes }, hash: null, seek: null, upgrade: null, manifest: null }
   }
 
-  /** The data message answering `m`, or a noData saying why not. */
-  private async answer (m: RequestMessage, prefetched: Map<number, Uint8Array | null>): Promise<DataMessage | NoDataMessage | null> {
+  /** The data message answering `m`, or a noData saying why not; `prefetched` as `answerNow`'s value. */
+  private async answer (m: RequestMessage, prefetched: Uint8Array | null | undefined): Promise<DataMessage | NoDataMessage | null> {
     const core = this.host.core
     const manifest = m.manifest ? core.manifest : null
     const refuse = (reason: number): DataMessage | NoDataMessage => {
@@ -507,7 +510,7 @@ export class Peer {
     try {
       const [proof, value] = await Promise.all([
         core.proof({ block: m.block, hash: m.hash, seek: m.seek, upgrade: m.upgrade }),
-        m.block === null ? Promise.resolve(null) : prefetched.has(m.block.index) ? Promise.resolve(prefetched.get(m.block.index)!) : core.getBlock(m.block.index, SERVING)
+        m.block === null ? Promise.resolve(null) : prefetched !== undefined ? Promise.resolve(prefetched) : core.getBlock(m.block.index, SERVING)
       ])
       if (m.block !== null && value === null) return refuse(NOT_AVAILABLE)
       return {
