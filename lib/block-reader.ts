@@ -166,7 +166,8 @@ export class BlockReader {
       let prev: Located | null = null
       for (const index of held) {
         // A kept block whose leaf is verified at hand (most of what a writer serves again): no copy of the leaf made.
-        if (!this.#unverified.get(index) && tree.peekNodeInto(2 * index, this.#leafAtHand)) {
+        const atHand = !this.#unverified.get(index) && tree.peekNodeInto(2 * index, this.#leafAtHand)
+        if (atHand) {
           const kept = this.#cache.peek(index, this.#leafAtHand.hash)
           if (kept !== null) {
             byIndex.set(index, kept)
@@ -181,8 +182,8 @@ export class BlockReader {
           prev = null
           continue
         }
-        // A marked block is checked on disk again, as a read of it is (see `#readNow`).
-        const kept = this.#unverified.get(index) ? null : this.#cache.peek(index, leaf.hash)
+        // A marked block is checked on disk again, as a read of it is (see `#readNow`); one whose leaf was at hand was looked for above.
+        const kept = atHand || this.#unverified.get(index) ? null : this.#cache.peek(index, leaf.hash)
         if (kept !== null) {
           byIndex.set(index, kept)
           // The next block finds its own offset: this one's was not looked up.
