@@ -14,7 +14,6 @@
  */
 import b4a from 'b4a'
 import * as crypto from './crypto'
-import { inTree } from './flat-tree'
 import type { MerkleTree } from './merkle-tree'
 import { TreeBatch, type TreeState } from './tree-batch'
 import { Mutex } from './mutex'
@@ -32,7 +31,7 @@ import { Verifier, type CommitOptions } from './verifier'
 import { applyData, checkConflict, verifyBlockNow, verifyData, type PeerDataHost, type VerifiedData } from './peer-data'
 import { continueFork, reorg, verifyFork, type ReorgHost, type VerifiedFork } from './reorg'
 import { audit, repair, type HealingHost } from './healing'
-import { crossingParents, seekBytes, sumSizes, verifiedRoots } from './tree-lookups'
+import { TreeAsAsked, crossingParents, seekBytes, sumSizes, verifiedRoots } from './tree-lookups'
 import * as m from './messages'
 import { ASSERTION, BAD_ARGUMENT, INVALID_OPERATION, MISSING_NODE, missingNodeOf } from './errors'
 import type { TreeNode } from './tree-node'
@@ -378,11 +377,7 @@ export class Core {
     if (now !== null) return now
     const epoch = this.#epoch
     const tree = this.tree
-    const state = tree.state()
-    // Only verified nodes go into a proof (a peer must never get rot from
-    // us), and only those of the tree as it was when asked.
-    const verified = tree.verified
-    const asked = { ...state, getNode: (i: number) => inTree(i, state.length) ? verified.getNode(i) : Promise.resolve(null) }
+    const asked = new TreeAsAsked(tree.state(), tree.verified)
     try {
       const proof = await generateProof(asked, req)
       if (this.#epoch !== epoch) throw INVALID_OPERATION('The tree changed while proving')

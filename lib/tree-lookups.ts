@@ -6,9 +6,10 @@
  */
 import { Iterator, countLeaves, fullRoots, inTree } from './flat-tree'
 import { ASSERTION, BAD_ARGUMENT, MISSING_NODE } from './errors'
-import type { MerkleTree } from './merkle-tree'
+import type { MerkleTree, VerifiedSource } from './merkle-tree'
 import type { NodeSource } from './proof'
 import type { TreeNode } from './tree-node'
+import type { TreeState } from './tree-batch'
 
 /**
  * [block index, offset inside it] of byte `bytes`, counting `padding` bytes
@@ -71,6 +72,35 @@ export function crossingParents (newLength: number, oldLength: number): number[]
     if (ite.contains(head) && ite.index < head && !inTree(ite.index, newLength)) out.push(ite.index)
   }
   return out
+}
+
+/**
+ * The tree as it was when a proof was asked for: its state then, and only
+ * verified nodes inside it (a peer must never get rot from us). A class
+ * rather than a spread of the state plus `getNode`: in optimised code V8 gave
+ * every such spread object a hidden class of its own, so each proof made a
+ * new one and every property site of the proof code went megamorphic.
+ */
+export class TreeAsAsked implements NodeSource {
+  readonly roots: TreeNode[]
+  readonly length: number
+  readonly byteLength: number
+  readonly fork: number
+  readonly signature: Uint8Array | null
+  readonly #verified: VerifiedSource
+
+  constructor (state: TreeState, verified: VerifiedSource) {
+    this.roots = state.roots
+    this.length = state.length
+    this.byteLength = state.byteLength
+    this.fork = state.fork
+    this.signature = state.signature
+    this.#verified = verified
+  }
+
+  getNode (index: number): Promise<TreeNode | null> {
+    return inTree(index, this.length) ? this.#verified.getNode(index) : Promise.resolve(null)
+  }
 }
 
 /** The tree with no node to anchor a peer's proof in (repair mode). */
