@@ -27,13 +27,13 @@ export type Grade = typeof STORED | typeof VERIFIED
 
 const MIN_SLOTS = 1024
 /**
- * The low table holds a whole tree of up to 131,072 blocks (12 MiB at 48
- * bytes a slot), so a writer serving such a core to one reader after another
- * reads and re-verifies no tree node from disk after the first. Measured on
- * `download-100k` (two processes each, best rounds): 92,713 and 88,960 blocks/s
- * with 65,536 slots, 99,423 and 94,621 with 262,144; 131,072, which holds
- * two thirds of that tree, gained nothing (direct-mapped, the last third
- * overwrites the first).
+ * The low table holds a whole tree of up to 131,072 blocks (262,144 slots
+ * of 49 bytes with the grade, 12 MiB), so a writer serving such a core to
+ * one reader after another reads and re-verifies no tree node from disk
+ * after the first. Measured on `download-100k` (two processes each, best
+ * rounds): 92,713 and 88,960 blocks/s with 65,536 slots, 99,423 and 94,621
+ * with 262,144; 131,072, which holds two thirds of that tree, gained
+ * nothing (direct-mapped, the last third overwrites the first).
  */
 const MAX_LOW_SLOTS = 1 << 18
 /** High nodes are one in 16: this many cover a tree of 524,288 blocks. */

@@ -2,7 +2,8 @@
  * Questions the core asks of its local tree that change nothing: where a
  * byte lies, which verified roots a shorter tree has, which parents a
  * truncation cuts off. Pure functions over a `MerkleTree` (or over indices
- * alone), apart from the core because they need none of its state.
+ * alone), and the read-only views of it that proofs are made from and
+ * checked against, apart from the core because they need none of its state.
  */
 import { Iterator, countLeaves, fullRoots, inTree } from './flat-tree'
 import { ASSERTION, BAD_ARGUMENT, MISSING_NODE } from './errors'
