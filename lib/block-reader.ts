@@ -175,8 +175,8 @@ export class BlockReader {
             continue
           }
         }
-        // Without waiting when the leaf is verified from what is in memory (most of a run).
-        const now = tree.verifyNodeNow(2 * index)
+        // Without waiting when the leaf is verified from what is in memory (most of a run); at hand, it is that one.
+        const now = atHand ? copyOf(this.#leafAtHand) : tree.verifyNodeNow(2 * index)
         const leaf = now !== undefined && now !== null && !('missing' in now) ? now : await this.#leaf(index, opts)
         if (leaf === null) {
           prev = null
@@ -382,4 +382,9 @@ export function runs (indices: readonly number[]): Array<[number, number]> {
     else out.push([i, 1])
   }
   return out
+}
+
+/** A node of its own, for one kept in scratch space. */
+function copyOf (node: TreeNode): TreeNode {
+  return { index: node.index, size: node.size, hash: new Uint8Array(node.hash) }
 }

@@ -326,10 +326,11 @@ export const noData: Codec<NoDataMessage> = {
  * same order, so the checks every replicated block goes through see one
  * shape of each. Checking callers' proofs in their own shapes made those
  * checks polymorphic for the rest of the process (V8's inline caches,
- * traced after the bench's `verify` row). A part that is not a list of
- * nodes is refused here, as the decoder refuses it.
+ * traced after the bench's `verify` row); the encoder that serves
+ * downloads sees it too, for a fully remote proof. A part that is not a
+ * list of nodes is refused here, as the decoder refuses it.
  */
-export function shapedAsDecoded (p: Proof): Proof {
+export function shapedAsDecoded (p: Proof): DataMessage {
   const { block, hash, seek, upgrade } = p
   const message: DataMessage = {
     request: 0,

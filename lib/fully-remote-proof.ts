@@ -7,7 +7,7 @@
 import c from 'compact-encoding'
 import b4a from 'b4a'
 import { Iterator, fullRoots } from './flat-tree'
-import { wire, type DataMessage } from './messages'
+import { wire, shapedAsDecoded, type DataMessage } from './messages'
 import { INVALID_MESSAGE, BAD_ARGUMENT } from './errors'
 import type { Proof, ProofRequest } from './proof'
 
@@ -17,10 +17,7 @@ export interface FullyRemoteProof {
 }
 
 export function encodeFullyRemote (discoveryKey: Uint8Array, proof: Proof): Uint8Array {
-  // Written out in the wire message's order, as the serving path builds it: a
-  // spread plus a new key gives every object its own hidden class in V8's
-  // optimised code, which would leave the data encoder megamorphic.
-  const msg = { request: 0, fork: proof.fork, block: proof.block, hash: proof.hash, seek: proof.seek, upgrade: proof.upgrade, manifest: proof.manifest } as DataMessage
+  const msg = shapedAsDecoded(proof)
   const state: c.State = { start: 0, end: 32, buffer: null }
   wire.data.preencode(state, msg)
   const buffer = b4a.allocUnsafe(state.end)
