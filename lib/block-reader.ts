@@ -20,7 +20,7 @@ import { KeyRing } from './key-ring'
 import { MISSING_NODE, isCoded, missingNodeOf } from './errors'
 import type { MerkleTree } from './merkle-tree'
 import type { CoreStorage } from './storage'
-import { equalHashes, type TreeNode } from './tree-node'
+import { copyNode, equalHashes, type TreeNode } from './tree-node'
 
 /** How a block is read. */
 export interface ReadOptions {
@@ -176,7 +176,7 @@ export class BlockReader {
           }
         }
         // Without waiting when the leaf is verified from what is in memory (most of a run); at hand, it is that one.
-        const now = atHand ? copyOf(this.#leafAtHand) : tree.verifyNodeNow(2 * index)
+        const now = atHand ? copyNode(this.#leafAtHand) : tree.verifyNodeNow(2 * index)
         const leaf = now !== undefined && now !== null && !('missing' in now) ? now : await this.#leaf(index, opts)
         if (leaf === null) {
           prev = null
@@ -384,7 +384,3 @@ export function runs (indices: readonly number[]): Array<[number, number]> {
   return out
 }
 
-/** A node of its own, for one kept in scratch space. */
-function copyOf (node: TreeNode): TreeNode {
-  return { index: node.index, size: node.size, hash: new Uint8Array(node.hash) }
-}

@@ -18,7 +18,7 @@ import type { Emit } from './core-events'
 import type { Verifier } from './verifier'
 import type { Proof } from './proof'
 import type { Manifest } from './messages'
-import type { TreeNode } from './tree-node'
+import { copyNode, type TreeNode } from './tree-node'
 
 /** What healing needs of its core beyond the core's public face. */
 export interface HealingHost {
@@ -118,7 +118,7 @@ export async function audit (host: HealingHost): Promise<AuditReport> {
       firstHeld: i => bitfield.firstSet(i),
       signs: roots => verifier.signs(roots, tree)
     })
-    const restored = report.restoredNodes.map(n => ({ index: n.index, size: n.size, hash: b4a.from(n.hash) }))
+    const restored = report.restoredNodes.map(copyNode)
     if (restored.length > 0) {
       await storage.putNodes(restored)
       // trust() replaces whatever the cache held for these nodes.
@@ -144,7 +144,7 @@ export async function audit (host: HealingHost): Promise<AuditReport> {
       tree.forget()
     } else if (core.repairMode && report.roots !== null) {
       // Every root is back, recomputed from below and checked against the signature.
-      await host.restoreRoots(report.roots.map(r => ({ index: r.index, size: r.size, hash: b4a.from(r.hash) })))
+      await host.restoreRoots(report.roots.map(copyNode))
     }
     for (const [start, length] of runs([...report.corruptBlocks, ...report.unverifiedBlocks])) host.emit('drop', start, length, false)
     return report

@@ -18,7 +18,7 @@ import { CoreStorage } from './storage'
 import { discoveryKey } from './crypto'
 import { fullRoots } from './flat-tree'
 import { BAD_ARGUMENT, STORAGE_CORRUPT, isCoded, plainMessage, type ErrorCode } from './errors'
-import { sameNode, type TreeNode } from './tree-node'
+import { copyNode, sameNode, type TreeNode } from './tree-node'
 
 export type { SourceMode, PrimaryKeyResult }
 
@@ -354,10 +354,6 @@ async function holdsNodes (dir: string, nodes: TreeNode[]): Promise<boolean> {
 
 function presentAndSame (a: TreeNode | null, b: TreeNode | null): boolean {
   return a !== null && b !== null && sameNode(a, b)
-}
-
-function copyNode (n: TreeNode): TreeNode {
-  return { index: n.index, size: n.size, hash: b4a.from(n.hash) }
 }
 
 function notesOf (result: CopyResult, sessions: string[]): string[] {

@@ -1,3 +1,5 @@
+import b4a from 'b4a'
+
 /** A node of the flat-tree Merkle tree: leaves are even indices, parents odd. */
 export interface TreeNode {
   /** Flat-tree index. */
@@ -28,6 +30,11 @@ export function equalHashAt (buf: Uint8Array, at: number, hash: Uint8Array): boo
     if (buf[at] !== hash[k] || buf[at + 1] !== hash[k + 1] || buf[at + 2] !== hash[k + 2] || buf[at + 3] !== hash[k + 3]) return false
   }
   return true
+}
+
+/** A node of its own: its hash copied out of whatever buffer (a receive chunk, a scratch node) it lies in. */
+export function copyNode (node: TreeNode): TreeNode {
+  return { index: node.index, size: node.size, hash: b4a.from(node.hash) }
 }
 
 /** Whether two nodes have the same size and hash. */
