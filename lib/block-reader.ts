@@ -383,4 +383,3 @@ export function runs (indices: readonly number[]): Array<[number, number]> {
   }
   return out
 }
-
