@@ -212,8 +212,9 @@ export class Core {
         throw wrapWrite(err)
       }
 
-      for (const node of batch.nodes) tree.trust(node)
+      // The new length first: it sizes the node cache for the nodes trusted next.
       tree.setState(batch)
+      for (const node of batch.nodes) tree.trust(node)
       this.emit('append')
       this.emit('have', start, batch.length - start)
       return { length: batch.length, byteLength: batch.byteLength }

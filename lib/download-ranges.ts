@@ -57,7 +57,7 @@ export class Download {
 
   /** Stops downloading; `done()` rejects with REQUEST_CANCELLED. */
   destroy (): void {
-    this.#ranges.remove(this.#range, REQUEST_CANCELLED('Download was destroyed'))
+    this.#ranges.remove(this.#range, cancelledByDestroy)
   }
 }
 
@@ -82,15 +82,22 @@ export class DownloadRanges {
     return new Download(this, range)
   }
 
-  /** Stops downloading `range`: its `done()` rejects with `err`. */
-  remove (range: Range, err: Error): void {
+  /**
+   * Stops downloading `range`: its `done()` rejects with the error `reason`
+   * makes. Made only for a range still running: an error captures a stack,
+   * tens of microseconds, and a core closing with none running (most of the
+   * cores a Store opens and closes) has nobody to give it to.
+   */
+  remove (range: Range, reason: () => Error): void {
     if (!this.#ranges.delete(range)) return
-    range.reject(err)
+    range.reject(reason())
   }
 
-  /** Rejects every range with `err`. */
-  clear (err: Error): void {
-    for (const range of [...this.#ranges]) this.remove(range, err)
+  /** Rejects every range with the error `reason` makes (one for all). */
+  clear (reason: () => Error): void {
+    if (this.#ranges.size === 0) return
+    const err = reason()
+    for (const range of [...this.#ranges]) this.remove(range, () => err)
   }
 
   /** Moves cursors over blocks now stored; resolves the ranges that are complete. */
@@ -196,3 +203,7 @@ export class DownloadRanges {
 }
 
 function noop (): void {}
+
+function cancelledByDestroy (): Error {
+  return REQUEST_CANCELLED('Download was destroyed')
+}

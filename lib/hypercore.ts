@@ -34,7 +34,7 @@ import {
   type EncryptionCore, type EncryptionKeyOptions, type EncryptionProvider
 } from './encryption'
 import { BlockCodec } from './block-codec'
-import { BAD_ARGUMENT, REQUEST_CANCELLED, SESSION_CLOSED } from './errors'
+import { BAD_ARGUMENT, SESSION_CLOSED } from './errors'
 import {
   parseKey,
   type AppendOptions, type DownloadHandle, type DownloadRange, type Extension, type ExtensionHandlers,
@@ -551,7 +551,8 @@ export class Hypercore extends EventEmitter {
     this.#replication.release()
     this.#binding.unlockExclusive()
     this.opened = false
-    await this.#binding.leave(error ?? REQUEST_CANCELLED())
+    // Pending reads get `error`, or REQUEST_CANCELLED made for them (only if there are any).
+    await this.#binding.leave(error)
     this.closed = true
     this.emit('close')
   }

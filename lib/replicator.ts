@@ -150,7 +150,7 @@ export class Replicator implements PeerHost, AnswersHost {
     this.#settled.close()
     this.#inflight.destroy()
     this.#channels.destroy(this.peers)
-    this.#ranges.clear(REQUEST_CANCELLED('The core was closed'))
+    this.#ranges.clear(cancelledByClose)
     this.#seeks.destroy()
     this.#settled.wake()
   }
@@ -471,4 +471,8 @@ export class Replicator implements PeerHost, AnswersHost {
     if (req.kind === 'block') this.#blocks.requeue(req.index)
     this.#settled.wake()
   }
+}
+
+function cancelledByClose (): Error {
+  return REQUEST_CANCELLED('The core was closed')
 }

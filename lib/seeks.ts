@@ -41,7 +41,9 @@ export class Seeks {
   readonly #out = new Map<number, number>()
   /** Peers asked for a node already (forgotten when peers sync again). */
   readonly #tried = new Map<number, Set<Peer>>()
-  #closed: Error | null = null
+  /** Closed; the error seeks get then is made on first need (see DownloadRanges.remove). */
+  #closed = false
+  #closedError: Error | null = null
 
   constructor (host: SeekHost) {
     this.#host = host
@@ -54,7 +56,7 @@ export class Seeks {
     const padding = opts.padding ?? 0
     const deadline = timeout > 0 ? Date.now() + timeout : Infinity
     for (;;) {
-      if (this.#closed !== null) throw this.#closed
+      if (this.#closed) throw this.#closeError()
       const version = this.#version
       const step = await this.#local(bytes, padding)
       if (Array.isArray(step)) return step
@@ -89,8 +91,12 @@ export class Seeks {
   }
 
   destroy (): void {
-    this.#closed = SESSION_CLOSED('The core was closed')
+    this.#closed = true
     this.nudge()
+  }
+
+  #closeError (): Error {
+    return this.#closedError ??= SESSION_CLOSED('The core was closed')
   }
 
   /** The answer from local nodes; else the node we lack, or 'beyond' our byte length. */
@@ -149,7 +155,7 @@ export class Seeks {
       const wake = (): void => {
         this.#wakers.delete(wake)
         if (timer !== null) clearTimeout(timer)
-        if (this.#closed !== null) reject(this.#closed)
+        if (this.#closed) reject(this.#closeError())
         else resolve()
       }
       this.#wakers.add(wake)

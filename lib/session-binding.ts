@@ -260,7 +260,7 @@ export class SessionBinding {
     this.#exclusive = false
   }
 
-  /** Unregisters the session (its pending reads reject with `err`; the last session out closes the core) and leaves the family. */
+  /** Unregisters the session (its pending reads reject with `err`, REQUEST_CANCELLED if null; the last session out closes the core) and leaves the family. */
   async leave (err: Error | null, opts: { quiet?: boolean } = {}): Promise<void> {
     const removed = this.openShared.removeSession(this.#link, err)
     await (opts.quiet === true ? removed.catch(noop) : removed)

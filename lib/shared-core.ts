@@ -178,8 +178,10 @@ export class SharedCore implements CoreEventSink, ReplicatorEventSink {
   async removeSession (link: SessionLink, err: Error | null): Promise<void> {
     if (!this.#sessions.delete(link)) return
     if (this.#active.delete(link)) this.replicator?.setDownloading(this.#active.size > 0)
+    // One error for all of the session's waiters, made only if it has any (it captures a stack).
+    let reason = err
     for (const set of [...this.#waiting.values()]) {
-      for (const w of [...set]) if (w.owner === link) w.reject(err ?? REQUEST_CANCELLED())
+      for (const w of [...set]) if (w.owner === link) w.reject(reason ??= REQUEST_CANCELLED())
     }
     for (const [name, ext] of [...this.#extensions]) if (ext.owner === link) this.unregisterExtension(name, link)
     if (link.snapshot !== null && --link.snapshot.refs === 0) this.#snapshots.delete(link.snapshot)

@@ -45,8 +45,24 @@ test('a longer core does not grow the cache past its bound: the tree of twice as
   t.ok(held <= 262_144 + blocks / 8, `${held} held`)
 })
 
+test('a cache that starts small keeps what it holds as it grows with its tree', (t) => {
+  const cache = new NodeCache(1)
+  let put = 0
+  for (const length of [1, 8, 9, 100, 1000, 5000]) {
+    cache.fit(length)
+    for (; put < 2 * length - 1; put++) cache.set(nodeAt(put), VERIFIED)
+  }
+  let held = 0
+  for (let i = 0; i < put; i++) {
+    const node = cache.get(i, VERIFIED)
+    if (node !== undefined && node.size === i + 1 && node.hash[3] === (i & 0xff)) held++
+  }
+  t.is(held, 2 * 5000 - 1, 'every node put in before and after each growth')
+})
+
 test('slots are powers of two within the bound given', (t) => {
-  t.is(slotsFor(0, 1 << 18), 1024)
+  t.is(slotsFor(0, 1 << 18), 16)
+  t.is(slotsFor(20, 1 << 18), 32)
   t.is(slotsFor(3000, 1 << 18), 4096)
   t.is(slotsFor(262_144, 1 << 18), 262_144)
   t.is(slotsFor(1_000_000, 1 << 18), 262_144)
