@@ -2,11 +2,15 @@
  * In-memory bitfield, one bit per block: bit `i` lives in byte `i >> 3` at bit
  * `i & 7` (LSB first), which is also the on-disk layout of the bitfield file.
  *
- * Memory is split in 32 KiB pages (262144 bits) allocated on demand, so setting
- * a bit far out does not allocate everything before it. Pages are kept as
- * bytes; a Uint32Array view of the same memory is only used for tests that do
- * not depend on the host's endianness (word === 0, word === 0xffffffff,
- * popcount), so the code is correct on big-endian hosts too.
+ * Memory is split in 4 KiB pages (32768 bits, as Hypercore 11's) allocated on
+ * demand, so setting a bit far out does not allocate everything before it,
+ * and a short core holds one small page: a Store keeps thousands of them
+ * open. (With 32 KiB pages, the page was most of what an open one-block core
+ * held off the heap; the download, read and audit rows ran the same with
+ * either size.) Pages are kept as bytes; a Uint32Array view of the same
+ * memory is only used for tests that do not depend on the host's endianness
+ * (word === 0, word === 0xffffffff, popcount), so the code is correct on
+ * big-endian hosts too.
  *
  * Changes are tracked as dirty byte ranges; `takeDirty()` hands them back
  * coalesced so the storage layer can write few, small runs.
@@ -14,7 +18,7 @@
 import { BAD_ARGUMENT } from './errors'
 import { lowerBound } from './sorted'
 
-export const PAGE_BYTES = 32768
+export const PAGE_BYTES = 4096
 export const PAGE_BITS = PAGE_BYTES * 8
 const PAGE_WORDS = PAGE_BYTES / 4
 

@@ -1,6 +1,6 @@
 import test from 'brittle'
 import fc from 'fast-check'
-import { Bitfield, PAGE_BITS, type DirtyRange } from '../lib/bitfield'
+import { Bitfield, PAGE_BITS, PAGE_BYTES, type DirtyRange } from '../lib/bitfield'
 import { isCoded } from '../lib/errors'
 
 // Bitfield against a naive model: a Set of the indices whose bit is 1.
@@ -292,4 +292,15 @@ test('bitfield: bad indices are coded BAD_ARGUMENT errors', (t) => {
     }
   }
   t.is(b.get(-1), false, 'get out of range is just false')
+})
+
+test('bitfield: pages are 4 KiB, as Hypercore 11\'s, so a short core holds one small page', (t) => {
+  t.is(PAGE_BYTES, 4096)
+  const b = new Bitfield()
+  b.set(0, true)
+  t.is(b.allocatedPages, 1, 'a one-block core')
+  b.set(32_767, true)
+  t.is(b.allocatedPages, 1, 'the page ends at bit 32,767')
+  b.set(32_768, true)
+  t.is(b.allocatedPages, 2)
 })
