@@ -97,7 +97,8 @@ export class DownloadRanges {
   clear (reason: () => Error): void {
     if (this.#ranges.size === 0) return
     const err = reason()
-    for (const range of [...this.#ranges]) this.remove(range, () => err)
+    const same = (): Error => err
+    for (const range of [...this.#ranges]) this.remove(range, same)
   }
 
   /** Moves cursors over blocks now stored; resolves the ranges that are complete. */
